@@ -1,0 +1,37 @@
+# Every target bootstraps .venv on first use, so a fresh clone needs nothing but python3 (3.11+).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= experiments/default.toml
+OUT    ?= results/default
+# The accelerator build of jax: cuda where nvidia-smi sees a GPU, tpu on a TPU VM, else the CPU build.
+ACCEL  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo cuda; \
+                  elif [ -e /dev/accel0 ] || [ -n "$$TPU_NAME" ]; then echo tpu; fi)
+comma  := ,
+EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
+STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
+
+.PHONY: sweep analyze test bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+sweep: $(STAMP)
+	$(BIN)/scaling sweep $(CONFIG) --out $(OUT)
+	$(BIN)/scaling analyze $(OUT)
+
+analyze: $(STAMP)
+	$(BIN)/scaling analyze $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/scaling bench --out bench.json
+
+clean:
+	rm -rf results bench.json .pytest_cache

@@ -1,0 +1,107 @@
+"""Members (one network to train each), their identity-derived keys, and buckets (members compiled together)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Member:
+    """One network to train. Everything that changes its result is part of its identity."""
+
+    task: str
+    n: int
+    encoding: str
+    depth: int
+    width: int
+    activation: str
+    init: str
+    optimizer: str
+    loss: str
+    lr: float
+    seed: int
+    steps: int
+
+    def key_data(self, run_seed: int) -> np.ndarray:
+        """Raw threefry key (uint32[2]) derived from the identity alone, never from a place in a population.
+
+        The optimizer, learning rate, loss and budget are left out on purpose: the members of one
+        (network, seed) start from the same weights and see the same mini-batches at every learning
+        rate, so learning rates are compared on common random numbers.
+        """
+        ident = (run_seed, self.task, self.n, self.encoding, self.depth, self.width, self.activation, self.init, self.seed)
+        digest = hashlib.blake2b(repr(ident).encode(), digest_size=8).digest()
+        return np.frombuffer(digest, dtype=np.uint32).copy()
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketSpec:
+    """What one compiled program is specialised on (hashable: it is a static jit argument)."""
+
+    task: str
+    n: int
+    encoding: str
+    activation: str
+    init: str
+    optimizer: str
+    loss: str
+    depth_max: int
+    width_max: int
+    eval_every: int
+    batch_rows: int  # rows per step; 2^n (the whole table) when it fits
+
+    def useful_flops(self, depth: int, width: int) -> int:
+        """Multiply-adds of one forward pass per row for an unpadded member."""
+        if depth == 0:
+            return self.n
+        return self.n * width + (depth - 1) * width * width + width
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """Members that share a BucketSpec and a step budget; trained as one population."""
+
+    spec: BucketSpec
+    steps: int
+    members: tuple[Member, ...]
+
+    def padding_waste(self, capacity: int | None = None) -> float:
+        """Padded FLOPs / useful FLOPs (1.0 = no waste); capacity counts empty population slots too."""
+        spec = self.spec
+        padded = spec.useful_flops(spec.depth_max, spec.width_max) * (capacity or len(self.members))
+        useful = sum(spec.useful_flops(m.depth, m.width) for m in self.members)
+        return padded / max(useful, 1)
+
+
+def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, pad_to=None) -> BucketSpec:
+    """The smallest spec that holds every member (they must agree on everything but depth, width, lr, seed)."""
+    first = members[0]
+    shared = {f: getattr(first, f) for f in ("task", "n", "encoding", "activation", "init", "optimizer", "loss")}
+    for m in members:
+        for f, v in shared.items():
+            if getattr(m, f) != v:
+                raise ValueError(f"members disagree on {f}: {v!r} vs {getattr(m, f)!r}")
+    depth_max, width_max = max(m.depth for m in members), max(m.width for m in members)
+    if depth_max > 0 and any(m.depth == 0 for m in members):
+        raise ValueError("depth-0 members (no hidden layer) cannot be padded into deeper buckets")
+    if pad_to is not None:
+        depth_max, width_max = max(depth_max, pad_to[0]), max(width_max, pad_to[1])
+    return BucketSpec(
+        **shared,
+        depth_max=depth_max,
+        width_max=width_max,
+        eval_every=eval_every,
+        batch_rows=min(2**first.n, max_batch_rows),
+    )
+
+
+def make_bucket(members: list[Member], *, eval_every: int, max_batch_rows: int = 2**16, pad_to=None) -> Bucket:
+    """A bucket of members that share a step budget, padded to the largest depth and width among them."""
+    steps = {m.steps for m in members}
+    if len(steps) != 1:
+        raise ValueError(f"members of one bucket must share a step budget, got {sorted(steps)}")
+    spec = spec_for(members, eval_every=eval_every, max_batch_rows=max_batch_rows, pad_to=pad_to)
+    return Bucket(spec=spec, steps=steps.pop(), members=tuple(members))

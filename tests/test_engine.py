@@ -1,0 +1,100 @@
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling.population import make_bucket
+from scaling.tasks import parity_table
+from scaling.train import _init_population, _train_chunk, trace_count, train_bucket
+
+
+def test_padding_invariance(member_factory):
+    """A member alone and padded inside a bucket of larger widths and depths follows the same trajectory."""
+    target = member_factory(n=4, depth=2, width=5, lr=1e-2, seed=7, steps=400)
+    others = [member_factory(n=4, depth=4, width=24, seed=1, steps=400),
+              member_factory(n=4, depth=1, width=3, seed=2, lr=3e-2, steps=400)]
+    alone = train_bucket(make_bucket([target], eval_every=100))[0]
+    padded_bucket = make_bucket(others + [target], eval_every=100)
+    assert (padded_bucket.spec.depth_max, padded_bucket.spec.width_max) == (4, 24)
+    padded = train_bucket(padded_bucket)[2]
+    assert abs(alone.final_loss - padded.final_loss) < 1e-5
+    assert (alone.solved, alone.step_solved, alone.steps_run) == (padded.solved, padded.step_solved, padded.steps_run)
+
+
+def test_padded_parameters_stay_exactly_zero(member_factory):
+    bucket = make_bucket([member_factory(n=3, depth=1, width=3, lr=0.1),
+                          member_factory(n=3, depth=3, width=8, lr=0.1)], eval_every=50)
+    spec = bucket.spec
+    state = _init_population(
+        jnp.asarray(np.stack([m.key_data(0) for m in bucket.members])),
+        jnp.asarray([1, 3]), jnp.asarray([3, 8]), jnp.asarray([0.1, 0.1], jnp.float32), spec=spec)
+    table = parity_table(3)
+    state, _ = _train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50), spec=spec)
+    p = jax.device_get(state.params)
+    assert np.all(p["in_kernel"][0][:, 3:] == 0) and np.all(p["in_bias"][0][3:] == 0)
+    assert np.all(p["hidden_kernel"][0] == 0) and np.all(p["hidden_bias"][0] == 0)  # both layers gated off
+    assert np.all(p["out_kernel"][0][3:] == 0)
+    assert np.any(p["in_kernel"][0][:, :3] != 0) and np.any(p["hidden_kernel"][1] != 0)
+
+
+def test_results_do_not_depend_on_bucket_mates_or_order(member_factory):
+    members = [member_factory(n=3, depth=d, width=w, seed=s, lr=lr, steps=300)
+               for d, w, s, lr in [(1, 4, 0, 1e-2), (2, 3, 1, 3e-2), (2, 6, 2, 1e-2), (1, 8, 3, 3e-3)]]
+    base = train_bucket(make_bucket(members[:2], eval_every=100))
+    shuffled = train_bucket(make_bucket([members[3], members[1], members[2], members[0]], eval_every=100))
+    for mine, theirs in [(base[0], shuffled[3]), (base[1], shuffled[1])]:
+        assert abs(mine.final_loss - theirs.final_loss) < 1e-5
+        assert (mine.solved, mine.steps_run) == (theirs.solved, theirs.steps_run)
+
+
+def test_one_compile_per_bucket_shape(member_factory):
+    members = [member_factory(n=3, depth=2, width=7, seed=s, lr=1e-9, steps=200) for s in range(4)]
+    bucket = make_bucket(members, eval_every=40)
+    first = trace_count(bucket.spec)
+    train_bucket(bucket)
+    before = trace_count(bucket.spec)
+    assert before == first + 1  # five chunks, one trace (nothing solves at lr 1e-9, so no compaction either)
+    relabelled = [member_factory(n=3, depth=2, width=7, seed=s + 10, lr=2e-9, steps=200) for s in range(4)]
+    train_bucket(make_bucket(relabelled, eval_every=40))
+    assert trace_count(bucket.spec) == before  # new seeds and learning rates reuse the compiled program
+
+
+def test_xor_is_solved_at_width_four_or_more(member_factory):
+    members = [member_factory(n=2, depth=1, width=w, seed=s, lr=3e-2, steps=1000) for w in (4, 8) for s in range(8)]
+    results = train_bucket(make_bucket(members, eval_every=100))
+    assert sum(r.solved for r in results) >= 12
+    for r in results:
+        assert r.solved == (r.final_accuracy == 1.0)
+        if r.solved:
+            assert r.step_solved == r.steps_run <= 1000
+
+
+def test_depth_zero_never_solves_parity(member_factory):
+    results = []
+    for n in (2, 3):
+        members = [member_factory(n=n, depth=0, width=1, seed=s, lr=lr, steps=500) for s in range(4) for lr in (1e-2, 1e-1)]
+        results += train_bucket(make_bucket(members, eval_every=100))
+    assert not any(r.solved for r in results)
+    assert all(r.steps_run == 500 and r.final_accuracy <= 0.75 for r in results)
+
+
+def test_huge_learning_rate_is_diverged_not_a_crash(member_factory):
+    members = [member_factory(n=5, depth=2, width=8, seed=s, lr=1e6, steps=500) for s in range(4)]
+    members += [member_factory(n=5, depth=2, width=8, seed=s, lr=1e6, steps=500, optimizer="sgd") for s in range(4)]
+    results = train_bucket(make_bucket(members[:4], eval_every=100)) + train_bucket(make_bucket(members[4:], eval_every=100))
+    assert all(r.diverged and not r.solved for r in results)
+    assert all(r.steps_run < 500 for r in results)  # frozen as soon as it was seen
+
+
+def test_large_mixed_population_trains_in_one_call(member_factory):
+    members = [member_factory(n=3, depth=d, width=w, seed=s, lr=1e-2, steps=200)
+               for d in (1, 2, 3) for w in range(1, 11) for s in range(17)]
+    assert len(members) >= 500
+    bucket = make_bucket(members, eval_every=100)
+    start = time.perf_counter()
+    results = train_bucket(bucket)
+    print(f"\n{len(members)} members, waste {bucket.padding_waste():.2f}x: {time.perf_counter() - start:.2f} s")
+    assert len(results) == len(members)
+    rate = lambda w: np.mean([r.solved for m, r in zip(members, results) if m.width == w])
+    assert rate(10) > rate(1)  # wider nets solve 3-bit parity more often

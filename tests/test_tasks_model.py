@@ -1,0 +1,65 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling.errors import UserError
+from scaling.model import MLP, count_parameters, forward, init_member, split_params
+from scaling.tasks import MAX_BITS, parity_table, table_bytes
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10])
+def test_parity_table_is_complete_and_correct(n):
+    table = parity_table(n, "01")
+    assert table.x_RxN.shape == (2**n, n) and table.y_R.shape == (2**n,)
+    rows = {tuple(r) for r in table.x_RxN.astype(int)}
+    assert len(rows) == 2**n  # every vertex of the hypercube exactly once
+    np.testing.assert_array_equal(table.y_R, table.x_RxN.sum(axis=1) % 2)
+
+
+def test_pm1_encoding_maps_bits_to_signs():
+    t01, tpm = parity_table(4, "01"), parity_table(4, "pm1")
+    np.testing.assert_array_equal(tpm.x_RxN, 2 * t01.x_RxN - 1)
+    np.testing.assert_array_equal(tpm.y_R, t01.y_R)
+    assert set(np.unique(tpm.x_RxN)) == {-1.0, 1.0}
+
+
+def test_too_many_bits_names_the_limit():
+    with pytest.raises(UserError, match=f"n <= {MAX_BITS}"):
+        parity_table(MAX_BITS + 1)
+    with pytest.raises(UserError, match="encoding"):
+        parity_table(3, "bits")
+    assert table_bytes(20) == 2**20 * 21 * 4
+
+
+def test_init_uses_true_fan_in_and_padding_is_zero():
+    key = jax.random.key(1)
+    params, masks = init_member(64, 2, 48, key, depth_max=3, width_max=96, activation="relu", init="he")
+    k_in = params["in_kernel"]
+    assert k_in.shape == (64, 96)
+    assert np.all(np.asarray(k_in[:, 48:]) == 0)
+    assert abs(float(k_in[:, :48].std()) - np.sqrt(2 / 64)) < 0.1 * np.sqrt(2 / 64)
+    hidden = np.asarray(params["hidden_kernel"])
+    assert abs(hidden[0, :48, :48].std() - np.sqrt(2 / 48)) < 0.1 * np.sqrt(2 / 48)  # fan-in 48, not 96
+    assert np.all(hidden[1] == 0)  # the gated (padded) third layer
+    np.testing.assert_array_equal(masks["layer_gate"], [1.0, 0.0])
+    rad, _ = init_member(8, 1, 16, key, depth_max=1, width_max=16, activation="relu", init="rademacher")
+    np.testing.assert_allclose(np.abs(np.asarray(rad["in_kernel"])), 1 / np.sqrt(8))
+
+
+def test_padded_model_computes_the_same_function():
+    key = jax.random.key(3)
+    x_RxN = jnp.asarray(parity_table(5).x_RxN)
+    small = init_member(5, 2, 6, key, depth_max=2, width_max=6, activation="tanh", init="lecun")
+    padded = init_member(5, 2, 6, key, depth_max=4, width_max=16, activation="tanh", init="lecun")
+    np.testing.assert_allclose(forward(*small, x_RxN, "tanh"), forward(*padded, x_RxN, "tanh"), atol=1e-6)
+
+
+def test_nnx_module_and_pure_forward_agree():
+    model = MLP(3, 2, 5, key=jax.random.key(0), activation="sigmoid")
+    x_RxN = jnp.asarray(parity_table(3).x_RxN)
+    params, masks = split_params(model)
+    np.testing.assert_array_equal(model(x_RxN), forward(params, masks, x_RxN, "sigmoid"))
+    assert sum(p.size for p in params.values()) == count_parameters(2, 5, 3)
+    logreg = MLP(3, 0, 1, key=jax.random.key(0))
+    assert logreg(x_RxN).shape == (8,)
