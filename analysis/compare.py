@@ -1,0 +1,147 @@
+"""Model comparison across curve families: AICc ranking, Akaike weights, bootstrap win rates, extrapolation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from analysis.fits import FAMILIES, Fit, FitError, akaike_weights, fit_curve
+
+# resample(rng) -> (x, y) of one bootstrap replicate (censored points already left out).
+Resampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass
+class Bootstrap:
+    """How to redraw a curve: resample(rng) -> (x, y); reps replicates from a seeded generator."""
+
+    resample: Resampler
+    reps: int = 200
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class FitComparison:
+    best: str
+    table: pd.DataFrame  # family, aicc, delta_aicc, weight, params (+ extrapolation, bootstrap columns)
+    fits: dict[str, Fit]
+    notes: list[str]
+    win_rate: dict[str, float] | None = None  # bootstrap: share of replicates each family wins
+    boot_ci: dict[str, dict[str, tuple[float, float]]] | None = None  # bootstrap 95 % percentile CIs
+
+    def as_dict(self) -> dict:
+        return {
+            "best": self.best,
+            "ranking": [
+                {k: row[k] for k in ("family", "aicc", "delta_aicc", "weight", "extrap_error")}
+                | {"fit": self.fits[row["family"]].as_dict()}
+                for _, row in self.table.iterrows()
+            ],
+            "notes": self.notes,
+            "bootstrap_win_rate": self.win_rate,
+            "bootstrap_ci95": {f: {k: list(v) for k, v in c.items()} for f, c in (self.boot_ci or {}).items()},
+        }
+
+
+def _fit_all(x, y, families) -> dict[str, Fit]:
+    fits = {}
+    for fam in families:
+        try:
+            fits[fam] = fit_curve(x, y, fam)
+        except FitError:
+            continue  # e.g. a family that cannot stay positive on these points; reported as missing
+    return fits
+
+
+def extrapolation_error(x, y, family: str, held_out: int = 2) -> float:
+    """Fit on all but the `held_out` largest x; mean |log(pred / y)| on those (NaN if too few points)."""
+    order = np.argsort(x)
+    x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
+    if len(x) - held_out < 3:
+        return float("nan")
+    try:
+        fit = fit_curve(x[:-held_out], y[:-held_out], family)
+    except FitError:
+        return float("nan")
+    pred = fit.predict(x[-held_out:])
+    if np.any(pred <= 0):
+        return float("inf")
+    return float(np.mean(np.abs(np.log(pred / y[-held_out:]))))
+
+
+def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censored=None) -> FitComparison:
+    """Rank families by AICc on (x, y). Censored points (lower bounds) are left out, and the notes say so."""
+    families = list(families or FAMILIES)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    notes = []
+    if censored is not None:
+        censored = np.asarray(censored, bool)
+        if censored.any():
+            notes.append(f"left out {int(censored.sum())} censored point(s) at x = "
+                         f"{', '.join(f'{v:g}' for v in x[censored])}: only lower bounds are known there")
+        x_bounds, y_bounds = x[censored], y[censored]
+        x, y = x[~censored], y[~censored]
+    if len(x) < 3:
+        raise FitError(f"need at least 3 uncensored points to compare fits, got {len(x)}")
+    fits = _fit_all(x, y, families)
+    if not fits:
+        raise FitError("no family could be fitted")
+    missing = [f for f in families if f not in fits]
+    if missing:
+        notes.append(f"could not fit: {', '.join(missing)}")
+    names = list(fits)
+    scores = np.array([fits[f].aicc for f in names])
+    criterion = fits[names[0]].criterion
+    if criterion == "AIC":
+        notes.append(f"only {len(x)} points: ranked by AIC (the AICc correction needs at least 5; it is equal "
+                     "for all these two-parameter families, so the ranking is unchanged)")
+    table = pd.DataFrame({
+        "family": names, "aicc": scores, "delta_aicc": scores - scores.min(), "weight": akaike_weights(scores),
+        "params": [fits[f].params for f in names],
+        "extrap_error": [extrapolation_error(x, y, f) for f in names],
+    }).sort_values("aicc", ignore_index=True)
+    best = table["family"].iloc[0]
+    if censored is not None and censored.any():
+        below = x_bounds[fits[best].predict(x_bounds) < y_bounds]
+        if below.size:
+            notes.append(f"the {best} fit predicts less than the known lower bound at x = "
+                         f"{', '.join(f'{v:g}' for v in below)}: treat its extrapolation with care")
+    comparison = FitComparison(best=best, table=table, fits=fits, notes=notes)
+    if bootstrap is not None:
+        _bootstrap(comparison, families, bootstrap)
+    return comparison
+
+
+def _bootstrap(comparison: FitComparison, families, boot: Bootstrap) -> None:
+    rng = np.random.default_rng(boot.seed)
+    wins = {f: 0 for f in families}
+    draws: dict[str, list[np.ndarray]] = {f: [] for f in families}
+    used = 0
+    for _ in range(boot.reps):
+        bx, by = boot.resample(rng)
+        if len(bx) < 3:
+            continue
+        fits = _fit_all(bx, by, families)
+        if not fits:
+            continue
+        used += 1
+        wins[min(fits, key=lambda f: fits[f].aicc)] += 1
+        for f, fit in fits.items():
+            draws[f].append(np.array(list(fit.params.values())))
+    if used == 0:
+        comparison.notes.append("bootstrap: no replicate had 3 uncensored points; no bootstrap intervals")
+        return
+    if used < boot.reps:
+        comparison.notes.append(f"bootstrap: {boot.reps - used} of {boot.reps} replicates had too few "
+                                "uncensored points and were dropped")
+    comparison.win_rate = {f: wins[f] / used for f in families}
+    comparison.boot_ci = {}
+    for f, rows in draws.items():
+        if rows:
+            arr = np.stack(rows)
+            comparison.boot_ci[f] = {name: (float(np.percentile(arr[:, i], 2.5)), float(np.percentile(arr[:, i], 97.5)))
+                                     for i, name in enumerate(FAMILIES[f].names)}
+    comparison.table["boot_win_rate"] = comparison.table["family"].map(comparison.win_rate)

@@ -1,0 +1,148 @@
+"""Paper figures. One function per figure: each takes frames and returns a matplotlib Figure.
+
+Frames (built by analysis.report, or by hand for tests):
+- points: curve, quantity, group, n, y, censored, lo, hi  (measured statistic with bootstrap 95 % interval;
+  a censored y is the lower bound)
+- fitted: curve, family, rank, n, y  (fitted curves evaluated on a grid; rank 1 = best by AICc)
+- theory: kind, n, units  (scaling.constructions.unit_counts)
+- rates: n, depth, width, rate  (best-lr success rate per point)
+- weights: curve, family, weight, boot_win_rate
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.style import DOUBLE_COLUMN, SINGLE_COLUMN, THEORY_STYLE, colour, paper
+
+THEORY_LABEL = {"dnf": "DNF $2^{n-1}$", "one_layer": "one layer ($n$)", "xor_tree": "XOR tree",
+                "sawtooth": "sawtooth"}
+
+
+def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of) -> None:
+    """Markers with bootstrap error bars, open triangles for censored lower bounds, best and runner-up fits."""
+    for i, (curve, pts) in enumerate(points.groupby("curve", sort=True)):
+        c = colour(i)
+        ok = pts[~pts["censored"]]
+        err = np.vstack([ok["y"] - ok["lo"].fillna(ok["y"]), ok["hi"].fillna(ok["y"]) - ok["y"]]).clip(0)
+        ax.errorbar(ok["n"], ok["y"], yerr=err, fmt="o", color=c, capsize=1.5, label=label_of(pts.iloc[0]))
+        cen = pts[pts["censored"]]
+        if len(cen):
+            ax.plot(cen["n"], cen["y"], "^", mfc="none", color=c)
+        for rank, style in ((1, "-"), (2, "--")):
+            line = fitted[(fitted["curve"] == curve) & (fitted["rank"] == rank)]
+            if len(line):
+                ax.plot(line["n"], line["y"], style, color=c, lw=1.0 if rank == 1 else 0.7,
+                        label=f"{pts['group'].iloc[0]}: {line['family'].iloc[0]} fit" + (" (2nd)" if rank == 2 else ""))
+
+
+def _theory(ax, theory: pd.DataFrame, kinds) -> None:
+    for kind in kinds:
+        t = theory[theory["kind"] == kind].sort_values("n")
+        if len(t):
+            ax.plot(t["n"], t["units"], linestyle=THEORY_STYLE[kind], color="0.45", lw=0.9, label=THEORY_LABEL[kind])
+
+
+def _finish(ax, xlabel: str, ylabel: str, log: bool = True) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log", base=2)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def units_vs_bits(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
+    """Measured w* per depth vs n, with fits and the hand-built theory lines: the lecture's claim tested."""
+    with paper():
+        fig = Figure(figsize=(SINGLE_COLUMN, 2.6))
+        ax = fig.subplots()
+        _measured(ax, points[points["quantity"] == "w_star"], fitted, lambda p: f"trained, {p['group']}")
+        _theory(ax, theory, ["dnf", "one_layer"])
+        _finish(ax, "input bits $n$", "minimum width $w^*$ (units per layer)")
+        ax.set_title("Width gradient training needs for $n$-bit parity")
+        ax.legend(ncol=2, loc="upper left")
+    return fig
+
+
+def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
+    """Shallow against deep in total hidden units (depth x w*), with fits and every construction."""
+    with paper():
+        fig = Figure(figsize=(SINGLE_COLUMN, 2.6))
+        ax = fig.subplots()
+        _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: f"trained, {p['group']}")
+        _theory(ax, theory, list(THEORY_STYLE))
+        _finish(ax, "input bits $n$", "total hidden units (depth $\\times$ $w^*$)")
+        ax.set_title("Shallow vs deep: total hidden units")
+        ax.legend(ncol=2, loc="upper left")
+    return fig
+
+
+def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
+    """P(success) at the best learning rate over (n, width), one panel per depth, with w* as a step line."""
+    depths = sorted(rates["depth"].unique())
+    with paper():
+        fig = Figure(figsize=(DOUBLE_COLUMN, 2.2))
+        axes = np.atleast_1d(fig.subplots(1, len(depths), sharey=True))
+        for ax, depth in zip(axes, depths):
+            r = rates[rates["depth"] == depth]
+            im = ax.scatter(r["n"], r["width"], c=r["rate"], cmap="viridis", vmin=0, vmax=1, marker="s", s=22)
+            s = stars[(stars["depth"] == depth) & ~stars["censored"]].sort_values("n")
+            ax.step(s["n"], s["w_star"], where="mid", color="#D55E00", lw=1.0, label="$w^*$")
+            ax.set_yscale("log", base=2)
+            ax.set_title(f"depth {depth}")
+            ax.set_xlabel("input bits $n$")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0].set_ylabel("width (units per layer)")
+        axes[0].legend(loc="upper left")
+        fig.colorbar(im, ax=list(axes), label="P(solved), best lr", fraction=0.03)
+    return fig
+
+
+def min_depth(points: pd.DataFrame, fitted: pd.DataFrame) -> Figure:
+    """L*(n) at fixed widths, with the fitted curves (the logarithmic family among them)."""
+    with paper():
+        fig = Figure(figsize=(SINGLE_COLUMN, 2.4))
+        ax = fig.subplots()
+        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: f"trained, {p['group']}")
+        _finish(ax, "input bits $n$", "minimum depth $L^*$ (hidden layers)", log=False)
+        ax.set_title("Depth gradient training needs at fixed width")
+        ax.legend(loc="upper left")
+    return fig
+
+
+def steps_to_solve(points: pd.DataFrame, fitted: pd.DataFrame, bases: dict[str, float] | None = None) -> Figure:
+    """Median steps to solve vs n at a generous width, with fits; `bases` labels the exponential base per curve."""
+    bases = bases or {}
+    with paper():
+        fig = Figure(figsize=(SINGLE_COLUMN, 2.4))
+        ax = fig.subplots()
+        label = lambda p: f"{p['group']}" + (f" (exp. base {bases[p['curve']]:.2f})" if p["curve"] in bases else "")
+        _measured(ax, points[points["quantity"] == "steps"], fitted, label)
+        _finish(ax, "input bits $n$", "median steps to solve")
+        ax.set_title("Training time (Tesauro & Janssens 1988: ~$4^n$)")
+        ax.legend(loc="upper left")
+    return fig
+
+
+def fit_comparison(weights: pd.DataFrame) -> Figure:
+    """Akaike weight (bars) and bootstrap win rate (dots) of each family, per curve."""
+    curves = list(dict.fromkeys(weights["curve"]))
+    families = list(dict.fromkeys(weights["family"]))
+    with paper():
+        fig = Figure(figsize=(DOUBLE_COLUMN, 2.4))
+        ax = fig.subplots()
+        bar = 0.8 / max(len(families), 1)
+        for j, fam in enumerate(families):
+            w = weights[weights["family"] == fam].set_index("curve").reindex(curves)
+            xs = np.arange(len(curves)) + (j - (len(families) - 1) / 2) * bar
+            ax.bar(xs, w["weight"].fillna(0), width=bar, color=colour(j), label=fam)
+            if "boot_win_rate" in w and w["boot_win_rate"].notna().any():
+                ax.plot(xs, w["boot_win_rate"], "o", color="black", ms=2.5, label="bootstrap win rate" if j == 0 else None)
+        ax.set_xticks(np.arange(len(curves)), curves, rotation=30, ha="right")
+        ax.set_ylabel("Akaike weight")
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Which curve family describes each measurement")
+        ax.legend(ncol=len(families) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    return fig

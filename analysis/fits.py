@@ -1,0 +1,157 @@
+"""Curve families fitted in log space, ranked by AICc, with Akaike weights, bootstrap and extrapolation checks.
+
+Every family is fitted to log(y), so the residuals of all four live on one scale and their AICc values
+compare. Each family has two parameters; with sigma^2, K = 3 for the information criterion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+_TINY = 1e-300
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A two-parameter curve y(x; theta); theta is the unconstrained parameterisation that the optimiser sees."""
+
+    name: str
+    formula: str
+    names: tuple[str, str]
+    model: Callable[[np.ndarray, np.ndarray], np.ndarray]  # y(x; theta)
+    to_params: Callable[[np.ndarray], np.ndarray]  # theta -> reported params (monotone per coordinate)
+    starts: Callable[[np.ndarray, np.ndarray], list[np.ndarray]]
+    needs_positive_x: bool = False
+
+
+def _lin_starts(x, y):
+    slope, icpt = np.polyfit(x, y, 1)
+    return [np.array([icpt, slope]), np.array([y.min() / 2, (y.max() - y.min()) / max(np.ptp(x), 1e-9)]),
+            np.array([y.mean(), 0.0])]
+
+
+def _log_lin(x, y):  # log y = c0 + c1 * x
+    c1, c0 = np.polyfit(x, np.log(y), 1)
+    return [np.array([c0, c1]), np.array([np.log(y.mean()), 0.0])]
+
+
+FAMILIES: dict[str, Family] = {
+    "exponential": Family(
+        "exponential", "a * b^x", ("a", "b"),
+        lambda x, t: np.exp(t[0] + t[1] * x), np.exp, lambda x, y: _log_lin(x, y)),
+    "power": Family(
+        "power", "a * x^k", ("a", "k"),
+        lambda x, t: np.exp(t[0] + t[1] * np.log(x)), lambda t: np.array([np.exp(t[0]), t[1]]),
+        lambda x, y: _log_lin(np.log(x), y), needs_positive_x=True),
+    "linear": Family(
+        "linear", "a + b * x", ("a", "b"),
+        lambda x, t: t[0] + t[1] * x, lambda t: t, _lin_starts),
+    "logarithmic": Family(
+        "logarithmic", "a + b * log2(x)", ("a", "b"),
+        lambda x, t: t[0] + t[1] * np.log2(x), lambda t: t,
+        lambda x, y: _lin_starts(np.log2(x), y), needs_positive_x=True),
+}
+
+
+class FitError(ValueError):
+    """The data cannot be fitted as asked (too few points, a non-positive y, an unknown family)."""
+
+
+@dataclasses.dataclass
+class Fit:
+    family: str
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]  # 95 %
+    aicc: float  # AICc, or AIC where the sample is too small for the correction (see criterion)
+    criterion: str  # "AICc" or "AIC"
+    rss: float  # residual sum of squares of log(y)
+    n_points: int
+    theta: np.ndarray = dataclasses.field(repr=False)
+
+    def predict(self, x) -> np.ndarray:
+        return FAMILIES[self.family].model(np.asarray(x, float), self.theta)
+
+    def as_dict(self) -> dict:
+        return {"family": self.family, "formula": FAMILIES[self.family].formula, "params": self.params,
+                "ci95": {k: list(v) for k, v in self.ci.items()}, "aicc": self.aicc, "criterion": self.criterion,
+                "rss_log": self.rss, "n_points": self.n_points}
+
+
+def information_criterion(rss: float, m: int, k: int = 2) -> tuple[float, str]:
+    """AICc of a least-squares fit with k parameters plus sigma^2 (K = k + 1); AIC where m <= K + 1."""
+    K = k + 1
+    aic = m * np.log(max(rss, _TINY) / m) + 2 * K
+    if m - K - 1 <= 0:
+        return float(aic), "AIC"
+    return float(aic + 2 * K * (K + 1) / (m - K - 1)), "AICc"
+
+
+def akaike_weights(scores) -> np.ndarray:
+    delta = np.asarray(scores, float) - np.min(scores)
+    w = np.exp(-delta / 2)
+    return w / w.sum()
+
+
+def _check(x, y, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise FitError(f"x and y must be 1-D of one length, got {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise FitError("x and y must be finite (leave censored points out, or pass them as censored)")
+    if len(x) < 3:
+        raise FitError(f"need at least 3 points to fit a two-parameter curve, got {len(x)}")
+    if np.any(y <= 0):
+        raise FitError(f"every y must be > 0 to fit in log space, got min {y.min():g}")
+    if family is not None:
+        if family not in FAMILIES:
+            raise FitError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+        if FAMILIES[family].needs_positive_x and np.any(x <= 0):
+            raise FitError(f"the {family} family needs every x > 0")
+    return x, y
+
+
+def fit_curve(x, y, family: str) -> Fit:
+    """Least squares of log(y) against log(model) from several starts; 95 % CIs from the Jacobian (t quantiles)."""
+    x, y = _check(x, y, family)
+    fam = FAMILIES[family]
+    log_y = np.log(y)
+
+    def residuals(theta):
+        pred = fam.model(x, theta)
+        # A curve that goes non-positive inside the data is infeasible: a steep, smooth penalty steers away.
+        return np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y
+
+    best = None
+    for start in fam.starts(x, y):
+        try:
+            sol = optimize.least_squares(residuals, start, method="lm" if len(x) >= 2 else "trf", max_nfev=5000)
+        except ValueError:
+            continue
+        if np.all(np.isfinite(sol.fun)) and (best is None or sol.cost < best.cost):
+            best = sol
+    if best is None or np.any(fam.model(x, best.x) <= 0):
+        raise FitError(f"the {family} family cannot fit these points with y > 0 everywhere")
+    m = len(x)
+    rss = float(np.sum(best.fun**2))
+    dof = m - 2
+    jac = best.jac
+    try:
+        cov = np.linalg.inv(jac.T @ jac) * rss / max(dof, 1)
+        se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        se = np.full(2, np.inf)
+    t = stats.t.ppf(0.975, max(dof, 1))
+    lo, hi = fam.to_params(best.x - t * se), fam.to_params(best.x + t * se)
+    params = fam.to_params(best.x)
+    score, criterion = information_criterion(rss, m)
+    return Fit(
+        family=family,
+        params={n: float(v) for n, v in zip(fam.names, params)},
+        ci={n: (float(min(a, b)), float(max(a, b))) for n, a, b in zip(fam.names, lo, hi)},
+        aicc=score, criterion=criterion, rss=rss, n_points=m, theta=best.x,
+    )

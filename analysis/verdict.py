@@ -1,0 +1,200 @@
+"""REPORT.md: the definitions, the tables, the fits and a verdict on the lecture's claim, as Markdown text."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.compare import FitComparison
+from scaling.config import Config
+
+CLAIM = ("one hidden layer needs about 2^(n-1) hidden units for n-bit parity, while a network of depth about "
+         "log2 n needs only O(n)")
+
+
+def num(v, digits: int = 3) -> str:
+    """A number for the report; never 'nan' (a missing value is shown as n/a)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a" if v is None or math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, (int, np.integer)) or float(v).is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _star_cell(row, star: str) -> str:
+    if row["censored"]:
+        return f"> {row['bound']}"
+    return f"{num(row[star])} ({row['rate']:.2f} [{row['rate_lo']:.2f}, {row['rate_hi']:.2f}])"
+
+
+def _fit_section(name: str, comp: FitComparison) -> str:
+    rows = []
+    for _, r in comp.table.iterrows():
+        fit = comp.fits[r["family"]]
+        params = ", ".join(f"{k} = {num(v)} [{num(fit.ci[k][0])}, {num(fit.ci[k][1])}]" for k, v in fit.params.items())
+        boot = (comp.boot_ci or {}).get(r["family"], {})
+        boot_s = ", ".join(f"{k} [{num(lo)}, {num(hi)}]" for k, (lo, hi) in boot.items()) or "n/a"
+        win = (comp.win_rate or {}).get(r["family"])
+        rows.append([r["family"], num(r["aicc"]), num(r["delta_aicc"]), f"{r['weight']:.2f}", params, boot_s,
+                     num(r["extrap_error"]), "n/a" if win is None else f"{win:.2f}"])
+    text = f"### {name}\n\n" + _table(
+        ["family", fit.criterion, "Δ", "Akaike weight", "params [95 % CI]", "bootstrap 95 % CI",
+         "extrap. error", "bootstrap win rate"], rows)
+    if comp.notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in comp.notes)
+    return text
+
+
+def _claim_verdict(depth: int, comp: FitComparison | None, stars: pd.DataFrame, skipped: str | None) -> str:
+    label = "shallow (depth 1)" if depth == 1 else f"depth {depth}"
+    if comp is None:
+        return f"- **{label}**: not fitted ({skipped})."
+    best = comp.best
+    weight = float(comp.table.set_index("family").loc[best, "weight"])
+    win = (comp.win_rate or {}).get(best)
+    robust = f", and wins {win:.0%} of {'bootstrap'} resamples" if win is not None else ""
+    text = f"- **{label}**: w* is best described by the **{best}** family (Akaike weight {weight:.2f}{robust})."
+    if "exponential" in comp.fits:
+        b = comp.fits["exponential"].params["b"]
+        lo, hi = comp.fits["exponential"].ci["b"]
+        if hi < 2:
+            relation = "below the base 2 of the claim's 2^(n-1)"
+        elif lo > 2:
+            relation = "above the base 2 of the claim's 2^(n-1)"
+        else:
+            relation = "consistent with the base 2 of the claim's 2^(n-1)"
+        text += f" The exponential fit's base is b = {num(b)} [{num(lo)}, {num(hi)}], {relation}."
+    ok = stars[(stars["depth"] == depth) & ~stars["censored"]]
+    if len(ok):
+        last = ok.sort_values("n").iloc[-1]
+        n = int(last["n"])
+        text += (f" At n = {n} training needed w* = {num(last['w_star'])} units, against 2^(n-1) = {2 ** (n - 1)} "
+                 f"for the DNF circuit and n = {n} for the one-layer threshold construction.")
+    censored = stars[(stars["depth"] == depth) & stars["censored"]]
+    if len(censored):
+        text += (f" {len(censored)} cell(s) were censored (no width up to the bound reached the threshold): "
+                 f"n = {', '.join(str(int(v)) for v in censored['n'])}.")
+    return text
+
+
+def verdict(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison], skipped: dict[str, str]) -> str:
+    shallow, deep = min(cfg.depths), max(cfg.depths)
+    lines = [f"The claim under test: {CLAIM}.", ""]
+    for depth in dict.fromkeys([shallow, deep]):
+        name = f"w_star/depth={depth}"
+        lines.append(_claim_verdict(depth, fits.get(name), stars, skipped.get(name)))
+    shallow_best = fits.get(f"w_star/depth={shallow}")
+    lines.append("")
+    if shallow_best is not None and shallow_best.best == "exponential":
+        lines.append("**What this says about the claim**: over this range of n, the width that gradient training "
+                     "needs at one hidden layer grows exponentially in n. This measures training, not expressivity: "
+                     "n ReLU units suffice to express parity at depth 1 (the one_layer construction).")
+    else:
+        lines.append("**What this says about the claim**: over this range of n the data do not favour exponential "
+                     "growth of the width that gradient training needs at one hidden layer. The claim's 2^(n-1) "
+                     "is exact for AND/OR (DNF) circuits, not for ReLU networks, where n units suffice at depth 1 "
+                     "(the one_layer construction) and O(log n) layers of width 2 suffice in depth (sawtooth). "
+                     "A small range of n and censored cells limit how far this extrapolates.")
+    return "\n".join(lines)
+
+
+DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly (sign of the logit) at some evaluation
+  (every `eval_every` steps) within the step budget. A run that hits the budget is *censored*, not impossible.
+- **Diverged**: the full-table loss is non-finite or above 10^4 (the weights blew up); the member is frozen.
+- **Success rate** p(n, depth, width, lr) = solved seeds / seeds, with a Wilson 95 % interval.
+- **w\\*(n, depth)**: the smallest width whose success rate at the best learning rate reaches the threshold and
+  stays there for every larger width tested. If none up to the bound does, the cell is censored (> bound): it is
+  left out of the fits, and the fit notes say so.
+- **L\\*(n, width)**: the smallest depth that reaches the threshold (and stays) at a fixed width.
+- **Units** = depth × width (hidden units in total).
+- **Fits**: exponential a·b^n, power a·n^k, linear a + b·n, logarithmic a + b·log2 n, all fitted to log(y), ranked
+  by AICc (AIC where fewer than 5 points) with Akaike weights. Parameter CIs: t intervals from the Jacobian, and
+  bootstrap percentile intervals (seeds resampled within each cell, w\\* recomputed). Extrapolation error: mean
+  |log(prediction / measurement)| at the two largest n when fitted on the rest."""
+
+KNOWN = """- One hidden layer of threshold or ReLU units: n units suffice (Rumelhart, Hinton & Williams 1986).
+- Sigmoid units, one hidden layer: about ⌈(n+1)/2⌉ suffice (Sontag; Setiono 1997).
+- Depth: Telgarsky 2016 ("Benefits of depth"): k composed triangle maps give 2^k pieces, so O(log n) layers of
+  width 2 compute parity after a sum unit (the sawtooth construction).
+- AND/OR circuits: depth-2 DNF needs 2^(n-1) terms; Håstad's switching lemma gives exp(Ω(n^(1/(d-1)))) at depth d.
+- Training: Tesauro & Janssens 1988 found training time growing about 4^n for N-2N-1 networks (n = 2..8)."""
+
+
+def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
+                  fits: dict[str, FitComparison], skipped: dict[str, str], theory: pd.DataFrame,
+                  figure_names: list[str]) -> str:
+    stars = summary[summary["kind"] == "min_width"]
+    last = runs.iloc[-1]
+    setup = _table(["setting", "value"], [
+        ["task", f"{cfg.task}, n = {', '.join(map(str, cfg.ns))}, encoding {cfg.encoding}"],
+        ["model", f"depths {list(cfg.depths)}, widths {cfg.width_search} up to {cfg.max_width}, "
+                  f"{cfg.activation}, init {cfg.init}"],
+        ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps, "
+                     f"evaluated every {cfg.eval_every}"],
+        ["search", f"{cfg.seeds} seeds per point, threshold {cfg.success_threshold}, "
+                   f"L* at widths {list(cfg.min_depth_widths)} up to depth {cfg.min_depth_max}"],
+        ["members trained", f"{len(df)} ({int(df['solved'].sum())} solved, {int(df['diverged'].sum())} diverged)"],
+        ["provenance", f"jax {last['jax_version']}, flax {last['flax_version']}, optax {last['optax_version']}, "
+                       f"{last['backend']} ({last['device_kind']} x{last['device_count']}), commit "
+                       f"{(last['git_commit'] or 'unknown')[:10]}, {runs['started_at'].iloc[0]} .. {last['ended_at']}"],
+    ])
+    depths = sorted(stars["depth"].unique())
+    w_rows = [[n] + [_star_cell(stars[(stars["n"] == n) & (stars["depth"] == d)].iloc[0], "w_star")
+                     if len(stars[(stars["n"] == n) & (stars["depth"] == d)]) else "n/a" for d in depths]
+              for n in sorted(stars["n"].unique())]
+    kinds = list(dict.fromkeys(theory["kind"])) if len(theory) else []
+    u_rows = []
+    for n in sorted(stars["n"].unique()):
+        row = [n]
+        for d in depths:
+            cell = stars[(stars["n"] == n) & (stars["depth"] == d)]
+            row.append("n/a" if cell.empty else (f"> {d * cell['bound'].iloc[0]}" if cell["censored"].iloc[0]
+                                                  else num(cell["units"].iloc[0])))
+        for k in kinds:
+            t = theory[(theory["kind"] == k) & (theory["n"] == n)]
+            row.append(num(t["units"].iloc[0]) if len(t) else "n/a")
+        u_rows.append(row)
+    depth_rows = summary[summary["kind"] == "min_depth"]
+    d_widths = sorted(depth_rows["width"].unique()) if len(depth_rows) else []
+    l_rows = [[n] + [_star_cell(depth_rows[(depth_rows["n"] == n) & (depth_rows["width"] == w)].iloc[0], "L_star")
+                     for w in d_widths] for n in sorted(depth_rows["n"].unique())] if d_widths else []
+    steps_text = []
+    for name, comp in fits.items():
+        if name.startswith("steps/") and "exponential" in comp.fits:
+            b = comp.fits["exponential"].params["b"]
+            lo, hi = comp.fits["exponential"].ci["b"]
+            steps_text.append(f"- {name}: median steps to solve grow as b^n with b = {num(b)} [{num(lo)}, {num(hi)}] "
+                              f"(Tesauro & Janssens 1988: about 4; best family here: {comp.best}).")
+    steps_text += [f"- {name}: not fitted ({why})" for name, why in skipped.items() if name.startswith("steps/")]
+    parts = [
+        f"# {cfg.name}: hidden units that gradient training needs for n-bit parity",
+        cfg.description.strip(),
+        "## Verdict", verdict(cfg, stars, fits, skipped),
+        "## Setup", setup,
+        "## Definitions", DEFINITIONS,
+        "## Minimum width w* per depth",
+        "Each cell: w* (its success rate at the best learning rate [Wilson 95 %]); `> B`: censored at bound B.",
+        _table(["n"] + [f"depth {d}" for d in depths], w_rows),
+        "## Total hidden units against the constructions",
+        "Trained: depth × w*. Constructions: hidden units really used by the hand-built networks "
+        "(`scaling construct KIND --n N`), computed by code.",
+        _table(["n"] + [f"trained depth {d}" for d in depths] + kinds, u_rows),
+    ]
+    if l_rows:
+        parts += ["## Minimum depth L* at fixed width", _table(["n"] + [f"width {w}" for w in d_widths], l_rows)]
+    parts += ["## Steps to solve", "\n".join(steps_text) or "No steps-to-solve curve had 3 uncensored points."]
+    parts += ["## Fits"] + [_fit_section(name, comp) for name, comp in fits.items()]
+    if skipped:
+        parts.append("Not fitted:\n" + "\n".join(f"- {name}: {why}" for name, why in skipped.items()))
+    parts += ["## Figures"] + [f"![{name}](figures/{name}.png)  \n[{name}.pdf](figures/{name}.pdf)"
+                               for name in figure_names]
+    parts += ["## What is known", KNOWN]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,235 @@
+"""Experiment files: TOML in, one validated and frozen Config out. Every default lives here, once."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from scaling.errors import UserError
+from scaling.model import ACTIVATIONS, INITS
+from scaling.tasks import ENCODINGS, TASKS, check_bits
+from scaling.train import LOSSES, OPTIMIZERS
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str
+    description: str
+    task: str
+    ns: tuple[int, ...]
+    encoding: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
+    width_search: str  # "adaptive" (coarse grid, then bisection) or "grid" (exactly `widths`)
+    activation: str
+    init: str
+    optimizer: str
+    lrs: tuple[float, ...]
+    steps: int
+    eval_every: int
+    loss: str
+    max_batch_rows: int
+    seeds: int
+    success_threshold: float
+    min_depth_widths: tuple[int, ...]
+    min_depth_max: int
+    run_seed: int
+    devices: int | None  # None = all visible devices
+    bucket_mib: int
+    pad_depth: bool
+    source: str = ""  # the file's text, kept for provenance
+
+    @property
+    def max_width(self) -> int:
+        return max(self.widths)
+
+    def hash(self) -> str:
+        """Hash of everything that changes which members exist or how they train (not names or prose)."""
+        fields = dataclasses.asdict(self)
+        for k in ("name", "description", "source", "devices", "bucket_mib", "pad_depth"):
+            fields.pop(k)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+REQUIRED = object()
+# section -> key -> default. The single source of defaults (min_depth_max = None: the largest of model.depths).
+SCHEMA: dict[str, dict[str, Any]] = {
+    "experiment": {"name": REQUIRED, "description": ""},
+    "task": {"kind": "parity", "n": REQUIRED, "encoding": "pm1"},
+    "model": {"depths": [1, 2, 3], "widths": {"max": 64, "search": "adaptive"}, "activation": "relu", "init": "he"},
+    "train": {"optimizer": "adam", "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100, "loss": "bce",
+              "max_batch_rows": 65536},
+    "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None},
+    "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
+}
+
+
+class _Reader:
+    """Typed access to one section, with errors that name the file, the key and the problem."""
+
+    def __init__(self, path: str, section: str, table: dict):
+        self.path, self.section, self.table = path, section, table
+
+    def fail(self, key: str, problem: str) -> UserError:
+        return UserError(f"{self.path}: [{self.section}] {key}", problem)
+
+    def get(self, key: str) -> Any:
+        default = SCHEMA[self.section][key]
+        if key not in self.table:
+            if default is REQUIRED:
+                raise self.fail(key, "is required")
+            return default
+        return self.table[key]
+
+    def int_(self, key: str, lo: int = 0, value: Any = None) -> int:
+        v = self.get(key) if value is None else value
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.fail(key, f"must be an integer, got {v!r}")
+        if v < lo:
+            raise self.fail(key, f"must be >= {lo}, got {v}")
+        return v
+
+    def str_(self, key: str, choices=None) -> str:
+        v = self.get(key)
+        if not isinstance(v, str):
+            raise self.fail(key, f"must be a string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def int_list(self, key: str, lo: int, value: Any = None) -> tuple[int, ...]:
+        v = self.get(key) if value is None else value
+        if not isinstance(v, list) or not v:
+            raise self.fail(key, f"must be a non-empty list of integers, got {v!r}")
+        return tuple(sorted({self.int_(key, lo, x) for x in v}))
+
+
+def _ns(r: _Reader) -> tuple[int, ...]:
+    v = r.get("n")
+    if isinstance(v, dict):  # n = {values = [4, 8]}: exactly these
+        if set(v) != {"values"}:
+            raise r.fail("n", "as a table takes only 'values', e.g. n = {values = [4, 8]}")
+        ns = r.int_list("n", 1, v["values"])
+    elif isinstance(v, list) and len(v) == 2:  # n = [lo, hi]: the inclusive range
+        lo, hi = r.int_("n", 1, v[0]), r.int_("n", 1, v[1])
+        if hi < lo:
+            raise r.fail("n", f"range [{lo}, {hi}] is empty")
+        ns = tuple(range(lo, hi + 1))
+    elif isinstance(v, int) and not isinstance(v, bool):
+        ns = (r.int_("n", 1),)
+    else:
+        ns = r.int_list("n", 1)
+    for n in ns:
+        check_bits(n, f"{r.path}: [task] n")
+    return ns
+
+
+def _widths(r: _Reader) -> tuple[tuple[int, ...], str]:
+    v = r.get("widths")
+    if isinstance(v, list):
+        return r.int_list("widths", 1), "grid"
+    if not isinstance(v, dict):
+        raise r.fail("widths", f"must be a list or a table like {{max = 64, search = \"adaptive\"}}, got {v!r}")
+    unknown = set(v) - {"max", "min", "search"}
+    if unknown:
+        raise r.fail("widths", f"unknown key {sorted(unknown)[0]!r}; expected max, min, search")
+    hi, lo = r.int_("widths.max", 1, v.get("max", 64)), r.int_("widths.min", 1, v.get("min", 1))
+    if hi < lo:
+        raise r.fail("widths", f"max ({hi}) is below min ({lo})")
+    search = v.get("search", "adaptive")
+    if search not in ("adaptive", "grid"):
+        raise r.fail("widths.search", f"must be 'adaptive' or 'grid', got {search!r}")
+    coarse, w = [], lo
+    while w < hi:
+        coarse.append(w)
+        w *= 2
+    coarse.append(hi)
+    return tuple(coarse), search
+
+
+def _lrs(r: _Reader) -> tuple[float, ...]:
+    v = r.get("lrs")
+    if not isinstance(v, list) or not v:
+        raise r.fail("lrs", f"must be a non-empty list of numbers, got {v!r}")
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0:
+            raise r.fail("lrs", f"every learning rate must be a number > 0, got {x!r}")
+    return tuple(sorted({float(x) for x in v}))
+
+
+def parse(text: str, path: str = "<config>") -> Config:
+    """Validate an experiment file's text; raises UserError naming the file, key and problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(path, f"not valid TOML: {e}") from None
+    for section, table in raw.items():
+        if section not in SCHEMA:
+            raise UserError(f"{path}: [{section}]", f"unknown section; expected one of {', '.join(SCHEMA)}")
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: {section}", "must be a [section] table")
+        for key in table:
+            if key not in SCHEMA[section]:
+                raise UserError(f"{path}: [{section}] {key}", f"unknown key; expected one of {', '.join(SCHEMA[section])}")
+    r = {s: _Reader(path, s, raw.get(s, {})) for s in SCHEMA}
+    widths, width_search = _widths(r["model"])
+    depths = r["model"].int_list("depths", 0)
+    threshold = r["search"].get("success_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise r["search"].fail("success_threshold", f"must be a number in (0, 1], got {threshold!r}")
+    devices = r["run"].get("devices")
+    if devices != "all":
+        devices = r["run"].int_("devices", 1)
+    steps, eval_every = r["train"].int_("steps", 1), r["train"].int_("eval_every", 1)
+    if eval_every > steps:
+        raise r["train"].fail("eval_every", f"({eval_every}) must not exceed steps ({steps})")
+    min_depth_max = r["search"].get("min_depth_max")
+    pad_depth = r["run"].get("pad_depth")
+    if not isinstance(pad_depth, bool):
+        raise r["run"].fail("pad_depth", f"must be true or false, got {pad_depth!r}")
+    name = r["experiment"].str_("name")
+    if not name.strip():
+        raise r["experiment"].fail("name", "must not be empty")
+    return Config(
+        name=name,
+        description=r["experiment"].str_("description"),
+        task=r["task"].str_("kind", TASKS),
+        ns=_ns(r["task"]),
+        encoding=r["task"].str_("encoding", ENCODINGS),
+        depths=depths,
+        widths=widths,
+        width_search=width_search,
+        activation=r["model"].str_("activation", tuple(ACTIVATIONS)),
+        init=r["model"].str_("init", INITS),
+        optimizer=r["train"].str_("optimizer", tuple(OPTIMIZERS)),
+        lrs=_lrs(r["train"]),
+        steps=steps,
+        eval_every=eval_every,
+        loss=r["train"].str_("loss", LOSSES),
+        max_batch_rows=r["train"].int_("max_batch_rows", 1),
+        seeds=r["search"].int_("seeds", 1),
+        success_threshold=float(threshold),
+        min_depth_widths=() if r["search"].get("min_depth_widths") == [] else r["search"].int_list("min_depth_widths", 1),
+        min_depth_max=max(depths) if min_depth_max is None else r["search"].int_("min_depth_max", 1),
+        run_seed=r["run"].int_("seed", 0),
+        devices=None if devices == "all" else devices,
+        bucket_mib=r["run"].int_("bucket_mib", 1),
+        pad_depth=pad_depth,
+        source=text,
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate an experiment file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(str(path), "no such experiment file")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(str(path), f"cannot read: {e}") from None
+    return parse(text, str(path))

@@ -1,0 +1,111 @@
+"""The sweep: ask the search for members, train what is missing bucket by bucket, store, repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from scaling import search
+from scaling.config import Config
+from scaling.errors import UserError
+from scaling.plan import plan_buckets
+from scaling.population import Bucket
+from scaling.stats import min_depth, min_width
+from scaling.store import Store
+from scaling.train import train_bucket
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    trained: int  # members trained by this call (resumed ones excluded)
+    skipped: int  # members found already in the store
+    rounds: int
+    buckets: int
+    wall_s: float
+    summary: pd.DataFrame
+
+
+def make_mesh(devices: int | None) -> Mesh | None:
+    """A 1-D mesh over the population axis, or None for a single device."""
+    available = jax.devices()
+    count = len(available) if devices is None else devices
+    if count > len(available):
+        raise UserError("--devices", f"asked for {count} devices but only {len(available)} are visible "
+                                     f"({available[0].platform})")
+    return None if count == 1 else Mesh(np.array(available[:count]), ("pop",))
+
+
+def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """One row per (n, depth) with w*, and one per (n, width) with L*: the sweep's summary.csv."""
+    parts = []
+    if not df.empty:
+        width_rows = min_width(df[df["depth"].isin(cfg.depths)], cfg.success_threshold)
+        width_rows.insert(0, "kind", "min_width")
+        parts.append(width_rows)
+        for w in cfg.min_depth_widths:
+            depth_rows = min_depth(df, w, cfg.success_threshold)
+            depth_rows.insert(0, "kind", "min_depth")
+            parts.append(depth_rows)
+    if not parts:
+        return pd.DataFrame()
+    summary = pd.concat(parts, ignore_index=True)
+    for col in ("depth", "width"):  # a column that only one kind fills is Int64 (blank where n/a), not float
+        summary[col] = summary[col].astype("Int64")
+    return summary
+
+
+def run_sweep(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    fresh: bool = False,
+    devices: int | None = None,
+    progress: bool = True,
+    on_bucket: Callable[[Bucket], None] | None = None,
+) -> SweepOutcome:
+    """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses one bucket at most."""
+    start = time.perf_counter()
+    mesh = make_mesh(devices if devices is not None else cfg.devices)
+    store = Store.open(out_dir, cfg, fresh=fresh)
+    run_id = store.start_run(cfg)
+    trained = skipped = rounds = n_buckets = 0
+    bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
+    try:
+        df = store.frame()
+        while True:
+            done = set(store.done())
+            wanted = search.wanted_members(cfg, df)
+            todo = sorted({m for m in wanted if m not in done})
+            if rounds == 0:
+                skipped = len(set(wanted) & done)
+            if not todo:
+                break
+            buckets = plan_buckets(todo, cfg)
+            bar.total += len(todo)
+            for i, bucket in enumerate(buckets):
+                bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} n={bucket.spec.n} "
+                                    f"w<={bucket.spec.width_max} solved {int(df['solved'].sum()) if len(df) else 0}")
+                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh,
+                                       on_chunk=lambda finished, live: bar.update(finished))
+                store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
+                trained += len(results)
+                n_buckets += 1
+                df = store.frame()
+                if on_bucket is not None:
+                    on_bucket(bucket)
+            rounds += 1
+        summary = summarize(df, cfg)
+        store.end_run(run_id)
+    finally:
+        bar.close()
+        store.close()
+    summary.to_csv(Path(out_dir) / "summary.csv", index=False)
+    return SweepOutcome(trained, skipped, rounds, n_buckets, time.perf_counter() - start, summary)

@@ -1,0 +1,69 @@
+import pytest
+
+from scaling import config
+from scaling.cli import main
+from scaling.errors import UserError
+
+BASE = """
+[experiment]
+name = "t"
+[task]
+n = [2, 3]
+"""
+
+
+def test_defaults_and_ranges():
+    cfg = config.parse(BASE)
+    assert cfg.ns == (2, 3) and cfg.depths == (1, 2, 3) and cfg.widths == (1, 2, 4, 8, 16, 32, 64)
+    assert cfg.width_search == "adaptive" and cfg.seeds == 8 and cfg.min_depth_max == 3
+    assert config.parse(BASE.replace("[2, 3]", "{values = [2, 5]}")).ns == (2, 5)
+    assert config.parse(BASE.replace("[2, 3]", "[2, 4, 6]")).ns == (2, 4, 6)
+    assert config.parse(BASE + "[model]\nwidths = [3, 5]\n").width_search == "grid"
+    assert config.parse(BASE + "[model]\nwidths = {max = 24, min = 3}\n").widths == (3, 6, 12, 24)
+
+
+def test_hash_ignores_prose_but_not_science():
+    a = config.parse(BASE)
+    assert a.hash() == config.parse(BASE.replace('name = "t"', 'name = "t"\ndescription = "x"')).hash()
+    assert a.hash() != config.parse(BASE + "[train]\nsteps = 10\n").hash()
+
+
+@pytest.mark.parametrize("extra, where, problem", [
+    ("[modle]\ndepths = [1]\n", "[modle]", "unknown section"),
+    ("[model]\ndepth = [1]\n", "[model] depth", "unknown key"),
+    ("[model]\ndepths = 3\n", "[model] depths", "non-empty list"),
+    ("[model]\ndepths = []\n", "[model] depths", "non-empty list"),
+    ("[model]\nwidths = [0, 2]\n", "[model] widths", ">= 1"),
+    ("[model]\nwidths = {max = 0}\n", "[model] widths.max", ">= 1"),
+    ("[train]\nlrs = []\n", "[train] lrs", "non-empty list"),
+    ("[train]\nlrs = [-1.0]\n", "[train] lrs", "> 0"),
+    ("[train]\nsteps = \"many\"\n", "[train] steps", "integer"),
+    ("[train]\noptimizer = \"lbfgs\"\n", "[train] optimizer", "one of"),
+    ("[search]\nsuccess_threshold = 2\n", "[search] success_threshold", "(0, 1]"),
+    ("[search]\nseeds = 0\n", "[search] seeds", ">= 1"),
+])
+def test_bad_values_name_file_key_and_problem(extra, where, problem):
+    with pytest.raises(UserError) as err:
+        config.parse(BASE + extra, "x.toml")
+    assert err.value.where == f"x.toml: {where}" and problem in err.value.problem
+
+
+def test_too_many_bits_and_missing_keys():
+    with pytest.raises(UserError, match=r"\[task\] n.*n <= 20"):
+        config.parse(BASE.replace("[2, 3]", "[2, 24]"))
+    with pytest.raises(UserError, match=r"\[task\] n: is required"):
+        config.parse('[experiment]\nname = "t"\n')
+    with pytest.raises(UserError, match="not valid TOML"):
+        config.parse("[task\n")
+
+
+def test_cli_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE + "[model]\nwidths = [2, -1]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.toml: [model] widths" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(out)]) == 2
+    assert "no such experiment file" in capsys.readouterr().err

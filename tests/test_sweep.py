@@ -1,0 +1,111 @@
+import sqlite3
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from scaling import config
+from scaling.store import STORE_NAME
+from scaling.sweep import run_sweep
+from scaling.errors import UserError
+
+TINY = """
+[experiment]
+name = "tiny"
+[task]
+n = [2, 3]
+[model]
+depths = [1, 2]
+widths = {max = 8}
+[train]
+lrs = [3e-2]
+steps = 400
+eval_every = 100
+[search]
+seeds = 3
+min_depth_widths = [2]
+"""
+KEY = ["n", "depth", "width", "lr", "seed"]
+RESULT = ["steps_run", "solved", "step_solved", "diverged"]
+
+
+def _rows(out):
+    with sqlite3.connect(out / STORE_NAME) as conn:
+        return pd.read_sql_query("SELECT * FROM members", conn).sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    outcome = run_sweep(config.parse(TINY), out, progress=False)
+    return out, outcome
+
+
+def test_tiny_end_to_end_sweep(uninterrupted):
+    out, outcome = uninterrupted
+    rows = _rows(out)
+    assert len(rows) == outcome.trained and not rows.duplicated(KEY).any()
+    assert outcome.rounds >= 2  # the grid, then at least one bisection round
+    summary = pd.read_csv(out / "summary.csv")
+    widths = summary[summary["kind"] == "min_width"]
+    assert set(zip(widths["n"], widths["depth"])) == {(2, 1), (2, 2), (3, 1), (3, 2)}
+    assert set(summary[summary["kind"] == "min_depth"]["width"]) == {2}
+    with sqlite3.connect(out / STORE_NAME) as conn:
+        run = pd.read_sql_query("SELECT * FROM runs", conn).iloc[0]
+    assert run["config_hash"] == config.parse(TINY).hash() and run["backend"] == "cpu" and run["ended_at"]
+
+
+def test_resume_after_a_stop_matches_an_uninterrupted_run(uninterrupted, tmp_path):
+    full_out, full = uninterrupted
+    cfg = config.parse(TINY)
+    calls = []
+
+    def stop_after_two(bucket):
+        calls.append(bucket)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, tmp_path, progress=False, on_bucket=stop_after_two)
+    partial = _rows(tmp_path)
+    assert len(partial) == sum(len(b.members) for b in calls) < full.trained
+    resumed = run_sweep(cfg, tmp_path, progress=False)
+    assert resumed.skipped == len(partial)
+    mine, theirs = _rows(tmp_path), _rows(full_out)
+    assert len(mine) == len(theirs) and not mine.duplicated(KEY).any()
+    pd.testing.assert_frame_equal(mine[KEY + RESULT], theirs[KEY + RESULT])
+    assert (mine["final_loss"] - theirs["final_loss"]).abs().max() < 1e-5
+    again = run_sweep(cfg, tmp_path, progress=False)
+    assert again.trained == 0 and len(_rows(tmp_path)) == len(mine)
+
+
+def test_adaptive_search_matches_the_exhaustive_grid(uninterrupted, tmp_path):
+    _, adaptive = uninterrupted
+    grid = config.parse(TINY.replace("widths = {max = 8}", "widths = [1, 2, 3, 4, 5, 6, 7, 8]"))
+    exhaustive = run_sweep(grid, tmp_path, progress=False)
+    assert exhaustive.trained > adaptive.trained
+    pick = lambda s: s[s["kind"] == "min_width"].set_index(["n", "depth"])[["w_star", "censored"]].sort_index()
+    pd.testing.assert_frame_equal(pick(adaptive.summary), pick(exhaustive.summary))
+
+
+def test_store_of_another_config_is_refused_unless_fresh(uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    other = config.parse(TINY.replace("steps = 400", "steps = 200"))
+    before = (out / STORE_NAME).read_bytes()
+    with pytest.raises(UserError, match="another config"):
+        run_sweep(other, out, progress=False)
+    assert (out / STORE_NAME).read_bytes() == before  # untouched
+    (tmp_path / STORE_NAME).write_text("not a database")
+    with pytest.raises(UserError, match="not a results store"):
+        run_sweep(other, tmp_path, progress=False)
+
+
+def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("[model]", "[model]\ncolour = 1"))
+    proc = subprocess.run([sys.executable, "-m", "scaling", "sweep", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("[model] colour: unknown key; expected one of depths, widths, activation, init")
+    assert not (tmp_path / "o").exists()
