@@ -86,12 +86,12 @@ def depth_curves(df: pd.DataFrame, widths, threshold: float) -> list[Curve]:
     return curves
 
 
-def steps_frame(df: pd.DataFrame, width: int, depths) -> pd.DataFrame:
-    """Median steps to solve per (n, depth) at a fixed width and each cell's best learning rate.
+def steps_frame(df: pd.DataFrame, width_at: dict[int, int], depths) -> pd.DataFrame:
+    """Median steps to solve per (n, depth) at the width width_at[n] and each cell's best learning rate.
 
     The median is censored (only > budget is known) when fewer than half of the seeds solved.
     """
-    at = df[(df["width"] == width) & df["depth"].isin(depths)]
+    at = df[(df["width"] == df["n"].map(width_at)) & df["depth"].isin(depths)]
     rows = []
     for (n, depth), cell in at.groupby(["n", "depth"]):
         best = None
@@ -101,14 +101,14 @@ def steps_frame(df: pd.DataFrame, width: int, depths) -> pd.DataFrame:
             if best is None or med < best[1]:
                 best = (lr, med, steps)
         lr, med, steps = best
-        rows.append({"n": n, "depth": depth, "width": width, "best_lr": lr, "median_steps": med,
+        rows.append({"n": n, "depth": depth, "width": width_at[n], "best_lr": lr, "median_steps": med,
                      "censored": not np.isfinite(med), "budget": int(cell["steps_budget"].max()),
                      "solved": int(np.isfinite(steps).sum()), "seeds": len(steps), "_steps": steps})
     return pd.DataFrame(rows)
 
 
-def steps_curves(df: pd.DataFrame, width: int, depths) -> list[Curve]:
-    frame = steps_frame(df, width, depths)
+def steps_curves(df: pd.DataFrame, width_at: dict[int, int], depths) -> list[Curve]:
+    frame = steps_frame(df, width_at, depths)
     curves = []
     for depth, rows in (frame.groupby("depth") if not frame.empty else []):
         rows = rows.sort_values("n")

@@ -88,7 +88,7 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     summary.to_csv(dir / "summary.csv", index=False)
     curves = (width_curves(df, cfg.depths, cfg.success_threshold)
               + depth_curves(df, cfg.min_depth_widths, cfg.success_threshold)
-              + steps_curves(df, cfg.max_width, cfg.depths))
+              + steps_curves(df, {n: cfg.steps_width(n) for n in cfg.ns}, cfg.depths))
     fits, skipped = fit_all(curves, reps)
     fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})

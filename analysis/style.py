@@ -6,9 +6,6 @@ import contextlib
 
 import matplotlib
 
-matplotlib.use("Agg")  # figures are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-
 SINGLE_COLUMN = 3.3  # inches
 DOUBLE_COLUMN = 6.8
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
@@ -26,8 +23,9 @@ RC = {
 
 @contextlib.contextmanager
 def paper():
-    """Apply the style for the figures drawn inside the block (no global change)."""
-    with plt.rc_context(RC):
+    """Apply the style for the figures drawn inside the block (no global change; figures are built as
+    matplotlib.figure.Figure objects, without pyplot, so no GUI backend is ever touched)."""
+    with matplotlib.rc_context(RC):
         yield
 
 

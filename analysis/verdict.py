@@ -135,7 +135,8 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     last = runs.iloc[-1]
     setup = _table(["setting", "value"], [
         ["task", f"{cfg.task}, n = {', '.join(map(str, cfg.ns))}, encoding {cfg.encoding}"],
-        ["model", f"depths {list(cfg.depths)}, widths {cfg.width_search} up to {cfg.max_width}, "
+        ["model", f"depths {list(cfg.depths)}, widths " + (f"{cfg.width_per_n}n" if cfg.width_per_n else
+                  f"{cfg.width_search} up to {cfg.max_width}") + ", "
                   f"{cfg.activation}, init {cfg.init}"],
         ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps, "
                      f"evaluated every {cfg.eval_every}"],

@@ -24,7 +24,8 @@ class Config:
     encoding: str
     depths: tuple[int, ...]
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
-    width_search: str  # "adaptive" (coarse grid, then bisection) or "grid" (exactly `widths`)
+    width_search: str  # "adaptive" (coarse grid, then bisection), "grid" (exactly `widths`) or "per_n"
+    width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
     activation: str
     init: str
     optimizer: str
@@ -45,7 +46,15 @@ class Config:
 
     @property
     def max_width(self) -> int:
-        return max(self.widths)
+        return max(w for n in self.ns for w in self.widths_at(n))
+
+    def widths_at(self, n: int) -> tuple[int, ...]:
+        """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
+        return (self.width_per_n * n,) if self.width_per_n else self.widths
+
+    def steps_width(self, n: int) -> int:
+        """The generous width at which steps-to-solve is measured: the largest grid width at n."""
+        return max(self.widths_at(n))
 
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
@@ -128,15 +137,19 @@ def _ns(r: _Reader) -> tuple[int, ...]:
     return ns
 
 
-def _widths(r: _Reader) -> tuple[tuple[int, ...], str]:
+def _widths(r: _Reader) -> tuple[tuple[int, ...], str, int | None]:
     v = r.get("widths")
     if isinstance(v, list):
-        return r.int_list("widths", 1), "grid"
+        return r.int_list("widths", 1), "grid", None
     if not isinstance(v, dict):
         raise r.fail("widths", f"must be a list or a table like {{max = 64, search = \"adaptive\"}}, got {v!r}")
+    if "times_n" in v:  # widths = {times_n = 2}: one width per n, 2n (Tesauro & Janssens' N-2N-1 networks)
+        if set(v) != {"times_n"}:
+            raise r.fail("widths", "times_n stands alone, e.g. widths = {times_n = 2}")
+        return (), "per_n", r.int_("widths.times_n", 1, v["times_n"])
     unknown = set(v) - {"max", "min", "search"}
     if unknown:
-        raise r.fail("widths", f"unknown key {sorted(unknown)[0]!r}; expected max, min, search")
+        raise r.fail("widths", f"unknown key {sorted(unknown)[0]!r}; expected max, min, search (or times_n alone)")
     hi, lo = r.int_("widths.max", 1, v.get("max", 64)), r.int_("widths.min", 1, v.get("min", 1))
     if hi < lo:
         raise r.fail("widths", f"max ({hi}) is below min ({lo})")
@@ -148,7 +161,7 @@ def _widths(r: _Reader) -> tuple[tuple[int, ...], str]:
         coarse.append(w)
         w *= 2
     coarse.append(hi)
-    return tuple(coarse), search
+    return tuple(coarse), search, None
 
 
 def _lrs(r: _Reader) -> tuple[float, ...]:
@@ -176,7 +189,7 @@ def parse(text: str, path: str = "<config>") -> Config:
             if key not in SCHEMA[section]:
                 raise UserError(f"{path}: [{section}] {key}", f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: _Reader(path, s, raw.get(s, {})) for s in SCHEMA}
-    widths, width_search = _widths(r["model"])
+    widths, width_search, width_per_n = _widths(r["model"])
     depths = r["model"].int_list("depths", 0)
     threshold = r["search"].get("success_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
@@ -203,6 +216,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         depths=depths,
         widths=widths,
         width_search=width_search,
+        width_per_n=width_per_n,
         activation=r["model"].str_("activation", tuple(ACTIVATIONS)),
         init=r["model"].str_("init", INITS),
         optimizer=r["train"].str_("optimizer", tuple(OPTIMIZERS)),

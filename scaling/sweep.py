@@ -58,7 +58,8 @@ def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         return pd.DataFrame()
     summary = pd.concat(parts, ignore_index=True)
     for col in ("depth", "width"):  # a column that only one kind fills is Int64 (blank where n/a), not float
-        summary[col] = summary[col].astype("Int64")
+        if col in summary:
+            summary[col] = summary[col].astype("Int64")
     return summary
 
 

@@ -25,7 +25,7 @@ def test_defaults_and_ranges():
 def test_hash_ignores_prose_but_not_science():
     a = config.parse(BASE)
     assert a.hash() == config.parse(BASE.replace('name = "t"', 'name = "t"\ndescription = "x"')).hash()
-    assert a.hash() != config.parse(BASE + "[train]\nsteps = 10\n").hash()
+    assert a.hash() != config.parse(BASE + "[train]\nsteps = 1000\n").hash()
 
 
 @pytest.mark.parametrize("extra, where, problem", [

@@ -1,0 +1,84 @@
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+import analysis
+from analysis import figures
+from scaling.cli import main
+
+
+@pytest.fixture(scope="module")
+def analyzed(tiny_sweep):
+    out, _ = tiny_sweep
+    assert main(["analyze", str(out)]) == 0
+    return out
+
+
+def test_report_from_a_real_sweep(analyzed):
+    report = (analyzed / "REPORT.md").read_text()
+    for heading in ("## Verdict", "## Definitions", "## Minimum width w* per depth", "## Fits", "## Figures"):
+        assert heading in report
+    assert not re.search(r"\bnan\b", report, re.IGNORECASE)  # no NaN reaches a report
+    for kind in ("dnf", "one_layer", "xor_tree", "sawtooth"):
+        assert kind in report  # theory lines computed by the constructions
+    fits = json.loads((analyzed / "fits.json").read_text())
+    assert {"w_star/depth=1", "w_star/depth=2", "units/depth=1", "L_star/width=2"} <= set(fits)
+    for name, entry in fits.items():
+        assert "best" in entry or "skipped" in entry, name
+
+
+def test_every_figure_is_written_as_pdf_and_png(analyzed):
+    for name in ("units_vs_bits", "total_units", "success_heatmaps", "min_depth", "steps_to_solve",
+                 "fit_comparison"):
+        assert (analyzed / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+        assert (analyzed / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{name}.png" in (analyzed / "REPORT.md").read_text()
+
+
+def test_load_and_min_width_are_importable(analyzed):
+    df = analysis.load(analyzed)
+    assert {"run_id", "n", "depth", "width", "lr", "seed", "steps_budget", "steps_run", "solved", "step_solved",
+            "final_loss", "final_accuracy", "diverged", "bucket", "wall_s", "encoding", "optimizer"} <= set(df.columns)
+    stars = analysis.min_width(df[df["depth"].isin([1, 2])])
+    summary = pd.read_csv(analyzed / "summary.csv")
+    mine = stars.set_index(["n", "depth"])["w_star"]
+    theirs = summary[summary["kind"] == "min_width"].set_index(["n", "depth"])["w_star"]
+    pd.testing.assert_series_equal(mine.sort_index(), theirs.sort_index(), check_dtype=False, check_index_type=False)
+
+
+def test_figures_render_from_small_synthetic_frames(tmp_path):
+    ns = np.arange(2, 7, dtype=float)
+    points = pd.concat([
+        pd.DataFrame({"curve": f"{q}/depth={d}", "quantity": q, "group": f"depth={d}", "n": ns,
+                      "y": d * 2.0**ns / 4, "censored": ns > 5, "lo": d * 2.0**ns / 5, "hi": d * 2.0**ns / 3})
+        for q in ("w_star", "units", "steps") for d in (1, 2)
+    ] + [pd.DataFrame({"curve": "L_star/width=2", "quantity": "L_star", "group": "width=2", "n": ns,
+                       "y": np.ceil(np.log2(ns)), "censored": False, "lo": np.nan, "hi": np.nan})])
+    fitted = pd.DataFrame({"curve": "w_star/depth=1", "family": "exponential", "rank": 1, "n": ns, "y": 2.0**ns / 4})
+    theory = pd.DataFrame({"kind": ["dnf", "one_layer"] * 5, "n": np.repeat(ns, 2), "units": 1.0})
+    rates = pd.DataFrame({"n": np.repeat(ns, 3), "depth": 1, "width": np.tile([1, 2, 4], 5), "rate": 0.5})
+    stars = pd.DataFrame({"n": ns, "depth": 1, "w_star": 2.0, "censored": False})
+    weights = pd.DataFrame({"curve": ["a", "a", "b", "b"], "family": ["exponential", "power"] * 2,
+                            "weight": [0.7, 0.3, 0.4, 0.6], "boot_win_rate": [0.8, 0.2, np.nan, np.nan]})
+    made = {
+        "units_vs_bits": figures.units_vs_bits(points, fitted, theory),
+        "total_units": figures.total_units(points, fitted, theory),
+        "success_heatmaps": figures.success_heatmaps(rates, stars),
+        "min_depth": figures.min_depth(points, fitted),
+        "steps_to_solve": figures.steps_to_solve(points, fitted, {"steps/depth=1": 1.9}),
+        "fit_comparison": figures.fit_comparison(weights),
+    }
+    for name, fig in made.items():
+        assert isinstance(fig, Figure) and fig.axes
+        path = tmp_path / f"{name}.png"
+        fig.savefig(path)
+        assert path.stat().st_size > 5000
+
+
+def test_analyze_without_a_store_is_a_clean_error(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "no results store" in capsys.readouterr().err
