@@ -34,7 +34,7 @@ def _monotone_min(values: np.ndarray, passed: np.ndarray) -> float:
     return float(values[failing[-1] + 1] if failing.size else values[0])
 
 
-def _star_resampler(rates: pd.DataFrame, cell: str, along: str, threshold: float, scale: float) -> Resampler:
+def _star_resampler(rates: pd.DataFrame, along: str, threshold: float, scale: float) -> Resampler:
     """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by `scale`."""
     tables = []
     for n, grp in rates.groupby("n"):
@@ -68,7 +68,7 @@ def width_curves(df: pd.DataFrame, depths, threshold: float) -> list[Curve]:
         for quantity, scale in (("w_star", 1), ("units", depth)):
             curves.append(Curve(f"{quantity}/depth={depth}", quantity, f"depth={depth}", rows["n"].to_numpy(float),
                                 y * scale, rows["censored"].to_numpy(bool),
-                                _star_resampler(rates, "depth", "width", threshold, scale)))
+                                _star_resampler(rates, "width", threshold, scale)))
     return curves
 
 
@@ -82,7 +82,7 @@ def depth_curves(df: pd.DataFrame, widths, threshold: float) -> list[Curve]:
         rates = success_rates(df[df["width"] == width])
         y = np.where(rows["censored"], rows["bound"], rows["L_star"]).astype(float)
         curves.append(Curve(f"L_star/width={width}", "L_star", f"width={width}", rows["n"].to_numpy(float), y,
-                            rows["censored"].to_numpy(bool), _star_resampler(rates, "width", "depth", threshold, 1)))
+                            rows["censored"].to_numpy(bool), _star_resampler(rates, "depth", threshold, 1)))
     return curves
 
 

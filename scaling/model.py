@@ -20,6 +20,10 @@ INITS = ("he", "lecun", "rademacher")
 _HIDDEN_GAIN = {"he": 2.0, "lecun": 1.0, "rademacher": 1.0}
 _OUTPUT_STREAM = 2**20
 
+# Full float32 matmuls: on GPUs the default may round inputs to TF32, which breaks the padding invariance
+# (a padded member drifted 3e-4 in loss from the same member alone on an H100) and the exact constructions.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
 Params = dict[str, jax.Array]
 Masks = dict[str, jax.Array]
 
@@ -104,13 +108,14 @@ def forward(params: Params, masks: Masks, x_RxN: jax.Array, activation: str) -> 
     """Logits (R,) of one member; padded units stay zero and gated layers pass h through."""
     act = ACTIVATIONS[activation]
     if "in_kernel" not in params:
-        return (x_RxN @ params["out_kernel"])[:, 0] + params["out_bias"][0]
+        return jnp.matmul(x_RxN, params["out_kernel"], precision=_HIGHEST)[:, 0] + params["out_bias"][0]
     unit_1xW = masks["unit_mask"][None, :]
-    h_RxW = act(x_RxN @ params["in_kernel"] + params["in_bias"][None, :]) * unit_1xW
+    h_RxW = act(jnp.matmul(x_RxN, params["in_kernel"], precision=_HIGHEST) + params["in_bias"][None, :]) * unit_1xW
     for layer in range(params["hidden_kernel"].shape[0]):
-        new_RxW = act(h_RxW @ params["hidden_kernel"][layer] + params["hidden_bias"][layer][None, :]) * unit_1xW
+        pre_RxW = jnp.matmul(h_RxW, params["hidden_kernel"][layer], precision=_HIGHEST)
+        new_RxW = act(pre_RxW + params["hidden_bias"][layer][None, :]) * unit_1xW
         h_RxW = jnp.where(masks["layer_gate"][layer] > 0, new_RxW, h_RxW)
-    return (h_RxW @ params["out_kernel"])[:, 0] + params["out_bias"][0]
+    return jnp.matmul(h_RxW, params["out_kernel"], precision=_HIGHEST)[:, 0] + params["out_bias"][0]
 
 
 def param_mask(params: Params, masks: Masks) -> Params:
