@@ -11,7 +11,7 @@ comma  := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: sweep analyze test bench clean venv
+.PHONY: sweep analyze test bench clean venv readme-figure
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/scaling bench --out bench.json
+
+# The README's figure: copied from a real `make sweep` (never edited by hand).
+readme-figure:
+	@test -f $(OUT)/figures/units_vs_bits.png || { echo "no $(OUT)/figures/units_vs_bits.png: run make sweep first"; exit 2; }
+	mkdir -p experiments/figures
+	cp $(OUT)/figures/units_vs_bits.png experiments/figures/units_vs_bits.png
 
 clean:
 	rm -rf results bench.json .pytest_cache

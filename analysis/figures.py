@@ -3,7 +3,7 @@
 Frames (built by analysis.report, or by hand for tests):
 - points: curve, quantity, group, n, y, censored, lo, hi  (measured statistic with bootstrap 95 % interval;
   a censored y is the lower bound)
-- fitted: curve, family, rank, n, y  (fitted curves evaluated on a grid; rank 1 = best by AICc)
+- fitted: curve, family, rank, n, y  (every fitted family evaluated on a grid; rank 1 = best by AICc)
 - theory: kind, n, units  (scaling.constructions.unit_counts)
 - rates: n, depth, width, rate  (best-lr success rate per point)
 - weights: curve, family, weight, boot_win_rate
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis.style import DOUBLE_COLUMN, SINGLE_COLUMN, THEORY_STYLE, colour, paper
 
@@ -21,21 +22,37 @@ THEORY_LABEL = {"dnf": "DNF $2^{n-1}$", "one_layer": "one layer ($n$)", "xor_tre
                 "sawtooth": "sawtooth"}
 
 
-def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of) -> None:
-    """Markers with bootstrap error bars, open triangles for censored lower bounds, best and runner-up fits."""
+def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of, family: str | None = None) -> None:
+    """Markers with bootstrap error bars, open triangles for censored lower bounds, and fits: the best (solid)
+    and the runner-up (dashed) by AICc, or, when `family` is named, that family's fit (dashed unless best)."""
     for i, (curve, pts) in enumerate(points.groupby("curve", sort=True)):
         c = colour(i)
+        mine = fitted[fitted["curve"] == curve]
+        lines = [mine[mine["rank"] == r] for r in (1, 2)] if family is None else [mine[mine["family"] == family]]
+        lines = [line for line in lines if len(line)]
+        names = " / ".join(line["family"].iloc[0] for line in lines)
+        label = label_of(pts.iloc[0]) + (f" (fit: {names})" if names else "")
         ok = pts[~pts["censored"]]
         err = np.vstack([ok["y"] - ok["lo"].fillna(ok["y"]), ok["hi"].fillna(ok["y"]) - ok["y"]]).clip(0)
-        ax.errorbar(ok["n"], ok["y"], yerr=err, fmt="o", color=c, capsize=1.5, label=label_of(pts.iloc[0]))
+        ax.errorbar(ok["n"], ok["y"], yerr=err, fmt="o", color=c, capsize=1.5, label=label)
         cen = pts[pts["censored"]]
         if len(cen):
             ax.plot(cen["n"], cen["y"], "^", mfc="none", color=c)
-        for rank, style in ((1, "-"), (2, "--")):
-            line = fitted[(fitted["curve"] == curve) & (fitted["rank"] == rank)]
-            if len(line):
-                ax.plot(line["n"], line["y"], style, color=c, lw=1.0 if rank == 1 else 0.7,
-                        label=f"{pts['group'].iloc[0]}: {line['family'].iloc[0]} fit" + (" (2nd)" if rank == 2 else ""))
+        for line in lines:
+            best = int(line["rank"].iloc[0]) == 1
+            ax.plot(line["n"], line["y"], "-" if best else "--", color=c, lw=1.0 if best else 0.7)
+
+
+def _legend_below(ax, fits_drawn: bool = True) -> None:
+    """The legend under the axes, with what solid, dashed and open markers mean."""
+    handles, labels = ax.get_legend_handles_labels()
+    extra = [(Line2D([], [], color="0.2", ls="-"), "solid: best fit (AICc)"),
+             (Line2D([], [], color="0.2", ls="--"), "dashed: runner-up"),
+             (Line2D([], [], color="0.2", marker="^", mfc="none", ls=""), "censored (lower bound)")]
+    if fits_drawn:
+        handles += [h for h, _ in extra]
+        labels += [t for _, t in extra]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 def _theory(ax, theory: pd.DataFrame, kinds) -> None:
@@ -56,26 +73,26 @@ def _finish(ax, xlabel: str, ylabel: str, log: bool = True) -> None:
 def units_vs_bits(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
     """Measured w* per depth vs n, with fits and the hand-built theory lines: the lecture's claim tested."""
     with paper():
-        fig = Figure(figsize=(SINGLE_COLUMN, 2.6))
+        fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "w_star"], fitted, lambda p: f"trained, {p['group']}")
+        _measured(ax, points[points["quantity"] == "w_star"], fitted, lambda p: p["group"].replace("=", " "))
         _theory(ax, theory, ["dnf", "one_layer"])
         _finish(ax, "input bits $n$", "minimum width $w^*$ (units per layer)")
         ax.set_title("Width gradient training needs for $n$-bit parity")
-        ax.legend(ncol=2, loc="upper left")
+        _legend_below(ax)
     return fig
 
 
 def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
     """Shallow against deep in total hidden units (depth x w*), with fits and every construction."""
     with paper():
-        fig = Figure(figsize=(SINGLE_COLUMN, 2.6))
+        fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: f"trained, {p['group']}")
+        _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: p["group"].replace("=", " "))
         _theory(ax, theory, list(THEORY_STYLE))
         _finish(ax, "input bits $n$", "total hidden units (depth $\\times$ $w^*$)")
         ax.set_title("Shallow vs deep: total hidden units")
-        ax.legend(ncol=2, loc="upper left")
+        _legend_below(ax)
     return fig
 
 
@@ -101,28 +118,28 @@ def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
 
 
 def min_depth(points: pd.DataFrame, fitted: pd.DataFrame) -> Figure:
-    """L*(n) at fixed widths, with the fitted curves (the logarithmic family among them)."""
+    """L*(n) at fixed widths, with the logarithmic fit (dashed where another family ranks first)."""
     with paper():
-        fig = Figure(figsize=(SINGLE_COLUMN, 2.4))
+        fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: f"trained, {p['group']}")
+        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: p["group"].replace("=", " "), "logarithmic")
         _finish(ax, "input bits $n$", "minimum depth $L^*$ (hidden layers)", log=False)
         ax.set_title("Depth gradient training needs at fixed width")
-        ax.legend(loc="upper left")
+        _legend_below(ax)
     return fig
 
 
 def steps_to_solve(points: pd.DataFrame, fitted: pd.DataFrame, bases: dict[str, float] | None = None) -> Figure:
-    """Median steps to solve vs n at a generous width, with fits; `bases` labels the exponential base per curve."""
+    """Median steps to solve vs n at a generous width, with the exponential fit; `bases` labels its base per curve."""
     bases = bases or {}
     with paper():
-        fig = Figure(figsize=(SINGLE_COLUMN, 2.4))
+        fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        label = lambda p: f"{p['group']}" + (f" (exp. base {bases[p['curve']]:.2f})" if p["curve"] in bases else "")
-        _measured(ax, points[points["quantity"] == "steps"], fitted, label)
+        label = lambda p: p["group"].replace("=", " ") + (f", base {bases[p['curve']]:.2f}" if p["curve"] in bases else "")
+        _measured(ax, points[points["quantity"] == "steps"], fitted, label, "exponential")
         _finish(ax, "input bits $n$", "median steps to solve")
         ax.set_title("Training time (Tesauro & Janssens 1988: ~$4^n$)")
-        ax.legend(loc="upper left")
+        _legend_below(ax)
     return fig
 
 

@@ -15,6 +15,7 @@ from analysis.data import load, load_config, load_runs
 from analysis.fits import FitError
 from analysis.verdict import render_report
 from scaling.constructions import unit_counts
+from scaling.errors import UserError
 from scaling.stats import best_lr, min_width, success_rates
 from scaling.sweep import summarize
 
@@ -56,9 +57,8 @@ def _frames(curves: list[Curve], fits: dict[str, FitComparison], reps: int):
             grid = np.linspace(c.x.min(), c.x.max(), 60)
             comp = fits[c.name]
             for rank, fam in enumerate(comp.table["family"], start=1):
-                if rank <= 2:
-                    fitted.append(pd.DataFrame({"curve": c.name, "family": fam, "rank": rank, "n": grid,
-                                                "y": comp.fits[fam].predict(grid)}))
+                fitted.append(pd.DataFrame({"curve": c.name, "family": fam, "rank": rank, "n": grid,
+                                            "y": comp.fits[fam].predict(grid)}))
             w = comp.table[["family", "weight"]].assign(curve=c.name)
             w["boot_win_rate"] = w["family"].map(comp.win_rate or {})
             weights.append(w)
@@ -81,8 +81,6 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
-        from scaling.errors import UserError
-
         raise UserError(str(dir), "the store has no trained members yet")
     summary = summarize(df, cfg)
     summary.to_csv(dir / "summary.csv", index=False)

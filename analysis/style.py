@@ -10,7 +10,7 @@ SINGLE_COLUMN = 3.3  # inches
 DOUBLE_COLUMN = 6.8
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-THEORY_STYLE = {"dnf": ":", "one_layer": "--", "xor_tree": "-.", "sawtooth": (0, (1, 1))}
+THEORY_STYLE = {"dnf": ":", "one_layer": "--", "xor_tree": "-.", "sawtooth": (0, (5, 1, 1, 1, 1, 1))}
 
 RC = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5,

@@ -70,11 +70,14 @@ class Store:
             if stored is not None and stored != cfg.hash():
                 raise UserError(str(path), f"was written by another config (hash {stored}, this one is "
                                            f"{cfg.hash()}); use --fresh to start over or another --out")
-        if path.exists() and fresh:
-            path.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path)
-        conn.executescript(_SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and fresh:
+                path.unlink()
+            conn = sqlite3.connect(path)
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(str(path), f"cannot create the results store ({e})") from None
         return cls(conn, path)
 
     @staticmethod

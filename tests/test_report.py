@@ -82,3 +82,12 @@ def test_figures_render_from_small_synthetic_frames(tmp_path):
 def test_analyze_without_a_store_is_a_clean_error(tmp_path, capsys):
     assert main(["analyze", str(tmp_path)]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_python_dash_m_analysis_is_the_analyze_command(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("scaling analyze: error:") and "no results store" in proc.stderr
