@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 sweep: $(STAMP)
-	$(BIN)/scaling sweep $(CONFIG) --out $(OUT)
+	$(BIN)/scaling sweep $(CONFIG) --out $(OUT) $(if $(FRESH),--fresh)
 	$(BIN)/scaling analyze $(OUT)
 
 analyze: $(STAMP)

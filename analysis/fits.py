@@ -129,7 +129,7 @@ def fit_curve(x, y, family: str) -> Fit:
     best = None
     for start in fam.starts(x, y):
         try:
-            sol = optimize.least_squares(residuals, start, method="lm" if len(x) >= 2 else "trf", max_nfev=5000)
+            sol = optimize.least_squares(residuals, start, method="lm", max_nfev=5000)
         except ValueError:
             continue
         if np.all(np.isfinite(sol.fun)) and (best is None or sol.cost < best.cost):

@@ -54,7 +54,8 @@ def _frames(curves: list[Curve], fits: dict[str, FitComparison], reps: int):
         points.append(pd.DataFrame({"curve": c.name, "quantity": c.quantity, "group": c.group, "n": c.x, "y": c.y,
                                     "censored": c.censored, "lo": lo, "hi": hi}))
         if c.name in fits:
-            grid = np.linspace(c.x.min(), c.x.max(), 60)
+            fitted_x = c.x[~c.censored]  # draw fits where they were fitted, not over the censored bounds
+            grid = np.linspace(fitted_x.min(), fitted_x.max(), 60)
             comp = fits[c.name]
             for rank, fam in enumerate(comp.table["family"], start=1):
                 fitted.append(pd.DataFrame({"curve": c.name, "family": fam, "rank": rank, "n": grid,

@@ -182,8 +182,10 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         if name.startswith("steps/") and "exponential" in comp.fits:
             b = comp.fits["exponential"].params["b"]
             lo, hi = comp.fits["exponential"].ci["b"]
-            steps_text.append(f"- {name}: median steps to solve grow as b^n with b = {num(b)} [{num(lo)}, {num(hi)}] "
-                              f"(Tesauro & Janssens 1988: about 4; best family here: {comp.best}).")
+            versus = "below" if hi < 4 else "above" if lo > 4 else "consistent with"
+            steps_text.append(f"- {name}: median steps to solve grow as b^n with b = {num(b)} [{num(lo)}, {num(hi)}], "
+                              f"{versus} the base of about 4 that Tesauro & Janssens (1988) found with hand-tuned "
+                              f"gradient descent (best family here: {comp.best}).")
     steps_text += [f"- {name}: not fitted ({why})" for name, why in skipped.items() if name.startswith("steps/")]
     parts = [
         f"# {cfg.name}: hidden units that gradient training needs for n-bit parity",
@@ -201,7 +203,11 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     ]
     if l_rows:
         parts += ["## Minimum depth L* at fixed width", _table(["n"] + [f"width {w}" for w in d_widths], l_rows)]
-    parts += ["## Steps to solve", "\n".join(steps_text) or "No steps-to-solve curve had 3 uncensored points."]
+    parts += ["## Steps to solve",
+              f"Median steps to solve at the largest grid width of each n and its best learning rate; steps are read "
+              f"at evaluations (every {cfg.eval_every} steps), so medians of one or two evaluations are "
+              f"resolution-limited.",
+              "\n".join(steps_text) or "No steps-to-solve curve had 3 uncensored points."]
     parts += ["## Fits"] + [_fit_section(name, comp) for name, comp in fits.items()]
     if skipped:
         parts.append("Not fitted:\n" + "\n".join(f"- {name}: {why}" for name, why in skipped.items()))

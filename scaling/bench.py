@@ -22,7 +22,7 @@ import jax
 
 from scaling import config
 from scaling.plan import plan_buckets
-from scaling.population import Member, make_bucket
+from scaling.population import Member, make_bucket, padding_waste
 from scaling.train import train_bucket
 
 STEPS, EVAL_EVERY = 1000, 100
@@ -58,7 +58,7 @@ def run_bench(out: str | Path = "bench.json") -> dict:
         warm = _time(buckets)
         results[name] = {"buckets": len(buckets), "cold_s": round(cold, 3), "warm_s": round(warm, 3),
                          "warm_member_steps_per_s": round(member_steps / warm),
-                         "padding_waste": round(sum(b.padding_waste() * len(b.members) for b in buckets) / len(members), 3)}
+                         "padding_waste": round(padding_waste(buckets), 3)}
     ratio = lambda a, b, key: round(results[b][key] / results[a][key], 2)
     report = {
         "workload": {"members": len(members), "steps": STEPS, "n": members[0].n, "depths": [1, 2, 3],

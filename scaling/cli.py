@@ -36,7 +36,8 @@ def _sweep(args) -> None:
     out = args.out or f"results/{cfg.name}"
     outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, progress=True)
     print(f"{cfg.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
-          f"{outcome.rounds} rounds, {outcome.buckets} buckets, {outcome.wall_s:.0f} s -> {out}")
+          f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
+          f"{outcome.wall_s:.0f} s -> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
         if not table.empty:

@@ -68,15 +68,20 @@ class Bucket:
     steps: int
     members: tuple[Member, ...]
 
-    def padding_waste(self, capacity: int | None = None) -> float:
-        """Padded FLOPs / useful FLOPs (1.0 = no waste); capacity counts empty population slots too."""
+    def flops(self) -> tuple[int, int]:
+        """(padded, useful) multiply-adds per row of one forward pass over all members."""
         spec = self.spec
-        padded = spec.useful_flops(spec.depth_max, spec.width_max) * (capacity or len(self.members))
-        useful = sum(spec.useful_flops(m.depth, m.width) for m in self.members)
-        return padded / max(useful, 1)
+        padded = spec.useful_flops(spec.depth_max, spec.width_max) * len(self.members)
+        return padded, sum(spec.useful_flops(m.depth, m.width) for m in self.members)
 
 
-def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, pad_to=None) -> BucketSpec:
+def padding_waste(buckets) -> float:
+    """Padded FLOPs / useful FLOPs over buckets (1.0 = no waste): what padding costs the planner's choice."""
+    padded, useful = (sum(x) for x in zip(*(b.flops() for b in buckets)))
+    return padded / max(useful, 1)
+
+
+def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int) -> BucketSpec:
     """The smallest spec that holds every member (they must agree on everything but depth, width, lr, seed)."""
     first = members[0]
     shared = {f: getattr(first, f) for f in ("task", "n", "encoding", "activation", "init", "optimizer", "loss")}
@@ -87,8 +92,6 @@ def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, pad
     depth_max, width_max = max(m.depth for m in members), max(m.width for m in members)
     if depth_max > 0 and any(m.depth == 0 for m in members):
         raise ValueError("depth-0 members (no hidden layer) cannot be padded into deeper buckets")
-    if pad_to is not None:
-        depth_max, width_max = max(depth_max, pad_to[0]), max(width_max, pad_to[1])
     return BucketSpec(
         **shared,
         depth_max=depth_max,
@@ -98,10 +101,10 @@ def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, pad
     )
 
 
-def make_bucket(members: list[Member], *, eval_every: int, max_batch_rows: int = 2**16, pad_to=None) -> Bucket:
+def make_bucket(members: list[Member], *, eval_every: int, max_batch_rows: int = 2**16) -> Bucket:
     """A bucket of members that share a step budget, padded to the largest depth and width among them."""
     steps = {m.steps for m in members}
     if len(steps) != 1:
         raise ValueError(f"members of one bucket must share a step budget, got {sorted(steps)}")
-    spec = spec_for(members, eval_every=eval_every, max_batch_rows=max_batch_rows, pad_to=pad_to)
+    spec = spec_for(members, eval_every=eval_every, max_batch_rows=max_batch_rows)
     return Bucket(spec=spec, steps=steps.pop(), members=tuple(members))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import platform
 import sqlite3
@@ -17,7 +16,6 @@ from scaling.population import Member
 from scaling.train import MemberResult
 
 STORE_NAME = "results.sqlite"
-IDENTITY = [f.name for f in dataclasses.fields(Member)]
 _MEMBER_COLUMNS = {
     "task": "TEXT", "n": "INTEGER", "encoding": "TEXT", "depth": "INTEGER", "width": "INTEGER",
     "activation": "TEXT", "init": "TEXT", "optimizer": "TEXT", "loss": "TEXT", "lr": "REAL", "seed": "INTEGER",
@@ -50,9 +48,10 @@ def _git_commit() -> str | None:
 
 def member_of(row) -> Member:
     """The Member identity of a members-table row (a dict or a pandas row)."""
-    values = {k: row[k] for k in IDENTITY if k != "steps"}
-    return Member(**{k: (float(v) if k == "lr" else int(v) if k in ("n", "depth", "width", "seed") else v)
-                     for k, v in values.items()}, steps=int(row["steps_budget"]))
+    return Member(task=row["task"], n=int(row["n"]), encoding=row["encoding"], depth=int(row["depth"]),
+                  width=int(row["width"]), activation=row["activation"], init=row["init"],
+                  optimizer=row["optimizer"], loss=row["loss"], lr=float(row["lr"]), seed=int(row["seed"]),
+                  steps=int(row["steps_budget"]))
 
 
 class Store:

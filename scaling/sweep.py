@@ -17,7 +17,7 @@ from scaling import search
 from scaling.config import Config
 from scaling.errors import UserError
 from scaling.plan import plan_buckets
-from scaling.population import Bucket
+from scaling.population import Bucket, padding_waste
 from scaling.stats import min_depth, min_width
 from scaling.store import Store
 from scaling.train import train_bucket
@@ -30,6 +30,7 @@ class SweepOutcome:
     rounds: int
     buckets: int
     wall_s: float
+    padding_waste: float  # padded FLOPs / useful FLOPs over the buckets trained (1.0 = none)
     summary: pd.DataFrame
 
 
@@ -77,7 +78,8 @@ def run_sweep(
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     store = Store.open(out_dir, cfg, fresh=fresh)
     run_id = store.start_run(cfg)
-    trained = skipped = rounds = n_buckets = 0
+    trained = skipped = rounds = 0
+    trained_buckets = []
     bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
     try:
         df = store.frame()
@@ -98,7 +100,7 @@ def run_sweep(
                                        on_chunk=lambda finished, live: bar.update(finished))
                 store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
                 trained += len(results)
-                n_buckets += 1
+                trained_buckets.append(bucket)
                 df = store.frame()
                 if on_bucket is not None:
                     on_bucket(bucket)
@@ -109,4 +111,5 @@ def run_sweep(
         bar.close()
         store.close()
     summary.to_csv(Path(out_dir) / "summary.csv", index=False)
-    return SweepOutcome(trained, skipped, rounds, n_buckets, time.perf_counter() - start, summary)
+    waste = padding_waste(trained_buckets) if trained_buckets else 1.0
+    return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.population import make_bucket
+from scaling.population import make_bucket, padding_waste
 from scaling.tasks import parity_table
 from scaling.train import _init_population, _train_chunk, trace_count, train_bucket
 
@@ -94,7 +94,7 @@ def test_large_mixed_population_trains_in_one_call(member_factory):
     bucket = make_bucket(members, eval_every=100)
     start = time.perf_counter()
     results = train_bucket(bucket)
-    print(f"\n{len(members)} members, waste {bucket.padding_waste():.2f}x: {time.perf_counter() - start:.2f} s")
+    print(f"\n{len(members)} members, waste {padding_waste([bucket]):.2f}x: {time.perf_counter() - start:.2f} s")
     assert len(results) == len(members)
     rate = lambda w: np.mean([r.solved for m, r in zip(members, results) if m.width == w])
     assert rate(10) > rate(1)  # wider nets solve 3-bit parity more often
