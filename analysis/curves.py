@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Resampler
-from scaling.stats import min_depth, min_width, success_rates
+from scaling.stats import min_depth, min_width, monotone_min, success_rates
 
 
 @dataclasses.dataclass
@@ -25,13 +25,6 @@ class Curve:
     y: np.ndarray  # the statistic; for censored points, the lower bound
     censored: np.ndarray
     resample: Resampler | None
-
-
-def _monotone_min(values: np.ndarray, passed: np.ndarray) -> float:
-    if not passed[-1]:
-        return np.nan
-    failing = np.flatnonzero(~passed)
-    return float(values[failing[-1] + 1] if failing.size else values[0])
 
 
 def _star_resampler(rates: pd.DataFrame, along: str, threshold: float, scale: float) -> Resampler:
@@ -48,8 +41,8 @@ def _star_resampler(rates: pd.DataFrame, along: str, threshold: float, scale: fl
             ok = np.isfinite(seeds)
             draw = np.full(seeds.shape, np.nan)
             draw[ok] = rng.binomial(seeds[ok].astype(int), solved[ok] / seeds[ok]) / seeds[ok]
-            star = _monotone_min(values, np.nanmax(draw, axis=1) >= threshold)
-            if np.isfinite(star):
+            star = monotone_min(values, np.nanmax(draw, axis=1) >= threshold)
+            if star is not None:
                 xs.append(n)
                 ys.append(star * scale)
         return np.array(xs, float), np.array(ys, float)

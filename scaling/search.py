@@ -8,25 +8,24 @@ two are adjacent. A cell where nothing passes up to the bound stays censored.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from scaling import plan
 from scaling.config import Config
 from scaling.population import Member
-from scaling.stats import best_lr, success_rates
+from scaling.stats import best_lr, monotone_min, success_rates
 
 
 def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
     """The next width to test in one (n, depth) cell, or None when the cell is settled or censored."""
-    by_width = best_lr(success_rates(cell), ["width"]).sort_values("width")
-    widths, passed = by_width["width"].to_numpy(), (by_width["rate"] >= threshold).to_numpy()
-    if not passed[-1]:
-        return None  # censored: nothing passes at the bound
-    failing = [i for i in range(len(widths)) if not passed[i]]
-    if not failing:
-        return None  # the smallest tested width already passes
-    lo, hi = int(widths[failing[-1]]), int(widths[failing[-1] + 1])
-    return (lo + hi) // 2 if hi - lo > 1 else None
+    by_width = best_lr(success_rates(cell), ["width"])
+    widths = by_width["width"].to_numpy()
+    hi = monotone_min(widths, (by_width["rate"] >= threshold).to_numpy())
+    if hi is None or not np.any(widths < hi):
+        return None  # censored (nothing passes at the bound), or the smallest tested width passes
+    lo = int(widths[widths < hi].max())  # the largest failing width below w*
+    return (lo + int(hi)) // 2 if hi - lo > 1 else None
 
 
 def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:

@@ -36,7 +36,7 @@ def best_lr(rates: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return ordered.groupby(by, as_index=False).first()
 
 
-def _monotone_min(values: np.ndarray, passed: np.ndarray):
+def monotone_min(values: np.ndarray, passed: np.ndarray):
     """Smallest value whose test passes and stays passed for every larger tested value; None if censored."""
     order = np.argsort(values)
     values, passed = values[order], passed[order]
@@ -52,7 +52,7 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
     for key, grp in best.groupby(cell):
         key = key if isinstance(key, tuple) else (key,)
         values, passed = grp[along].to_numpy(), (grp["rate"] >= threshold).to_numpy()
-        star = _monotone_min(values, passed)
+        star = monotone_min(values, passed)
         row = dict(zip(cell, key))
         at = grp[grp[along] == (star if star is not None else values.max())].iloc[0]
         row.update({
