@@ -174,7 +174,7 @@ def train_bucket(
     )
     state = _place(state._replace(active_P=jnp.asarray(slot_live)), mesh)
     budget = jnp.asarray(bucket.steps, jnp.int32)
-    outcome: dict[int, tuple] = {}
+    outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
@@ -185,7 +185,10 @@ def train_bucket(
         done_P = slot_live & (solved_P | diverged_P | (step_end >= bucket.steps))
         for slot in np.flatnonzero(done_P):
             solved = bool(solved_P[slot]) and not diverged_P[slot]
-            outcome[int(slot_member[slot])] = (step_end, solved, float(loss_P[slot]), float(acc_P[slot]), bool(diverged_P[slot]))
+            outcome[int(slot_member[slot])] = MemberResult(
+                steps_run=step_end, solved=solved, step_solved=step_end if solved else None,
+                final_loss=float(loss_P[slot]), final_accuracy=float(acc_P[slot]), diverged=bool(diverged_P[slot]),
+                wall_s=0.0)
         slot_live = slot_live & ~done_P
         live = int(slot_live.sum())
         if on_chunk is not None:
@@ -199,16 +202,5 @@ def train_bucket(
             state = _place(jax.tree.map(lambda a: a[take], state), mesh)
             slot_member, slot_live, cap = slot_member[take], np.arange(new_cap) < live, new_cap
         state = state._replace(active_P=_place(jnp.asarray(slot_live), mesh))
-    wall_s = time.perf_counter() - start
-    return [
-        MemberResult(
-            steps_run=outcome[i][0],
-            solved=outcome[i][1],
-            step_solved=outcome[i][0] if outcome[i][1] else None,
-            final_loss=outcome[i][2],
-            final_accuracy=outcome[i][3],
-            diverged=outcome[i][4],
-            wall_s=wall_s,
-        )
-        for i in range(len(members))
-    ]
+    wall_s = time.perf_counter() - start  # the bucket's wall time, recorded on each of its members
+    return [dataclasses.replace(outcome[i], wall_s=wall_s) for i in range(len(members))]
