@@ -78,8 +78,8 @@ def run_sweep(
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     store = Store.open(out_dir, cfg, fresh=fresh)
     run_id = store.start_run(cfg)
-    trained = skipped = rounds = 0
-    trained_buckets = []
+    skipped = rounds = 0
+    trained_buckets: list[Bucket] = []
     bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
     try:
         df = store.frame()
@@ -99,7 +99,6 @@ def run_sweep(
                 results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh,
                                        on_chunk=lambda finished, live: bar.update(finished))
                 store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
-                trained += len(results)
                 trained_buckets.append(bucket)
                 df = store.frame()
                 if on_bucket is not None:
@@ -111,5 +110,6 @@ def run_sweep(
         bar.close()
         store.close()
     summary.to_csv(Path(out_dir) / "summary.csv", index=False)
+    trained = sum(len(b.members) for b in trained_buckets)
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
     return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary)
