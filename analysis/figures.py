@@ -97,8 +97,8 @@ def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame
 
 
 def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
-    """P(success) at the best learning rate over (n, width), one panel per depth, with w* as a step line."""
-    depths = sorted(rates["depth"].unique())
+    """P(success) at the best learning rate over (n, width), one panel per depth >= 1, with w* as a step line."""
+    depths = sorted(d for d in rates["depth"].unique() if d > 0)  # depth 0 has no width axis
     with paper():
         fig = Figure(figsize=(DOUBLE_COLUMN, 2.2))
         axes = np.atleast_1d(fig.subplots(1, len(depths), sharey=True))

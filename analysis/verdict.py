@@ -92,7 +92,8 @@ def _base_below_two(comp: FitComparison | None) -> bool:
 
 
 def verdict(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison], skipped: dict[str, str]) -> str:
-    shallow, deep = min(cfg.depths), max(cfg.depths)
+    hidden = [d for d in cfg.depths if d > 0] or list(cfg.depths)  # depth 0 has no width to compare
+    shallow, deep = min(hidden), max(hidden)
     lines = [f"The claim under test: {CLAIM}.", ""]
     for depth in dict.fromkeys([shallow, deep]):
         name = f"w_star/depth={depth}"

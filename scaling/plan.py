@@ -14,7 +14,9 @@ WIDTH_SPREAD = 2
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int) -> list[Member]:
-    """Every (lr, seed) member of one (n, depth, width) point."""
+    """Every (lr, seed) member of one (n, depth, width) point. Depth 0 (logistic regression) has no hidden
+    layer, so its one point per n is stored with width 0 instead of once per grid width."""
+    width = 0 if depth == 0 else width
     return [
         Member(cfg.task, n, cfg.encoding, depth, width, cfg.activation, cfg.init, cfg.optimizer, cfg.loss, lr, seed,
                cfg.steps)
@@ -24,17 +26,20 @@ def members_at(cfg: Config, n: int, depth: int, width: int) -> list[Member]:
 
 def grid_members(cfg: Config) -> list[Member]:
     """The first round: the width grid at every (n, depth), and the depth grid at every min-depth width."""
-    points = {(n, d, w) for n in cfg.ns for d in cfg.depths for w in cfg.widths_at(n)}
+    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths for w in cfg.widths_at(n)}
     points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths for d in range(1, cfg.min_depth_max + 1)}
     return [m for p in sorted(points) for m in members_at(cfg, *p)]
 
 
 def _bytes_per_member(bucket: Bucket) -> int:
-    """A generous estimate of one member's device memory: activations and gradients, params and Adam moments."""
+    """An estimate of one member's device memory: the larger of a training step (activations, pre-activations
+    and their gradients for every layer of a batch) and an evaluation (two live layers over all 2^n rows),
+    plus parameters, gradients and two Adam moments."""
     s = bucket.spec
-    activations = 4 * max(s.batch_rows, 2**s.n) * s.width_max * (s.depth_max + 1)
+    train = 4 * s.batch_rows * s.width_max * (s.depth_max + 1)
+    evaluate = 2 * 2**s.n * s.width_max
     params = s.n * s.width_max + s.depth_max * s.width_max**2 + 2 * s.width_max + 1
-    return 4 * (activations + 4 * params)
+    return 4 * (max(train, evaluate) + 4 * params)
 
 
 def _width_groups(members: list[Member]) -> list[list[Member]]:
