@@ -16,7 +16,7 @@ from analysis.fits import FitError
 from analysis.verdict import render_report
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
-from scaling.stats import best_lr, min_width, success_rates
+from scaling.stats import best_lr, success_rates
 from scaling.sweep import summarize
 
 BOOTSTRAP_REPS = 200
@@ -95,7 +95,7 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     points, fitted, weights = _frames(curves, fits, reps)
     theory = unit_counts(cfg.ns)
     rates = best_lr(success_rates(df[df["depth"].isin(cfg.depths)]), ["n", "depth", "width"])
-    stars = min_width(df[df["depth"].isin(cfg.depths)], cfg.success_threshold)
+    stars = summary[summary["kind"] == "min_width"]
     bases = {name: comp.fits["exponential"].params["b"] for name, comp in fits.items()
              if name.startswith("steps/") and "exponential" in comp.fits}
     drawn = {
