@@ -43,15 +43,12 @@ def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of, family: 
             ax.plot(line["n"], line["y"], "-" if best else "--", color=c, lw=1.0 if best else 0.7)
 
 
-def _legend_below(ax, fits_drawn: bool = True) -> None:
+def _legend_below(ax) -> None:
     """The legend under the axes, with what solid, dashed and open markers mean."""
     handles, labels = ax.get_legend_handles_labels()
-    extra = [(Line2D([], [], color="0.2", ls="-"), "solid: best fit (AICc)"),
-             (Line2D([], [], color="0.2", ls="--"), "dashed: runner-up"),
-             (Line2D([], [], color="0.2", marker="^", mfc="none", ls=""), "censored (lower bound)")]
-    if fits_drawn:
-        handles += [h for h, _ in extra]
-        labels += [t for _, t in extra]
+    handles += [Line2D([], [], color="0.2", ls="-"), Line2D([], [], color="0.2", ls="--"),
+                Line2D([], [], color="0.2", marker="^", mfc="none", ls="")]
+    labels += ["solid: best fit (AICc)", "dashed: runner-up", "censored (lower bound)"]
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 

@@ -124,11 +124,13 @@ class Store:
     def frame(self) -> pd.DataFrame:
         return read_members(self.conn)
 
-    def done(self) -> set[Member]:
-        return {member_of(r) for r in self.frame().to_dict("records")}
-
     def close(self) -> None:
         self.conn.close()
+
+
+def stored_members(df: pd.DataFrame) -> set[Member]:
+    """The identities of the members in a members frame (what a resumed sweep skips)."""
+    return {member_of(r) for r in df.to_dict("records")}
 
 
 def read_members(conn: sqlite3.Connection) -> pd.DataFrame:

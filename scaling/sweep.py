@@ -19,7 +19,7 @@ from scaling.errors import UserError
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, padding_waste
 from scaling.stats import min_depth, min_width
-from scaling.store import Store
+from scaling.store import Store, stored_members
 from scaling.train import train_bucket
 
 
@@ -84,7 +84,7 @@ def run_sweep(
     try:
         df = store.frame()
         while True:
-            done = set(store.done())
+            done = stored_members(df)  # df is re-read after every bucket, so it is current
             wanted = search.wanted_members(cfg, df)
             todo = sorted({m for m in wanted if m not in done})
             if rounds == 0:
