@@ -6,14 +6,27 @@
     analysis.compare_fits(x, y, families=None, bootstrap=None, censored=None) -> FitComparison
     analysis.figures.<name>(frames...) -> Figure
     analysis.analyze(dir)                              fits.json, figures, REPORT.md
+
+Names load on first use, so `python -m analysis` can take a Ctrl-C cleanly before pandas and matplotlib
+are imported.
 """
 
-from analysis import figures
-from analysis.compare import Bootstrap, FitComparison, compare_fits
-from analysis.data import load, load_config, load_runs
-from analysis.fits import FAMILIES, Fit, FitError, fit_curve
-from analysis.report import analyze
-from scaling.stats import min_depth, min_width, success_rates, wilson
+import importlib
 
-__all__ = ["Bootstrap", "FAMILIES", "Fit", "FitComparison", "FitError", "analyze", "compare_fits", "figures",
-           "fit_curve", "load", "load_config", "load_runs", "min_depth", "min_width", "success_rates", "wilson"]
+_EXPORTS = {
+    "Bootstrap": "analysis.compare", "FitComparison": "analysis.compare", "compare_fits": "analysis.compare",
+    "load": "analysis.data", "load_config": "analysis.data", "load_runs": "analysis.data",
+    "FAMILIES": "analysis.fits", "Fit": "analysis.fits", "FitError": "analysis.fits", "fit_curve": "analysis.fits",
+    "analyze": "analysis.report",
+    "min_depth": "scaling.stats", "min_width": "scaling.stats", "success_rates": "scaling.stats",
+    "wilson": "scaling.stats",
+}
+__all__ = sorted([*_EXPORTS, "figures"])
+
+
+def __getattr__(name: str):
+    if name == "figures":
+        return importlib.import_module("analysis.figures")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

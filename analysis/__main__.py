@@ -2,6 +2,6 @@
 
 import sys
 
-from scaling.cli import main
+from scaling.__main__ import run
 
-sys.exit(main(["analyze", *sys.argv[1:]]))
+run(["analyze", *sys.argv[1:]])

@@ -1,8 +1,11 @@
-"""Reading a results directory: the members table in long format, the runs table, and the run's config."""
+"""Reading a results directory: the members table in long format, the runs table, and the run's config.
+
+Reading needs no write access and takes no lock, so a store can be analysed while a sweep writes to it."""
 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -10,34 +13,30 @@ import pandas as pd
 from scaling import config as config_mod
 from scaling.config import Config
 from scaling.errors import UserError
-from scaling.store import STORE_NAME, read_members, read_runs
+from scaling.store import STORE_NAME, connect_readonly, read_members, read_runs
 
 
-def _connect(dir: str | Path) -> sqlite3.Connection:
-    path = Path(dir) / STORE_NAME
-    if not path.is_file():
-        raise UserError(str(path), "no results store here; run `scaling sweep CONFIG --out DIR` first")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _read(dir: str | Path, reader) -> pd.DataFrame:
+    with closing(connect_readonly(dir)) as conn:
+        try:
+            return reader(conn)
+        except (sqlite3.Error, pd.errors.DatabaseError) as e:
+            raise UserError(str(Path(dir) / STORE_NAME), f"cannot be read ({e})") from None
 
 
 def load(dir: str | Path) -> pd.DataFrame:
     """The members table of DIR/results.sqlite: one row per trained member."""
-    with _connect(dir) as conn:
-        try:
-            return read_members(conn)
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
-            raise UserError(str(Path(dir) / STORE_NAME), f"is not a results store ({e})") from None
+    return _read(dir, read_members)
 
 
 def load_runs(dir: str | Path) -> pd.DataFrame:
     """The runs table (provenance of every sweep call that wrote to this store)."""
-    with _connect(dir) as conn:
-        return read_runs(conn)
+    return _read(dir, read_runs)
 
 
 def load_config(dir: str | Path) -> Config:
-    """The validated config that wrote this store (from its first run's saved text)."""
+    """The validated config that wrote this store (the latest run's saved text; every run shares its hash)."""
     runs = load_runs(dir)
     if runs.empty:
         raise UserError(str(Path(dir) / STORE_NAME), "has no runs recorded")
-    return config_mod.parse(runs["config_text"].iloc[0], f"{dir} (saved config)")
+    return config_mod.parse(runs["config_text"].iloc[-1], f"{dir} (saved config)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from analysis.curves import Curve, depth_curves, steps_curves, width_curves
 from analysis.data import load, load_config, load_runs
 from analysis.fits import FitError
 from analysis.verdict import render_report
+from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
-from scaling.stats import best_lr, success_rates
-from scaling.sweep import summarize
+from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
+from scaling.stats import best_lr, success_rates, summarize
+from scaling.store import stored_members
 
 BOOTSTRAP_REPS = 200
 PNG_DPI = 200
@@ -69,12 +72,26 @@ def _frames(curves: list[Curve], fits: dict[str, FitComparison], reps: int):
             cat(weights, ["curve", "family", "weight", "boot_win_rate"]))
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.pdf", out / f"{name}.png"]
-    fig.savefig(paths[0], bbox_inches="tight", pad_inches=0.02)
-    fig.savefig(paths[1], dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.02)
-    return paths
+def _figure_bytes(fig, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.02)
+    return buffer.getvalue()
+
+
+def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """What a reader must know before trusting the report: unfinished runs, members still missing."""
+    notes = []
+    unfinished = runs[runs["ended_at"].isna()]
+    if len(unfinished):
+        notes.append(f"{len(unfinished)} of {len(runs)} sweep run(s) did not finish (interrupted, or still "
+                     f"running): run id {', '.join(str(int(r)) for r in unfinished['run_id'])}.")
+    wanted = set(search.wanted_members(cfg, df))
+    missing = len(wanted - stored_members(df))
+    if missing:
+        notes.append(f"The store holds {len(wanted) - missing} of the {len(wanted)} members that the search asks "
+                     f"for at this point: the sweep is incomplete, so w* and the fits may change. Rerun "
+                     f"`scaling sweep` with this config and the same --out to finish it.")
+    return notes
 
 
 def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
@@ -84,14 +101,12 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
     summary = summarize(df, cfg)
-    summary.to_csv(dir / "summary.csv", index=False)
     curves = (width_curves(df, cfg.depths, cfg.success_threshold)
               + depth_curves(df, cfg.min_depth_widths, cfg.success_threshold)
               + steps_curves(df, {n: cfg.steps_width(n) for n in cfg.ns}, cfg.depths))
     fits, skipped = fit_all(curves, reps)
     fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
-    (dir / "fits.json").write_text(json.dumps(fits_json, indent=2, default=float))
     points, fitted, weights = _frames(curves, fits, reps)
     theory = unit_counts(cfg.ns)
     rates = best_lr(success_rates(df[df["depth"].isin(cfg.depths)]), ["n", "depth", "width"])
@@ -106,9 +121,13 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
         "steps_to_solve": figures.steps_to_solve(points, fitted, bases),
         "fit_comparison": figures.fit_comparison(weights),
     }
-    written = [dir / "summary.csv", dir / "fits.json"]
+    assert tuple(drawn) == FIGURES, "scaling.outputs.FIGURES names every figure (--fresh removes them)"
+    files: dict[Path, bytes | str] = {dir / SUMMARY: summary.to_csv(index=False),
+                                      dir / FITS: json.dumps(fits_json, indent=2, default=float)}
     for name, fig in drawn.items():
-        written += _save(fig, dir / "figures", name)
-    report = render_report(cfg, df, runs, summary, fits, skipped, theory, list(drawn))
-    (dir / "REPORT.md").write_text(report)
-    return written + [dir / "REPORT.md"]
+        for suffix in FIGURE_SUFFIXES:
+            files[dir / FIGURES_DIR / f"{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
+    warnings = store_warnings(cfg, df, runs)
+    files[dir / REPORT] = render_report(cfg, df, runs, summary, fits, skipped, theory, list(drawn), warnings)
+    write_atomic(files)  # all or nothing, the report last
+    return list(files)

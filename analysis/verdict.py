@@ -23,6 +23,11 @@ def num(v, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+def _ended(timestamp) -> str:
+    """A run's end time, or "unfinished" where it never ended."""
+    return timestamp if isinstance(timestamp, str) and timestamp else "unfinished"
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -141,9 +146,13 @@ KNOWN = """- One hidden layer of threshold or ReLU units: n units suffice (Rumel
 
 def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
                   fits: dict[str, FitComparison], skipped: dict[str, str], theory: pd.DataFrame,
-                  figure_names: list[str]) -> str:
+                  figure_names: list[str], warnings: list[str] = ()) -> str:
     stars = summary[summary["kind"] == "min_width"]
     last = runs.iloc[-1]
+    commit = last["git_commit"] if isinstance(last["git_commit"], str) and last["git_commit"] else "unknown"
+    source = (f"Generated from the store's {len(runs)} run(s) (run id {int(runs['run_id'].iloc[0])}"
+              f"{'' if len(runs) == 1 else f' .. {int(last.run_id)}'}, config hash {last['config_hash']}, "
+              f"latest started {last['started_at']}, commit {commit[:10]}).")
     setup = _table(["setting", "value"], [
         ["task", f"{cfg.task}, n = {', '.join(map(str, cfg.ns))}, encoding {cfg.encoding}"],
         ["model", f"depths {list(cfg.depths)}, widths " + (f"{cfg.width_per_n}n" if cfg.width_per_n else
@@ -156,7 +165,7 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         ["members trained", f"{len(df)} ({int(df['solved'].sum())} solved, {int(df['diverged'].sum())} diverged)"],
         ["provenance", f"jax {last['jax_version']}, flax {last['flax_version']}, optax {last['optax_version']}, "
                        f"{last['backend']} ({last['device_kind']} x{last['device_count']}), commit "
-                       f"{(last['git_commit'] or 'unknown')[:10]}, {runs['started_at'].iloc[0]} .. {last['ended_at']}"],
+                       f"{commit[:10]}, {runs['started_at'].iloc[0]} .. {_ended(last['ended_at'])}"],
     ])
     depths = sorted(stars["depth"].unique())
     w_rows = [[n] + [_star_cell(stars[(stars["n"] == n) & (stars["depth"] == d)].iloc[0], "w_star")
@@ -190,6 +199,8 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     steps_text += [f"- {name}: not fitted ({why})" for name, why in skipped.items() if name.startswith("steps/")]
     parts = [
         f"# {cfg.name}: hidden units that gradient training needs for n-bit parity",
+        *[f"> **Warning:** {w}" for w in warnings],
+        source,
         cfg.description.strip(),
         "## Verdict", verdict(cfg, stars, fits, skipped),
         "## Setup", setup,

@@ -1,5 +1,35 @@
+"""`python -m scaling` and the `scaling` console script (run). Kept tiny on purpose: the Ctrl-C handler
+below is installed before anything heavy is imported.
+
+A Ctrl-C ends the process at once, with one line and exit code 130. It never raises KeyboardInterrupt:
+raised inside jax's start-up (a C++ callback), that aborts the process with a C++ traceback. Exiting at
+once is safe: Python runs the handler between bytecodes, never inside SQLite, so a bucket's transaction is
+either committed or rolled back on the next open, the kernel drops the sweep lock, and every output file
+is written through a rename.
+"""
+
+import os
+import signal
 import sys
 
-from scaling.cli import main
+_ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume", "analyze": "the outputs are unchanged"}
 
-sys.exit(main())
+
+def run(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args and not args[0].startswith("-") else "command"
+    line = f"scaling {command}: interrupted" + (f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else "")
+
+    def interrupted(signum, frame) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+    from scaling.cli import main
+
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":
+    run()

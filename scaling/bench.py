@@ -21,6 +21,8 @@ from pathlib import Path
 import jax
 
 from scaling import config
+from scaling.errors import UserError
+from scaling.outputs import write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Member, make_bucket, padding_waste
 from scaling.train import train_bucket
@@ -30,8 +32,9 @@ WIDTHS = (2, 4, 8, 16, 32)
 
 
 def workload(n: int = 8) -> list[Member]:
-    return [Member("parity", n, "pm1", d, w, "relu", "he", "adam", "bce", 1e-9, s, STEPS)
-            for d in (1, 2, 3) for w in WIDTHS for s in range(4)]
+    base = Member(task="parity", n=n, encoding="pm1", depth=1, width=1, activation="relu", init="he",
+                  optimizer="adam", loss="bce", lr=1e-9, seed=0, steps=STEPS)
+    return [dataclasses.replace(base, depth=d, width=w, seed=s) for d in (1, 2, 3) for w in WIDTHS for s in range(4)]
 
 
 def _time(buckets) -> float:
@@ -42,6 +45,9 @@ def _time(buckets) -> float:
 
 
 def run_bench(out: str | Path = "bench.json") -> dict:
+    out = Path(out)
+    if not out.parent.is_dir():  # fail now, not after minutes of benchmarking
+        raise UserError(str(out), f"cannot write the report: no directory {out.parent}")
     jax.config.update("jax_enable_compilation_cache", False)  # cold means cold
     members = workload()
     cfg = config.parse(f'[experiment]\nname = "bench"\n[task]\nn = {members[0].n}\n[train]\neval_every = {EVAL_EVERY}\n')
@@ -71,7 +77,7 @@ def run_bench(out: str | Path = "bench.json") -> dict:
         "pad_depth_speedup_vs_by_depth": {"cold": ratio("planned", "planned_by_depth", "cold_s"),
                                           "warm": ratio("planned", "planned_by_depth", "warm_s")},
     }
-    Path(out).write_text(json.dumps(report, indent=2))
+    write_atomic({out: json.dumps(report, indent=2)})
     print(f"{'way':<17}{'buckets':>8}{'cold s':>9}{'warm s':>9}{'member-steps/s':>16}{'waste':>7}")
     for name, r in results.items():
         print(f"{name:<17}{r['buckets']:>8}{r['cold_s']:>9.2f}{r['warm_s']:>9.2f}"

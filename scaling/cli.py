@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from scaling.errors import UserError
+
+if TYPE_CHECKING:  # pandas and jax load only when a command runs, so `scaling --help` answers at once
+    import pandas as pd
 
 
 def _format_star(value: float, censored: bool, bound: int) -> str:
@@ -18,6 +21,8 @@ def _format_star(value: float, censored: bool, bound: int) -> str:
 
 def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
     """w* (n x depth) or L* (n x width) as a printable pivot, censored cells shown as >bound."""
+    import pandas as pd
+
     rows = summary[summary["kind"] == kind]
     if rows.empty:
         return pd.DataFrame()
@@ -95,18 +100,21 @@ def _enable_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _enable_compilation_cache()
+    """Run one command; returns the exit code (2: bad input or a store/OS fault, 130: interrupted)."""
+    command = "command"
     try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        _enable_compilation_cache()
         args.func(args)
     except UserError as e:
-        print(f"scaling {args.command}: error: {e}", file=sys.stderr)
+        print(f"scaling {command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"scaling {args.command}: interrupted; finished buckets are saved, rerun to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # in-process callers; the console script exits on Ctrl-C itself (scaling.__main__)
+        print(f"scaling {command}: interrupted; finished buckets are saved, rerun to resume", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as e:  # a fault that no layer named more precisely: still one line
+        print(f"scaling {command}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

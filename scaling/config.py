@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from scaling.errors import UserError
-from scaling.model import ACTIVATIONS, INITS
-from scaling.tasks import ENCODINGS, TASKS, check_bits
-from scaling.train import LOSSES, OPTIMIZERS
+from scaling.names import ACTIVATIONS, ENCODINGS, INITS, LOSSES, OPTIMIZERS, TASKS
+from scaling.population import member_bytes
+from scaling.tasks import check_bits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,14 @@ class Config:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Upper bounds, checked before anything is created. Widths have none of their own: the memory check below
+# bounds them through run.bucket_mib (one member must fit in one bucket).
+MAX_STEPS = 10**8  # step counters are int32 inside the compiled programs; 10^8 steps is days of training
+MAX_DEPTH = 64  # hidden layers are unrolled into the compiled program, so compile time grows with depth
+MAX_SEEDS = 10_000
+MAX_MEMBERS = 2_000_000  # the first round's members are planned in memory at once (paper.toml: 192,000)
+MAX_BUCKET_MIB = 2**20
+
 REQUIRED = object()
 # section -> key -> default. The single source of defaults (min_depth_max = None: the largest of model.depths).
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -94,12 +103,14 @@ class _Reader:
             return default
         return self.table[key]
 
-    def int_(self, key: str, lo: int = 0, value: Any = None) -> int:
+    def int_(self, key: str, lo: int = 0, value: Any = None, hi: int | None = None) -> int:
         v = self.get(key) if value is None else value
         if not isinstance(v, int) or isinstance(v, bool):
             raise self.fail(key, f"must be an integer, got {v!r}")
         if v < lo:
             raise self.fail(key, f"must be >= {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise self.fail(key, f"must be <= {hi}, got {v}")
         return v
 
     def str_(self, key: str, choices=None) -> str:
@@ -110,11 +121,11 @@ class _Reader:
             raise self.fail(key, f"must be one of {', '.join(choices)}, got {v!r}")
         return v
 
-    def int_list(self, key: str, lo: int, value: Any = None) -> tuple[int, ...]:
+    def int_list(self, key: str, lo: int, value: Any = None, hi: int | None = None) -> tuple[int, ...]:
         v = self.get(key) if value is None else value
         if not isinstance(v, list) or not v:
             raise self.fail(key, f"must be a non-empty list of integers, got {v!r}")
-        return tuple(sorted({self.int_(key, lo, x) for x in v}))
+        return tuple(sorted({self.int_(key, lo, x, hi) for x in v}))
 
 
 def _ns(r: _Reader) -> tuple[int, ...]:
@@ -169,8 +180,8 @@ def _lrs(r: _Reader) -> tuple[float, ...]:
     if not isinstance(v, list) or not v:
         raise r.fail("lrs", f"must be a non-empty list of numbers, got {v!r}")
     for x in v:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0:
-            raise r.fail("lrs", f"every learning rate must be a number > 0, got {x!r}")
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < math.inf:
+            raise r.fail("lrs", f"every learning rate must be a finite number > 0, got {x!r}")
     return tuple(sorted({float(x) for x in v}))
 
 
@@ -190,14 +201,14 @@ def parse(text: str, path: str = "<config>") -> Config:
                 raise UserError(f"{path}: [{section}] {key}", f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: _Reader(path, s, raw.get(s, {})) for s in SCHEMA}
     widths, width_search, width_per_n = _widths(r["model"])
-    depths = r["model"].int_list("depths", 0)
+    depths = r["model"].int_list("depths", 0, hi=MAX_DEPTH)
     threshold = r["search"].get("success_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise r["search"].fail("success_threshold", f"must be a number in (0, 1], got {threshold!r}")
     devices = r["run"].get("devices")
     if devices != "all":
         devices = r["run"].int_("devices", 1)
-    steps, eval_every = r["train"].int_("steps", 1), r["train"].int_("eval_every", 1)
+    steps, eval_every = r["train"].int_("steps", 1, hi=MAX_STEPS), r["train"].int_("eval_every", 1)
     if eval_every > steps:
         raise r["train"].fail("eval_every", f"({eval_every}) must not exceed steps ({steps})")
     min_depth_max = r["search"].get("min_depth_max")
@@ -207,7 +218,7 @@ def parse(text: str, path: str = "<config>") -> Config:
     name = r["experiment"].str_("name")
     if not name.strip():
         raise r["experiment"].fail("name", "must not be empty")
-    return Config(
+    cfg = Config(
         name=name,
         description=r["experiment"].str_("description"),
         task=r["task"].str_("kind", TASKS),
@@ -217,24 +228,48 @@ def parse(text: str, path: str = "<config>") -> Config:
         widths=widths,
         width_search=width_search,
         width_per_n=width_per_n,
-        activation=r["model"].str_("activation", tuple(ACTIVATIONS)),
+        activation=r["model"].str_("activation", ACTIVATIONS),
         init=r["model"].str_("init", INITS),
-        optimizer=r["train"].str_("optimizer", tuple(OPTIMIZERS)),
+        optimizer=r["train"].str_("optimizer", OPTIMIZERS),
         lrs=_lrs(r["train"]),
         steps=steps,
         eval_every=eval_every,
         loss=r["train"].str_("loss", LOSSES),
         max_batch_rows=r["train"].int_("max_batch_rows", 1),
-        seeds=r["search"].int_("seeds", 1),
+        seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS),
         success_threshold=float(threshold),
         min_depth_widths=() if r["search"].get("min_depth_widths") == [] else r["search"].int_list("min_depth_widths", 1),
-        min_depth_max=max(depths) if min_depth_max is None else r["search"].int_("min_depth_max", 1),
+        min_depth_max=max(depths) if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
         run_seed=r["run"].int_("seed", 0),
         devices=None if devices == "all" else devices,
-        bucket_mib=r["run"].int_("bucket_mib", 1),
+        bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB),
         pad_depth=pad_depth,
         source=text,
     )
+    _check_size(cfg, path)
+    return cfg
+
+
+def _check_size(cfg: Config, path: str) -> None:
+    """Refuse a config whose first round, or whose largest member, would not fit in memory."""
+    points = sum(len(cfg.depths) * len(cfg.widths_at(n)) + len(cfg.min_depth_widths) * cfg.min_depth_max
+                 for n in cfg.ns)
+    members = points * len(cfg.lrs) * cfg.seeds
+    if members > MAX_MEMBERS:
+        raise UserError(f"{path}: [search] seeds", f"the first round would plan {members:,} members (points x "
+                                                   f"lrs x seeds), over the limit of {MAX_MEMBERS:,}")
+    budget = cfg.bucket_mib * 2**20
+    for n in cfg.ns:
+        rows = min(2**n, cfg.max_batch_rows)
+        shapes = [(max(cfg.depths), max(cfg.widths_at(n)), "[model] widths")]
+        if cfg.min_depth_widths:
+            shapes.append((cfg.min_depth_max, max(cfg.min_depth_widths), "[search] min_depth_widths"))
+        for depth, width, key in shapes:
+            need = member_bytes(n, depth, width, rows)
+            if need > budget:
+                raise UserError(f"{path}: {key}", f"one member of width {width} and depth {depth} at n = {n} "
+                                                  f"needs about {need / 2**20:,.0f} MiB, over run.bucket_mib = "
+                                                  f"{cfg.bucket_mib}; use smaller widths or raise bucket_mib")
 
 
 def load(path: str | Path) -> Config:

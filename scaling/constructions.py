@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from scaling.errors import UserError
-from scaling.model import forward
 from scaling.tasks import MAX_BITS, parity_table
 
 # A layer is (kernel_IxO, bias_O); the last layer maps to the single logit.
@@ -125,7 +123,7 @@ def build(kind: str, n: int, encoding: str = "pm1") -> Construction:
     used = sum(int(np.sum(np.any(k != 0, axis=0) & np.any(nxt[0] != 0, axis=1)))
                for k, nxt in zip([h[0] for h in hidden], layers[1:]))
     nonzero = sum(int(np.count_nonzero(k) + np.count_nonzero(b)) for k, b in layers)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    f32 = lambda a: np.asarray(a, np.float32)  # numpy, so that unit counts need no jax; forward takes these as is
     if depth == 0:
         params, masks, width = {"out_kernel": f32(out_kernel), "out_bias": f32(out_bias)}, {}, 0
     else:
@@ -144,6 +142,10 @@ def build(kind: str, n: int, encoding: str = "pm1") -> Construction:
 
 def check(c: Construction) -> tuple[int | None, float]:
     """(first misclassified row or None, max |logit - (parity - 1/2)|) over all 2^n rows."""
+    import jax.numpy as jnp  # here, not at the top: analysis imports this module for unit counts alone
+
+    from scaling.model import forward
+
     table = parity_table(c.n, c.encoding)
     logits_R = np.asarray(forward(c.params, c.masks, jnp.asarray(table.x_RxN), "relu"))
     wrong = np.flatnonzero((logits_R > 0) != (table.y_R > 0.5))

@@ -14,8 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scaling import names
+from scaling.names import INITS
+
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
-INITS = ("he", "lecun", "rademacher")
+assert tuple(ACTIVATIONS) == names.ACTIVATIONS, "scaling.names.ACTIVATIONS must list exactly these"
 # Variance gain of hidden layers per init; the output layer is linear, so it always uses gain 1.
 _HIDDEN_GAIN = {"he": 2.0, "lecun": 1.0, "rademacher": 1.0}
 _OUTPUT_STREAM = 2**20

@@ -6,7 +6,7 @@ import itertools
 from collections import defaultdict
 
 from scaling.config import Config
-from scaling.population import Bucket, Member, make_bucket
+from scaling.population import SHARED_FIELDS, Bucket, Member, make_bucket, member_bytes
 
 # Widths that share a bucket lie within this factor of each other: hidden layers cost width^2, so a
 # factor of 2 bounds the padding waste near 4x while keeping the number of compiled programs small.
@@ -17,11 +17,9 @@ def members_at(cfg: Config, n: int, depth: int, width: int) -> list[Member]:
     """Every (lr, seed) member of one (n, depth, width) point. Depth 0 (logistic regression) has no hidden
     layer, so its one point per n is stored with width 0 instead of once per grid width."""
     width = 0 if depth == 0 else width
-    return [
-        Member(cfg.task, n, cfg.encoding, depth, width, cfg.activation, cfg.init, cfg.optimizer, cfg.loss, lr, seed,
-               cfg.steps)
-        for lr, seed in itertools.product(cfg.lrs, range(cfg.seeds))
-    ]
+    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS if f != "n"}  # the config names them as Member does
+    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=cfg.steps)
+            for lr, seed in itertools.product(cfg.lrs, range(cfg.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:
@@ -32,14 +30,8 @@ def grid_members(cfg: Config) -> list[Member]:
 
 
 def _bytes_per_member(bucket: Bucket) -> int:
-    """An estimate of one member's device memory: the larger of a training step (activations, pre-activations
-    and their gradients for every layer of a batch) and an evaluation (two live layers over all 2^n rows),
-    plus parameters, gradients and two Adam moments."""
     s = bucket.spec
-    train = 4 * s.batch_rows * s.width_max * (s.depth_max + 1)
-    evaluate = 2 * 2**s.n * s.width_max
-    params = s.n * s.width_max + s.depth_max * s.width_max**2 + 2 * s.width_max + 1
-    return 4 * (max(train, evaluate) + 4 * params)
+    return member_bytes(s.n, s.depth_max, s.width_max, s.batch_rows)
 
 
 def _width_groups(members: list[Member]) -> list[list[Member]]:
@@ -62,7 +54,7 @@ def plan_buckets(members: list[Member], cfg: Config) -> list[Bucket]:
     by_spec: dict[tuple, list[Member]] = defaultdict(list)
     for m in members:
         depth_key = m.depth if (not cfg.pad_depth or m.depth == 0) else -1
-        by_spec[(m.task, m.n, m.encoding, m.activation, m.init, m.optimizer, m.loss, m.steps, depth_key)].append(m)
+        by_spec[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key)].append(m)
     buckets = []
     for key in sorted(by_spec):
         for group in _width_groups(by_spec[key]):

@@ -1,4 +1,6 @@
-"""Members (one network to train each), their identity-derived keys, and buckets (members compiled together)."""
+"""Members (one network to train each), their identity-derived keys, their results, and buckets (members
+compiled together). Everything else that spells out a member (the store's columns, its UNIQUE key, the
+planner's grouping) is derived from the fields here, so a new hyperparameter is one new field."""
 
 from __future__ import annotations
 
@@ -32,9 +34,30 @@ class Member:
         (network, seed) start from the same weights and see the same mini-batches at every learning
         rate, so learning rates are compared on common random numbers.
         """
-        ident = (run_seed, self.task, self.n, self.encoding, self.depth, self.width, self.activation, self.init, self.seed)
+        ident = (run_seed, *(getattr(self, f) for f in MEMBER_FIELDS if f not in _NOT_IN_KEY))
         digest = hashlib.blake2b(repr(ident).encode(), digest_size=8).digest()
         return np.frombuffer(digest, dtype=np.uint32).copy()
+
+
+MEMBER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Member))
+# Left out of the initialisation key (see Member.key_data), so learning rates share initial weights.
+_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps"})
+# What may differ between the members of one bucket; every other field is shared by its compiled program.
+PER_MEMBER_FIELDS = ("depth", "width", "lr", "seed", "steps")
+SHARED_FIELDS: tuple[str, ...] = tuple(f for f in MEMBER_FIELDS if f not in PER_MEMBER_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberResult:
+    """What training one member produced (the store's result columns)."""
+
+    steps_run: int
+    solved: bool
+    step_solved: int | None
+    final_loss: float
+    final_accuracy: float
+    diverged: bool
+    wall_s: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +98,16 @@ class Bucket:
         return padded, sum(spec.useful_flops(m.depth, m.width) for m in self.members)
 
 
+def member_bytes(n: int, depth: int, width: int, batch_rows: int) -> int:
+    """An estimate of one member's device memory in a bucket padded to (depth, width): the larger of a training
+    step (activations, pre-activations and their gradients for every layer of a batch) and an evaluation (two
+    live layers over all 2^n rows), plus parameters, gradients and two Adam moments."""
+    train = 4 * batch_rows * width * (depth + 1)
+    evaluate = 2 * 2**n * width
+    params = n * width + depth * width**2 + 2 * width + 1
+    return 4 * (max(train, evaluate) + 4 * params)
+
+
 def padding_waste(buckets) -> float:
     """Padded FLOPs / useful FLOPs over buckets (1.0 = no waste): what padding costs the planner's choice."""
     padded, useful = (sum(x) for x in zip(*(b.flops() for b in buckets)))
@@ -84,7 +117,7 @@ def padding_waste(buckets) -> float:
 def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int) -> BucketSpec:
     """The smallest spec that holds every member (they must agree on everything but depth, width, lr, seed)."""
     first = members[0]
-    shared = {f: getattr(first, f) for f in ("task", "n", "encoding", "activation", "init", "optimizer", "loss")}
+    shared = {f: getattr(first, f) for f in SHARED_FIELDS}
     for m in members:
         for f, v in shared.items():
             if getattr(m, f) != v:

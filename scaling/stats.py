@@ -5,8 +5,13 @@ Input frames are the members table in long format (one row per trained member).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from scaling.config import Config
 
 Z95 = 1.959963984540054
 
@@ -83,3 +88,23 @@ def min_depth(df: pd.DataFrame, width: int, threshold: float = 0.5) -> pd.DataFr
     """L*(n, width): smallest depth that reaches the threshold (and stays) at a fixed width."""
     out = _minimum(df[df["width"] == width], ["n", "width"], "depth", threshold, "L_star")
     return out
+
+
+def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """One row per (n, depth) with w*, and one per (n, width) with L*: the sweep's summary.csv."""
+    parts = []
+    if not df.empty:
+        width_rows = min_width(df[df["depth"].isin(cfg.depths)], cfg.success_threshold)
+        width_rows.insert(0, "kind", "min_width")
+        parts.append(width_rows)
+        for w in cfg.min_depth_widths:
+            depth_rows = min_depth(df, w, cfg.success_threshold)
+            depth_rows.insert(0, "kind", "min_depth")
+            parts.append(depth_rows)
+    if not parts:
+        return pd.DataFrame()
+    summary = pd.concat(parts, ignore_index=True)
+    for col in ("depth", "width"):  # a column that only one kind fills is Int64 (blank where n/a), not float
+        if col in summary:
+            summary[col] = summary[col].astype("Int64")
+    return summary

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 from scaling import search
 from scaling.config import Config
 from scaling.errors import UserError
+from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, padding_waste
-from scaling.stats import min_depth, min_width
+from scaling.stats import summarize
 from scaling.store import Store, stored_members
 from scaling.train import train_bucket
 
@@ -38,30 +39,12 @@ def make_mesh(devices: int | None) -> Mesh | None:
     """A 1-D mesh over the population axis, or None for a single device."""
     available = jax.devices()
     count = len(available) if devices is None else devices
+    if count < 1:
+        raise UserError("--devices", f"must be at least 1, got {count}")
     if count > len(available):
         raise UserError("--devices", f"asked for {count} devices but only {len(available)} are visible "
                                      f"({available[0].platform})")
     return None if count == 1 else Mesh(np.array(available[:count]), ("pop",))
-
-
-def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """One row per (n, depth) with w*, and one per (n, width) with L*: the sweep's summary.csv."""
-    parts = []
-    if not df.empty:
-        width_rows = min_width(df[df["depth"].isin(cfg.depths)], cfg.success_threshold)
-        width_rows.insert(0, "kind", "min_width")
-        parts.append(width_rows)
-        for w in cfg.min_depth_widths:
-            depth_rows = min_depth(df, w, cfg.success_threshold)
-            depth_rows.insert(0, "kind", "min_depth")
-            parts.append(depth_rows)
-    if not parts:
-        return pd.DataFrame()
-    summary = pd.concat(parts, ignore_index=True)
-    for col in ("depth", "width"):  # a column that only one kind fills is Int64 (blank where n/a), not float
-        if col in summary:
-            summary[col] = summary[col].astype("Int64")
-    return summary
 
 
 def run_sweep(
@@ -76,8 +59,12 @@ def run_sweep(
     """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses one bucket at most."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
-    store = Store.open(out_dir, cfg, fresh=fresh)
-    run_id = store.start_run(cfg)
+    store = Store.open(out_dir, fresh=fresh)
+    try:
+        run_id = store.start_run(cfg)
+    except BaseException:
+        store.close()
+        raise
     skipped = rounds = 0
     trained_buckets: list[Bucket] = []
     bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
@@ -109,7 +96,7 @@ def run_sweep(
     finally:
         bar.close()
         store.close()
-    summary.to_csv(Path(out_dir) / "summary.csv", index=False)
+    write_atomic({Path(out_dir) / SUMMARY: summary.to_csv(index=False)})
     trained = sum(len(b.members) for b in trained_buckets)
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
     return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary)

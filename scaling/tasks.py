@@ -7,13 +7,12 @@ import dataclasses
 import numpy as np
 
 from scaling.errors import UserError
+from scaling.names import ENCODINGS, TASKS
 
 MAX_BITS = 20
 # The full table of the largest supported n (2^20 rows x 20 bits, float32) is 80 MiB; anything that
 # estimates more than this is refused before a single row is allocated.
 MAX_TABLE_BYTES = 256 * 2**20
-ENCODINGS = ("pm1", "01")
-TASKS = ("parity",)
 
 
 @dataclasses.dataclass(frozen=True)

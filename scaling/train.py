@@ -20,8 +20,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from scaling import names
 from scaling.model import forward, init_member, param_mask
-from scaling.population import Bucket, BucketSpec, Member
+from scaling.population import Bucket, BucketSpec, MemberResult
 from scaling.tasks import make_table
 
 OPTIMIZERS = {
@@ -29,7 +30,7 @@ OPTIMIZERS = {
     "sgd": optax.sgd,
     "momentum": lambda learning_rate: optax.sgd(learning_rate, momentum=0.9),
 }
-LOSSES = ("bce", "mse")
+assert tuple(OPTIMIZERS) == names.OPTIMIZERS, "scaling.names.OPTIMIZERS must list exactly these"
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
 # near 1; a loss of 10^4 means the weights blew up (Adam at lr = 1e6 kills every ReLU and leaves a finite
 # but enormous bias-only loss), and no such member was seen to recover.
@@ -40,17 +41,6 @@ _COMPACT_FACTOR = 4
 
 # Traces of the chunk program per static signature: a guard against silent recompiles (tests read it).
 _TRACES: collections.Counter = collections.Counter()
-
-
-@dataclasses.dataclass(frozen=True)
-class MemberResult:
-    steps_run: int
-    solved: bool
-    step_solved: int | None
-    final_loss: float
-    final_accuracy: float
-    diverged: bool
-    wall_s: float
 
 
 class PopState(NamedTuple):

@@ -1,19 +1,28 @@
-import jax
-import pytest
+import dataclasses
+import os
+
+# The suite assumes the CPU (simulated devices, backend == "cpu", float tolerances): force it, for the
+# subprocesses the tests start too, so that it passes unchanged on a machine with a GPU.
+# SCALING_TEST_PLATFORMS=cuda runs it on a GPU on purpose.
+os.environ["JAX_PLATFORMS"] = os.environ.get("SCALING_TEST_PLATFORMS", "cpu")
+
+import jax  # noqa: E402  (after JAX_PLATFORMS)
+import pytest  # noqa: E402
+
+from scaling.population import Member  # noqa: E402
 
 # Silent broadcasting hides shape bugs; the engine must be explicit about every rank change.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+DEFAULT_MEMBER = Member(task="parity", n=2, encoding="pm1", depth=1, width=4, activation="relu", init="he",
+                        optimizer="adam", loss="bce", lr=1e-2, seed=0, steps=300)
+
+
 @pytest.fixture
 def member_factory():
-    from scaling.population import Member
-
-    def make(n=2, depth=1, width=4, lr=1e-2, seed=0, steps=300, activation="relu", init="he", optimizer="adam",
-             loss="bce", encoding="pm1"):
-        return Member("parity", n, encoding, depth, width, activation, init, optimizer, loss, lr, seed, steps)
-
-    return make
+    """DEFAULT_MEMBER with any fields replaced, e.g. member_factory(n=3, width=8)."""
+    return lambda **fields: dataclasses.replace(DEFAULT_MEMBER, **fields)
 
 
 TINY = """

@@ -14,8 +14,10 @@ jax.config.update("jax_num_cpu_devices", 2)
 from scaling.population import Member, make_bucket
 from scaling.sweep import make_mesh
 from scaling.train import train_bucket
-members = [Member("parity", 3, "pm1", d, w, "relu", "he", "adam", "bce", 3e-2, s, 300)
-           for d in (1, 2) for w in (2, 5) for s in range(3)]
+import dataclasses
+base = Member(task="parity", n=3, encoding="pm1", depth=1, width=2, activation="relu", init="he", optimizer="adam",
+              loss="bce", lr=3e-2, seed=0, steps=300)
+members = [dataclasses.replace(base, depth=d, width=w, seed=s) for d in (1, 2) for w in (2, 5) for s in range(3)]
 bucket = make_bucket(members, eval_every=100)
 plain, sharded = train_bucket(bucket), train_bucket(bucket, mesh=make_mesh(2))
 print(json.dumps({"devices": jax.device_count(),

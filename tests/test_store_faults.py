@@ -1,0 +1,257 @@
+"""Store and output faults: every one ends in one line and exit 2, and leaves the store's rows and files as
+they were. The sweeps here are tiny; the one real store they damage is a copy of the shared tiny sweep's."""
+
+import contextlib
+import errno
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import TINY
+from scaling import config
+from scaling.cli import main
+from scaling.errors import UserError
+from scaling.outputs import FITS, REPORT, SUMMARY, output_paths
+from scaling.store import LOCK_NAME, STORE_NAME, DirLock, Store
+
+KEY = ["n", "depth", "width", "lr", "seed"]
+
+
+@contextlib.contextmanager
+def _connect(path):
+    """A connection that commits and is closed at the end (sqlite3's own context manager only commits)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        yield conn
+
+
+def _snapshot(directory):
+    """Every file under directory (but the sweep lock) with its bytes: what 'unchanged' means."""
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+def _one_line_error(capsys, code, expected: str):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
+    return err
+
+
+@pytest.fixture
+def store_copy(tiny_sweep, tmp_path):
+    """A private copy of the tiny sweep's directory (store and summary), safe to damage."""
+    src, _ = tiny_sweep
+    dst = tmp_path / "copy"
+    dst.mkdir()
+    for name in (STORE_NAME, SUMMARY):
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
+def _write_tiny(tmp_path, text=TINY, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("change, key", [
+    (("steps = 400", "steps = 9223372036854775807"), "[train] steps"),
+    (("seeds = 3", "seeds = 1000000000"), "[search] seeds"),
+    (("widths = {max = 8}", "widths = [100000000]"), "[model] widths"),
+    (("depths = [1, 2]", "depths = [100000]"), "[model] depths"),
+    (("min_depth_widths = [2, 4]", "min_depth_widths = [2, 4]\nmin_depth_max = 100000"), "[search] min_depth_max"),
+    (("lrs = [3e-2]", "lrs = [inf]"), "[train] lrs"),
+    (("lrs = [3e-2]", "lrs = [nan]"), "[train] lrs"),
+])
+def test_out_of_range_values_are_refused_before_anything_is_created(tmp_path, capsys, change, key):
+    path = _write_tiny(tmp_path, TINY.replace(*change))
+    _one_line_error(capsys, main(["sweep", str(path), "--out", str(tmp_path / "out")]), key)
+    assert not (tmp_path / "out").exists()
+
+
+def test_zero_devices_is_refused_before_anything_is_created(tmp_path, capsys):
+    path = _write_tiny(tmp_path)
+    _one_line_error(capsys, main(["sweep", str(path), "--out", str(tmp_path / "out"), "--devices", "0"]), "--devices")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    """A real `scaling sweep` against a directory whose lock this test holds."""
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = DirLock(out)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "scaling", "sweep", str(_write_tiny(tmp_path)), "--out", str(out)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        lock.release()
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"another sweep (pid {__import__('os').getpid()})" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no store was created
+
+
+def test_a_run_that_crashed_before_its_first_bucket_does_not_block_the_corrected_config(tmp_path):
+    wrong = config.parse(TINY.replace("steps = 400", "steps = 500"))
+    store = Store.open(tmp_path)
+    store.start_run(wrong)
+    store.close()  # as if it crashed: a run row, no members
+    store = Store.open(tmp_path)
+    run_id = store.start_run(config.parse(TINY))
+    hashes = [r[0] for r in store.conn.execute("SELECT config_hash FROM runs")]
+    store.close()
+    assert hashes == [config.parse(TINY).hash()] and run_id > 1
+
+
+def test_fresh_removes_this_projects_outputs_and_nothing_else(store_copy):
+    for path in output_paths(store_copy):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("old output")
+    (store_copy / "notes.txt").write_text("mine")
+    (store_copy / "figures" / "sketch.png").write_text("mine too")
+    Store.open(store_copy, fresh=True).close()
+    left = {p.relative_to(store_copy).as_posix() for p in store_copy.rglob("*") if p.is_file()}
+    assert left == {STORE_NAME, LOCK_NAME, "notes.txt", "figures/sketch.png"}
+    with _connect(store_copy / STORE_NAME) as conn:  # a new, empty store: the old rows are gone
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("content", ["sqlite", "text"])
+def test_fresh_never_deletes_an_unrelated_file_named_like_a_store(tmp_path, content):
+    path = tmp_path / STORE_NAME
+    if content == "sqlite":
+        with _connect(path) as conn:
+            conn.execute("CREATE TABLE recipes (name TEXT)")
+    else:
+        path.write_text("not a database")
+    before = _snapshot(tmp_path)
+    for fresh in (False, True):
+        with pytest.raises(UserError, match="not a results store"):
+            Store.open(tmp_path, fresh=fresh)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_sweep_never_writes_into_an_unrelated_directory(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / SUMMARY).write_text("someone else's table")
+    code = main(["sweep", str(_write_tiny(tmp_path)), "--out", str(tmp_path / "out")])
+    _one_line_error(capsys, code, "no results store")
+    assert (tmp_path / "out" / SUMMARY).read_text() == "someone else's table"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SUMMARY]
+
+
+def _drop_runs(conn):
+    conn.execute("DROP TABLE runs")
+
+
+def _old_schema(conn):
+    conn.execute("ALTER TABLE members DROP COLUMN wall_s")
+
+
+def _corrupt_members_page(path):
+    with _connect(path) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'members'").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    raw = bytearray(path.read_bytes())
+    start = (root - 1) * size
+    raw[start:start + size] = b"\xa5" * size  # the members table's root page, overwritten
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (_drop_runs, "has no runs table"),
+    (_old_schema, "another version of scaling"),
+    ("corrupt", "is damaged"),
+])
+def test_a_damaged_store_is_named_and_left_alone(store_copy, capsys, tmp_path, damage, expected):
+    path = store_copy / STORE_NAME
+    if damage == "corrupt":
+        _corrupt_members_page(path)
+    else:
+        with _connect(path) as conn:
+            damage(conn)
+    before = _snapshot(store_copy)
+    _one_line_error(capsys, main(["analyze", str(store_copy)]), expected)
+    _one_line_error(capsys, main(["sweep", str(_write_tiny(tmp_path)), "--out", str(store_copy)]), expected)
+    assert _snapshot(store_copy) == before
+
+
+def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(store_copy, monkeypatch):
+    """One analysis of a store with an unfinished run, runs without a git commit and missing members; then a
+    second one that meets a full disk part-way through writing its outputs."""
+    from analysis.report import analyze
+    import scaling.outputs as outputs
+
+    with _connect(store_copy / STORE_NAME) as conn:
+        conn.execute("UPDATE runs SET git_commit = NULL")
+        conn.execute("INSERT INTO runs (config_name, config_text, config_hash, git_commit, started_at) "
+                     "SELECT config_name, config_text, config_hash, 'abc123', started_at FROM runs")
+        conn.execute("DELETE FROM members WHERE n = 4 AND depth = 2 AND width > 2")
+    analyze(store_copy, reps=5)
+    head = (store_copy / REPORT).read_text().split("\n\n")[:4]
+    assert head[1].startswith("> **Warning:** 1 of 2 sweep run(s) did not finish"), head
+    assert head[2].startswith("> **Warning:** The store holds") and "the sweep is incomplete" in head[2], head
+    assert "run id 1 .. 2" in head[3], head
+
+    before = _snapshot(store_copy)
+    real_fsync, calls = outputs.os.fsync, []
+
+    def fsync_then_full(fd):
+        calls.append(fd)
+        if len(calls) == 4:  # a few outputs are written before the disk fills
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(outputs.os, "fsync", fsync_then_full)
+    with pytest.raises(UserError, match="No space left on device"):
+        analyze(store_copy, reps=5)
+    assert _snapshot(store_copy) == before  # every old output intact, no temporary file left behind
+
+
+def test_a_full_disk_during_a_sweep_is_one_line_and_keeps_the_saved_buckets(tmp_path, monkeypatch, capsys):
+    real_insert, inserted = Store.insert, []
+
+    def insert_until_full(self, run_id, bucket, members, results):
+        if inserted:  # after the first bucket, the disk is full: SQLite's own limit makes it so
+            pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+            self.conn.execute(f"PRAGMA max_page_count = {pages}")
+        real_insert(self, run_id, bucket, members, results)
+        inserted.append(len(members))
+
+    monkeypatch.setattr(Store, "insert", insert_until_full)
+    out = tmp_path / "out"
+    _one_line_error(capsys, main(["sweep", str(_write_tiny(tmp_path)), "--out", str(out)]), "full")
+    with _connect(out / STORE_NAME) as conn:
+        rows = pd.read_sql_query("SELECT * FROM members", conn)
+    assert len(rows) == sum(inserted) and not rows.duplicated(KEY).any()  # whole buckets, none half-saved
+
+
+def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):
+    _one_line_error(capsys, main(["bench", "--out", str(tmp_path / "missing" / "bench.json")]), "no directory")
+
+
+def test_a_member_is_defined_once_and_round_trips_through_the_store(member_factory):
+    import dataclasses
+
+    from scaling.population import Member, MemberResult
+    from scaling.store import MEMBER_COLUMNS, _row, member_of
+
+    member = member_factory(n=3, depth=2, width=5, lr=3e-3, seed=4, steps=700)
+    result = MemberResult(steps_run=300, solved=True, step_solved=300, final_loss=float("nan"),
+                          final_accuracy=1.0, diverged=False, wall_s=0.5)
+    row = dict(zip(["run_id", *MEMBER_COLUMNS], _row(1, "r0b0", member, result)))
+    assert member_of(row) == member and row["steps_budget"] == 700 and row["final_loss"] is None
+    assert len(MEMBER_COLUMNS) == len(dataclasses.fields(Member)) + len(dataclasses.fields(MemberResult)) + 1
+
+
+def test_analysis_and_the_cli_help_do_not_load_jax():
+    script = ("import sys, contextlib, io\nimport analysis\nanalysis.analyze, analysis.figures.units_vs_bits\n"
+              "from scaling.cli import build_parser\n"
+              "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+              "    build_parser().parse_args(['--help'])\n"
+              "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
