@@ -51,6 +51,7 @@ class PopState(NamedTuple):
     masks: dict
     key_data_Px2: jax.Array
     active_P: jax.Array
+    first_solved_P: jax.Array  # int32: the first step whose full-batch forward got every row right, or -1
 
 
 def trace_count(spec: BucketSpec | None = None) -> int:
@@ -81,15 +82,22 @@ def _init_population(key_data_Px2, depth_P, width_P, lr_P, spec: BucketSpec) -> 
         return params, _optimizer(spec.optimizer, lr).init(params), masks
 
     params, opt_state, masks = jax.vmap(one)(key_data_Px2, depth_P, width_P, lr_P)
-    return PopState(params, opt_state, masks, key_data_Px2, jnp.ones(depth_P.shape, bool))
+    return PopState(params, opt_state, masks, key_data_Px2, jnp.ones(depth_P.shape, bool),
+                    jnp.full(depth_P.shape, -1, jnp.int32))
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
 def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
-    """eval_every steps for every member, then one evaluation on all rows: (state, (loss_P, acc_P, solved_P))."""
+    """eval_every steps for every member, then one evaluation on all rows: (state, (loss_P, acc_P, solved_P)).
+
+    With full batches, each step's forward pass already sees every row, so the first step at which every
+    row is right is recorded exactly (state.first_solved_P), at no extra cost; mini-batch buckets rely on the
+    chunk-end evaluation alone.
+    """
     _TRACES[(spec, state.active_P.shape[0])] += 1
     tx = _optimizer(spec.optimizer, 0.0)  # the real learning rate lives in each member's opt_state
     rows = x_RxN.shape[0]
+    full_batch = spec.batch_rows >= rows
 
     def member_step(params, opt_state, masks, key_data, active, step):
         if spec.batch_rows < rows:
@@ -98,22 +106,32 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
             x_BxN, y_B = x_RxN[idx_B], y_R[idx_B]
         else:
             x_BxN, y_B = x_RxN, y_R
-        grads = jax.grad(lambda p: _loss(forward(p, masks, x_BxN, spec.activation), y_B, spec.loss))(params)
+        def loss_and_logits(p):
+            logits_B = forward(p, masks, x_BxN, spec.activation)
+            return _loss(logits_B, y_B, spec.loss), logits_B
+
+        (_, logits_B), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(params)
+        all_right = jnp.all((logits_B > 0) == (y_B > 0.5))  # of the parameters after `step` updates
         updates, new_opt_state = tx.update(grads, opt_state, params)
         # Padded parameters get exactly zero updates, whatever the optimizer does with a zero gradient.
         updates = jax.tree.map(jnp.multiply, updates, param_mask(params, masks))
         new_params = optax.apply_updates(params, updates)
         live = active & (step < budget)
         keep = lambda new, old: jnp.where(live, new, old)
-        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state)
+        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state), live & all_right
 
     step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None))
 
     def body(carry, i):
-        params, opt_state = carry
-        return step_all(params, opt_state, state.masks, state.key_data_Px2, state.active_P, step0 + i), None
+        params, opt_state, first_P = carry
+        step = step0 + i
+        params, opt_state, right_P = step_all(params, opt_state, state.masks, state.key_data_Px2, state.active_P, step)
+        if full_batch:
+            first_P = jnp.where((first_P < 0) & right_P, step, first_P)
+        return (params, opt_state, first_P), None
 
-    (params, opt_state), _ = jax.lax.scan(body, (state.params, state.opt_state), jnp.arange(spec.eval_every))
+    carry = (state.params, state.opt_state, state.first_solved_P)
+    (params, opt_state, first_P), _ = jax.lax.scan(body, carry, jnp.arange(spec.eval_every))
 
     def evaluate(p, masks):
         logits_R = forward(p, masks, x_RxN, spec.activation)
@@ -121,7 +139,7 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
         return _loss(logits_R, y_R, spec.loss), correct_R.mean(), correct_R.all()
 
     metrics = jax.vmap(evaluate)(params, state.masks)
-    return state._replace(params=params, opt_state=opt_state), metrics
+    return state._replace(params=params, opt_state=opt_state, first_solved_P=first_P), metrics
 
 
 def _ladder(live: int, multiple: int) -> int:
@@ -169,14 +187,17 @@ def train_bucket(
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
         state, metrics = _train_chunk(state, x_RxN, y_R, jnp.asarray(step0, jnp.int32), budget, spec=spec)
-        loss_P, acc_P, solved_P = jax.device_get(metrics)
+        (loss_P, acc_P, solved_end_P), first_P = jax.device_get((metrics, state.first_solved_P))
         step_end = min(step0 + spec.eval_every, bucket.steps)
-        diverged_P = ~(np.abs(loss_P) <= DIVERGENCE_LOSS)  # NaN counts as diverged
+        # Solved within the chunk (exact step, full batch) or at its end (the chunk-end evaluation).
+        solved_P = (first_P >= 0) | (solved_end_P & (np.abs(loss_P) <= DIVERGENCE_LOSS))
+        diverged_P = ~solved_P & ~(np.abs(loss_P) <= DIVERGENCE_LOSS)  # NaN counts as diverged
         done_P = slot_live & (solved_P | diverged_P | (step_end >= bucket.steps))
         for slot in np.flatnonzero(done_P):
-            solved = bool(solved_P[slot]) and not diverged_P[slot]
+            solved = bool(solved_P[slot])
+            step_solved = (int(first_P[slot]) if first_P[slot] >= 0 else step_end) if solved else None
             outcome[int(slot_member[slot])] = MemberResult(
-                steps_run=step_end, solved=solved, step_solved=step_end if solved else None,
+                steps_run=step_end, solved=solved, step_solved=step_solved,
                 final_loss=float(loss_P[slot]), final_accuracy=float(acc_P[slot]), diverged=bool(diverged_P[slot]),
                 wall_s=0.0)
         slot_live = slot_live & ~done_P
