@@ -72,20 +72,32 @@ def extrapolation_error(x, y, family: str, held_out: int = 2) -> float:
     return float(np.mean(np.abs(np.log(pred / y[-held_out:]))))
 
 
-def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censored=None) -> FitComparison:
-    """Rank families by AICc on (x, y). Censored points (lower bounds) are left out, and the notes say so."""
+# No curve is fitted, nor a bootstrap replicate used, on fewer points: with two parameters and sigma, fewer
+# than 5 points leave AICc undefined and the families indistinguishable.
+MIN_POINTS = 5
+
+
+def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censored=None,
+                 limited=None) -> FitComparison:
+    """Rank families by AICc on (x, y). Censored points (lower bounds) and budget-limited points (upper
+    bounds: more steps could only lower them) are left out, and the notes say so."""
     families = list(families or FAMILIES)
     x, y = np.asarray(x, float), np.asarray(y, float)
     notes = []
-    if censored is not None:
-        censored = np.asarray(censored, bool)
-        if censored.any():
-            notes.append(f"left out {int(censored.sum())} censored point(s) at x = "
-                         f"{', '.join(f'{v:g}' for v in x[censored])}: only lower bounds are known there")
-        x_bounds, y_bounds = x[censored], y[censored]
-        x, y = x[~censored], y[~censored]
-    if len(x) < 3:
-        raise FitError(f"need at least 3 uncensored points to compare fits, got {len(x)}")
+    censored = np.zeros(len(x), bool) if censored is None else np.asarray(censored, bool)
+    limited = np.zeros(len(x), bool) if limited is None else np.asarray(limited, bool) & ~censored
+    if censored.any():
+        notes.append(f"left out {int(censored.sum())} censored point(s) at x = "
+                     f"{', '.join(f'{v:g}' for v in x[censored])}: only lower bounds are known there")
+    if limited.any():
+        notes.append(f"left out {int(limited.sum())} budget-limited point(s) at x = "
+                     f"{', '.join(f'{v:g}' for v in x[limited])}: w* still moved between half the budget and "
+                     "the whole budget, so they are upper bounds")
+    x_bounds, y_bounds = x[censored], y[censored]
+    x, y = x[~censored & ~limited], y[~censored & ~limited]
+    if len(x) < MIN_POINTS:
+        raise FitError(f"need at least {MIN_POINTS} points that are neither censored nor budget-limited to "
+                       f"compare fits, got {len(x)}")
     fits = _fit_all(x, y, families)
     if not fits:
         raise FitError("no family could be fitted")
@@ -104,25 +116,27 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
         "extrap_error": [extrapolation_error(x, y, f) for f in names],
     }).sort_values("aicc", ignore_index=True)
     best = table["family"].iloc[0]
-    if censored is not None and censored.any():
+    if censored.any():
         below = x_bounds[fits[best].predict(x_bounds) < y_bounds]
         if below.size:
             notes.append(f"the {best} fit predicts less than the known lower bound at x = "
                          f"{', '.join(f'{v:g}' for v in below)}: treat its extrapolation with care")
     comparison = FitComparison(best=best, table=table, fits=fits, notes=notes)
     if bootstrap is not None:
-        _bootstrap(comparison, families, bootstrap)
+        _bootstrap(comparison, families, bootstrap, x)
     return comparison
 
 
-def _bootstrap(comparison: FitComparison, families, boot: Bootstrap) -> None:
+def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: np.ndarray) -> None:
     rng = np.random.default_rng(boot.seed)
     wins = {f: 0 for f in families}
     draws: dict[str, list[np.ndarray]] = {f: [] for f in families}
     used = 0
     for _ in range(boot.reps):
         bx, by = boot.resample(rng)
-        if len(bx) < 3:
+        keep = np.isin(bx, fitted_x)  # a replicate uses the points that the fit itself used, no others
+        bx, by = bx[keep], by[keep]
+        if len(bx) < MIN_POINTS:
             continue
         fits = _fit_all(bx, by, families)
         if not fits:
@@ -132,7 +146,7 @@ def _bootstrap(comparison: FitComparison, families, boot: Bootstrap) -> None:
         for f, fit in fits.items():
             draws[f].append(np.array(list(fit.params.values())))
     if used == 0:
-        comparison.notes.append("bootstrap: no replicate had 3 uncensored points; no bootstrap intervals")
+        comparison.notes.append(f"bootstrap: no replicate had {MIN_POINTS} uncensored points; no bootstrap intervals")
         return
     if used < boot.reps:
         comparison.notes.append(f"bootstrap: {boot.reps - used} of {boot.reps} replicates had too few "

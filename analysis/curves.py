@@ -1,8 +1,8 @@
 """The curves that get fitted, drawn from a members frame, each with its bootstrap resampler.
 
-A bootstrap replicate resamples the seeds within every (n, depth, width, lr) cell and recomputes the
-statistic. For a 0/1 outcome, resampling k seeds with replacement is the same as drawing the solved count
-from Binomial(k, solved / k), which is what the resamplers do (fast, and exact).
+A bootstrap replicate of w* or L* resamples whole seeds, jointly for every width and learning rate at one
+(n, depth) or (n, width): a seed's runs share their initial weights across learning rates and widths, so
+they are not independent draws. Then the statistic is recomputed from the resampled success rates.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Resampler
-from scaling.stats import min_depth, min_width, monotone_min, success_rates
+from scaling.stats import budget_convergence, min_depth, min_width, min_width_by_budget, monotone_min
 
 
 @dataclasses.dataclass
@@ -25,23 +25,60 @@ class Curve:
     y: np.ndarray  # the statistic; for censored points, the lower bound
     censored: np.ndarray
     resample: Resampler | None
+    limited: np.ndarray | None = None  # budget-limited points: w* at half the budget differs (an upper bound)
+    fitted: bool = True  # units = depth x w* is drawn, but not fitted again (its fit is w*'s, scaled)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Points that enter no point fit: censored (lower bounds) or budget-limited (upper bounds)."""
+        return self.censored if self.limited is None else self.censored | self.limited
 
 
-def _star_resampler(rates: pd.DataFrame, along: str, threshold: float, scale: float) -> Resampler:
-    """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by `scale`."""
-    tables = []
-    for n, grp in rates.groupby("n"):
-        pivot_s = grp.pivot_table(index=along, columns="lr", values="seeds", aggfunc="sum")
-        pivot_k = grp.pivot_table(index=along, columns="lr", values="solved", aggfunc="sum")
-        tables.append((n, pivot_s.index.to_numpy(float), pivot_s.to_numpy(float), pivot_k.to_numpy(float)))
+def _seed_cubes(df: pd.DataFrame, along: str) -> list[tuple[float, np.ndarray, list[np.ndarray]]]:
+    """Per n: the tested values along `along`, and per seed half (even, odd seeds) solved as a
+    (value x lr x seed) array (NaN where untrained)."""
+    cubes = []
+    for n, grp in df.groupby("n"):
+        cube = grp.pivot_table(index=along, columns=["lr", "seed"], values="solved", aggfunc="mean")
+        lrs, seeds = sorted(grp["lr"].unique()), np.array(sorted(grp["seed"].unique()))
+        cube = cube.reindex(columns=pd.MultiIndex.from_product([lrs, seeds]))
+        values = cube.index.to_numpy(float)
+        solved_VxLxS = cube.to_numpy(float).reshape(len(values), len(lrs), len(seeds))
+        halves = [solved_VxLxS[:, :, seeds % 2 == h] for h in (0, 1)]
+        cubes.append((n, values, [h for h in halves if h.shape[2]]))
+    return cubes
+
+
+def _rates(drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    trained = np.sum(~np.isnan(drawn), axis=2)
+    return np.nansum(drawn, axis=2), trained
+
+
+def _crossfit(halves: list[np.ndarray]) -> np.ndarray:
+    """Held-out success rate per value (stats.crossfit_rates on arrays): choose the learning rate on one
+    half of the seeds, measure it on the other, both ways, pooled. One half alone: its in-sample best."""
+    counts = [_rates(h) for h in halves]
+    rate = [np.where(t > 0, k / np.maximum(t, 1), -1.0) for k, t in counts]
+    if len(halves) == 1:
+        return rate[0].max(axis=1)
+    rows = np.arange(rate[0].shape[0])
+    a, b = rate[0].argmax(axis=1), rate[1].argmax(axis=1)  # argmax: ties to the smaller learning rate
+    solved = counts[1][0][rows, a] + counts[0][0][rows, b]
+    trials = counts[1][1][rows, a] + counts[0][1][rows, b]
+    return np.where(trials > 0, solved / np.maximum(trials, 1), -1.0)
+
+
+def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: float) -> Resampler:
+    """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by `scale`.
+    Seeds are drawn with replacement once per n, within each half, and used for every value and learning
+    rate; the rate is cross-fitted like the point estimate's."""
+    cubes = _seed_cubes(df, along)
 
     def resample(rng: np.random.Generator):
         xs, ys = [], []
-        for n, values, seeds, solved in tables:
-            ok = np.isfinite(seeds)
-            draw = np.full(seeds.shape, np.nan)
-            draw[ok] = rng.binomial(seeds[ok].astype(int), solved[ok] / seeds[ok]) / seeds[ok]
-            star = monotone_min(values, np.nanmax(draw, axis=1) >= threshold)
+        for n, values, halves in cubes:
+            drawn = [h[:, :, rng.integers(0, h.shape[2], h.shape[2])] for h in halves]
+            star = monotone_min(values, _crossfit(drawn) >= threshold)
             if star is not None:
                 xs.append(n)
                 ys.append(star * scale)
@@ -51,17 +88,22 @@ def _star_resampler(rates: pd.DataFrame, along: str, threshold: float, scale: fl
 
 
 def width_curves(df: pd.DataFrame, depths, threshold: float) -> list[Curve]:
-    """w*(n) and total units depth * w*(n), one curve each per depth."""
-    stars = min_width(df[df["depth"].isin(depths)], threshold)
+    """w*(n) per depth, and total units depth * w*(n) (drawn, not fitted again). Budget-limited cells (w* at
+    half the budget differs) are marked, so that fits leave them out like censored ones."""
+    shaped = df[df["depth"].isin(depths)]
+    stars = min_width(shaped, threshold).merge(
+        budget_convergence(min_width_by_budget(shaped, threshold)), on=["n", "depth"], how="left")
     curves = []
     for depth, rows in stars.groupby("depth"):
         rows = rows.sort_values("n")
-        rates = success_rates(df[df["depth"] == depth])
+        members = shaped[shaped["depth"] == depth]
         y = np.where(rows["censored"], rows["bound"], rows["w_star"]).astype(float)
+        limited = ~rows["budget_converged"].fillna(True).to_numpy(bool) & ~rows["censored"].to_numpy(bool)
         for quantity, scale in (("w_star", 1), ("units", depth)):
             curves.append(Curve(f"{quantity}/depth={depth}", quantity, f"depth={depth}", rows["n"].to_numpy(float),
                                 y * scale, rows["censored"].to_numpy(bool),
-                                _star_resampler(rates, "width", threshold, scale)))
+                                _star_resampler(members, "width", threshold, scale), limited,
+                                fitted=quantity == "w_star"))
     return curves
 
 
@@ -72,36 +114,38 @@ def depth_curves(df: pd.DataFrame, widths, threshold: float) -> list[Curve]:
         rows = min_depth(df, width, threshold).sort_values("n")
         if rows.empty:
             continue
-        rates = success_rates(df[df["width"] == width])
         y = np.where(rows["censored"], rows["bound"], rows["L_star"]).astype(float)
         curves.append(Curve(f"L_star/width={width}", "L_star", f"width={width}", rows["n"].to_numpy(float), y,
-                            rows["censored"].to_numpy(bool), _star_resampler(rates, "depth", threshold, 1)))
+                            rows["censored"].to_numpy(bool),
+                            _star_resampler(df[df["width"] == width], "depth", threshold, 1)))
     return curves
 
 
-def steps_frame(df: pd.DataFrame, width_at: dict[int, int], depths) -> pd.DataFrame:
-    """Median steps to solve per (n, depth) at the width width_at[n] and each cell's best learning rate.
+def steps_frame(df: pd.DataFrame, depths) -> pd.DataFrame:
+    """Median steps to solve per (n, depth) at the first tested width >= 2n (Tesauro & Janssens' N-2N-1, or the
+    next width tested), at each cell's best learning rate. Steps are exact where training was full batch.
 
     The median is censored (only > budget is known) when fewer than half of the seeds solved.
     """
-    at = df[(df["width"] == df["n"].map(width_at)) & df["depth"].isin(depths)]
     rows = []
-    for (n, depth), cell in at.groupby(["n", "depth"]):
+    for (n, depth), cell in df[df["depth"].isin(depths) & (df["depth"] > 0)].groupby(["n", "depth"]):
+        widths = np.sort(cell["width"].unique())
+        width = int(widths[widths >= 2 * n][0]) if np.any(widths >= 2 * n) else int(widths[-1])
         best = None
-        for lr, runs in cell.groupby("lr"):
+        for lr, runs in cell[cell["width"] == width].groupby("lr"):
             steps = np.where(runs["solved"], runs["step_solved"], np.inf)
             med = float(np.median(steps))
             if best is None or med < best[1]:
                 best = (lr, med, steps)
         lr, med, steps = best
-        rows.append({"n": n, "depth": depth, "width": width_at[n], "best_lr": lr, "median_steps": med,
+        rows.append({"n": n, "depth": depth, "width": width, "best_lr": lr, "median_steps": med,
                      "censored": not np.isfinite(med), "budget": int(cell["steps_budget"].max()),
                      "solved": int(np.isfinite(steps).sum()), "seeds": len(steps), "_steps": steps})
     return pd.DataFrame(rows)
 
 
-def steps_curves(df: pd.DataFrame, width_at: dict[int, int], depths) -> list[Curve]:
-    frame = steps_frame(df, width_at, depths)
+def steps_curves(df: pd.DataFrame, depths) -> list[Curve]:
+    frame = steps_frame(df, depths)
     curves = []
     for depth, rows in (frame.groupby("depth") if not frame.empty else []):
         rows = rows.sort_values("n")
@@ -119,4 +163,17 @@ def steps_curves(df: pd.DataFrame, width_at: dict[int, int], depths) -> list[Cur
         y = np.where(rows["censored"], rows["budget"], rows["median_steps"]).astype(float)
         curves.append(Curve(f"steps/depth={depth}", "steps", f"depth={depth}", rows["n"].to_numpy(float), y,
                             rows["censored"].to_numpy(bool), resample))
+    return curves
+
+
+def w50_curves(w50: pd.DataFrame) -> list[Curve]:
+    """W50(n) per depth (analysis.w50). A W50 above the widths tested is a lower bound (censored at the
+    largest width); one below them, an upper bound (limited); a cell whose success never rises is left out."""
+    curves = []
+    for depth, rows in w50[w50["beyond"] != "no rise"].groupby("depth"):
+        rows = rows.sort_values("n")
+        above = (rows["beyond"] == "above").to_numpy(bool)
+        y = np.where(above, rows["bound"], rows["w50"]).astype(float)
+        curves.append(Curve(f"w50/depth={depth}", "w50", f"depth={depth}", rows["n"].to_numpy(float), y, above,
+                            None, (rows["beyond"] == "below").to_numpy(bool)))
     return curves

@@ -32,12 +32,15 @@ def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of, family: 
         lines = [line for line in lines if len(line)]
         names = " / ".join(line["family"].iloc[0] for line in lines)
         label = label_of(pts.iloc[0]) + (f" (fit: {names})" if names else "")
-        ok = pts[~pts["censored"]]
+        limited = pts["limited"] if "limited" in pts else pd.Series(False, index=pts.index)
+        ok = pts[~pts["censored"] & ~limited]
         err = np.vstack([ok["y"] - ok["lo"].fillna(ok["y"]), ok["hi"].fillna(ok["y"]) - ok["y"]]).clip(0)
         ax.errorbar(ok["n"], ok["y"], yerr=err, fmt="o", color=c, capsize=1.5, label=label)
         cen = pts[pts["censored"]]
         if len(cen):
             ax.plot(cen["n"], cen["y"], "^", mfc="none", color=c)
+        if limited.any():
+            ax.plot(pts[limited]["n"], pts[limited]["y"], "v", mfc="none", color=c)
         for line in lines:
             best = int(line["rank"].iloc[0]) == 1
             ax.plot(line["n"], line["y"], "-" if best else "--", color=c, lw=1.0 if best else 0.7)
@@ -47,8 +50,10 @@ def _legend_below(ax) -> None:
     """The legend under the axes, with what solid, dashed and open markers mean."""
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="0.2", ls="-"), Line2D([], [], color="0.2", ls="--"),
-                Line2D([], [], color="0.2", marker="^", mfc="none", ls="")]
-    labels += ["solid: best fit (AICc)", "dashed: runner-up", "censored (lower bound)"]
+                Line2D([], [], color="0.2", marker="^", mfc="none", ls=""),
+                Line2D([], [], color="0.2", marker="v", mfc="none", ls="")]
+    labels += ["solid: best fit (AICc)", "dashed: runner-up", "censored (lower bound)",
+               "budget-limited (upper bound)"]
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
@@ -110,7 +115,7 @@ def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].set_ylabel("width (units per layer)")
         axes[0].legend(loc="upper left")
-        fig.colorbar(im, ax=list(axes), label="P(solved), best lr", fraction=0.03)
+        fig.colorbar(im, ax=list(axes), label="P(solved), cross-fitted lr", fraction=0.03)
     return fig
 
 
@@ -159,4 +164,28 @@ def fit_comparison(weights: pd.DataFrame) -> Figure:
         ax.set_ylim(0, 1.02)
         ax.set_title("Which curve family describes each measurement")
         ax.legend(ncol=len(families) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    return fig
+
+
+def w_star_vs_budget(by_budget: pd.DataFrame) -> Figure:
+    """w* re-read at fractions of the step budget, one panel per depth and one line per n: a cell whose line
+    still falls between half and the whole budget is budget-limited."""
+    depths = sorted(d for d in by_budget["depth"].unique() if d > 0)
+    with paper():
+        fig = Figure(figsize=(DOUBLE_COLUMN, 2.4))
+        axes = np.atleast_1d(fig.subplots(1, max(len(depths), 1), sharey=True))
+        for ax, depth in zip(axes, depths):
+            rows = by_budget[by_budget["depth"] == depth]
+            for i, (n, line) in enumerate(rows.groupby("n")):
+                line = line.sort_values("budget")
+                ok = line[~line["censored"]]
+                ax.plot(ok["budget"], ok["w_star"], "o-", color=colour(i), ms=2.5, label=f"n = {n}")
+                cen = line[line["censored"]]
+                ax.plot(cen["budget"], cen["bound"], "^", mfc="none", color=colour(i))
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log", base=2)
+            ax.set_title(f"depth {depth}")
+            ax.set_xlabel("step budget")
+        axes[0].set_ylabel("$w^*$ at that budget")
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig

@@ -40,7 +40,25 @@ def _star_cell(row, star: str) -> str:
     return f"{num(row[star])} ({row['rate']:.2f} [{row['rate_lo']:.2f}, {row['rate_hi']:.2f}])"
 
 
-def _fit_section(name: str, comp: FitComparison) -> str:
+def _width_cell(row) -> str:
+    text = _star_cell(row, "w_star")
+    if "w50" in row and pd.notna(row["w50"]):
+        text += f"; W50 {num(row['w50'])} [{num(row['w50_lo'])}, {num(row['w50_hi'])}]"
+    if "budget_converged" in row and row["budget_converged"] is False and not row["censored"]:
+        text += "; *budget-limited*"
+    return text
+
+
+def _budget_cell(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "n/a"
+    rows = rows.sort_values("fraction")
+    values = [f"> {b}" if c else num(w) for w, c, b in zip(rows["w_star"], rows["censored"], rows["bound"])]
+    converged = values[-2] == values[-1] if len(values) >= 2 else True
+    return " → ".join(values) + (" ✓" if converged else "")
+
+
+def _fit_section(name: str, comp: FitComparison, centring: dict | None = None) -> str:
     rows = []
     for _, r in comp.table.iterrows():
         fit = comp.fits[r["family"]]
@@ -53,30 +71,28 @@ def _fit_section(name: str, comp: FitComparison) -> str:
     text = f"### {name}\n\n" + _table(
         ["family", fit.criterion, "Δ", "Akaike weight", "params [95 % CI]", "bootstrap 95 % CI",
          "extrap. error", "bootstrap win rate"], rows)
-    if comp.notes:
-        text += "\n\n" + "\n".join(f"- {n}" for n in comp.notes)
+    notes = list(comp.notes)
+    if centring:
+        notes.append(f"bootstrap centring {centring['centring']:.2f} (0.5 = centred): {centring['p_above']:.0%} of "
+                     f"replicates above their point, {centring['p_below']:.0%} below, the rest equal")
+    if notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     return text
 
 
-def _claim_verdict(depth: int, comp: FitComparison | None, stars: pd.DataFrame, skipped: str | None) -> str:
+def _claim_verdict(depth: int, judged: dict, comp: FitComparison | None, stars: pd.DataFrame) -> str:
     label = "shallow (depth 1)" if depth == 1 else f"depth {depth}"
     if comp is None:
-        return f"- **{label}**: not fitted ({skipped})."
-    best = comp.best
-    weight = float(comp.table.set_index("family").loc[best, "weight"])
-    text = f"- **{label}**: by AICc, w* is best described by the **{best}** family (Akaike weight {weight:.2f})."
-    if comp.win_rate:
-        boot_best = max(comp.win_rate, key=comp.win_rate.get)
-        share = comp.win_rate[boot_best]
-        if boot_best == best and share >= 0.5:
-            text += f" This is robust: it wins {comp.win_rate[best]:.0%} of bootstrap resamples."
-        else:
-            text += (f" This is not robust: across bootstrap resamples {best} wins {comp.win_rate.get(best, 0):.0%}, "
-                     f"{boot_best} {share:.0%}.")
-    if "exponential" in comp.fits:
-        b = comp.fits["exponential"].params["b"]
-        lo, hi = comp.fits["exponential"].ci["b"]
-        relation = ("slower than" if hi < 2 else "faster than" if lo > 2 else "consistent with")
+        return f"- **{label}**: not fitted ({judged['not_fitted']})."
+    text = (f"- **{label}**: growth of w* is **{judged['growth']}**. By AICc the best family is {judged['best']} "
+            f"(Akaike weight {judged['weight']:.2f}")
+    win = judged["bootstrap_win_rate"]
+    text += f", bootstrap win rate {win:.0%})." if win is not None else ", no bootstrap)."
+    text += " This is robust." if judged["robust"] else (" This is not robust (robust needs both an Akaike weight "
+                                                         "and a bootstrap win rate of at least 0.8).")
+    if judged["exponential_base"] is not None:
+        b, (lo, hi) = judged["exponential_base"], judged["exponential_base_ci95"]
+        relation = "slower than" if hi < 2 else "faster than" if lo > 2 else "consistent with"
         text += (f" The exponential fit's base is b = {num(b)} [{num(lo)}, {num(hi)}]: growth {relation} the "
                  f"claim's 2^(n-1) (base 2).")
     ok = stars[(stars["depth"] == depth) & ~stars["censored"]]
@@ -85,56 +101,76 @@ def _claim_verdict(depth: int, comp: FitComparison | None, stars: pd.DataFrame, 
         n = int(last["n"])
         text += (f" At n = {n} training needed w* = {num(last['w_star'])} units per layer, against 2^(n-1) = "
                  f"{2 ** (n - 1)} for the DNF circuit and n = {n} for the one-layer construction.")
-    censored = stars[(stars["depth"] == depth) & stars["censored"]]
-    if len(censored):
-        text += (f" {len(censored)} cell(s) were censored (no width up to the bound reached the threshold): "
-                 f"n = {', '.join(str(int(v)) for v in censored['n'])}.")
+    text += (f" Of {judged['cells']} cells, {judged['censored_cells']} were censored and "
+             f"{judged['budget_limited_cells']} budget-limited; both enter no point fit.")
     return text
 
 
-def _base_below_two(comp: FitComparison | None) -> bool:
-    return comp is not None and "exponential" in comp.fits and comp.fits["exponential"].ci["b"][1] < 2
+def _deep_half(verdicts: dict) -> str:
+    last = verdicts["at_largest_n"]
+    if last is None:
+        return "The deep half of the claim cannot be judged: no n has an uncensored w* at every depth."
+    row = verdicts["deep_vs_shallow"][-1]
+    units = " / ".join(f"{u}" for u in row["units"].values())
+    params = " / ".join(f"{p}" for p in row["parameters"].values())
+    depths = " / ".join(str(d) for d in row["units"])
+    fewer = last["deep_uses_fewer_units"]
+    return (f"**The deep half of the claim** (depth ≈ log2 n needs only O(n) units): at n = {last['n']}, the "
+            f"networks that training found use {units} hidden units ({params} parameters) at depths {depths}. "
+            + ("Depth reduced the total units here." if fewer else
+               "Depth did **not** reduce the total units that gradient training needed here, although the "
+               "constructions show that deep networks can do with fewer (sawtooth: 2⌈log2 n⌉)."))
 
 
-def verdict(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison], skipped: dict[str, str]) -> str:
+def verdict(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison], verdicts: dict) -> str:
     hidden = [d for d in cfg.depths if d > 0] or list(cfg.depths)  # depth 0 has no width to compare
     shallow, deep = min(hidden), max(hidden)
     lines = [f"The claim under test: {CLAIM}.", ""]
     for depth in dict.fromkeys([shallow, deep]):
-        name = f"w_star/depth={depth}"
-        lines.append(_claim_verdict(depth, fits.get(name), stars, skipped.get(name)))
-    comp = fits.get(f"w_star/depth={shallow}")
+        lines.append(_claim_verdict(depth, verdicts["depths"][str(depth)], fits.get(f"w_star/depth={depth}"), stars))
+    judged = verdicts["depths"][str(shallow)]
     lines.append("")
-    summary = "**What this says about the claim**: "
-    if comp is None:
-        summary += "too few uncensored shallow cells to judge the growth of w*."
-    elif comp.best == "exponential" and (comp.win_rate or {}).get("exponential", 1.0) >= 0.5:
+    summary = "**What this says about the claim's first half**: "
+    if judged["growth"] == "exponential":
         summary += "over this range of n, the width that gradient training needs at one hidden layer grows exponentially."
+    elif judged["growth"] == "polynomial":
+        summary += "over this range of n, the width that gradient training needs at one hidden layer grows polynomially."
     else:
-        summary += ("over this range of n, the data do not single out exponential growth of the width that gradient "
-                    "training needs at one hidden layer (exponential and polynomial families are not clearly separated).")
-    if _base_below_two(comp):
-        summary += (" Either way it grows far more slowly than 2^(n-1): the exponential base is significantly below 2.")
+        summary += ("over this range of n, the data do not single out a growth family for the width that gradient "
+                    "training needs at one hidden layer (the verdict is undecided).")
+    base_ci = judged["exponential_base_ci95"]
+    if base_ci is not None and base_ci[1] < 2:
+        summary += " Either way it grows far more slowly than 2^(n-1): the exponential base is significantly below 2."
     summary += (" The claim's 2^(n-1) is exact for AND/OR (DNF) circuits, not for ReLU networks: n ReLU units express "
                 "parity at depth 1 (one_layer), and O(log n) layers of width 2 in depth (sawtooth). What is measured "
                 "here is what gradient training finds within the budget, bounded by the range of n and by censoring.")
-    lines.append(summary)
+    lines += [summary, "", _deep_half(verdicts)]
     return "\n".join(lines)
 
 
-DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly (sign of the logit) at some evaluation
-  (every `eval_every` steps) within the step budget. A run that hits the budget is *censored*, not impossible.
+DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly (sign of the logit) at some step within
+  the budget. With full batches the step is exact (the training forward pass sees every row); with mini-batches
+  it is read at evaluations every `eval_every` steps. A run that hits the budget is *censored*, not impossible.
 - **Diverged**: the full-table loss is non-finite or above 10^4 (the weights blew up); the member is frozen.
 - **Success rate** p(n, depth, width, lr) = solved seeds / seeds, with a Wilson 95 % interval.
 - **w\\*(n, depth)**: the smallest width whose success rate at the best learning rate reaches the threshold and
   stays there for every larger width tested. If none up to the bound does, the cell is censored (> bound): it is
   left out of the fits, and the fit notes say so.
+- **Budget-converged**: w\\* re-read at half the step budget (from the stored solve steps) equals w\\* at the whole
+  budget. A cell that is not is *budget-limited*: more steps could lower its w\\*, so it is an upper bound and
+  enters no point fit.
+- **W50**: the width at which a logistic fit of success against log2(width) (binomial likelihood, the cell's
+  learning rate with the most solves, half a pseudo-success and half a pseudo-failure per width) crosses the
+  threshold, with a 95 % Wald interval on log2 W50. Unlike w\\*, one noisy width does not censor it.
 - **L\\*(n, width)**: the smallest depth that reaches the threshold (and stays) at a fixed width.
 - **Units** = depth × width (hidden units in total).
 - **Fits**: exponential a·b^n, power a·n^k, linear a + b·n, logarithmic a + b·log2 n, all fitted to log(y), ranked
-  by AICc (AIC where fewer than 5 points) with Akaike weights. Parameter CIs: t intervals from the Jacobian, and
-  bootstrap percentile intervals (seeds resampled within each cell, w\\* recomputed). Extrapolation error: mean
-  |log(prediction / measurement)| at the two largest n when fitted on the rest."""
+  by AICc with Akaike weights, on at least 5 points. Parameter CIs: t intervals from the Jacobian, and
+  bootstrap percentile intervals (whole seeds resampled jointly across widths and learning rates per (n, depth),
+  since a seed's runs share their initial weights; w\\* recomputed). Centring: the share of replicates above
+  their point estimate. Extrapolation error: mean |log(prediction / measurement)| at the two largest n when
+  fitted on the rest. A family is called **robustly** only with Akaike weight >= 0.8 and bootstrap win rate
+  >= 0.8; growth is "exponential", "polynomial" (power, linear or logarithmic) or "undecided"."""
 
 KNOWN = """- One hidden layer of threshold or ReLU units: n units suffice (Rumelhart, Hinton & Williams 1986).
 - Sigmoid units, one hidden layer: about ⌈(n+1)/2⌉ suffice (Sontag; Setiono 1997).
@@ -146,7 +182,8 @@ KNOWN = """- One hidden layer of threshold or ReLU units: n units suffice (Rumel
 
 def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
                   fits: dict[str, FitComparison], skipped: dict[str, str], theory: pd.DataFrame,
-                  figure_names: list[str], warnings: list[str] = ()) -> str:
+                  figure_names: list[str], warnings: list[str], by_budget: pd.DataFrame, verdicts: dict,
+                  centring: dict[str, dict]) -> str:
     stars = summary[summary["kind"] == "min_width"]
     last = runs.iloc[-1]
     commit = last["git_commit"] if isinstance(last["git_commit"], str) and last["git_commit"] else "unknown"
@@ -168,9 +205,12 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
                        f"{commit[:10]}, {runs['started_at'].iloc[0]} .. {_ended(last['ended_at'])}"],
     ])
     depths = sorted(stars["depth"].unique())
-    w_rows = [[n] + [_star_cell(stars[(stars["n"] == n) & (stars["depth"] == d)].iloc[0], "w_star")
+    w_rows = [[n] + [_width_cell(stars[(stars["n"] == n) & (stars["depth"] == d)].iloc[0])
                      if len(stars[(stars["n"] == n) & (stars["depth"] == d)]) else "n/a" for d in depths]
               for n in sorted(stars["n"].unique())]
+    b_rows = [[n] + [_budget_cell(by_budget[(by_budget["n"] == n) & (by_budget["depth"] == d)]) for d in depths]
+              for n in sorted(stars["n"].unique())]
+    limited = sum(v["budget_limited_cells"] for v in verdicts["depths"].values())
     kinds = list(dict.fromkeys(theory["kind"])) if len(theory) else []
     u_rows = []
     for n in sorted(stars["n"].unique()):
@@ -202,12 +242,19 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         *[f"> **Warning:** {w}" for w in warnings],
         source,
         cfg.description.strip(),
-        "## Verdict", verdict(cfg, stars, fits, skipped),
+        "## Verdict", verdict(cfg, stars, fits, verdicts),
         "## Setup", setup,
         "## Definitions", DEFINITIONS,
         "## Minimum width w* per depth",
-        "Each cell: w* (its success rate at the best learning rate [Wilson 95 %]); `> B`: censored at bound B.",
+        "Each cell: w* (its success rate at the best learning rate [Wilson 95 %]); `> B`: censored at bound B; "
+        "then W50 [95 %] from the logistic fit (`> B` / `< B`: beyond the widths tested); *budget-limited* where w* "
+        "at half the budget differs.",
         _table(["n"] + [f"depth {d}" for d in depths], w_rows),
+        "## w* against the step budget",
+        f"w* re-read from the stored solve steps at 1/8, 1/4, 1/2 and all of each cell's budget ({cfg.steps} steps); "
+        f"✓: budget-converged (w* at half the budget equals w* at the whole budget). {limited} of {len(stars)} "
+        f"cells are budget-limited; they enter the fits only as bounds.",
+        _table(["n"] + [f"depth {d}" for d in depths], b_rows),
         "## Total hidden units against the constructions",
         "Trained: depth × w*. Constructions: hidden units really used by the hand-built networks "
         "(`scaling construct KIND --n N`), computed by code.",
@@ -216,11 +263,11 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     if l_rows:
         parts += ["## Minimum depth L* at fixed width", _table(["n"] + [f"width {w}" for w in d_widths], l_rows)]
     parts += ["## Steps to solve",
-              f"Median steps to solve at the largest grid width of each n and its best learning rate; steps are read "
-              f"at evaluations (every {cfg.eval_every} steps), so medians of one or two evaluations are "
-              f"resolution-limited.",
-              "\n".join(steps_text) or "No steps-to-solve curve had 3 uncensored points."]
-    parts += ["## Fits"] + [_fit_section(name, comp) for name, comp in fits.items()]
+              "Median steps to solve at the first tested width >= 2n of each cell (Tesauro & Janssens' N-2N-1, or the "
+              "next width tested) and its best learning rate. Steps are exact with full batches, read every "
+              f"{cfg.eval_every} steps with mini-batches.",
+              "\n".join(steps_text) or "No steps-to-solve curve had 5 uncensored points."]
+    parts += ["## Fits"] + [_fit_section(name, comp, centring.get(name)) for name, comp in fits.items()]
     if skipped:
         parts.append("Not fitted:\n" + "\n".join(f"- {name}: {why}" for name, why in skipped.items()))
     parts += ["## Figures"] + [f"![{name}](figures/{name}.png)  \n[{name}.pdf](figures/{name}.pdf)"

@@ -53,10 +53,6 @@ class Config:
         """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
         return (self.width_per_n * n,) if self.width_per_n else self.widths
 
-    def steps_width(self, n: int) -> int:
-        """The generous width at which steps-to-solve is measured: the largest grid width at n."""
-        return max(self.widths_at(n))
-
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
         fields = dataclasses.asdict(self)

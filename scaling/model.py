@@ -16,6 +16,7 @@ from flax import nnx
 
 from scaling import names
 from scaling.names import INITS
+from scaling.population import count_parameters  # noqa: F401  (re-exported: the model's parameter count)
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
 assert tuple(ACTIVATIONS) == names.ACTIVATIONS, "scaling.names.ACTIVATIONS must list exactly these"
@@ -141,10 +142,3 @@ def init_member(n_in: int, depth, width, key, *, depth_max: int, width_max: int,
     return split_params(
         MLP(n_in, depth, width, key=key, depth_max=depth_max, width_max=width_max, activation=activation, init=init)
     )
-
-
-def count_parameters(depth: int, width: int, n_in: int) -> int:
-    """Trainable parameters of an unpadded member."""
-    if depth == 0:
-        return n_in + 1
-    return n_in * width + width + (depth - 1) * (width * width + width) + width + 1

@@ -14,7 +14,8 @@ from scaling.errors import UserError
 
 SUMMARY, FITS, REPORT, FIGURES_DIR = "summary.csv", "fits.json", "REPORT.md", "figures"
 # One name per figure function in analysis.figures; each is saved as NAME.pdf and NAME.png.
-FIGURES = ("units_vs_bits", "total_units", "success_heatmaps", "min_depth", "steps_to_solve", "fit_comparison")
+FIGURES = ("units_vs_bits", "total_units", "success_heatmaps", "min_depth", "steps_to_solve", "fit_comparison",
+           "w_star_vs_budget")
 FIGURE_SUFFIXES = (".pdf", ".png")
 
 

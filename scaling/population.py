@@ -98,6 +98,13 @@ class Bucket:
         return padded, sum(spec.useful_flops(m.depth, m.width) for m in self.members)
 
 
+def count_parameters(depth: int, width: int, n_in: int) -> int:
+    """Trainable parameters of an unpadded member."""
+    if depth == 0:
+        return n_in + 1
+    return n_in * width + width + (depth - 1) * (width * width + width) + width + 1
+
+
 def member_bytes(n: int, depth: int, width: int, batch_rows: int) -> int:
     """An estimate of one member's device memory in a bucket padded to (depth, width): the larger of a training
     step (activations, pre-activations and their gradients for every layer of a batch) and an evaluation (two

@@ -14,12 +14,12 @@ import pandas as pd
 from scaling import plan
 from scaling.config import Config
 from scaling.population import Member
-from scaling.stats import best_lr, monotone_min, success_rates
+from scaling.stats import crossfit_rates, monotone_min
 
 
 def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
     """The next width to test in one (n, depth) cell, or None when the cell is settled or censored."""
-    by_width = best_lr(success_rates(cell), ["width"])
+    by_width = crossfit_rates(cell, ["width"])
     widths = by_width["width"].to_numpy()
     hi = monotone_min(widths, (by_width["rate"] >= threshold).to_numpy())
     if hi is None or not np.any(widths < hi):

@@ -41,6 +41,41 @@ def best_lr(rates: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return ordered.groupby(by, as_index=False).first()
 
 
+def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The success rate per cell `by` at its best learning rate, without the winner's curse.
+
+    Seeds are split by parity. The learning rate is chosen on one half and its rate measured on the other,
+    both ways, and the two held-out counts are pooled (cross-fitting): choosing and measuring on the same
+    seeds would bias the rate up. Columns: by, lr (the best on all seeds, for reference), solved and seeds
+    (held out), rate with Wilson bounds, in_sample_rate (the old, biased one) and pooled_rate (over every
+    learning rate). A cell with one seed cannot be cross-fitted; it keeps its in-sample rate.
+    """
+    counted = df.assign(_half=(df["seed"] % 2).astype(int), _solved=df["solved"].astype(int))
+    per_lr = (counted.groupby([*by, "lr", "_half"])["_solved"].agg(["sum", "size"])
+              .unstack("_half", fill_value=0).reindex(columns=pd.MultiIndex.from_product([["sum", "size"], [0, 1]]),
+                                                      fill_value=0))
+    per_lr.columns = ["k0", "k1", "n0", "n1"]
+    per_lr = per_lr.reset_index()
+    per_lr["rate0"] = per_lr["k0"] / per_lr["n0"].where(per_lr["n0"] > 0)
+    per_lr["rate1"] = per_lr["k1"] / per_lr["n1"].where(per_lr["n1"] > 0)
+    per_lr["rate_all"] = (per_lr["k0"] + per_lr["k1"]) / (per_lr["n0"] + per_lr["n1"])
+
+    def chosen_by(rate: str) -> pd.DataFrame:
+        ordered = per_lr.sort_values([*by, rate, "lr"], ascending=[True] * len(by) + [False, True], na_position="last")
+        return ordered.groupby(by, as_index=False).first()
+
+    on0, on1, best = chosen_by("rate0"), chosen_by("rate1"), chosen_by("rate_all")
+    totals = per_lr.groupby(by, as_index=False)[["k0", "k1", "n0", "n1"]].sum()
+    out = best[[*by, "lr", "rate_all"]].rename(columns={"rate_all": "in_sample_rate"})
+    crossfit = (on0["n1"] > 0) & (on1["n0"] > 0)
+    out["solved"] = np.where(crossfit, on0["k1"] + on1["k0"], best["k0"] + best["k1"]).astype(int)
+    out["seeds"] = np.where(crossfit, on0["n1"] + on1["n0"], best["n0"] + best["n1"]).astype(int)
+    out["rate"] = out["solved"] / out["seeds"]
+    out["rate_lo"], out["rate_hi"] = wilson(out["solved"], out["seeds"])
+    out["pooled_rate"] = (totals["k0"] + totals["k1"]) / (totals["n0"] + totals["n1"])
+    return out
+
+
 def monotone_min(values: np.ndarray, passed: np.ndarray):
     """Smallest value whose test passes and stays passed for every larger tested value; None if censored."""
     order = np.argsort(values)
@@ -52,7 +87,7 @@ def monotone_min(values: np.ndarray, passed: np.ndarray):
 
 
 def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, name: str) -> pd.DataFrame:
-    best = best_lr(success_rates(df), [*cell, along] if along not in cell else cell)
+    best = crossfit_rates(df, [*cell, along] if along not in cell else cell)
     rows = []
     for key, grp in best.groupby(cell):
         key = key if isinstance(key, tuple) else (key,)
@@ -66,10 +101,12 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
             "bound": int(values.max()),
             "tested": len(values),
             "rate": float(at["rate"]), "rate_lo": float(at["rate_lo"]), "rate_hi": float(at["rate_hi"]),
+            "in_sample_rate": float(at["in_sample_rate"]), "pooled_rate": float(at["pooled_rate"]),
             "best_lr": float(at["lr"]), "seeds": int(at["seeds"]),
         })
         rows.append(row)
-    columns = [*cell, name, "censored", "bound", "tested", "rate", "rate_lo", "rate_hi", "best_lr", "seeds"]
+    columns = [*cell, name, "censored", "bound", "tested", "rate", "rate_lo", "rate_hi", "in_sample_rate",
+               "pooled_rate", "best_lr", "seeds"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -90,11 +127,49 @@ def min_depth(df: pd.DataFrame, width: int, threshold: float = 0.5) -> pd.DataFr
     return out
 
 
+# w* is re-read at these fractions of each cell's step budget; a cell is budget-converged when w* at half
+# the budget equals w* at the whole budget (a budget-limited w* only bounds what more training would need).
+BUDGET_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+
+
+def at_budget(df: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """The members frame as if every budget had been `steps`: solved only where step_solved <= steps."""
+    solved_by = df["step_solved"].astype(float).fillna(np.inf) <= steps
+    return df.assign(solved=df["solved"].astype(bool) & solved_by)
+
+
+def min_width_by_budget(df: pd.DataFrame, threshold: float = 0.5, fractions=BUDGET_FRACTIONS) -> pd.DataFrame:
+    """w*(n, depth) at fractions of each cell's budget, from the stored solve steps (no training): one row
+    per (n, depth, fraction) with the budget in steps, w_star (NaN when censored), censored and bound."""
+    parts = []
+    for (n, depth), cell in df.groupby(["n", "depth"]):
+        budget = int(cell["steps_budget"].max())
+        cell = cell[cell["steps_budget"] == budget]
+        for fraction in fractions:
+            steps = int(round(budget * fraction))
+            star = min_width(at_budget(cell, steps), threshold)
+            parts.append(star[["n", "depth", "w_star", "censored", "bound"]].assign(fraction=fraction, budget=steps))
+    columns = ["n", "depth", "fraction", "budget", "w_star", "censored", "bound"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def budget_convergence(by_budget: pd.DataFrame) -> pd.DataFrame:
+    """Per (n, depth): w* at half the budget and whether it equals w* at the whole budget."""
+    half = by_budget[by_budget["fraction"] == 0.5].set_index(["n", "depth"])
+    whole = by_budget[by_budget["fraction"] == 1.0].set_index(["n", "depth"])
+    same = (half["censored"] & whole["censored"]) | (~half["censored"] & ~whole["censored"]
+                                                      & (half["w_star"] == whole["w_star"]))
+    return pd.DataFrame({"w_star_half_budget": half["w_star"], "budget_converged": same.astype(bool)}).reset_index()
+
+
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per (n, depth) with w*, and one per (n, width) with L*: the sweep's summary.csv."""
     parts = []
     if not df.empty:
-        width_rows = min_width(df[df["depth"].isin(cfg.depths)], cfg.success_threshold)
+        shaped = df[df["depth"].isin(cfg.depths)]
+        width_rows = min_width(shaped, cfg.success_threshold)
+        converged = budget_convergence(min_width_by_budget(shaped, cfg.success_threshold))
+        width_rows = width_rows.merge(converged, on=["n", "depth"], how="left")
         width_rows.insert(0, "kind", "min_width")
         parts.append(width_rows)
         for w in cfg.min_depth_widths:

@@ -78,8 +78,8 @@ def test_degenerate_inputs_raise_clear_errors():
         fit_curve([2, 3, 4], [1, 0, 2], "exponential")
     with pytest.raises(FitError, match="unknown family"):
         fit_curve([2, 3, 4], [1, 2, 3], "cubic")
-    with pytest.raises(FitError, match="3 uncensored points"):
-        compare_fits([2, 3, 4, 5], [4, 8, 16, 32], censored=[True, True, True, True])
+    with pytest.raises(FitError, match="at least 5 points"):
+        compare_fits([2, 3, 4, 5, 6, 7], [4, 8, 16, 32, 64, 128], censored=[True, False, False, False, False, True])
     with pytest.raises(FitError, match="finite"):
         fit_curve([2, 3, 4], [1, np.nan, 3], "linear")
 
@@ -91,6 +91,14 @@ def test_censored_points_are_left_out_with_a_note():
     comp = compare_fits(x, np.where(censored, 64, y), censored=censored)
     assert comp.best == "exponential" and comp.fits["exponential"].n_points == 6
     assert any("left out 2 censored" in note for note in comp.notes)
+
+
+def test_budget_limited_points_are_left_out_as_upper_bounds():
+    x = np.arange(2, 11, dtype=float)
+    limited = np.isin(x, [9, 10])
+    comp = compare_fits(x, np.where(limited, 2.0 ** 12, 2.0 ** x), limited=limited)
+    assert comp.best == "exponential" and comp.fits["exponential"].n_points == 7
+    assert any("left out 2 budget-limited" in note and "upper bounds" in note for note in comp.notes)
 
 
 def test_bootstrap_reports_win_rates_and_intervals():

@@ -26,14 +26,20 @@ def test_report_from_a_real_sweep(analyzed):
     for kind in ("dnf", "one_layer", "xor_tree", "sawtooth"):
         assert kind in report  # theory lines computed by the constructions
     fits = json.loads((analyzed / "fits.json").read_text())
-    assert {"w_star/depth=1", "w_star/depth=2", "units/depth=1", "L_star/width=2"} <= set(fits)
+    assert {"w_star/depth=1", "w_star/depth=2", "w50/depth=1", "L_star/width=2", "verdict"} <= set(fits)
+    assert not any(name.startswith("units/") for name in fits)  # units = depth x w*: never fitted twice
+    verdict = fits.pop("verdict")
     for name, entry in fits.items():
         assert "best" in entry or "skipped" in entry, name
+    assert set(verdict["depths"]) == {"1", "2"}
+    for entry in verdict["depths"].values():  # n = 2..4 is 3 points: too few to call any growth
+        assert entry["growth"] == "undecided" and entry["robust"] is False and "at least 5" in entry["not_fitted"]
+        assert entry["cells"] == 3 and 0 <= entry["budget_limited_cells"] <= 3
 
 
 def test_every_figure_is_written_as_pdf_and_png(analyzed):
     for name in ("units_vs_bits", "total_units", "success_heatmaps", "min_depth", "steps_to_solve",
-                 "fit_comparison"):
+                 "fit_comparison", "w_star_vs_budget"):
         assert (analyzed / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
         assert (analyzed / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{name}.png" in (analyzed / "REPORT.md").read_text()
@@ -71,6 +77,10 @@ def test_figures_render_from_small_synthetic_frames(tmp_path):
         "min_depth": figures.min_depth(points, fitted),
         "steps_to_solve": figures.steps_to_solve(points, fitted, {"steps/depth=1": 1.9}),
         "fit_comparison": figures.fit_comparison(weights),
+        "w_star_vs_budget": figures.w_star_vs_budget(pd.DataFrame({
+            "n": np.repeat(ns, 4), "depth": 1, "fraction": np.tile([0.125, 0.25, 0.5, 1.0], 5),
+            "budget": np.tile([125, 250, 500, 1000], 5), "w_star": np.tile([16.0, 8, 6, 6], 5), "censored": False,
+            "bound": 32})),
     }
     for name, fig in made.items():
         assert isinstance(fig, Figure) and fig.axes
