@@ -21,7 +21,7 @@ from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
-from scaling.stats import crossfit_rates, min_width_by_budget, summarize
+from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, summarize
 from scaling.store import stored_members
 
 BOOTSTRAP_REPS = 200
@@ -126,13 +126,14 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
-    shaped = df[df["depth"].isin(cfg.depths)]
+    shaped = latest_budget(df[df["depth"].isin(cfg.depths)])  # w* at each cell's largest budget
+    base = df[df["steps_budget"] == cfg.steps]  # L* compares depths at one budget
     w50 = w50_frame(shaped, cfg.success_threshold)
     summary = summarize(df, cfg).merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
     by_budget = min_width_by_budget(shaped, cfg.success_threshold)
-    curves = (width_curves(df, cfg.depths, cfg.success_threshold)
-              + depth_curves(df, cfg.min_depth_widths, cfg.success_threshold)
-              + w50_curves(w50) + steps_curves(df, cfg.depths))
+    curves = (width_curves(shaped, cfg.depths, cfg.success_threshold)
+              + depth_curves(base, cfg.min_depth_widths, cfg.success_threshold)
+              + w50_curves(w50) + steps_curves(shaped, cfg.depths))
     fits, skipped = fit_all(curves, reps)
     points, fitted, weights, centring = _frames(curves, fits, reps)
     stars = summary[summary["kind"] == "min_width"]

@@ -195,7 +195,9 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         ["model", f"depths {list(cfg.depths)}, widths " + (f"{cfg.width_per_n}n" if cfg.width_per_n else
                   f"{cfg.width_search} up to {cfg.max_width}") + ", "
                   f"{cfg.activation}, init {cfg.init}"],
-        ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps, "
+        ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps"
+                     + (f" (budget-limited cells rerun at 2x up to {cfg.max_steps})" if cfg.max_steps > cfg.steps
+                        else "") + ", "
                      f"evaluated every {cfg.eval_every}"],
         ["search", f"{cfg.seeds} seeds per point, threshold {cfg.success_threshold}, "
                    f"L* at widths {list(cfg.min_depth_widths)} up to depth {cfg.min_depth_max}"],

@@ -35,7 +35,8 @@ class LogisticFit:
         g = (logit(threshold) - self.intercept) / self.slope  # log2 of the crossing width
         grad = np.array([-1.0 / self.slope, -g / self.slope])
         sd = float(np.sqrt(max(grad @ self.cov @ grad, 0.0)))
-        return 2.0**g, 2.0 ** (g - Z95 * sd), 2.0 ** (g + Z95 * sd)
+        log2_w = np.clip([g, g - Z95 * sd, g + Z95 * sd], -1000.0, 1000.0)  # a flat fit: a huge but finite interval
+        return tuple(float(v) for v in np.exp2(log2_w))
 
 
 def fit_logistic(log2_width, solved, trials) -> LogisticFit:

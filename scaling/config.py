@@ -39,6 +39,7 @@ class Config:
     success_threshold: float
     min_depth_widths: tuple[int, ...]
     min_depth_max: int
+    max_steps: int  # budget rule: a budget-limited cell is rerun at twice its budget while that stays <= this
     run_seed: int
     devices: int | None  # None = all visible devices
     bucket_mib: int
@@ -70,14 +71,16 @@ MAX_MEMBERS = 2_000_000  # the first round's members are planned in memory at on
 MAX_BUCKET_MIB = 2**20
 
 REQUIRED = object()
-# section -> key -> default. The single source of defaults (min_depth_max = None: the largest of model.depths).
+# section -> key -> default. The single source of defaults (min_depth_max = None: the largest of model.depths;
+# max_steps = None: train.steps, so no cell is rerun at a larger budget).
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
     "task": {"kind": "parity", "n": REQUIRED, "encoding": "pm1"},
     "model": {"depths": [1, 2, 3], "widths": {"max": 64, "search": "adaptive"}, "activation": "relu", "init": "he"},
     "train": {"optimizer": "adam", "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100, "loss": "bce",
               "max_batch_rows": 65536},
-    "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None},
+    "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
+               "max_steps": None},
     "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
 }
 
@@ -208,6 +211,8 @@ def parse(text: str, path: str = "<config>") -> Config:
     if eval_every > steps:
         raise r["train"].fail("eval_every", f"({eval_every}) must not exceed steps ({steps})")
     min_depth_max = r["search"].get("min_depth_max")
+    max_steps = r["search"].get("max_steps")
+    max_steps = steps if max_steps is None else r["search"].int_("max_steps", steps, hi=MAX_STEPS)
     pad_depth = r["run"].get("pad_depth")
     if not isinstance(pad_depth, bool):
         raise r["run"].fail("pad_depth", f"must be true or false, got {pad_depth!r}")
@@ -236,6 +241,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         success_threshold=float(threshold),
         min_depth_widths=() if r["search"].get("min_depth_widths") == [] else r["search"].int_list("min_depth_widths", 1),
         min_depth_max=max(depths) if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
+        max_steps=max_steps,
         run_seed=r["run"].int_("seed", 0),
         devices=None if devices == "all" else devices,
         bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB),

@@ -4,6 +4,11 @@ The search is a pure function of the config and the rows trained so far, so a st
 asking it again. Round 0 is the grid (plan.grid_members). Each later round bisects, in every (n, depth)
 cell, the gap between the largest failing width and w* (by the monotone definition in stats), until the
 two are adjacent. A cell where nothing passes up to the bound stays censored.
+
+The budget rule: a settled cell whose w* at half its budget differs from w* at its whole budget is
+budget-limited; while twice its budget stays within search.max_steps, every width it tested is trained
+again at twice the budget (new members: the budget is part of a member's identity), and the search goes on
+at that budget. w* is read at each cell's largest budget (stats.latest_budget).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import pandas as pd
 from scaling import plan
 from scaling.config import Config
 from scaling.population import Member
-from scaling.stats import crossfit_rates, monotone_min
+from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
 
 def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
@@ -28,21 +33,39 @@ def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
     return (lo + int(hi)) // 2 if hi - lo > 1 else None
 
 
+BUDGET_FACTOR = 2
+
+
+def _settled_budget_limited(cell: pd.DataFrame, threshold: float) -> bool:
+    return not bool(budget_convergence(min_width_by_budget(cell, threshold))["budget_converged"].iloc[0])
+
+
 def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     """Every member the search wants, given the rows so far (a superset of what is already trained)."""
     wanted = plan.grid_members(cfg)
-    if cfg.width_search != "adaptive" or df.empty:
+    if df.empty:
         return wanted
     expected = len(cfg.lrs) * cfg.seeds
     for n in cfg.ns:
         for depth in cfg.depths:
             cell = df[(df["n"] == n) & (df["depth"] == depth)]
-            counts = cell.groupby("width").size()
-            # Only bisect on widths whose every (lr, seed) is in: never decide from a half-trained point.
-            complete = cell[cell["width"].isin(counts[counts >= expected].index)]
+            if cell.empty:
+                continue
+            budget = int(cell["steps_budget"].max())
+            if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
+                for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
+                    wanted += plan.members_at(cfg, n, depth, int(width), steps=budget)
+            now = cell[cell["steps_budget"] == budget]
+            counts = now.groupby("width").size()
+            # Only decide on widths whose every (lr, seed) is in: never from a half-trained point.
+            complete = now[now["width"].isin(counts[counts >= expected].index)]
             if complete.empty or len(counts) != len(complete["width"].unique()):
                 continue
-            width = _refinement_width(complete, cfg.success_threshold)
+            width = _refinement_width(complete, cfg.success_threshold) if cfg.width_search == "adaptive" else None
             if width is not None:
-                wanted += plan.members_at(cfg, n, depth, width)
+                wanted += plan.members_at(cfg, n, depth, width, steps=budget)
+            elif (budget * BUDGET_FACTOR <= cfg.max_steps
+                  and _settled_budget_limited(complete, cfg.success_threshold)):
+                for w in sorted(complete["width"].unique()):
+                    wanted += plan.members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted

@@ -132,6 +132,15 @@ def min_depth(df: pd.DataFrame, width: int, threshold: float = 0.5) -> pd.DataFr
 BUDGET_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
+def latest_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """The members of each (n, depth) cell at its largest step budget: what w* is read from once the budget
+    rule has rerun a budget-limited cell (the rows at smaller budgets stay in the store)."""
+    if df.empty:
+        return df
+    largest = df.groupby(["n", "depth"])["steps_budget"].transform("max")
+    return df[df["steps_budget"] == largest]
+
+
 def at_budget(df: pd.DataFrame, steps: int) -> pd.DataFrame:
     """The members frame as if every budget had been `steps`: solved only where step_solved <= steps."""
     solved_by = df["step_solved"].astype(float).fillna(np.inf) <= steps
@@ -165,15 +174,16 @@ def budget_convergence(by_budget: pd.DataFrame) -> pd.DataFrame:
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per (n, depth) with w*, and one per (n, width) with L*: the sweep's summary.csv."""
     parts = []
+    base = df[df["steps_budget"] == cfg.steps] if not df.empty else df  # L* compares depths at one budget
     if not df.empty:
-        shaped = df[df["depth"].isin(cfg.depths)]
+        shaped = latest_budget(df[df["depth"].isin(cfg.depths)])  # w* at each cell's largest budget
         width_rows = min_width(shaped, cfg.success_threshold)
         converged = budget_convergence(min_width_by_budget(shaped, cfg.success_threshold))
         width_rows = width_rows.merge(converged, on=["n", "depth"], how="left")
         width_rows.insert(0, "kind", "min_width")
         parts.append(width_rows)
         for w in cfg.min_depth_widths:
-            depth_rows = min_depth(df, w, cfg.success_threshold)
+            depth_rows = min_depth(base, w, cfg.success_threshold)
             depth_rows.insert(0, "kind", "min_depth")
             parts.append(depth_rows)
     if not parts:

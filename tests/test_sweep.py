@@ -8,7 +8,7 @@ import pytest
 from scaling import config
 from scaling.store import STORE_NAME
 from scaling import search
-from scaling.stats import min_width
+from scaling.stats import min_width, summarize
 from scaling.sweep import run_sweep
 from scaling.errors import UserError
 
@@ -81,28 +81,53 @@ def test_adaptive_search_matches_the_exhaustive_grid(tmp_path):
     pd.testing.assert_frame_equal(pick(adaptive.summary), pick(exhaustive.summary))
 
 
+def _search_against(cfg, solve_step) -> pd.DataFrame:
+    """Run the search loop against an oracle: solve_step(member) is the step it solves at, or None."""
+    rows: list[dict] = []
+    for _ in range(30):
+        df = pd.DataFrame(rows, columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])
+        done = {(r["n"], r["depth"], r["width"], r["lr"], r["seed"], r["steps_budget"]) for r in rows}
+        todo = [m for m in search.wanted_members(cfg, df)
+                if (m.n, m.depth, m.width, m.lr, m.seed, m.steps) not in done]
+        if not todo:
+            return df
+        for m in todo:
+            step = solve_step(m)
+            solved = step is not None and step <= m.steps
+            rows.append({"n": m.n, "depth": m.depth, "width": m.width, "lr": m.lr, "seed": m.seed,
+                         "steps_budget": m.steps, "solved": solved, "step_solved": step if solved else None})
+    raise AssertionError("the search did not settle in 30 rounds")
+
+
 def test_bisection_finds_every_threshold_with_few_widths():
     """The search loop against an oracle (solved iff width >= k): exact w* at every k up to the bound, censored above."""
     cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
                        .replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 64, (3, 2): 65, (4, 1): 5, (4, 2): 20}
-    rows: list[dict] = []
-    for _ in range(20):
-        df = pd.DataFrame(rows, columns=["n", "depth", "width", "lr", "seed", "solved"])
-        done = {(r["n"], r["depth"], r["width"], r["lr"], r["seed"]) for r in rows}
-        todo = [m for m in search.wanted_members(cfg, df) if (m.n, m.depth, m.width, m.lr, m.seed) not in done]
-        if not todo:
-            break
-        rows += [{"n": m.n, "depth": m.depth, "width": m.width, "lr": m.lr, "seed": m.seed,
-                  "solved": m.width >= thresholds[(m.n, m.depth)]} for m in todo]
-    stars = min_width(pd.DataFrame(rows)).set_index(["n", "depth"])
+    df = _search_against(cfg, lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None)
+    stars = min_width(df).set_index(["n", "depth"])
     for cell, k in thresholds.items():
         if k > 64:
             assert stars.loc[cell, "censored"] and stars.loc[cell, "bound"] == 64
         else:
             assert stars.loc[cell, "w_star"] == k, cell
-    widths_tested = pd.DataFrame(rows).groupby(["n", "depth"])["width"].nunique()
+    assert set(df["steps_budget"]) == {cfg.steps}  # nothing budget-limited: the budget rule never fires
+    widths_tested = df.groupby(["n", "depth"])["width"].nunique()
     assert widths_tested.max() <= 7 + 6  # the coarse grid plus log2(32) bisection steps, not all 64 widths
+
+
+def test_the_budget_rule_reruns_budget_limited_cells_at_twice_the_budget_up_to_max_steps():
+    """Oracle: at n = 2 a member of width w solves at step 6400 / w, so each doubling of the budget halves
+    w*; at n = 3 it solves at step 10 from width 5 on, whatever the budget."""
+    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
+                       .replace("depths = [1, 2]", "depths = [1]").replace("n = [2, 4]", "n = [2, 3]")
+                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []\nmax_steps = 1600"))
+    df = _search_against(cfg, lambda m: 6400 // m.width if m.n == 2 else (10 if m.width >= 5 else None))
+    budgets = df.groupby("n")["steps_budget"].unique()
+    assert sorted(budgets[2]) == [400, 800, 1600] and list(budgets[3]) == [400]
+    summary = summarize(df, cfg).set_index("n")
+    assert summary.loc[2, "w_star"] == 4 and not summary.loc[2, "budget_converged"]  # 6400 / 1600; capped
+    assert summary.loc[3, "w_star"] == 5 and summary.loc[3, "budget_converged"]
 
 
 def test_store_of_another_config_is_refused_unless_fresh(uninterrupted, tmp_path):
