@@ -38,40 +38,51 @@ def judge(comp: FitComparison | None) -> dict:
 
 
 def deep_vs_shallow(stars: pd.DataFrame) -> list[dict]:
-    """Per n where every depth has an uncensored w*: units (depth x w*) and parameters at each depth."""
+    """Per n with an uncensored w* at its shallowest depth and at some deeper one: units (depth x w*) and
+    parameters at every depth with an uncensored w*."""
     rows = []
-    for n, cells in stars[stars["depth"] > 0].groupby("n"):
-        if cells["censored"].any():
+    for n, cells in stars[stars["depth"] > 0].sort_values("depth").groupby("n"):
+        if cells["censored"].iloc[0] or (~cells["censored"]).sum() < 2:
             continue
-        cells = cells.sort_values("depth")
+        ok = cells[~cells["censored"]]
         rows.append({"n": int(n),
-                     "units": {int(d): int(d * w) for d, w in zip(cells["depth"], cells["w_star"])},
+                     "units": {int(d): int(d * w) for d, w in zip(ok["depth"], ok["w_star"])},
                      "parameters": {int(d): count_parameters(int(d), int(w), int(n))
-                                    for d, w in zip(cells["depth"], cells["w_star"])}})
+                                    for d, w in zip(ok["depth"], ok["w_star"])}})
     return rows
+
+
+def _group_cells(stars: pd.DataFrame, cfg: Config, group: str) -> pd.DataFrame:
+    depth_of = {n: cfg.group_depth(group, n) for n in cfg.ns}
+    return stars[stars["depth"] == stars["n"].map(depth_of)]
 
 
 def verdict_object(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison],
                    skipped: dict[str, str]) -> dict:
     per_depth = {}
-    for depth in [d for d in cfg.depths if d > 0]:
-        name = f"w_star/depth={depth}"
-        cells = stars[stars["depth"] == depth]
+    for group in cfg.depth_groups:
+        name = f"w_star/{group}"
+        cells = _group_cells(stars, cfg, group)
+        if (cells["depth"] == 0).all():
+            continue  # depth 0 has no width
         limited = ~cells["budget_converged"].fillna(True).astype(bool) & ~cells["censored"].astype(bool)
-        per_depth[str(depth)] = {"curve": name, **judge(fits.get(name)), "cells": int(len(cells)),
-                                 "censored_cells": int(cells["censored"].sum()),
-                                 "budget_limited_cells": int(limited.sum()), "not_fitted": skipped.get(name)}
+        per_depth[group.split("=", 1)[1]] = {
+            "curve": name, **judge(fits.get(name)), "cells": int(len(cells)),
+            "censored_cells": int(cells["censored"].sum()), "budget_limited_cells": int(limited.sum()),
+            "not_fitted": skipped.get(name)}
     comparison = deep_vs_shallow(stars)
     last = comparison[-1] if comparison else None
-    shallow = min(last["units"]) if last else None
-    deepest = max(last["units"]) if last else None
+    if last is not None:
+        shallow, deeper = min(last["units"]), [d for d in last["units"] if d != min(last["units"])]
+        fewest = min(deeper, key=lambda d: last["units"][d])
     return {
         "depths": per_depth,
         "deep_vs_shallow": comparison,
         "at_largest_n": None if last is None else {
-            "n": last["n"], "shallow_depth": shallow, "deepest_depth": deepest,
-            "deep_uses_fewer_units": bool(last["units"][deepest] < last["units"][shallow]),
-            "deep_uses_fewer_parameters": bool(last["parameters"][deepest] < last["parameters"][shallow]),
+            "n": last["n"], "shallow_depth": shallow, "leanest_deeper_depth": fewest,
+            "deep_uses_fewer_units": bool(last["units"][fewest] < last["units"][shallow]),
+            "deep_uses_fewer_parameters": bool(min(last["parameters"][d] for d in deeper)
+                                               < last["parameters"][shallow]),
         },
         "robustness_rule": f"Akaike weight >= {ROBUST_WEIGHT} and bootstrap win rate >= {ROBUST_WIN_RATE}",
     }

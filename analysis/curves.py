@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Resampler
-from scaling.stats import budget_convergence, min_depth, min_width, min_width_by_budget, monotone_min
+from scaling.config import Config
+from scaling.stats import budget_convergence, min_depth_rows, min_width, min_width_by_budget, monotone_min
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ class Curve:
     resample: Resampler | None
     limited: np.ndarray | None = None  # budget-limited points: w* at half the budget differs (an upper bound)
     fitted: bool = True  # units = depth x w* is drawn, but not fitted again (its fit is w*'s, scaled)
+    scale: np.ndarray | None = None  # per point, y = scale * w* (the depth, for units curves)
 
     @property
     def excluded(self) -> np.ndarray:
@@ -68,8 +70,8 @@ def _crossfit(halves: list[np.ndarray]) -> np.ndarray:
     return np.where(trials > 0, solved / np.maximum(trials, 1), -1.0)
 
 
-def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: float) -> Resampler:
-    """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by `scale`.
+def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: dict | None = None) -> Resampler:
+    """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by scale[n].
     Seeds are drawn with replacement once per n, within each half, and used for every value and learning
     rate; the rate is cross-fitted like the point estimate's."""
     cubes = _seed_cubes(df, along)
@@ -81,43 +83,52 @@ def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: float
             star = monotone_min(values, _crossfit(drawn) >= threshold)
             if star is not None:
                 xs.append(n)
-                ys.append(star * scale)
+                ys.append(star * (scale or {}).get(n, 1))
         return np.array(xs, float), np.array(ys, float)
 
     return resample
 
 
-def width_curves(df: pd.DataFrame, depths, threshold: float) -> list[Curve]:
-    """w*(n) per depth, and total units depth * w*(n) (drawn, not fitted again). Budget-limited cells (w* at
-    half the budget differs) are marked, so that fits leave them out like censored ones."""
-    shaped = df[df["depth"].isin(depths)]
+def _cells(frame: pd.DataFrame, cells: list[tuple[int, int]]) -> pd.DataFrame:
+    index = pd.MultiIndex.from_frame(frame[["n", "depth"]])
+    return frame[index.isin(pd.MultiIndex.from_tuples(cells, names=["n", "depth"]))]
+
+
+def width_curves(shaped: pd.DataFrame, cfg: Config) -> list[Curve]:
+    """w*(n) per depth group (a fixed depth, or depth ceil(log2 n) + k), and total units depth * w*(n) (drawn,
+    not fitted again). Budget-limited cells (w* at half the budget differs) are marked, so that fits leave
+    them out like censored ones."""
+    threshold = cfg.success_threshold
     stars = min_width(shaped, threshold).merge(
         budget_convergence(min_width_by_budget(shaped, threshold)), on=["n", "depth"], how="left")
     curves = []
-    for depth, rows in stars.groupby("depth"):
-        rows = rows.sort_values("n")
-        members = shaped[shaped["depth"] == depth]
+    for group in cfg.depth_groups:
+        cells = [(n, cfg.group_depth(group, n)) for n in cfg.ns]
+        rows, members = _cells(stars, cells).sort_values("n"), _cells(shaped, cells)
+        if rows.empty:
+            continue
         y = np.where(rows["censored"], rows["bound"], rows["w_star"]).astype(float)
         limited = ~rows["budget_converged"].fillna(True).to_numpy(bool) & ~rows["censored"].to_numpy(bool)
-        for quantity, scale in (("w_star", 1), ("units", depth)):
-            curves.append(Curve(f"{quantity}/depth={depth}", quantity, f"depth={depth}", rows["n"].to_numpy(float),
-                                y * scale, rows["censored"].to_numpy(bool),
-                                _star_resampler(members, "width", threshold, scale), limited,
-                                fitted=quantity == "w_star"))
+        depth_of = dict(cells)
+        for quantity, scale in (("w_star", None), ("units", depth_of)):
+            factor = np.array([1.0 if scale is None else scale[n] for n in rows["n"]])
+            curves.append(Curve(f"{quantity}/{group}", quantity, group, rows["n"].to_numpy(float), y * factor,
+                                rows["censored"].to_numpy(bool), _star_resampler(members, "width", threshold, scale),
+                                limited, fitted=quantity == "w_star", scale=factor))
     return curves
 
 
-def depth_curves(df: pd.DataFrame, widths, threshold: float) -> list[Curve]:
-    """L*(n) at each fixed width."""
+def depth_curves(base: pd.DataFrame, cfg: Config) -> list[Curve]:
+    """L*(n) at each L* width (fixed, or proportional to n), at the base budget."""
+    rows_all = min_depth_rows(base, cfg)
     curves = []
-    for width in widths:
-        rows = min_depth(df, width, threshold).sort_values("n")
-        if rows.empty:
-            continue
+    for group, rows in (rows_all.groupby("group", sort=False) if not rows_all.empty else []):
+        rows = rows.sort_values("n")
+        width_of = dict(zip(rows["n"], rows["width"]))
+        members = base[base["width"] == base["n"].map(width_of)]
         y = np.where(rows["censored"], rows["bound"], rows["L_star"]).astype(float)
-        curves.append(Curve(f"L_star/width={width}", "L_star", f"width={width}", rows["n"].to_numpy(float), y,
-                            rows["censored"].to_numpy(bool),
-                            _star_resampler(df[df["width"] == width], "depth", threshold, 1)))
+        curves.append(Curve(f"L_star/{group}", "L_star", group, rows["n"].to_numpy(float), y,
+                            rows["censored"].to_numpy(bool), _star_resampler(members, "depth", cfg.success_threshold)))
     return curves
 
 

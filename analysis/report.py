@@ -21,7 +21,7 @@ from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
-from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, summarize
+from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, summarize, width_cells
 from scaling.store import stored_members
 
 BOOTSTRAP_REPS = 200
@@ -72,7 +72,9 @@ def _fit_source(c: Curve, fits: dict[str, FitComparison]) -> tuple[FitComparison
     """The fit a curve is drawn with, and its scale: units = depth x w* are drawn with w*'s fit, scaled."""
     if c.fitted:
         return fits.get(c.name), 1.0
-    return fits.get(c.name.replace(f"{c.quantity}/", "w_star/")), float(c.group.split("=")[1])
+    if c.scale is None or np.ptp(c.scale) > 0:
+        return None, 1.0  # a depth that changes with n: points only
+    return fits.get(c.name.replace(f"{c.quantity}/", "w_star/")), float(c.scale[0])
 
 
 def _frames(curves: list[Curve], fits: dict[str, FitComparison], reps: int):
@@ -126,14 +128,13 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
-    shaped = latest_budget(df[df["depth"].isin(cfg.depths)])  # w* at each cell's largest budget
+    shaped = latest_budget(width_cells(df, cfg))  # w* at each cell's largest budget
     base = df[df["steps_budget"] == cfg.steps]  # L* compares depths at one budget
     w50 = w50_frame(shaped, cfg.success_threshold)
     summary = summarize(df, cfg).merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
     by_budget = min_width_by_budget(shaped, cfg.success_threshold)
-    curves = (width_curves(shaped, cfg.depths, cfg.success_threshold)
-              + depth_curves(base, cfg.min_depth_widths, cfg.success_threshold)
-              + w50_curves(w50) + steps_curves(shaped, cfg.depths))
+    curves = (width_curves(shaped, cfg) + depth_curves(base, cfg) + w50_curves(w50)
+              + steps_curves(shaped, sorted(set(shaped["depth"]))))
     fits, skipped = fit_all(curves, reps)
     points, fitted, weights, centring = _frames(curves, fits, reps)
     stars = summary[summary["kind"] == "min_width"]

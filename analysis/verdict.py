@@ -80,8 +80,10 @@ def _fit_section(name: str, comp: FitComparison, centring: dict | None = None) -
     return text
 
 
-def _claim_verdict(depth: int, judged: dict, comp: FitComparison | None, stars: pd.DataFrame) -> str:
-    label = "shallow (depth 1)" if depth == 1 else f"depth {depth}"
+def _claim_verdict(group: str, judged: dict, comp: FitComparison | None, stars: pd.DataFrame, cfg: Config) -> str:
+    value = group.split("=", 1)[1]
+    label = ("shallow (depth 1)" if value == "1" else f"depth ⌈log2 n⌉ + {value[5:]}" if value.startswith("log2+")
+             else f"depth {value}")
     if comp is None:
         return f"- **{label}**: not fitted ({judged['not_fitted']})."
     text = (f"- **{label}**: growth of w* is **{judged['growth']}**. By AICc the best family is {judged['best']} "
@@ -95,11 +97,12 @@ def _claim_verdict(depth: int, judged: dict, comp: FitComparison | None, stars: 
         relation = "slower than" if hi < 2 else "faster than" if lo > 2 else "consistent with"
         text += (f" The exponential fit's base is b = {num(b)} [{num(lo)}, {num(hi)}]: growth {relation} the "
                  f"claim's 2^(n-1) (base 2).")
-    ok = stars[(stars["depth"] == depth) & ~stars["censored"]]
+    ok = stars[(stars["depth"] == stars["n"].map(lambda n: cfg.group_depth(group, n))) & ~stars["censored"]]
     if len(ok):
         last = ok.sort_values("n").iloc[-1]
         n = int(last["n"])
-        text += (f" At n = {n} training needed w* = {num(last['w_star'])} units per layer, against 2^(n-1) = "
+        text += (f" At n = {n} (depth {int(last['depth'])}) training needed w* = {num(last['w_star'])} units per "
+                 f"layer, against 2^(n-1) = "
                  f"{2 ** (n - 1)} for the DNF circuit and n = {n} for the one-layer construction.")
     text += (f" Of {judged['cells']} cells, {judged['censored_cells']} were censored and "
              f"{judged['budget_limited_cells']} budget-limited; both enter no point fit.")
@@ -111,7 +114,7 @@ def _deep_half(verdicts: dict) -> str:
     if last is None:
         return "The deep half of the claim cannot be judged: no n has an uncensored w* at every depth."
     row = verdicts["deep_vs_shallow"][-1]
-    units = " / ".join(f"{u}" for u in row["units"].values())
+    units = " / ".join(str(u) for u in row["units"].values())
     params = " / ".join(f"{p}" for p in row["parameters"].values())
     depths = " / ".join(str(d) for d in row["units"])
     fewer = last["deep_uses_fewer_units"]
@@ -123,12 +126,15 @@ def _deep_half(verdicts: dict) -> str:
 
 
 def verdict(cfg: Config, stars: pd.DataFrame, fits: dict[str, FitComparison], verdicts: dict) -> str:
-    hidden = [d for d in cfg.depths if d > 0] or list(cfg.depths)  # depth 0 has no width to compare
-    shallow, deep = min(hidden), max(hidden)
+    fixed = [d for d in cfg.depths if d > 0]  # depth 0 has no width to compare
+    groups = [f"depth={d}" for d in dict.fromkeys([min(fixed), max(fixed)])] if fixed else []
+    groups += [g for g in cfg.depth_groups if "log2" in g]
     lines = [f"The claim under test: {CLAIM}.", ""]
-    for depth in dict.fromkeys([shallow, deep]):
-        lines.append(_claim_verdict(depth, verdicts["depths"][str(depth)], fits.get(f"w_star/depth={depth}"), stars))
-    judged = verdicts["depths"][str(shallow)]
+    for group in groups:
+        lines.append(_claim_verdict(group, verdicts["depths"][group.split("=", 1)[1]],
+                                    fits.get(f"w_star/{group}"), stars, cfg))
+    shallow = groups[0].split("=", 1)[1] if groups else None
+    judged = verdicts["depths"].get(shallow) or {"growth": "undecided", "exponential_base_ci95": None}
     lines.append("")
     summary = "**What this says about the claim's first half**: "
     if judged["growth"] == "exponential":
@@ -192,7 +198,9 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
               f"latest started {last['started_at']}, commit {commit[:10]}).")
     setup = _table(["setting", "value"], [
         ["task", f"{cfg.task}, n = {', '.join(map(str, cfg.ns))}, encoding {cfg.encoding}"],
-        ["model", f"depths {list(cfg.depths)}, widths " + (f"{cfg.width_per_n}n" if cfg.width_per_n else
+        ["model", f"depths {list(cfg.depths)}"
+                  + "".join(f", ⌈log2 n⌉ + {k}" for k in cfg.depth_log2) + ", widths "
+                  + (f"{cfg.width_per_n}n" if cfg.width_per_n else
                   f"{cfg.width_search} up to {cfg.max_width}") + ", "
                   f"{cfg.activation}, init {cfg.init}"],
         ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps"
@@ -200,7 +208,9 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
                         else "") + ", "
                      f"evaluated every {cfg.eval_every}"],
         ["search", f"{cfg.seeds} seeds per point, threshold {cfg.success_threshold}, "
-                   f"L* at widths {list(cfg.min_depth_widths)} up to depth {cfg.min_depth_max}"],
+                   f"L* at {', '.join(cfg.min_depth_groups) or 'no width'} up to depth "
+                   + (str(cfg.min_depth_max) if cfg.min_depth_max is not None else
+                      "⌈log2 n⌉ + 2" if cfg.min_depth_times_n else "the largest depth")],
         ["members trained", f"{len(df)} ({int(df['solved'].sum())} solved, {int(df['diverged'].sum())} diverged)"],
         ["provenance", f"jax {last['jax_version']}, flax {last['flax_version']}, optax {last['optax_version']}, "
                        f"{last['backend']} ({last['device_kind']} x{last['device_count']}), commit "
@@ -226,9 +236,12 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
             row.append(num(t["units"].iloc[0]) if len(t) else "n/a")
         u_rows.append(row)
     depth_rows = summary[summary["kind"] == "min_depth"]
-    d_widths = sorted(depth_rows["width"].unique()) if len(depth_rows) else []
-    l_rows = [[n] + [_star_cell(depth_rows[(depth_rows["n"] == n) & (depth_rows["width"] == w)].iloc[0], "L_star")
-                     for w in d_widths] for n in sorted(depth_rows["n"].unique())] if d_widths else []
+    d_groups = list(dict.fromkeys(depth_rows["group"])) if len(depth_rows) else []
+    l_rows = []
+    for n in (sorted(depth_rows["n"].unique()) if d_groups else []):
+        cells = [depth_rows[(depth_rows["n"] == n) & (depth_rows["group"] == g)] for g in d_groups]
+        l_rows.append([n] + [f"{_star_cell(c.iloc[0], 'L_star')} at width {int(c['width'].iloc[0])}" if len(c)
+                             else "n/a" for c in cells])
     steps_text = []
     for name, comp in fits.items():
         if name.startswith("steps/") and "exponential" in comp.fits:
@@ -263,7 +276,10 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         _table(["n"] + [f"trained depth {d}" for d in depths] + kinds, u_rows),
     ]
     if l_rows:
-        parts += ["## Minimum depth L* at fixed width", _table(["n"] + [f"width {w}" for w in d_widths], l_rows)]
+        parts += ["## Minimum depth L* at fixed width",
+                  f"Searched over depths 1..⌈log2 n⌉ + 2 where the width grows with n (the XOR tree and the "
+                  f"sawtooth have depth ⌈log2 n⌉)." if cfg.min_depth_times_n else "",
+                  _table(["n"] + [g.replace("=", " ") for g in d_groups], l_rows)]
     parts += ["## Steps to solve",
               "Median steps to solve at the first tested width >= 2n of each cell (Tesauro & Janssens' N-2N-1, or the "
               "next width tested) and its best learning rate. Steps are exact with full batches, read every "

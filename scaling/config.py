@@ -23,7 +23,8 @@ class Config:
     task: str
     ns: tuple[int, ...]
     encoding: str
-    depths: tuple[int, ...]
+    depths: tuple[int, ...]  # fixed depths, at every n
+    depth_log2: tuple[int, ...]  # a schedule tied to n: depth ceil(log2 n) + k for each k
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
     width_search: str  # "adaptive" (coarse grid, then bisection), "grid" (exactly `widths`) or "per_n"
     width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
@@ -38,7 +39,8 @@ class Config:
     seeds: int
     success_threshold: float
     min_depth_widths: tuple[int, ...]
-    min_depth_max: int
+    min_depth_times_n: int | None  # L* at width k * n instead of fixed widths
+    min_depth_max: int | None  # None: ceil(log2 n) + 2 with times_n, else the largest depth at n
     max_steps: int  # budget rule: a budget-limited cell is rerun at twice its budget while that stays <= this
     run_seed: int
     devices: int | None  # None = all visible devices
@@ -54,12 +56,47 @@ class Config:
         """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
         return (self.width_per_n * n,) if self.width_per_n else self.widths
 
+    def depths_at(self, n: int) -> tuple[int, ...]:
+        """Every depth whose w* is searched at n: the fixed ones and the log2 schedule's."""
+        return tuple(sorted(set(self.depths) | {log2_depth(n) + k for k in self.depth_log2}))
+
+    @property
+    def depth_groups(self) -> tuple[str, ...]:
+        """One label per curve of w* over n: "depth=2" for a fixed depth, "depth=log2+1" for the schedule."""
+        return tuple(f"depth={d}" for d in self.depths) + tuple(f"depth=log2+{k}" for k in self.depth_log2)
+
+    @staticmethod
+    def group_depth(group: str, n: int) -> int:
+        """The depth that a depth group stands for at n."""
+        value = group.split("=", 1)[1]
+        return log2_depth(n) + int(value[len("log2+"):]) if value.startswith("log2+") else int(value)
+
+    def min_depth_widths_at(self, n: int) -> tuple[int, ...]:
+        return (self.min_depth_times_n * n,) if self.min_depth_times_n else self.min_depth_widths
+
+    @property
+    def min_depth_groups(self) -> tuple[str, ...]:
+        """One label per L* curve: "width=4", or "width=1n" for widths proportional to n."""
+        return (f"width={self.min_depth_times_n}n",) if self.min_depth_times_n else tuple(
+            f"width={w}" for w in self.min_depth_widths)
+
+    def min_depth_max_at(self, n: int) -> int:
+        """L* is searched over depths 1..this at n."""
+        if self.min_depth_max is not None:
+            return self.min_depth_max
+        return log2_depth(n) + 2 if self.min_depth_times_n else max(self.depths_at(n))
+
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
         fields = dataclasses.asdict(self)
         for k in ("name", "description", "source", "devices", "bucket_mib", "pad_depth"):
             fields.pop(k)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def log2_depth(n: int) -> int:
+    """ceil(log2 n), at least 1: the depth of an XOR tree (and of the sawtooth) over n bits."""
+    return max(1, math.ceil(math.log2(n)))
 
 
 # Upper bounds, checked before anything is created. Widths have none of their own: the memory check below
@@ -71,8 +108,9 @@ MAX_MEMBERS = 2_000_000  # the first round's members are planned in memory at on
 MAX_BUCKET_MIB = 2**20
 
 REQUIRED = object()
-# section -> key -> default. The single source of defaults (min_depth_max = None: the largest of model.depths;
-# max_steps = None: train.steps, so no cell is rerun at a larger budget).
+# section -> key -> default. The single source of defaults (min_depth_max = None: ceil(log2 n) + 2 when L* is
+# searched at widths proportional to n, else the largest depth at n; max_steps = None: train.steps, so no
+# cell is rerun at a larger budget).
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
     "task": {"kind": "parity", "n": REQUIRED, "encoding": "pm1"},
@@ -174,6 +212,31 @@ def _widths(r: _Reader) -> tuple[tuple[int, ...], str, int | None]:
     return tuple(coarse), search, None
 
 
+def _depths(r: _Reader, n_max: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """depths = [1, 2, 3] (fixed), or {fixed = [1], log2 = [0, 1]}: depth ceil(log2 n) + k as well."""
+    v = r.get("depths")
+    if not isinstance(v, dict):
+        return r.int_list("depths", 0, hi=MAX_DEPTH), ()
+    unknown = set(v) - {"fixed", "log2"}
+    if unknown or not v:
+        raise r.fail("depths", "as a table takes fixed and/or log2, e.g. depths = {fixed = [1], log2 = [0, 1]}")
+    fixed = r.int_list("depths.fixed", 0, v["fixed"], hi=MAX_DEPTH) if "fixed" in v else ()
+    offsets = r.int_list("depths.log2", 0, v["log2"], hi=MAX_DEPTH) if "log2" in v else ()
+    if offsets and log2_depth(n_max) + max(offsets) > MAX_DEPTH:
+        raise r.fail("depths.log2", f"reaches depth {log2_depth(n_max) + max(offsets)} at n = {n_max}, over {MAX_DEPTH}")
+    return fixed, offsets
+
+
+def _min_depth_widths(r: _Reader) -> tuple[tuple[int, ...], int | None]:
+    """min_depth_widths = [2, 4] (fixed widths), [] (no L* search) or {times_n = 1} (width n at each n)."""
+    v = r.get("min_depth_widths")
+    if isinstance(v, dict):
+        if set(v) != {"times_n"}:
+            raise r.fail("min_depth_widths", "as a table takes only times_n, e.g. min_depth_widths = {times_n = 1}")
+        return (), r.int_("min_depth_widths.times_n", 1, v["times_n"])
+    return (() if v == [] else r.int_list("min_depth_widths", 1)), None
+
+
 def _lrs(r: _Reader) -> tuple[float, ...]:
     v = r.get("lrs")
     if not isinstance(v, list) or not v:
@@ -200,7 +263,9 @@ def parse(text: str, path: str = "<config>") -> Config:
                 raise UserError(f"{path}: [{section}] {key}", f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: _Reader(path, s, raw.get(s, {})) for s in SCHEMA}
     widths, width_search, width_per_n = _widths(r["model"])
-    depths = r["model"].int_list("depths", 0, hi=MAX_DEPTH)
+    ns = _ns(r["task"])
+    depths, depth_log2 = _depths(r["model"], max(ns))
+    min_depth_widths, min_depth_times_n = _min_depth_widths(r["search"])
     threshold = r["search"].get("success_threshold")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise r["search"].fail("success_threshold", f"must be a number in (0, 1], got {threshold!r}")
@@ -223,9 +288,10 @@ def parse(text: str, path: str = "<config>") -> Config:
         name=name,
         description=r["experiment"].str_("description"),
         task=r["task"].str_("kind", TASKS),
-        ns=_ns(r["task"]),
+        ns=ns,
         encoding=r["task"].str_("encoding", ENCODINGS),
         depths=depths,
+        depth_log2=depth_log2,
         widths=widths,
         width_search=width_search,
         width_per_n=width_per_n,
@@ -239,8 +305,9 @@ def parse(text: str, path: str = "<config>") -> Config:
         max_batch_rows=r["train"].int_("max_batch_rows", 1),
         seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS),
         success_threshold=float(threshold),
-        min_depth_widths=() if r["search"].get("min_depth_widths") == [] else r["search"].int_list("min_depth_widths", 1),
-        min_depth_max=max(depths) if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
+        min_depth_widths=min_depth_widths,
+        min_depth_times_n=min_depth_times_n,
+        min_depth_max=None if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
         max_steps=max_steps,
         run_seed=r["run"].int_("seed", 0),
         devices=None if devices == "all" else devices,
@@ -254,8 +321,8 @@ def parse(text: str, path: str = "<config>") -> Config:
 
 def _check_size(cfg: Config, path: str) -> None:
     """Refuse a config whose first round, or whose largest member, would not fit in memory."""
-    points = sum(len(cfg.depths) * len(cfg.widths_at(n)) + len(cfg.min_depth_widths) * cfg.min_depth_max
-                 for n in cfg.ns)
+    points = sum(len(cfg.depths_at(n)) * len(cfg.widths_at(n))
+                 + len(cfg.min_depth_widths_at(n)) * cfg.min_depth_max_at(n) for n in cfg.ns)
     members = points * len(cfg.lrs) * cfg.seeds
     if members > MAX_MEMBERS:
         raise UserError(f"{path}: [search] seeds", f"the first round would plan {members:,} members (points x "
@@ -263,9 +330,9 @@ def _check_size(cfg: Config, path: str) -> None:
     budget = cfg.bucket_mib * 2**20
     for n in cfg.ns:
         rows = min(2**n, cfg.max_batch_rows)
-        shapes = [(max(cfg.depths), max(cfg.widths_at(n)), "[model] widths")]
-        if cfg.min_depth_widths:
-            shapes.append((cfg.min_depth_max, max(cfg.min_depth_widths), "[search] min_depth_widths"))
+        shapes = [(max(cfg.depths_at(n)), max(cfg.widths_at(n)), "[model] widths")]
+        if cfg.min_depth_widths_at(n):
+            shapes.append((cfg.min_depth_max_at(n), max(cfg.min_depth_widths_at(n)), "[search] min_depth_widths"))
         for depth, width, key in shapes:
             need = member_bytes(n, depth, width, rows)
             if need > budget:

@@ -25,8 +25,9 @@ def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = 
 
 def grid_members(cfg: Config) -> list[Member]:
     """The first round: the width grid at every (n, depth), and the depth grid at every min-depth width."""
-    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths for w in cfg.widths_at(n)}
-    points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths for d in range(1, cfg.min_depth_max + 1)}
+    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)}
+    points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
+               for d in range(1, cfg.min_depth_max_at(n) + 1)}
     return [m for p in sorted(points) for m in members_at(cfg, *p)]
 
 

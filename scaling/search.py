@@ -47,7 +47,7 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
         return wanted
     expected = len(cfg.lrs) * cfg.seeds
     for n in cfg.ns:
-        for depth in cfg.depths:
+        for depth in cfg.depths_at(n):
             cell = df[(df["n"] == n) & (df["depth"] == depth)]
             if cell.empty:
                 continue

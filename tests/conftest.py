@@ -32,7 +32,7 @@ description = "A seconds-long sweep for the tests."
 [task]
 n = [2, 4]
 [model]
-depths = [1, 2]
+depths = {fixed = [1, 2], log2 = [1]}
 widths = {max = 8}
 [train]
 lrs = [3e-2]

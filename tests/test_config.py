@@ -15,11 +15,25 @@ n = [2, 3]
 def test_defaults_and_ranges():
     cfg = config.parse(BASE)
     assert cfg.ns == (2, 3) and cfg.depths == (1, 2, 3) and cfg.widths == (1, 2, 4, 8, 16, 32, 64)
-    assert cfg.width_search == "adaptive" and cfg.seeds == 8 and cfg.min_depth_max == 3
+    assert cfg.width_search == "adaptive" and cfg.seeds == 8 and cfg.min_depth_max_at(2) == 3
     assert config.parse(BASE.replace("[2, 3]", "{values = [2, 5]}")).ns == (2, 5)
     assert config.parse(BASE.replace("[2, 3]", "[2, 4, 6]")).ns == (2, 4, 6)
     assert config.parse(BASE + "[model]\nwidths = [3, 5]\n").width_search == "grid"
     assert config.parse(BASE + "[model]\nwidths = {max = 24, min = 3}\n").widths == (3, 6, 12, 24)
+
+
+def test_depth_schedules_tied_to_n():
+    cfg = config.parse(BASE.replace("[2, 3]", "[2, 9]") + "[model]\ndepths = {fixed = [1], log2 = [0, 1]}\n"
+                       "[search]\nmin_depth_widths = {times_n = 1}\n")
+    assert [cfg.depths_at(n) for n in (2, 3, 4, 5, 9)] == [(1, 2), (1, 2, 3), (1, 2, 3), (1, 3, 4), (1, 4, 5)]
+    assert cfg.depth_groups == ("depth=1", "depth=log2+0", "depth=log2+1")
+    assert [cfg.group_depth("depth=log2+1", n) for n in (2, 8, 9)] == [2, 4, 5]
+    assert cfg.min_depth_widths_at(9) == (9,) and cfg.min_depth_max_at(9) == 6 and cfg.min_depth_max_at(2) == 3
+    from scaling.plan import grid_members
+    points = {(m.n, m.depth, m.width) for m in grid_members(cfg)}
+    assert (9, 5, 32) in points and (9, 6, 9) in points and (9, 7, 9) not in points
+    with pytest.raises(UserError, match="fixed and/or log2"):
+        config.parse(BASE + "[model]\ndepths = {log3 = [0]}\n")
 
 
 def test_hash_ignores_prose_but_not_science():

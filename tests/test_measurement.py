@@ -10,7 +10,17 @@ from analysis.compare import Bootstrap, compare_fits
 from analysis.curves import width_curves
 from analysis.report import point_intervals
 from analysis.w50 import fit_logistic, w50_frame
+from scaling import config
 from scaling.stats import budget_convergence, min_width_by_budget
+
+def _cfg(ns):
+    return config.parse(f'[experiment]\nname = "synthetic"\n[task]\nn = [{min(ns)}, {max(ns)}]\n'
+                        '[model]\ndepths = [1]\n[search]\nmin_depth_widths = []\n')
+
+
+def _w_star_curve(df):
+    return next(c for c in width_curves(df, _cfg(df["n"].unique())) if c.name == "w_star/depth=1")
+
 
 # A quarter-octave width grid up to 1024: dense enough that w* tracks W50, small enough to stay fast.
 WIDTHS = np.unique(np.round(2.0 ** (np.arange(0, 41) / 4)).astype(int))
@@ -47,7 +57,7 @@ def test_a_budget_limited_cell_enters_no_point_fit_and_is_shown_as_a_bound():
     df = _synthetic(lambda n: 2.0 ** (n - 1), np.arange(2, 9), rng)
     late = (df["n"] == 8) & df["solved"] & (df["width"] < 200)
     df.loc[late, "step_solved"] = 900  # at n = 8 the narrow widths solve only in the last half of the budget
-    curve = next(c for c in width_curves(df, [1], 0.5) if c.name == "w_star/depth=1")
+    curve = _w_star_curve(df)
     assert curve.limited.tolist() == [False] * 6 + [True]
     comp = compare_fits(curve.x, curve.y, censored=curve.censored, limited=curve.limited)
     assert comp.fits["exponential"].n_points == 6 and any("budget-limited" in note for note in comp.notes)
@@ -69,7 +79,7 @@ def test_w50_recovers_a_known_logistic_curve_and_survives_one_noisy_width():
 
 
 def _call(df, reps):
-    curve = next(c for c in width_curves(df, [1], 0.5) if c.name == "w_star/depth=1")
+    curve = _w_star_curve(df)
     comp = compare_fits(curve.x, curve.y, censored=curve.censored, limited=curve.limited,
                         bootstrap=Bootstrap(curve.resample, reps=reps))
     return curve, comp, judge(comp)

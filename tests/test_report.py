@@ -26,12 +26,13 @@ def test_report_from_a_real_sweep(analyzed):
     for kind in ("dnf", "one_layer", "xor_tree", "sawtooth"):
         assert kind in report  # theory lines computed by the constructions
     fits = json.loads((analyzed / "fits.json").read_text())
-    assert {"w_star/depth=1", "w_star/depth=2", "w50/depth=1", "L_star/width=2", "verdict"} <= set(fits)
+    assert {"w_star/depth=1", "w_star/depth=2", "w_star/depth=log2+1", "w50/depth=1", "L_star/width=2",
+            "verdict"} <= set(fits)
     assert not any(name.startswith("units/") for name in fits)  # units = depth x w*: never fitted twice
     verdict = fits.pop("verdict")
     for name, entry in fits.items():
         assert "best" in entry or "skipped" in entry, name
-    assert set(verdict["depths"]) == {"1", "2"}
+    assert set(verdict["depths"]) == {"1", "2", "log2+1"}  # the schedule: depth ceil(log2 n) + 1 = 2, 3, 3
     for entry in verdict["depths"].values():  # n = 2..4 is 3 points: too few to call any growth
         assert entry["growth"] == "undecided" and entry["robust"] is False and "at least 5" in entry["not_fitted"]
         assert entry["cells"] == 3 and 0 <= entry["budget_limited_cells"] <= 3
@@ -49,7 +50,7 @@ def test_load_and_min_width_are_importable(analyzed):
     df = analysis.load(analyzed)
     assert {"run_id", "n", "depth", "width", "lr", "seed", "steps_budget", "steps_run", "solved", "step_solved",
             "final_loss", "final_accuracy", "diverged", "bucket", "wall_s", "encoding", "optimizer"} <= set(df.columns)
-    stars = analysis.min_width(df[df["depth"].isin([1, 2])])
+    stars = analysis.min_width(df[df["depth"].isin([1, 2]) | ((df["depth"] == 3) & (df["n"] >= 3))])
     summary = pd.read_csv(analyzed / "summary.csv")
     mine = stars.set_index(["n", "depth"])["w_star"]
     theirs = summary[summary["kind"] == "min_width"].set_index(["n", "depth"])["w_star"]

@@ -62,7 +62,7 @@ def _write_tiny(tmp_path, text=TINY, name="tiny.toml"):
     (("steps = 400", "steps = 9223372036854775807"), "[train] steps"),
     (("seeds = 3", "seeds = 1000000000"), "[search] seeds"),
     (("widths = {max = 8}", "widths = [100000000]"), "[model] widths"),
-    (("depths = [1, 2]", "depths = [100000]"), "[model] depths"),
+    (("depths = {fixed = [1, 2], log2 = [1]}", "depths = [100000]"), "[model] depths"),
     (("min_depth_widths = [2, 4]", "min_depth_widths = [2, 4]\nmin_depth_max = 100000"), "[search] min_depth_max"),
     (("lrs = [3e-2]", "lrs = [inf]"), "[train] lrs"),
     (("lrs = [3e-2]", "lrs = [nan]"), "[train] lrs"),

@@ -15,7 +15,7 @@ from scaling.store import STORE_NAME
 
 KEY = ["n", "depth", "width", "lr", "seed"]
 RESULT = ["steps_run", "solved", "step_solved", "diverged"]
-SMALL = (TINY.replace("n = [2, 4]", "n = [2, 3]").replace("depths = [1, 2]", "depths = [1]")
+SMALL = (TINY.replace("n = [2, 4]", "n = [2, 3]").replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]")
          .replace("seeds = 3", "seeds = 2").replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
 
 

@@ -34,7 +34,8 @@ def test_tiny_end_to_end_sweep(uninterrupted):
     assert outcome.rounds >= 2  # the grid, then at least one bisection round
     summary = pd.read_csv(out / "summary.csv")
     widths = summary[summary["kind"] == "min_width"]
-    assert set(zip(widths["n"], widths["depth"])) == {(n, d) for n in (2, 3, 4) for d in (1, 2)}
+    # depths 1 and 2 at every n, and ceil(log2 n) + 1: 2, 3, 3 for n = 2, 3, 4
+    assert set(zip(widths["n"], widths["depth"])) == {(n, d) for n in (2, 3, 4) for d in (1, 2)} | {(3, 3), (4, 3)}
     assert set(summary[summary["kind"] == "min_depth"]["width"]) == {2, 4}
     with sqlite3.connect(out / STORE_NAME) as conn:
         run = pd.read_sql_query("SELECT * FROM runs", conn).iloc[0]
@@ -65,7 +66,7 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(uninterrupted, tmp_pat
     assert again.trained == 0 and len(_rows(tmp_path)) == len(mine)
 
 
-MONOTONE = (TINY.replace("n = [2, 4]", "n = [2, 3]").replace("depths = [1, 2]", "depths = [1]")
+MONOTONE = (TINY.replace("n = [2, 4]", "n = [2, 3]").replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]")
             .replace("seeds = 3", "seeds = 6").replace("steps = 400", "steps = 300")
             .replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
 
@@ -102,7 +103,8 @@ def _search_against(cfg, solve_step) -> pd.DataFrame:
 def test_bisection_finds_every_threshold_with_few_widths():
     """The search loop against an oracle (solved iff width >= k): exact w* at every k up to the bound, censored above."""
     cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
-                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
+                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]"))
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 64, (3, 2): 65, (4, 1): 5, (4, 2): 20}
     df = _search_against(cfg, lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None)
     stars = min_width(df).set_index(["n", "depth"])
@@ -120,7 +122,7 @@ def test_the_budget_rule_reruns_budget_limited_cells_at_twice_the_budget_up_to_m
     """Oracle: at n = 2 a member of width w solves at step 6400 / w, so each doubling of the budget halves
     w*; at n = 3 it solves at step 10 from width 5 on, whatever the budget."""
     cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
-                       .replace("depths = [1, 2]", "depths = [1]").replace("n = [2, 4]", "n = [2, 3]")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]").replace("n = [2, 4]", "n = [2, 3]")
                        .replace("min_depth_widths = [2, 4]", "min_depth_widths = []\nmax_steps = 1600"))
     df = _search_against(cfg, lambda m: 6400 // m.width if m.n == 2 else (10 if m.width >= 5 else None))
     budgets = df.groupby("n")["steps_budget"].unique()
