@@ -49,6 +49,16 @@ def _width_cell(row) -> str:
     return text
 
 
+def _edge_note(stars: pd.DataFrame, cfg: Config) -> str:
+    at_edge = stars[stars["lr_at_edge"].fillna(False).astype(bool)] if "lr_at_edge" in stars else stars.iloc[:0]
+    rule = (f"The search extends the learning rates beyond the grid's edge at transition widths, up to "
+            f"{cfg.lr_extend} factor(s) of 3 (search.lr_extend).")
+    if at_edge.empty:
+        return rule + " No cell's best learning rate at w* stayed at the edge of the rates tested there."
+    cells = ", ".join(f"(n = {int(r.n)}, depth {int(r.depth)}, lr {num(r.best_lr)})" for r in at_edge.itertuples())
+    return rule + f" Cells whose best learning rate at w* stayed at an edge of the rates tested there: {cells}."
+
+
 def _budget_cell(rows: pd.DataFrame) -> str:
     if rows.empty:
         return "n/a"
@@ -261,10 +271,11 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         "## Setup", setup,
         "## Definitions", DEFINITIONS,
         "## Minimum width w* per depth",
-        "Each cell: w* (its success rate at the best learning rate [Wilson 95 %]); `> B`: censored at bound B; "
+        "Each cell: w* (its cross-fitted success rate [Wilson 95 %]); `> B`: censored at bound B; "
         "then W50 [95 %] from the logistic fit (`> B` / `< B`: beyond the widths tested); *budget-limited* where w* "
         "at half the budget differs.",
         _table(["n"] + [f"depth {d}" for d in depths], w_rows),
+        _edge_note(stars, cfg),
         "## w* against the step budget",
         f"w* re-read from the stored solve steps at 1/8, 1/4, 1/2 and all of each cell's budget ({cfg.steps} steps); "
         f"✓: budget-converged (w* at half the budget equals w* at the whole budget). {limited} of {len(stars)} "

@@ -26,9 +26,10 @@ def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
     rows = summary[summary["kind"] == kind]
     if rows.empty:
         return pd.DataFrame()
-    star, col = ("w_star", "depth") if kind == "min_width" else ("L_star", "width")
+    star, col = ("w_star", "depth") if kind == "min_width" else ("L_star", "group")
     cells = rows.assign(value=[_format_star(v, c, b) for v, c, b in zip(rows[star], rows["censored"], rows["bound"])])
-    table = cells.pivot(index="n", columns=col, values="value").rename(columns=lambda c: f"{col} {int(c)}")
+    name = (lambda c: f"depth {int(c)}") if col == "depth" else (lambda c: str(c).replace("=", " "))
+    table = cells.pivot(index="n", columns=col, values="value").rename(columns=name)
     table.columns.name = None
     return table
 

@@ -41,6 +41,7 @@ class Config:
     min_depth_widths: tuple[int, ...]
     min_depth_times_n: int | None  # L* at width k * n instead of fixed widths
     min_depth_max: int | None  # None: ceil(log2 n) + 2 with times_n, else the largest depth at n
+    lr_extend: int  # at a transition width, a best learning rate at the grid's edge adds lr x 3 (or / 3), this often
     max_steps: int  # budget rule: a budget-limited cell is rerun at twice its budget while that stays <= this
     run_seed: int
     devices: int | None  # None = all visible devices
@@ -86,6 +87,10 @@ class Config:
             return self.min_depth_max
         return log2_depth(n) + 2 if self.min_depth_times_n else max(self.depths_at(n))
 
+    def lr_range(self) -> tuple[float, float]:
+        """The learning rates the search may add: up to lr_extend factors of 3 beyond the grid's edges."""
+        return min(self.lrs) / 3**self.lr_extend, max(self.lrs) * 3**self.lr_extend
+
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
         fields = dataclasses.asdict(self)
@@ -118,7 +123,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "train": {"optimizer": "adam", "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100, "loss": "bce",
               "max_batch_rows": 65536},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
-               "max_steps": None},
+               "max_steps": None, "lr_extend": 1},
     "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
 }
 
@@ -309,6 +314,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         min_depth_times_n=min_depth_times_n,
         min_depth_max=None if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
         max_steps=max_steps,
+        lr_extend=r["search"].int_("lr_extend", 0, hi=8),
         run_seed=r["run"].int_("seed", 0),
         devices=None if devices == "all" else devices,
         bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB),

@@ -13,14 +13,15 @@ from scaling.population import SHARED_FIELDS, Bucket, Member, make_bucket, membe
 WIDTH_SPREAD = 2
 
 
-def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None) -> list[Member]:
+def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
+               lrs: tuple[float, ...] | None = None) -> list[Member]:
     """Every (lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth 0
     (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
-    per grid width."""
+    per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
     width = 0 if depth == 0 else width
     shared = {f: getattr(cfg, f) for f in SHARED_FIELDS if f != "n"}  # the config names them as Member does
     return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.steps)
-            for lr, seed in itertools.product(cfg.lrs, range(cfg.seeds))]
+            for lr, seed in itertools.product(lrs or cfg.lrs, range(cfg.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:

@@ -9,6 +9,10 @@ The budget rule: a settled cell whose w* at half its budget differs from w* at i
 budget-limited; while twice its budget stays within search.max_steps, every width it tested is trained
 again at twice the budget (new members: the budget is part of a member's identity), and the search goes on
 at that budget. w* is read at each cell's largest budget (stats.latest_budget).
+
+The learning-rate edge rule: in a settled cell, when the best learning rate at a transition width (w* and
+the largest failing width below it) is the smallest or largest tested there, the next value beyond it
+(/ 3 or x 3) is trained at that width, up to search.lr_extend factors beyond the grid.
 """
 
 from __future__ import annotations
@@ -34,6 +38,29 @@ def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
 
 
 BUDGET_FACTOR = 2
+LR_FACTOR = 3
+
+
+def _edge_lrs(cell: pd.DataFrame, cfg: Config) -> dict[int, float]:
+    """Transition width -> the learning rate one step beyond the grid edge towards which success still rises."""
+    rates = crossfit_rates(cell, ["width"])
+    widths = rates["width"].to_numpy()
+    star = monotone_min(widths, (rates["rate"] >= cfg.success_threshold).to_numpy())
+    if star is None:
+        return {}
+    transition = [int(star)] + ([int(widths[widths < star].max())] if np.any(widths < star) else [])
+    lo, hi = cfg.lr_range()
+    extra = {}
+    for width in transition:
+        by_lr = cell[cell["width"] == width].groupby("lr")["solved"].mean()  # sorted by lr
+        if len(by_lr) < 2:
+            continue
+        # Only where success still rises towards the edge: a tie says nothing about the rates beyond it.
+        beyond = (by_lr.index[-1] * LR_FACTOR if by_lr.iloc[-1] > by_lr.iloc[-2] else
+                  by_lr.index[0] / LR_FACTOR if by_lr.iloc[0] > by_lr.iloc[1] else None)
+        if beyond is not None and lo * 0.999 <= beyond <= hi * 1.001:
+            extra[width] = float(f"{beyond:.6g}")
+    return extra
 
 
 def _settled_budget_limited(cell: pd.DataFrame, threshold: float) -> bool:
@@ -58,13 +85,19 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             now = cell[cell["steps_budget"] == budget]
             counts = now.groupby("width").size()
             # Only decide on widths whose every (lr, seed) is in: never from a half-trained point.
-            complete = now[now["width"].isin(counts[counts >= expected].index)]
+            lr_counts = now.groupby(["width", "lr"]).size()
+            partial = set(lr_counts[lr_counts < cfg.seeds].index.get_level_values("width"))
+            full = counts[(counts >= expected) & ~counts.index.isin(partial)].index
+            complete = now[now["width"].isin(full)]
             if complete.empty or len(counts) != len(complete["width"].unique()):
                 continue
             width = _refinement_width(complete, cfg.success_threshold) if cfg.width_search == "adaptive" else None
             if width is not None:
                 wanted += plan.members_at(cfg, n, depth, width, steps=budget)
-            elif (budget * BUDGET_FACTOR <= cfg.max_steps
+                continue
+            for w, lr in _edge_lrs(complete, cfg).items():
+                wanted += plan.members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
+            if (budget * BUDGET_FACTOR <= cfg.max_steps
                   and _settled_budget_limited(complete, cfg.success_threshold)):
                 for w in sorted(complete["width"].unique()):
                     wanted += plan.members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)

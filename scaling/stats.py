@@ -192,6 +192,17 @@ def min_depth_rows(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def _lr_at_edge(df: pd.DataFrame, stars: pd.DataFrame) -> list[bool]:
+    """Per w* row: is its best learning rate the smallest or largest tested at that width (after any edge
+    extensions)? Then a rate beyond the grid might have done better there."""
+    edges = []
+    for row in stars.itertuples():
+        width = row.bound if row.censored else row.w_star
+        tested = sorted(df.loc[(df["n"] == row.n) & (df["depth"] == row.depth) & (df["width"] == width), "lr"].unique())
+        edges.append(len(tested) > 1 and row.best_lr in (tested[0], tested[-1]))
+    return edges
+
+
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per (n, depth) with w* (at each cell's largest budget), and one per (n, width) with L*: the
     sweep's summary.csv."""
@@ -201,6 +212,7 @@ def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         width_rows = min_width(shaped, cfg.success_threshold)
         converged = budget_convergence(min_width_by_budget(shaped, cfg.success_threshold))
         width_rows = width_rows.merge(converged, on=["n", "depth"], how="left")
+        width_rows["lr_at_edge"] = _lr_at_edge(shaped, width_rows)
         width_rows.insert(0, "kind", "min_width")
         parts.append(width_rows)
         depth_rows = min_depth_rows(df, cfg)

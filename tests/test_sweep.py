@@ -152,3 +152,18 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("[model] colour: unknown key; expected one of depths, widths, activation, init")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_learning_rate_edge_rule_extends_the_grid_at_transition_widths_up_to_its_cap():
+    """Oracle: lr 1e-2 solves from width 8, lr 3e-2 from width 6, lr 9e-2 (one step beyond the grid) from 4.
+    The best rate at the transition widths sits at the grid's top edge, so 9e-2 is added there, never 2.7e-1."""
+    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 16}").replace("seeds = 3", "seeds = 2")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]").replace("n = [2, 4]", "n = 3")
+                       .replace("lrs = [3e-2]", "lrs = [1e-2, 3e-2]")
+                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []\nlr_extend = 1"))
+    need = lambda lr: 8 if lr < 0.02 else 6 if lr < 0.05 else 4
+    df = _search_against(cfg, lambda m: 10 if m.width >= need(m.lr) else None)
+    extended = df[~df["lr"].isin(cfg.lrs)]
+    assert set(extended["lr"]) == {0.09} and set(extended["width"]) <= {5, 6, 7, 8}  # never below: no gain there
+    summary = summarize(df, cfg).set_index("n")
+    assert summary.loc[3, "w_star"] == 6 and summary.loc[3, "best_lr"] in (0.03, 0.09)
