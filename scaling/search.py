@@ -10,9 +10,9 @@ budget-limited; while twice its budget stays within search.max_steps, every widt
 again at twice the budget (new members: the budget is part of a member's identity), and the search goes on
 at that budget. w* is read at each cell's largest budget (stats.latest_budget).
 
-The learning-rate edge rule: in a settled cell, when the best learning rate at a transition width (w* and
-the largest failing width below it) is the smallest or largest tested there, the next value beyond it
-(/ 3 or x 3) is trained at that width, up to search.lr_extend factors beyond the grid.
+The learning-rate edge rule: in a settled cell, when success at a transition width (w* and the largest
+failing width below it) still rises towards the smallest or largest learning rate tested there, the next
+value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend factors beyond the grid.
 """
 
 from __future__ import annotations
