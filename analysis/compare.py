@@ -46,11 +46,11 @@ class FitComparison:
         }
 
 
-def _fit_all(x, y, families) -> dict[str, Fit]:
+def _fit_all(x, y, families, sigma=None) -> dict[str, Fit]:
     fits = {}
     for fam in families:
         try:
-            fits[fam] = fit_curve(x, y, fam)
+            fits[fam] = fit_curve(x, y, fam, sigma)
         except FitError:
             continue  # e.g. a family that cannot stay positive on these points; reported as missing
     return fits
@@ -77,28 +77,47 @@ def extrapolation_error(x, y, family: str, held_out: int = 2) -> float:
 MIN_POINTS = 5
 
 
+def _fit_all_bounded(x, y, lower, upper, families) -> dict[str, Fit]:
+    """Every family by the censored likelihood (analysis.censored), the bounds included."""
+    from analysis.censored import fit_censored
+
+    fits = {}
+    for fam in families:
+        try:
+            fits[fam] = fit_censored(x, y, fam, lower, upper)
+        except FitError:
+            continue
+    return fits
+
+
 def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censored=None,
-                 limited=None) -> FitComparison:
-    """Rank families by AICc on (x, y). Censored points (lower bounds) and budget-limited points (upper
-    bounds: more steps could only lower them) are left out, and the notes say so."""
+                 limited=None, sigma=None) -> FitComparison:
+    """Rank families by AICc on (x, y). Censored points (lower bounds: nothing passed up to them) and
+    budget-limited points (upper bounds: more steps could only lower them) enter through a censored
+    likelihood, not dropped; at least MIN_POINTS exact points are needed. Bootstrap replicates use the exact
+    points alone (a replicate's own bounds are not known), so they rank by least squares. `sigma` (each
+    point's standard error of log y, e.g. from W50's interval) weights the least squares where no bounds are."""
     families = list(families or FAMILIES)
     x, y = np.asarray(x, float), np.asarray(y, float)
     notes = []
     censored = np.zeros(len(x), bool) if censored is None else np.asarray(censored, bool)
     limited = np.zeros(len(x), bool) if limited is None else np.asarray(limited, bool) & ~censored
     if censored.any():
-        notes.append(f"left out {int(censored.sum())} censored point(s) at x = "
-                     f"{', '.join(f'{v:g}' for v in x[censored])}: only lower bounds are known there")
+        notes.append(f"{int(censored.sum())} censored point(s) at x = {', '.join(f'{v:g}' for v in x[censored])} "
+                     "enter as lower bounds (censored likelihood): only that the value is larger is known there")
     if limited.any():
-        notes.append(f"left out {int(limited.sum())} budget-limited point(s) at x = "
-                     f"{', '.join(f'{v:g}' for v in x[limited])}: w* still moved between half the budget and "
-                     "the whole budget, so they are upper bounds")
-    x_bounds, y_bounds = x[censored], y[censored]
-    x, y = x[~censored & ~limited], y[~censored & ~limited]
-    if len(x) < MIN_POINTS:
+        notes.append(f"{int(limited.sum())} budget-limited point(s) at x = "
+                     f"{', '.join(f'{v:g}' for v in x[limited])} enter as upper bounds (censored likelihood): "
+                     "w* still moved between half the budget and the whole budget")
+    exact = ~censored & ~limited
+    if exact.sum() < MIN_POINTS:
         raise FitError(f"need at least {MIN_POINTS} points that are neither censored nor budget-limited to "
-                       f"compare fits, got {len(x)}")
-    fits = _fit_all(x, y, families)
+                       f"compare fits, got {int(exact.sum())}")
+    bounded = not exact.all()
+    if bounded and sigma is not None:
+        notes.append("the per-point weights are not used where bounds enter the likelihood")
+    fits = (_fit_all_bounded(x, y, censored, limited, families) if bounded
+            else _fit_all(x, y, families, sigma))
     if not fits:
         raise FitError("no family could be fitted")
     missing = [f for f in families if f not in fits]
@@ -106,14 +125,15 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
         notes.append(f"could not fit: {', '.join(missing)}")
     names = list(fits)
     scores = np.array([fits[f].aicc for f in names])
-    criterion = fits[names[0]].criterion
-    if criterion == "AIC":
-        notes.append(f"only {len(x)} points: ranked by AIC (the AICc correction needs at least 5; it is equal "
+    if fits[names[0]].criterion.split()[0] == "AIC":
+        notes.append(f"only {len(x)} points: ranked by AIC (the AICc correction needs more; it is equal "
                      "for all these two-parameter families, so the ranking is unchanged)")
+    x_bounds, y_bounds = x[censored], y[censored]
+    x_exact, y_exact = x[exact], y[exact]
     table = pd.DataFrame({
         "family": names, "aicc": scores, "delta_aicc": scores - scores.min(), "weight": akaike_weights(scores),
         "params": [fits[f].params for f in names],
-        "extrap_error": [extrapolation_error(x, y, f) for f in names],
+        "extrap_error": [extrapolation_error(x_exact, y_exact, f) for f in names],
     }).sort_values("aicc", ignore_index=True)
     best = table["family"].iloc[0]
     if censored.any():
@@ -123,7 +143,7 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
                          f"{', '.join(f'{v:g}' for v in below)}: treat its extrapolation with care")
     comparison = FitComparison(best=best, table=table, fits=fits, notes=notes)
     if bootstrap is not None:
-        _bootstrap(comparison, families, bootstrap, x)
+        _bootstrap(comparison, families, bootstrap, x_exact)
     return comparison
 
 

@@ -29,10 +29,12 @@ class Curve:
     limited: np.ndarray | None = None  # budget-limited points: w* at half the budget differs (an upper bound)
     fitted: bool = True  # units = depth x w* is drawn, but not fitted again (its fit is w*'s, scaled)
     scale: np.ndarray | None = None  # per point, y = scale * w* (the depth, for units curves)
+    sigma: np.ndarray | None = None  # per point, the standard error of log y (W50's interval): fit weights
 
     @property
     def excluded(self) -> np.ndarray:
-        """Points that enter no point fit: censored (lower bounds) or budget-limited (upper bounds)."""
+        """Points known only as bounds: censored (lower bounds) or budget-limited (upper bounds). They enter
+        the fits through a censored likelihood, and no bootstrap replicate."""
         return self.censored if self.limited is None else self.censored | self.limited
 
 
@@ -185,6 +187,8 @@ def w50_curves(w50: pd.DataFrame) -> list[Curve]:
         rows = rows.sort_values("n")
         above = (rows["beyond"] == "above").to_numpy(bool)
         y = np.where(above, rows["bound"], rows["w50"]).astype(float)
+        sigma = ((np.log(rows["w50_hi"]) - np.log(rows["w50_lo"])) / (2 * 1.959963984540054)).to_numpy(float)
+        sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.nanmax(sigma[np.isfinite(sigma)], initial=1.0))
         curves.append(Curve(f"w50/depth={depth}", "w50", f"depth={depth}", rows["n"].to_numpy(float), y, above,
-                            None, (rows["beyond"] == "below").to_numpy(bool)))
+                            None, (rows["beyond"] == "below").to_numpy(bool), sigma=sigma))
     return curves

@@ -115,16 +115,18 @@ def _check(x, y, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def fit_curve(x, y, family: str) -> Fit:
-    """Least squares of log(y) against log(model) from several starts; 95 % CIs from the Jacobian (t quantiles)."""
+def fit_curve(x, y, family: str, sigma=None) -> Fit:
+    """Least squares of log(y) against log(model) from several starts; 95 % CIs from the Jacobian (t quantiles).
+    `sigma`, if given, is each point's relative standard error of log(y): weighted least squares."""
     x, y = _check(x, y, family)
     fam = FAMILIES[family]
     log_y = np.log(y)
+    scale = np.ones_like(x) if sigma is None else np.asarray(sigma, float) / np.mean(sigma)
 
     def residuals(theta):
         pred = fam.model(x, theta)
         # A curve that goes non-positive inside the data is infeasible: a steep, smooth penalty steers away.
-        return np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y
+        return (np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y) / scale
 
     best = None
     for start in fam.starts(x, y):

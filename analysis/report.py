@@ -62,7 +62,8 @@ def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], d
             continue
         try:
             boot = Bootstrap(c.resample, reps=reps) if c.resample is not None else None
-            done[c.name] = compare_fits(c.x, c.y, censored=c.censored, limited=c.limited, bootstrap=boot)
+            done[c.name] = compare_fits(c.x, c.y, censored=c.censored, limited=c.limited, bootstrap=boot,
+                                        sigma=c.sigma)
         except FitError as e:
             skipped[c.name] = str(e)
     return done, skipped

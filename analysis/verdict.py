@@ -115,7 +115,7 @@ def _claim_verdict(group: str, judged: dict, comp: FitComparison | None, stars: 
                  f"layer, against 2^(n-1) = "
                  f"{2 ** (n - 1)} for the DNF circuit and n = {n} for the one-layer construction.")
     text += (f" Of {judged['cells']} cells, {judged['censored_cells']} were censored and "
-             f"{judged['budget_limited_cells']} budget-limited; both enter no point fit.")
+             f"{judged['budget_limited_cells']} budget-limited; both enter the fits as bounds.")
     return text
 
 
@@ -168,20 +168,24 @@ DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly
   the budget. With full batches the step is exact (the training forward pass sees every row); with mini-batches
   it is read at evaluations every `eval_every` steps. A run that hits the budget is *censored*, not impossible.
 - **Diverged**: the full-table loss is non-finite or above 10^4 (the weights blew up); the member is frozen.
-- **Success rate** p(n, depth, width, lr) = solved seeds / seeds, with a Wilson 95 % interval.
-- **w\\*(n, depth)**: the smallest width whose success rate at the best learning rate reaches the threshold and
-  stays there for every larger width tested. If none up to the bound does, the cell is censored (> bound): it is
-  left out of the fits, and the fit notes say so.
+- **Success rate** p(n, depth, width) = solved seeds / seeds at a learning rate chosen on the other half of the
+  seeds (cross-fitted, both ways), with a Wilson 95 % interval.
+- **w\\*(n, depth)**: the smallest width whose success rate reaches the threshold and stays there for every
+  larger width tested. If none up to the bound does, the cell is censored (> bound): it enters the fits as a
+  lower bound (a censored likelihood), and the fit notes say so.
 - **Budget-converged**: w\\* re-read at half the step budget (from the stored solve steps) equals w\\* at the whole
-  budget. A cell that is not is *budget-limited*: more steps could lower its w\\*, so it is an upper bound and
-  enters no point fit.
+  budget. A cell that is not is *budget-limited*: more steps could lower its w\\*, so it enters the fits as an
+  upper bound.
 - **W50**: the width at which a logistic fit of success against log2(width) (binomial likelihood, the cell's
   learning rate with the most solves, half a pseudo-success and half a pseudo-failure per width) crosses the
-  threshold, with a 95 % Wald interval on log2 W50. Unlike w\\*, one noisy width does not censor it.
+  threshold, with a 95 % Wald interval on log2 W50. Unlike w\\*, one noisy width does not censor it. W50 curves
+  over n are fitted by least squares weighted with each point's interval.
 - **L\\*(n, width)**: the smallest depth that reaches the threshold (and stays) at a fixed width.
 - **Units** = depth × width (hidden units in total).
 - **Fits**: exponential a·b^n, power a·n^k, linear a + b·n, logarithmic a + b·log2 n, all fitted to log(y), ranked
-  by AICc with Akaike weights, on at least 5 points. Parameter CIs: t intervals from the Jacobian, and
+  by AICc with Akaike weights, on at least 5 exact points; where bounds exist, by maximum likelihood with the
+  bounds as censored terms (Tobit), CIs from the inverse Hessian. Otherwise parameter CIs: t intervals from the
+  Jacobian, and
   bootstrap percentile intervals (whole seeds resampled jointly across widths and learning rates per (n, depth),
   since a seed's runs share their initial weights; w\\* recomputed). Centring: the share of replicates above
   their point estimate. Extrapolation error: mean |log(prediction / measurement)| at the two largest n when

@@ -84,21 +84,56 @@ def test_degenerate_inputs_raise_clear_errors():
         fit_curve([2, 3, 4], [1, np.nan, 3], "linear")
 
 
-def test_censored_points_are_left_out_with_a_note():
+def test_censored_points_enter_as_lower_bounds_with_a_note():
     x = np.arange(2, 10, dtype=float)
     y = 2.0 ** x
     censored = x >= 8
     comp = compare_fits(x, np.where(censored, 64, y), censored=censored)
-    assert comp.best == "exponential" and comp.fits["exponential"].n_points == 6
-    assert any("left out 2 censored" in note for note in comp.notes)
+    assert comp.best == "exponential" and comp.fits["exponential"].n_points == 8
+    assert comp.fits["exponential"].params["b"] == pytest.approx(2.0, rel=0.02)
+    lo, hi = comp.fits["exponential"].ci["b"]
+    assert lo <= 2.0 <= hi and hi / lo < 1.2  # an interval from the observed information, not a placeholder
+    assert any("2 censored point(s)" in note and "lower bounds" in note for note in comp.notes)
 
 
-def test_budget_limited_points_are_left_out_as_upper_bounds():
+def test_budget_limited_points_enter_as_upper_bounds():
     x = np.arange(2, 11, dtype=float)
     limited = np.isin(x, [9, 10])
     comp = compare_fits(x, np.where(limited, 2.0 ** 12, 2.0 ** x), limited=limited)
-    assert comp.best == "exponential" and comp.fits["exponential"].n_points == 7
-    assert any("left out 2 budget-limited" in note and "upper bounds" in note for note in comp.notes)
+    assert comp.best == "exponential" and comp.fits["exponential"].n_points == 9
+    assert comp.fits["exponential"].params["b"] == pytest.approx(2.0, rel=0.02)
+    assert any("2 budget-limited" in note and "upper bounds" in note for note in comp.notes)
+
+
+def test_weights_follow_the_precise_points():
+    """A wild point with a huge standard error barely moves a weighted fit; unweighted, it pulls it."""
+    x = np.arange(2, 10, dtype=float)
+    y = 2.0**x
+    y_bad = y.copy()
+    y_bad[-1] *= 8
+    sigma = np.where(x == 9, 100.0, 0.05)
+    weighted, plain = fit_curve(x, y_bad, "exponential", sigma), fit_curve(x, y_bad, "exponential")
+    assert weighted.params["b"] == pytest.approx(2.0, rel=0.01) and plain.params["b"] > 2.1
+
+
+def test_the_censored_likelihood_uses_the_bounds():
+    """Without bounds it is least squares; with bounds just below a steeper truth, the fit must respect them
+    where dropping them would not."""
+    from analysis.censored import fit_censored
+
+    rng = np.random.default_rng(4)
+    x = np.arange(2, 11, dtype=float)
+    y = 1.5 * 1.6**x * np.exp(0.05 * rng.standard_normal(x.size))
+    plain, censored_fit = fit_curve(x, y, "exponential"), fit_censored(x, y, "exponential", x < 0, x < 0)
+    assert censored_fit.params["b"] == pytest.approx(plain.params["b"], rel=1e-3)
+    bounds = x >= 8
+    y_seen = np.where(bounds, 0.95 * 1.5 * 1.6**x, y)  # the truth lies above these bounds
+    y_exact = np.where(x < 8, 1.5 * 1.3**x, y_seen)  # the exact points alone suggest a shallower curve
+    dropped = fit_curve(x[~bounds], y_exact[~bounds], "exponential")
+    used = fit_censored(x, y_exact, "exponential", bounds, x < 0)
+    assert np.all(dropped.predict(x[bounds]) < y_exact[bounds])  # dropping the bounds contradicts them
+    assert used.params["b"] > dropped.params["b"]
+    assert np.mean(used.predict(x[bounds]) >= 0.9 * y_exact[bounds]) >= 2 / 3
 
 
 def test_bootstrap_reports_win_rates_and_intervals():

@@ -52,7 +52,7 @@ def _synthetic(w50_of_n, ns, rng, seeds=8, lrs=(1e-3, 1e-2, 1e-1), slope=3.0, bu
                          "step_solved": np.where(solved, budget // 10, np.nan), "steps_budget": budget})
 
 
-def test_a_budget_limited_cell_enters_no_point_fit_and_is_shown_as_a_bound():
+def test_a_budget_limited_cell_enters_the_fit_as_an_upper_bound():
     rng = np.random.default_rng(3)
     df = _synthetic(lambda n: 2.0 ** (n - 1), np.arange(2, 9), rng)
     late = (df["n"] == 8) & df["solved"] & (df["width"] < 200)
@@ -60,7 +60,8 @@ def test_a_budget_limited_cell_enters_no_point_fit_and_is_shown_as_a_bound():
     curve = _w_star_curve(df)
     assert curve.limited.tolist() == [False] * 6 + [True]
     comp = compare_fits(curve.x, curve.y, censored=curve.censored, limited=curve.limited)
-    assert comp.fits["exponential"].n_points == 6 and any("budget-limited" in note for note in comp.notes)
+    assert comp.fits["exponential"].n_points == 7 and comp.fits["exponential"].criterion == "AICc (censored)"
+    assert any("budget-limited" in note and "upper bounds" in note for note in comp.notes)
 
 
 def test_w50_recovers_a_known_logistic_curve_and_survives_one_noisy_width():
