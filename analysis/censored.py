@@ -11,17 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, stats
 
-from analysis.fits import FAMILIES, Fit, FitError, _check, fit_curve
+from analysis.fits import FAMILIES, Fit, FitError, _check, corrected, fit_curve
+from scaling.stats import Z95
 
 _MIN_LOG_SIGMA = float(np.log(1e-4))  # a perfect fit of the exact points must not make the likelihood infinite
-Z95 = stats.norm.ppf(0.975)
-
-
-def _criterion(nll: float, m: int, k: int = 3) -> tuple[float, str]:
-    aic = 2 * nll + 2 * k
-    if m - k - 1 <= 0:
-        return float(aic), "AIC"
-    return float(aic + 2 * k * (k + 1) / (m - k - 1)), "AICc"
 
 
 def _hessian(f, at: np.ndarray, step: float = 1e-4) -> np.ndarray:
@@ -72,7 +65,7 @@ def fit_censored(x, y, family: str, lower, upper) -> Fit:
         se = np.full(2, np.inf)
     theta = best.x[:2]
     lo, hi = fam.to_params(theta - Z95 * se), fam.to_params(theta + Z95 * se)
-    score, criterion = _criterion(best.fun, len(x))
+    score, criterion = corrected(2 * best.fun + 2 * 3, len(x), 3)  # theta and sigma
     pred = fam.model(x[exact], theta)
     return Fit(
         family=family,

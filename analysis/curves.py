@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.compare import Resampler
 from scaling.config import Config
-from scaling.stats import budget_convergence, min_depth_rows, min_width, min_width_by_budget, monotone_min
+from scaling.stats import Z95, min_depth_rows, monotone_min
 
 
 @dataclasses.dataclass
@@ -96,13 +96,11 @@ def _cells(frame: pd.DataFrame, cells: list[tuple[int, int]]) -> pd.DataFrame:
     return frame[index.isin(pd.MultiIndex.from_tuples(cells, names=["n", "depth"]))]
 
 
-def width_curves(shaped: pd.DataFrame, cfg: Config) -> list[Curve]:
+def width_curves(shaped: pd.DataFrame, stars: pd.DataFrame, cfg: Config) -> list[Curve]:
     """w*(n) per depth group (a fixed depth, or depth ceil(log2 n) + k), and total units depth * w*(n) (drawn,
-    not fitted again). Budget-limited cells (w* at half the budget differs) are marked, so that fits leave
-    them out like censored ones."""
+    not fitted again), from the members and the summary's w* rows (stats.summarize: with budget_converged).
+    Budget-limited cells (w* at half the budget differs) are marked: the fits take them as upper bounds."""
     threshold = cfg.success_threshold
-    stars = min_width(shaped, threshold).merge(
-        budget_convergence(min_width_by_budget(shaped, threshold)), on=["n", "depth"], how="left")
     curves = []
     for group in cfg.depth_groups:
         cells = [(n, cfg.group_depth(group, n)) for n in cfg.ns]
@@ -187,7 +185,7 @@ def w50_curves(w50: pd.DataFrame) -> list[Curve]:
         rows = rows.sort_values("n")
         above = (rows["beyond"] == "above").to_numpy(bool)
         y = np.where(above, rows["bound"], rows["w50"]).astype(float)
-        sigma = ((np.log(rows["w50_hi"]) - np.log(rows["w50_lo"])) / (2 * 1.959963984540054)).to_numpy(float)
+        sigma = ((np.log(rows["w50_hi"]) - np.log(rows["w50_lo"])) / (2 * Z95)).to_numpy(float)
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.nanmax(sigma[np.isfinite(sigma)], initial=1.0))
         curves.append(Curve(f"w50/depth={depth}", "w50", f"depth={depth}", rows["n"].to_numpy(float), y, above,
                             None, (rows["beyond"] == "below").to_numpy(bool), sigma=sigma))

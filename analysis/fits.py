@@ -82,13 +82,17 @@ class Fit:
                 "rss_log": self.rss, "n_points": self.n_points}
 
 
-def information_criterion(rss: float, m: int, k: int = 2) -> tuple[float, str]:
-    """AICc of a least-squares fit with k parameters plus sigma^2 (K = k + 1); AIC where m <= K + 1."""
-    K = k + 1
-    aic = m * np.log(max(rss, _TINY) / m) + 2 * K
+def corrected(aic: float, m: int, K: int) -> tuple[float, str]:
+    """AICc from AIC on m points with K parameters; AIC itself where m <= K + 1 (the correction is undefined)."""
     if m - K - 1 <= 0:
         return float(aic), "AIC"
     return float(aic + 2 * K * (K + 1) / (m - K - 1)), "AICc"
+
+
+def information_criterion(rss: float, m: int, k: int = 2) -> tuple[float, str]:
+    """AICc of a least-squares fit with k parameters plus sigma^2 (K = k + 1); AIC where m <= K + 1."""
+    K = k + 1
+    return corrected(m * np.log(max(rss, _TINY) / m) + 2 * K, m, K)
 
 
 def akaike_weights(scores) -> np.ndarray:

@@ -134,11 +134,11 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
     w50 = w50_frame(shaped, cfg.success_threshold)
     summary = summarize(df, cfg).merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
     by_budget = min_width_by_budget(shaped, cfg.success_threshold)
-    curves = (width_curves(shaped, cfg) + depth_curves(base, cfg) + w50_curves(w50)
+    stars = summary[summary["kind"] == "min_width"]
+    curves = (width_curves(shaped, stars, cfg) + depth_curves(base, cfg) + w50_curves(w50)
               + steps_curves(shaped, sorted(set(shaped["depth"]))))
     fits, skipped = fit_all(curves, reps)
     points, fitted, weights, centring = _frames(curves, fits, reps)
-    stars = summary[summary["kind"] == "min_width"]
     verdicts = verdict_object(cfg, stars, fits, skipped)
     fits_json = {name: comp.as_dict() | {"bootstrap_centring": centring.get(name) or None}
                  for name, comp in fits.items()}

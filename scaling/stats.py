@@ -35,12 +35,6 @@ def success_rates(df: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
-def best_lr(rates: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The best learning rate per cell: highest rate, ties to the smaller learning rate."""
-    ordered = rates.sort_values([*by, "rate", "lr"], ascending=[True] * len(by) + [False, True])
-    return ordered.groupby(by, as_index=False).first()
-
-
 def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """The success rate per cell `by` at its best learning rate, without the winner's curse.
 

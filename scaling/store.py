@@ -110,6 +110,11 @@ def check_store(conn: sqlite3.Connection, path: Path) -> None:
                                        f"{', '.join(missing)}); read it with that version, or start over with --fresh")
 
 
+def _uri(path: Path) -> str:
+    """A SQLite URI for path (quoted, so that '?' or '#' in a directory name cannot break it)."""
+    return f"file:{urllib.parse.quote(str(path.resolve()))}"
+
+
 def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
     """A checked read-only connection to DIR/results.sqlite; needs no write access and takes no lock."""
     path = Path(out_dir) / STORE_NAME
@@ -118,7 +123,7 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
     if Path(f"{path}-journal").exists():
         raise UserError(str(path), "holds an unfinished write from an interrupted sweep; rerun that sweep "
                                    "(`scaling sweep CONFIG --out DIR`) to roll it back, then analyze")
-    uri = f"file:{urllib.parse.quote(str(path.resolve()))}"
+    uri = _uri(path)
     try:
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
         try:
@@ -174,8 +179,7 @@ def _remove_store(path: Path) -> None:
     """--fresh: delete a store of this project (never an unrelated file) with SQLite's side files."""
     if path.exists():
         try:
-            uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            with contextlib.closing(sqlite3.connect(f"{_uri(path)}?mode=ro", uri=True)) as conn:
                 ours = _is_ours(_tables(conn, path))
         except sqlite3.Error:
             ours = False

@@ -11,7 +11,7 @@ from analysis.curves import width_curves
 from analysis.report import point_intervals
 from analysis.w50 import fit_logistic, w50_frame
 from scaling import config
-from scaling.stats import budget_convergence, min_width_by_budget
+from scaling.stats import budget_convergence, min_width_by_budget, summarize
 
 def _cfg(ns):
     return config.parse(f'[experiment]\nname = "synthetic"\n[task]\nn = [{min(ns)}, {max(ns)}]\n'
@@ -19,7 +19,10 @@ def _cfg(ns):
 
 
 def _w_star_curve(df):
-    return next(c for c in width_curves(df, _cfg(df["n"].unique())) if c.name == "w_star/depth=1")
+    cfg = _cfg(df["n"].unique())
+    summary = summarize(df, cfg)
+    return next(c for c in width_curves(df, summary[summary["kind"] == "min_width"], cfg)
+                if c.name == "w_star/depth=1")
 
 
 # A quarter-octave width grid up to 1024: dense enough that w* tracks W50, small enough to stay fast.
