@@ -1,8 +1,9 @@
 """The MLP family: a Flax NNX definition plus the pure forward pass that the hot loop uses.
 
 One hidden width for all layers, `depth` hidden layers (0 = logistic regression), one logit out.
-A member may live padded inside a bucket of width `width_max` and depth `depth_max`:
+A member may live padded inside a bucket of width `width_max`, depth `depth_max` and `n_in_max` input bits:
 - padded units are switched off by `unit_mask` and their parameters start (and stay) at zero;
+- padded inputs (bits beyond the member's own n) meet input-kernel rows that start (and stay) at zero;
 - padded layers are gated identities (`layer_gate` = 0 passes h through unchanged).
 Initial values depend on each weight's position and the member's key, never on the padded shape,
 so a member starts from the same weights whatever bucket it is placed in.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from scaling import names
@@ -36,22 +38,29 @@ class Mask(nnx.Variable):
     """A non-trainable 0/1 switch (padded units and gated layers)."""
 
 
-def _position_values(key: jax.Array, rows: int, cols: int, init: str) -> jax.Array:
-    """Unit-variance draws whose value at (i, j) depends only on (key, i, j), not on rows or cols."""
+def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: str) -> list[jax.Array]:
+    """Unit-variance draws for each (stream, rows, cols) block: the value at (i, j) of a block depends only on
+    (key, stream, i, j), never on rows or cols. Every block comes from one vectorised draw over all positions,
+    so the program holds a single threefry chain, whatever the depth (each chain costs about a second of XLA
+    compile on a CPU)."""
     draw = jax.random.rademacher if init == "rademacher" else jax.random.normal
+    stream_Q, i_Q, j_Q = (np.concatenate(parts) for parts in zip(*(
+        (np.full(r * c, s), np.repeat(np.arange(r), c), np.tile(np.arange(c), r)) for s, r, c in blocks)))
 
-    def one(i: jax.Array, j: jax.Array) -> jax.Array:
-        return draw(jax.random.fold_in(jax.random.fold_in(key, i), j), (), dtype=jnp.float32)
+    def one(stream, i, j):
+        return draw(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), i), j), (), jnp.float32)
 
-    i_R, j_C = jnp.arange(rows), jnp.arange(cols)
-    return jax.vmap(lambda i: jax.vmap(lambda j: one(i, j))(j_C))(i_R)
+    values_Q = jax.vmap(one)(jnp.asarray(stream_Q, jnp.uint32), jnp.asarray(i_Q, jnp.uint32),
+                             jnp.asarray(j_Q, jnp.uint32))
+    ends = np.cumsum([r * c for _, r, c in blocks])
+    return [part.reshape(r, c) for part, (_, r, c) in zip(jnp.split(values_Q, ends[:-1]), blocks)]
 
 
-def _init_kernel(key, rows, cols, fan_in, real_rows, real_cols, init, gain):
-    """A (rows x cols) kernel scaled by the TRUE fan-in; entries outside the real block are zero."""
-    values_RxC = _position_values(key, rows, cols, init) * jnp.sqrt(gain / fan_in)
+def _scaled(values_RxC, fan_in, real_rows, real_cols, gain):
+    """A kernel scaled by the TRUE fan-in; entries outside the real block are zero."""
+    rows, cols = values_RxC.shape
     real_RxC = (jnp.arange(rows)[:, None] < real_rows) & (jnp.arange(cols)[None, :] < real_cols)
-    return jnp.where(real_RxC, values_RxC, 0.0)
+    return jnp.where(real_RxC, values_RxC * jnp.sqrt(gain / fan_in), 0.0)
 
 
 class MLP(nnx.Module):
@@ -68,7 +77,10 @@ class MLP(nnx.Module):
         width_max: int | None = None,
         activation: str = "relu",
         init: str = "he",
+        n_real: int | jax.Array | None = None,
     ):
+        """n_in is the input width of the arrays; n_real (traced or not, default n_in) the member's own bits."""
+        n_real = n_in if n_real is None else n_real
         depth_max = int(depth) if depth_max is None else depth_max
         width_max = int(width) if width_max is None else width_max
         if activation not in ACTIVATIONS:
@@ -77,24 +89,26 @@ class MLP(nnx.Module):
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
         self.activation = activation
         gain = _HIDDEN_GAIN[init]
-        keys = [jax.random.fold_in(key, layer) for layer in range(depth_max)]
-        # The output layer's stream is fixed, so it does not move when the bucket pads the depth.
-        out_key = jax.random.fold_in(key, _OUTPUT_STREAM)
+        # Layer l draws from stream l; the output layer's stream is fixed, so it does not move when the bucket
+        # pads the depth.
+        W, D = width_max, depth_max
         if depth_max == 0:
-            self.out_kernel = nnx.Param(_init_kernel(out_key, n_in, 1, n_in, n_in, 1, init, 1.0))
+            (out_NxO,) = _position_values(key, [(_OUTPUT_STREAM, n_in, 1)], init)
+            self.out_kernel = nnx.Param(_scaled(out_NxO, n_real, n_real, 1, 1.0))
             self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
             return
-        W, D = width_max, depth_max
+        in_NxW, *hidden, out_WxO = _position_values(
+            key, [(0, n_in, W), *((layer, W, W) for layer in range(1, D)), (_OUTPUT_STREAM, W, 1)], init)
+        self.input_mask = Mask((jnp.arange(n_in) < n_real).astype(jnp.float32))
         self.unit_mask = Mask((jnp.arange(W) < width).astype(jnp.float32))
         self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))
-        self.in_kernel = nnx.Param(_init_kernel(keys[0], n_in, W, n_in, n_in, width, init, gain))
+        self.in_kernel = nnx.Param(_scaled(in_NxW, n_real, n_real, width, gain))
         self.in_bias = nnx.Param(jnp.zeros((W,), jnp.float32))
-        hidden_LxWxW = jnp.stack(
-            [_init_kernel(keys[layer], W, W, width, width, width, init, gain) for layer in range(1, D)]
-        ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
+        hidden_LxWxW = jnp.stack([_scaled(h_WxW, width, width, width, gain) for h_WxW in hidden]
+                                 ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
         self.hidden_kernel = nnx.Param(hidden_LxWxW * self.layer_gate[...][:, None, None])
         self.hidden_bias = nnx.Param(jnp.zeros((D - 1, W), jnp.float32))
-        self.out_kernel = nnx.Param(_init_kernel(out_key, W, 1, width, width, 1, init, 1.0))
+        self.out_kernel = nnx.Param(_scaled(out_WxO, width, width, 1, 1.0))
         self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
 
     def __call__(self, x_RxN: jax.Array) -> jax.Array:
@@ -128,7 +142,7 @@ def param_mask(params: Params, masks: Masks) -> Params:
         return jax.tree.map(jnp.ones_like, params)
     unit_W, gate_L = masks["unit_mask"], masks["layer_gate"]
     return {
-        "in_kernel": jnp.broadcast_to(unit_W[None, :], params["in_kernel"].shape),
+        "in_kernel": masks["input_mask"][:, None] * unit_W[None, :],
         "in_bias": unit_W,
         "hidden_kernel": gate_L[:, None, None] * unit_W[None, :, None] * unit_W[None, None, :],
         "hidden_bias": gate_L[:, None] * unit_W[None, :],
@@ -137,8 +151,8 @@ def param_mask(params: Params, masks: Masks) -> Params:
     }
 
 
-def init_member(n_in: int, depth, width, key, *, depth_max: int, width_max: int, activation: str, init: str):
-    """Pure (params, masks) of one member, for use under jax.vmap."""
-    return split_params(
-        MLP(n_in, depth, width, key=key, depth_max=depth_max, width_max=width_max, activation=activation, init=init)
-    )
+def init_member(n_in: int, depth, width, key, *, depth_max: int, width_max: int, activation: str, init: str,
+                n_real=None):
+    """Pure (params, masks) of one member, for use under jax.vmap (n_real: its own bits, when below n_in)."""
+    return split_params(MLP(n_in, depth, width, key=key, depth_max=depth_max, width_max=width_max,
+                            activation=activation, init=init, n_real=n_real))

@@ -43,7 +43,8 @@ MEMBER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Member
 # Left out of the initialisation key (see Member.key_data), so learning rates share initial weights.
 _NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps"})
 # What may differ between the members of one bucket; every other field is shared by its compiled program.
-PER_MEMBER_FIELDS = ("depth", "width", "lr", "seed", "steps")
+# Members of different n share a program through padded inputs (BucketSpec.n is the largest n).
+PER_MEMBER_FIELDS = ("n", "depth", "width", "lr", "seed", "steps")
 SHARED_FIELDS: tuple[str, ...] = tuple(f for f in MEMBER_FIELDS if f not in PER_MEMBER_FIELDS)
 
 
@@ -65,7 +66,7 @@ class BucketSpec:
     """What one compiled program is specialised on (hashable: it is a static jit argument)."""
 
     task: str
-    n: int
+    n: int  # input bits of the table: the largest n among the members
     encoding: str
     activation: str
     init: str
@@ -76,11 +77,33 @@ class BucketSpec:
     eval_every: int
     batch_rows: int  # rows per step; 2^n (the whole table) when it fits
 
-    def useful_flops(self, depth: int, width: int) -> int:
-        """Multiply-adds of one forward pass per row for an unpadded member."""
-        if depth == 0:
-            return self.n
-        return self.n * width + (depth - 1) * width * width + width
+
+def forward_madds(n: int, depth: int, width: int) -> int:
+    """Multiply-adds of one forward pass over one row, for an unpadded member."""
+    if depth == 0:
+        return n
+    return n * width + (depth - 1) * width * width + width
+
+
+# A training step costs about three forward passes (forward, and backward through activations and weights),
+# at 2 FLOPs per multiply-add.
+TRAIN_FLOPS_PER_MADD = 6
+
+
+def rung(size: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3 x 2^k) at or above size (0 stays 0).
+
+    Bucket widths and population sizes come from this ladder: they repeat across cells, n and rounds, so
+    their compiled programs do, and a size pads by at most a third."""
+    if size <= 2:
+        return size
+    k = (size - 1).bit_length()  # 2^k is the smallest power of two >= size
+    return 3 << (k - 2) if 3 << (k - 2) >= size else 1 << k
+
+
+def capacity(live: int, multiple: int = 1) -> int:
+    """Population slots for `live` members: the next rung of the ladder, a multiple of the device count."""
+    return -(-rung(max(live, 1)) // multiple) * multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +114,20 @@ class Bucket:
     steps: int
     members: tuple[Member, ...]
 
-    def flops(self) -> tuple[int, int]:
-        """(padded, useful) multiply-adds per row of one forward pass over all members."""
+    def activations(self) -> int:
+        """Hidden activations of one step over the padded population: on a CPU, the elementwise passes over
+        them cost as much as the matmuls at small widths."""
         spec = self.spec
-        padded = spec.useful_flops(spec.depth_max, spec.width_max) * len(self.members)
-        return padded, sum(spec.useful_flops(m.depth, m.width) for m in self.members)
+        return capacity(len(self.members)) * spec.batch_rows * max(spec.depth_max * spec.width_max, 1)
+
+    def flops(self) -> tuple[int, int]:
+        """(padded, useful) training FLOPs of one step over all members. Padded counts what the program computes:
+        every slot of the population (capacity), at the bucket's depth, width and batch; useful counts each
+        member's own network on its own rows."""
+        spec = self.spec
+        padded = forward_madds(spec.n, spec.depth_max, spec.width_max) * spec.batch_rows * capacity(len(self.members))
+        useful = sum(forward_madds(m.n, m.depth, m.width) * min(2**m.n, spec.batch_rows) for m in self.members)
+        return TRAIN_FLOPS_PER_MADD * padded, TRAIN_FLOPS_PER_MADD * useful
 
 
 def count_parameters(depth: int, width: int, n_in: int) -> int:
@@ -121,30 +153,38 @@ def padding_waste(buckets) -> float:
     return padded / max(useful, 1)
 
 
-def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int) -> BucketSpec:
-    """The smallest spec that holds every member (they must agree on everything but depth, width, lr, seed)."""
+def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, width_max: int = 0) -> BucketSpec:
+    """The smallest spec that holds every member (they must agree on everything but n, depth, width, lr, seed),
+    padded to at least `width_max` (the planner's width ladder)."""
     first = members[0]
     shared = {f: getattr(first, f) for f in SHARED_FIELDS}
     for m in members:
         for f, v in shared.items():
             if getattr(m, f) != v:
                 raise ValueError(f"members disagree on {f}: {v!r} vs {getattr(m, f)!r}")
-    depth_max, width_max = max(m.depth for m in members), max(m.width for m in members)
+    depth_max, width_max = max(m.depth for m in members), max(width_max, *(m.width for m in members))
     if depth_max > 0 and any(m.depth == 0 for m in members):
         raise ValueError("depth-0 members (no hidden layer) cannot be padded into deeper buckets")
+    n_max = max(m.n for m in members)
+    if len({m.n for m in members}) > 1 and (depth_max == 0 or 2**n_max > max_batch_rows):
+        raise ValueError("members of different n share a bucket only with hidden layers and full batches")
+    if depth_max == 0:
+        width_max = 0
     return BucketSpec(
         **shared,
+        n=n_max,
         depth_max=depth_max,
         width_max=width_max,
         eval_every=eval_every,
-        batch_rows=min(2**first.n, max_batch_rows),
+        batch_rows=min(2**n_max, max_batch_rows),
     )
 
 
-def make_bucket(members: list[Member], *, eval_every: int, max_batch_rows: int = 2**16) -> Bucket:
-    """A bucket of members that share a step budget, padded to the largest depth and width among them."""
+def make_bucket(members: list[Member], *, eval_every: int, max_batch_rows: int = 2**16, width_max: int = 0) -> Bucket:
+    """A bucket of members that share a step budget, padded to the largest n, depth and width among them (and
+    to at least width_max)."""
     steps = {m.steps for m in members}
     if len(steps) != 1:
         raise ValueError(f"members of one bucket must share a step budget, got {sorted(steps)}")
-    spec = spec_for(members, eval_every=eval_every, max_batch_rows=max_batch_rows)
+    spec = spec_for(members, eval_every=eval_every, max_batch_rows=max_batch_rows, width_max=width_max)
     return Bucket(spec=spec, steps=steps.pop(), members=tuple(members))

@@ -9,8 +9,10 @@ the same shapes share compiled programs.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
+import threading
 import time
 from typing import Callable, NamedTuple
 
@@ -22,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling import names
 from scaling.model import forward, init_member, param_mask
-from scaling.population import Bucket, BucketSpec, MemberResult
+from scaling.population import Bucket, BucketSpec, MemberResult, capacity
 from scaling.tasks import make_table
 
 OPTIMIZERS = {
@@ -50,6 +52,7 @@ class PopState(NamedTuple):
     opt_state: optax.OptState
     masks: dict
     key_data_Px2: jax.Array
+    rows_P: jax.Array  # int32: the member's own rows, 2^n (a prefix of the bucket's table)
     active_P: jax.Array
     first_solved_P: jax.Array  # int32: the first step whose full-batch forward got every row right, or -1
 
@@ -65,25 +68,28 @@ def _optimizer(name: str, lr) -> optax.GradientTransformation:
     return optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=lr)
 
 
-def _loss(logits_R: jax.Array, y_R: jax.Array, kind: str) -> jax.Array:
+def _loss(logits_R: jax.Array, y_R: jax.Array, valid_R: jax.Array, kind: str) -> jax.Array:
+    """The mean loss over the member's own rows (valid_R): rows of a larger n's table are left out."""
     if kind == "bce":
-        return optax.sigmoid_binary_cross_entropy(logits_R, y_R).mean()
-    return jnp.mean((logits_R - (2.0 * y_R - 1.0)) ** 2)  # mse on the logit against a +-1 target
+        per_row_R = optax.sigmoid_binary_cross_entropy(logits_R, y_R)
+    else:
+        per_row_R = (logits_R - (2.0 * y_R - 1.0)) ** 2  # mse on the logit against a +-1 target
+    return jnp.sum(jnp.where(valid_R, per_row_R, 0.0)) / jnp.sum(valid_R)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _init_population(key_data_Px2, depth_P, width_P, lr_P, spec: BucketSpec) -> PopState:
-    def one(key_data, depth, width, lr):
+def _init_population(key_data_Px2, n_P, depth_P, width_P, lr_P, spec: BucketSpec) -> PopState:
+    def one(key_data, n, depth, width, lr):
         key = jax.random.wrap_key_data(key_data)
         params, masks = init_member(
-            spec.n, depth, width, jax.random.fold_in(key, 0),
+            spec.n, depth, width, jax.random.fold_in(key, 0), n_real=n,
             depth_max=spec.depth_max, width_max=spec.width_max, activation=spec.activation, init=spec.init,
         )
         return params, _optimizer(spec.optimizer, lr).init(params), masks
 
-    params, opt_state, masks = jax.vmap(one)(key_data_Px2, depth_P, width_P, lr_P)
-    return PopState(params, opt_state, masks, key_data_Px2, jnp.ones(depth_P.shape, bool),
-                    jnp.full(depth_P.shape, -1, jnp.int32))
+    params, opt_state, masks = jax.vmap(one)(key_data_Px2, n_P, depth_P, width_P, lr_P)
+    return PopState(params, opt_state, masks, key_data_Px2, jnp.left_shift(1, n_P).astype(jnp.int32),
+                    jnp.ones(depth_P.shape, bool), jnp.full(depth_P.shape, -1, jnp.int32))
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
@@ -99,19 +105,21 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
     rows = x_RxN.shape[0]
     full_batch = spec.batch_rows >= rows
 
-    def member_step(params, opt_state, masks, key_data, active, step):
-        if spec.batch_rows < rows:
+    def member_step(params, opt_state, masks, key_data, own_rows, active, step):
+        if spec.batch_rows < rows:  # mini-batches: never mixed with other n, so every row is the member's own
             key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 1), step)
             idx_B = jax.random.randint(key, (spec.batch_rows,), 0, rows)
-            x_BxN, y_B = x_RxN[idx_B], y_R[idx_B]
-        else:
-            x_BxN, y_B = x_RxN, y_R
+            x_BxN, y_B, valid_B = x_RxN[idx_B], y_R[idx_B], jnp.ones((spec.batch_rows,), bool)
+        else:  # the table's first 2^n rows are the n-bit table (the extra bits are 0 there, and masked anyway)
+            x_BxN, y_B, valid_B = x_RxN, y_R, jnp.arange(rows) < own_rows
+
         def loss_and_logits(p):
             logits_B = forward(p, masks, x_BxN, spec.activation)
-            return _loss(logits_B, y_B, spec.loss), logits_B
+            return _loss(logits_B, y_B, valid_B, spec.loss), logits_B
 
         (_, logits_B), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(params)
-        all_right = jnp.all((logits_B > 0) == (y_B > 0.5))  # of the parameters after `step` updates
+        # Every row right, of the parameters after `step` updates.
+        all_right = jnp.all(((logits_B > 0) == (y_B > 0.5)) | ~valid_B)
         updates, new_opt_state = tx.update(grads, opt_state, params)
         # Padded parameters get exactly zero updates, whatever the optimizer does with a zero gradient.
         updates = jax.tree.map(jnp.multiply, updates, param_mask(params, masks))
@@ -120,12 +128,13 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
         keep = lambda new, old: jnp.where(live, new, old)
         return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state), live & all_right
 
-    step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, None))
+    step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, 0, None))
 
     def body(carry, i):
         params, opt_state, first_P = carry
         step = step0 + i
-        params, opt_state, right_P = step_all(params, opt_state, state.masks, state.key_data_Px2, state.active_P, step)
+        params, opt_state, right_P = step_all(params, opt_state, state.masks, state.key_data_Px2, state.rows_P,
+                                              state.active_P, step)
         if full_batch:
             first_P = jnp.where((first_P < 0) & right_P, step, first_P)
         return (params, opt_state, first_P), None
@@ -133,25 +142,157 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
     carry = (state.params, state.opt_state, state.first_solved_P)
     (params, opt_state, first_P), _ = jax.lax.scan(body, carry, jnp.arange(spec.eval_every))
 
-    def evaluate(p, masks):
+    def evaluate(p, masks, own_rows):
         logits_R = forward(p, masks, x_RxN, spec.activation)
-        correct_R = (logits_R > 0) == (y_R > 0.5)
-        return _loss(logits_R, y_R, spec.loss), correct_R.mean(), correct_R.all()
+        correct_R, valid_R = (logits_R > 0) == (y_R > 0.5), jnp.arange(rows) < own_rows
+        accuracy = jnp.sum(correct_R & valid_R) / own_rows
+        return _loss(logits_R, y_R, valid_R, spec.loss), accuracy, jnp.all(correct_R | ~valid_R)
 
-    metrics = jax.vmap(evaluate)(params, state.masks)
+    metrics = jax.vmap(evaluate)(params, state.masks, state.rows_P)
     return state._replace(params=params, opt_state=opt_state, first_solved_P=first_P), metrics
 
 
-def _ladder(live: int, multiple: int) -> int:
-    """Population capacity for `live` members: the next power of two, a multiple of the device count."""
-    cap = max(1, 1 << (live - 1).bit_length())
-    return -(-cap // multiple) * multiple
+@jax.jit
+def _gather(state: PopState, take_Q: jax.Array) -> PopState:
+    """The members at slots take_Q, as a population of Q slots (compaction)."""
+    return jax.tree.map(lambda a: a[take_Q], state)
 
 
-def _place(tree, mesh: Mesh | None):
+def _struct(shape, dtype, sharding) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+
+class Programs:
+    """The compiled XLA programs of the population engine, by (kind, spec, population size), each compiled once.
+
+    Programs are lowered and compiled ahead of time (jit(...).lower(...).compile()), either when first needed
+    or in a background thread while another bucket trains (prefetch): XLA's compiler releases the GIL. The
+    counters say how many programs were compiled and how many seconds the compiler spent on them (on either
+    thread), and how long training waited for a compile.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._futures: dict[tuple, concurrent.futures.Future] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scaling-compile")
+        self.compiles = 0
+        self.compile_s = 0.0
+        self.wait_s = 0.0
+
+    def _compile(self, lower: Callable[[], jax.stages.Lowered]):
+        start = time.perf_counter()
+        compiled = lower().compile()
+        with self._lock:
+            self.compiles += 1
+            self.compile_s += time.perf_counter() - start
+        return compiled
+
+    def _future(self, key: tuple, lower, background: bool) -> concurrent.futures.Future:
+        with self._lock:
+            future = self._futures.get(key)
+            if future is None:
+                if background:
+                    future = self._pool.submit(self._compile, lower)
+                else:
+                    future = concurrent.futures.Future()
+                self._futures[key] = future
+                fresh = not background
+            else:
+                fresh = False
+        if fresh:  # compile on this thread, outside the lock
+            try:
+                future.set_result(self._compile(lower))
+            except BaseException as e:
+                with self._lock:
+                    del self._futures[key]
+                future.set_exception(e)
+        return future
+
+    def _get(self, key: tuple, lower):
+        future = self._future(key, lower, background=False)
+        start = time.perf_counter()
+        result = future.result()
+        self.wait_s += time.perf_counter() - start
+        return result
+
+    # The three programs, each lowered from abstract shapes (with the mesh's shardings when there is one).
+    @staticmethod
+    def _shardings(mesh: Mesh | None):
+        if mesh is None:
+            return None, None
+        return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])), NamedSharding(mesh, PartitionSpec())
+
+    def _lower_init(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+        pop, _ = self._shardings(mesh)
+        i32 = lambda: _struct((cap,), jnp.int32, pop)
+        return lambda: _init_population.lower(_struct((cap, 2), jnp.uint32, pop), i32(), i32(), i32(),
+                                              _struct((cap,), jnp.float32, pop), spec=spec)
+
+    def _state_struct(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+        pop, _ = self._shardings(mesh)
+        i32 = _struct((cap,), jnp.int32, None)
+        shapes = jax.eval_shape(functools.partial(_init_population, spec=spec), _struct((cap, 2), jnp.uint32, None),
+                                i32, i32, i32, _struct((cap,), jnp.float32, None))
+        return jax.tree.map(lambda a: _struct(a.shape, a.dtype, pop), shapes)
+
+    def _lower_chunk(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+        _, whole = self._shardings(mesh)
+
+        def lower():
+            state = self._state_struct(spec, cap, mesh)
+            rows = 2**spec.n
+            return _train_chunk.lower(state, _struct((rows, spec.n), jnp.float32, whole),
+                                      _struct((rows,), jnp.float32, whole), _struct((), jnp.int32, whole),
+                                      _struct((), jnp.int32, whole), spec=spec)
+        return lower
+
+    def _lower_gather(self, spec: BucketSpec, cap: int, new_cap: int, mesh: Mesh | None):
+        pop, _ = self._shardings(mesh)
+        return lambda: _gather.lower(self._state_struct(spec, cap, mesh), _struct((new_cap,), jnp.int32, pop))
+
+    def init(self, spec, cap, mesh):
+        return self._get(("init", spec, cap, mesh), self._lower_init(spec, cap, mesh))
+
+    def chunk(self, spec, cap, mesh):
+        return self._get(("chunk", spec, cap, mesh), self._lower_chunk(spec, cap, mesh))
+
+    def gather(self, spec, cap, new_cap, mesh):
+        return self._get(("gather", spec, cap, new_cap, mesh), self._lower_gather(spec, cap, new_cap, mesh))
+
+    def prefetch(self, bucket: Bucket, mesh: Mesh | None = None) -> None:
+        """Start compiling a bucket's first programs in the background (a no-op for programs already there)."""
+        cap = capacity(len(bucket.members), 1 if mesh is None else mesh.devices.size)
+        self._future(("init", bucket.spec, cap, mesh), self._lower_init(bucket.spec, cap, mesh), background=True)
+        self._future(("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh), background=True)
+
+    def wait_idle(self) -> None:
+        """Block until the background compiles queued so far have finished."""
+        self._pool.submit(lambda: None).result()
+
+    def cancel_pending(self) -> None:
+        """Drop queued background compiles that have not started (a sweep that stops early need not wait)."""
+        with self._lock:
+            for key, future in list(self._futures.items()):
+                if future.cancel():
+                    del self._futures[key]
+
+    def shapes(self) -> set[tuple[BucketSpec, int]]:
+        """(spec, population size) of every chunk program compiled or compiling (for the planner's costing)."""
+        with self._lock:
+            return {(key[1], key[2]) for key in self._futures if key[0] == "chunk"}
+
+    def counters(self) -> dict[str, float]:
+        return {"compiles": self.compiles, "compile_s": self.compile_s, "compile_wait_s": self.wait_s}
+
+
+PROGRAMS = Programs()
+
+
+def _place(tree, mesh: Mesh | None, whole: bool = False):
+    """Arrays onto the default device, or onto the mesh: split on the population axis, or whole on each device."""
     if mesh is None:
-        return tree
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
+        return jax.device_put(tree)
+    return jax.device_put(tree, Programs._shardings(mesh)[1 if whole else 0])
 
 
 def train_bucket(
@@ -160,39 +301,40 @@ def train_bucket(
     run_seed: int = 0,
     mesh: Mesh | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    programs: Programs = PROGRAMS,
+    stop_early: bool = True,
 ) -> list[MemberResult]:
     """Train every member of a bucket; results come back in the bucket's member order.
 
-    on_chunk(finished_now, live) is called after every chunk, for progress bars.
+    on_chunk(finished_now, live) is called after every chunk, for progress bars. stop_early = False trains
+    every member for the whole budget (no freezing, no compaction): the naive baseline of `make bench`.
     """
     spec, members = bucket.spec, bucket.members
     start = time.perf_counter()
     table = make_table(spec.task, spec.n, spec.encoding)
-    x_RxN, y_R = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R)
+    x_RxN, y_R = _place((table.x_RxN, table.y_R), mesh, whole=True)
     multiple = 1 if mesh is None else mesh.devices.size
-    cap = _ladder(len(members), multiple)
+    cap = capacity(len(members), multiple)
     slot_member = np.array(list(range(len(members))) + [0] * (cap - len(members)))
     slot_live = np.arange(cap) < len(members)
-    state = _init_population(
-        jnp.asarray(np.stack([m.key_data(run_seed) for m in members])[slot_member]),
-        jnp.asarray(np.array([m.depth for m in members])[slot_member]),
-        jnp.asarray(np.array([m.width for m in members])[slot_member]),
-        jnp.asarray(np.array([m.lr for m in members], np.float32)[slot_member]),
-        spec=spec,
-    )
-    state = _place(state._replace(active_P=jnp.asarray(slot_live)), mesh)
-    budget = jnp.asarray(bucket.steps, jnp.int32)
+    column = lambda field, dtype: np.array([getattr(m, field) for m in members], dtype)[slot_member]
+    keys_Px2 = np.stack([m.key_data(run_seed) for m in members])[slot_member]
+    state = programs.init(spec, cap, mesh)(*_place((keys_Px2, column("n", np.int32), column("depth", np.int32),
+                                                    column("width", np.int32), column("lr", np.float32)), mesh))
+    state = _place(state._replace(active_P=slot_live), mesh)
+    budget = _place(np.int32(bucket.steps), mesh, whole=True)
     outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
+    chunk_program = programs.chunk(spec, cap, mesh)
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
-        state, metrics = _train_chunk(state, x_RxN, y_R, jnp.asarray(step0, jnp.int32), budget, spec=spec)
+        state, metrics = chunk_program(state, x_RxN, y_R, _place(np.int32(step0), mesh, whole=True), budget)
         (loss_P, acc_P, solved_end_P), first_P = jax.device_get((metrics, state.first_solved_P))
         step_end = min(step0 + spec.eval_every, bucket.steps)
         # Solved within the chunk (exact step, full batch) or at its end (the chunk-end evaluation).
         solved_P = (first_P >= 0) | (solved_end_P & (np.abs(loss_P) <= DIVERGENCE_LOSS))
         diverged_P = ~solved_P & ~(np.abs(loss_P) <= DIVERGENCE_LOSS)  # NaN counts as diverged
-        done_P = slot_live & (solved_P | diverged_P | (step_end >= bucket.steps))
+        done_P = slot_live & ((solved_P | diverged_P) & stop_early | (step_end >= bucket.steps))
         for slot in np.flatnonzero(done_P):
             solved = bool(solved_P[slot])
             step_solved = (int(first_P[slot]) if first_P[slot] >= 0 else step_end) if solved else None
@@ -206,12 +348,13 @@ def train_bucket(
             on_chunk(int(done_P.sum()), live)
         if live == 0:
             break
-        new_cap = _ladder(live, multiple)
+        new_cap = capacity(live, multiple)
         if new_cap * _COMPACT_FACTOR <= cap and chunk + 2 < n_chunks:  # gather the live members into a smaller population
             keep = np.flatnonzero(slot_live)
-            take = np.concatenate([keep, np.full(new_cap - live, keep[0])])
-            state = _place(jax.tree.map(lambda a: a[take], state), mesh)
+            take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)
+            state = programs.gather(spec, cap, new_cap, mesh)(state, _place(take, mesh))
             slot_member, slot_live, cap = slot_member[take], np.arange(new_cap) < live, new_cap
-        state = state._replace(active_P=_place(jnp.asarray(slot_live), mesh))
+            chunk_program = programs.chunk(spec, cap, mesh)
+        state = state._replace(active_P=_place(slot_live, mesh))
     wall_s = time.perf_counter() - start  # the bucket's wall time, recorded on each of its members
     return [dataclasses.replace(outcome[i], wall_s=wall_s) for i in range(len(members))]

@@ -3,6 +3,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from scaling.population import make_bucket, padding_waste
 from scaling.tasks import parity_table
@@ -28,7 +29,7 @@ def test_padded_parameters_stay_exactly_zero(member_factory):
     spec = bucket.spec
     state = _init_population(
         jnp.asarray(np.stack([m.key_data(0) for m in bucket.members])),
-        jnp.asarray([1, 3]), jnp.asarray([3, 8]), jnp.asarray([0.1, 0.1], jnp.float32), spec=spec)
+        jnp.asarray([3, 3]), jnp.asarray([1, 3]), jnp.asarray([3, 8]), jnp.asarray([0.1, 0.1], jnp.float32), spec=spec)
     table = parity_table(3)
     state, _ = _train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50), spec=spec)
     p = jax.device_get(state.params)
@@ -80,7 +81,7 @@ def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
     results = train_bucket(make_bucket(candidates, eval_every=100))
     member, result = next((m, r) for m, r in zip(candidates, results) if r.solved and r.step_solved % 100)
     bucket = make_bucket([member], eval_every=1)
-    state = _init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.depth]),
+    state = _init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.n]), jnp.asarray([member.depth]),
                              jnp.asarray([member.width]), jnp.asarray([member.lr], jnp.float32), spec=bucket.spec)
     first_right = None
     for step in range(member.steps):
@@ -121,3 +122,20 @@ def test_large_mixed_population_trains_in_one_call(member_factory):
     assert len(results) == len(members)
     rate = lambda w: np.mean([r.solved for m, r in zip(members, results) if m.width == w])
     assert rate(10) > rate(1)  # wider nets solve 3-bit parity more often
+
+
+def test_members_of_different_n_packed_in_one_program_train_as_alone(member_factory):
+    """Padding invariance extended to n: a 3-bit member inside a 5-bit bucket (inputs padded, rows masked)."""
+    targets = [member_factory(n=3, depth=2, width=w, lr=3e-2, seed=s, steps=400) for w in (2, 5) for s in range(2)]
+    others = [member_factory(n=5, depth=1, width=8, seed=1, steps=400), member_factory(n=4, depth=3, width=6, steps=400)]
+    alone = train_bucket(make_bucket(targets, eval_every=100))
+    mixed_bucket = make_bucket(others + targets, eval_every=100)
+    assert mixed_bucket.spec.n == 5 and mixed_bucket.spec.batch_rows == 32
+    mixed = train_bucket(mixed_bucket)[2:]
+    assert any(r.solved for r in alone) and not all(r.solved for r in alone)  # both outcomes are compared
+    for a, m in zip(alone, mixed):
+        assert abs(a.final_loss - m.final_loss) < 1e-5 and abs(a.final_accuracy - m.final_accuracy) < 1e-6
+        assert (a.solved, a.step_solved, a.steps_run) == (m.solved, m.step_solved, m.steps_run)
+    # The 5-bit member in the mixed bucket sees its whole table: accuracy counts 32 rows.
+    assert train_bucket(make_bucket(others[:1], eval_every=100))[0].final_loss == pytest.approx(
+        train_bucket(mixed_bucket)[0].final_loss, abs=1e-5)
