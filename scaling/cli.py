@@ -6,7 +6,6 @@ import argparse
 import os
 import sqlite3
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaling.errors import UserError
@@ -43,11 +42,22 @@ def _sweep(args) -> None:
     outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, progress=True)
     print(f"{cfg.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
-          f"{outcome.wall_s:.0f} s -> {out}")
+          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time, "
+          f"{outcome.compile_wait_s:.0f} s of it waited for) -> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
         if not table.empty:
             print(f"\n{title}, threshold {cfg.success_threshold}:\n{table.to_string()}")
+
+
+def _plan(args) -> None:
+    from scaling import config, cost
+    from scaling.forecast import parse_oracle, report
+
+    cfg = config.load(args.config)
+    if args.assume_wstar:
+        parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
+    report(cfg, cost.load(probe=True), args.assume_wstar)
 
 
 def _analyze(args) -> None:
@@ -78,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete the store in --out and start over")
     p.add_argument("--devices", type=int, help="shard the population over N devices (default: the file's run.devices)")
     p.set_defaults(func=_sweep)
+    p = sub.add_parser("plan", help="forecast a sweep's members, buckets, programs, FLOPs and time; trains and writes "
+                                    "nothing")
+    p.add_argument("config", help="experiment file, e.g. experiments/paper.toml")
+    p.add_argument("--assume-wstar", metavar="EXPR",
+                   help='replay the whole search against an assumed w*(n, d), e.g. "2*n" or "2**(n-1)/d"')
+    p.set_defaults(func=_plan)
     p = sub.add_parser("analyze", help="fits, figures and REPORT.md from a results directory")
     p.add_argument("dir")
     p.set_defaults(func=_analyze)
@@ -95,8 +111,9 @@ def _enable_compilation_cache() -> None:
     """Reuse compiled bucket programs across runs: a rerun of a small sweep drops from ~30 s to ~6 s here."""
     import jax
 
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scaling" / "jax"
-    jax.config.update("jax_compilation_cache_dir", os.environ.get("SCALING_JAX_CACHE", str(default)))
+    from scaling.cost import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", os.environ.get("SCALING_JAX_CACHE", str(cache_dir() / "jax")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

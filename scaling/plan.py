@@ -5,12 +5,10 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 
+from scaling import cost
 from scaling.config import Config
-from scaling.population import SHARED_FIELDS, Bucket, Member, make_bucket, member_bytes
-
-# Widths that share a bucket lie within this factor of each other: hidden layers cost width^2, so a
-# factor of 2 bounds the padding waste near 4x while keeping the number of compiled programs small.
-WIDTH_SPREAD = 2
+from scaling.cost import CostModel
+from scaling.population import SHARED_FIELDS, Bucket, Member, make_bucket, member_bytes, rung
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
@@ -19,17 +17,24 @@ def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = 
     (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
     per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
     width = 0 if depth == 0 else width
-    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS if f != "n"}  # the config names them as Member does
+    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS}  # the config names them as Member does
     return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.steps)
             for lr, seed in itertools.product(lrs or cfg.lrs, range(cfg.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:
-    """The first round: the width grid at every (n, depth), and the depth grid at every min-depth width."""
-    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)}
+    """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
+    the search climbs from there), and the depth grid at every min-depth width."""
+    first = (lambda ws: ws[:1]) if cfg.width_search == "adaptive" else (lambda ws: ws)
+    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
     points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
                for d in range(1, cfg.min_depth_max_at(n) + 1)}
     return [m for p in sorted(points) for m in members_at(cfg, *p)]
+
+
+def width_rung(width: int) -> int:
+    """The bucket width that holds `width` (population.rung): 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
+    return rung(width)
 
 
 def _bytes_per_member(bucket: Bucket) -> int:
@@ -37,33 +42,60 @@ def _bytes_per_member(bucket: Bucket) -> int:
     return member_bytes(s.n, s.depth_max, s.width_max, s.batch_rows)
 
 
-def _width_groups(members: list[Member]) -> list[list[Member]]:
-    """Split members (of one spec) into runs of widths within WIDTH_SPREAD of each other."""
-    groups: list[list[Member]] = []
-    for m in sorted(members, key=lambda m: (m.width, m.depth, m.lr, m.seed)):
-        if groups and m.width <= WIDTH_SPREAD * groups[-1][0].width:
-            groups[-1].append(m)
-        else:
-            groups.append([m])
-    return groups
+def _make(members: list[Member], cfg: Config) -> Bucket:
+    return make_bucket(members, eval_every=cfg.eval_every, max_batch_rows=cfg.max_batch_rows,
+                       width_max=width_rung(max(m.width for m in members)))
 
 
-def plan_buckets(members: list[Member], cfg: Config) -> list[Bucket]:
-    """Group members into buckets: one spec each, widths within a factor of 2, and under the memory budget.
+def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
+    whole = _make(members, cfg)
+    per_bucket = max(1, cfg.bucket_mib * 2**20 // _bytes_per_member(whole))
+    return [whole] if len(members) <= per_bucket else [
+        _make(members[i:i + per_bucket], cfg) for i in range(0, len(members), per_bucket)]
 
-    Depths share a bucket (padded with gated identity layers) when cfg.pad_depth, else each depth gets its
-    own; depth 0 always stands alone since it has no hidden layer to pad.
+
+def _families(members: list[Member], cfg: Config, mix_n: bool) -> dict[tuple, dict[int, list[Member]]]:
+    """Members that may share a program (one spec family), split by width rung.
+
+    Depths share a family (padded with gated identity layers) when cfg.pad_depth; depth 0 always stands
+    alone since it has no hidden layer to pad. With mix_n, every n whose table is one full batch shares
+    too (inputs padded, rows masked per member).
     """
-    by_spec: dict[tuple, list[Member]] = defaultdict(list)
-    for m in members:
+    families: dict[tuple, dict[int, list[Member]]] = defaultdict(lambda: defaultdict(list))
+    for m in sorted(members):
         depth_key = m.depth if (not cfg.pad_depth or m.depth == 0) else -1
-        by_spec[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key)].append(m)
-    buckets = []
-    for key in sorted(by_spec):
-        for group in _width_groups(by_spec[key]):
-            whole = make_bucket(group, eval_every=cfg.eval_every, max_batch_rows=cfg.max_batch_rows)
-            per_bucket = max(1, cfg.bucket_mib * 2**20 // _bytes_per_member(whole))
-            for i in range(0, len(group), per_bucket):
-                buckets.append(make_bucket(group[i:i + per_bucket], eval_every=cfg.eval_every,
-                                           max_batch_rows=cfg.max_batch_rows))
-    return buckets
+        n_key = -1 if (mix_n and m.depth > 0 and 2**m.n <= cfg.max_batch_rows) else m.n
+        families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][width_rung(m.width)].append(m)
+    return families
+
+
+def _pack(rungs: dict[int, list[Member]], cfg: Config, model: CostModel, known: set) -> list[Bucket]:
+    """Greedy, narrow to wide: a rung joins the bucket below it when the model predicts that one padded
+    bucket (one program fewer) trains faster than two."""
+    cost = lambda ms: model.forecast(_split_for_memory(ms, cfg), known)["total_s"]
+    groups: list[list[Member]] = []
+    for rung in sorted(rungs):
+        here = rungs[rung]
+        if groups and cost(groups[-1] + here) <= cost(groups[-1]) + cost(here):
+            groups[-1] = groups[-1] + here
+        else:
+            groups.append(list(here))
+    return [b for g in groups for b in _split_for_memory(g, cfg)]
+
+
+def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = None,
+                 known: set | None = None) -> list[Bucket]:
+    """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
+
+    Bucket widths come from the width ladder (width_rung). Two plans are costed, one that keeps each n in
+    its own programs and one that packs every full-batch n together, and the one with the smaller predicted
+    wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, usually tighter ones.
+    `known`: (spec, population size) of programs already compiled, which cost nothing more.
+    """
+    model = model or cost.default_model("cpu", "unknown")
+    known = known or set()
+    plans = []
+    for mix_n in (False, True):
+        buckets = [b for rungs in _families(members, cfg, mix_n).values() for b in _pack(rungs, cfg, model, known)]
+        plans.append((model.forecast(buckets, known)["total_s"], mix_n, buckets))
+    return min(plans, key=lambda p: (p[0], p[1]))[2]

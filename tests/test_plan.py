@@ -1,26 +1,51 @@
 import dataclasses
+import json
+
+import pytest
 
 from scaling import config
-from scaling.plan import _bytes_per_member, grid_members, plan_buckets
+from conftest import TINY
+from scaling.cost import CostModel
+from scaling.errors import UserError
+from scaling.forecast import parse_oracle, simulate, total, upper_bound
+from scaling.plan import _bytes_per_member, grid_members, plan_buckets, width_rung
 from scaling.population import padding_waste
 
-CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\nwidths = {max = 16}\n'
+CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\nwidths = {max = 16, search = "grid"}\n'
                    '[search]\nseeds = 2\nmin_depth_widths = []\n')
 
 
-def test_buckets_share_a_spec_and_keep_widths_within_a_factor_of_two():
+FLOPS_BOUND = CostModel("cpu", "test", compile_s=0.0, compile_s_per_layer=0.0, step_latency_s=0.0,
+                        flops_per_s=1e9, activations_per_s=1e9, calibrated=True)
+COMPILE_BOUND = dataclasses.replace(FLOPS_BOUND, compile_s=100.0, flops_per_s=1e18, activations_per_s=1e18)
+
+
+def test_the_cost_model_chooses_between_tight_buckets_and_few_programs():
     members = grid_members(CFG)
-    buckets = plan_buckets(members, CFG)
-    assert sorted(m for b in buckets for m in b.members) == sorted(members)  # every member exactly once
-    for b in buckets:
-        widths = [m.width for m in b.members]
-        assert max(widths) <= 2 * min(widths) and len({m.n for m in b.members}) == 1
-        assert (b.spec.depth_max == 0) == all(m.depth == 0 for m in b.members)  # depth 0 stands alone
+    for model in (FLOPS_BOUND, COMPILE_BOUND):
+        buckets = plan_buckets(members, CFG, model)
+        assert sorted(m for b in buckets for m in b.members) == sorted(members)  # every member exactly once
+        for b in buckets:
+            assert b.spec.width_max == width_rung(b.spec.width_max)  # bucket widths come from the ladder
+            assert (b.spec.depth_max == 0) == all(m.depth == 0 for m in b.members)  # depth 0 stands alone
+    tight, few = plan_buckets(members, CFG, FLOPS_BOUND), plan_buckets(members, CFG, COMPILE_BOUND)
+    # Free compiles: no bucket pads a width to another rung or an n to another table.
+    assert all(len({width_rung(m.width) for m in b.members}) == 1 and len({m.n for m in b.members}) == 1
+               for b in tight)
+    # Costly compiles: one program per family: depth 0 at each n, and every hidden depth, width and n together.
+    hidden = [b for b in few if b.spec.depth_max > 0]
+    assert len(few) == 3 and len(hidden) == 1 and {m.n for m in hidden[0].members} == {3, 4}
+    assert padding_waste(tight) < padding_waste(few) and len(tight) > len(few)
     depth0 = [m for m in members if m.depth == 0]
     assert {m.width for m in depth0} == {0} and len(depth0) == 2 * len(CFG.lrs) * CFG.seeds  # once per n
-    by_depth = plan_buckets(members, dataclasses.replace(CFG, pad_depth=False))
-    assert all(len({m.depth for m in b.members}) == 1 for b in by_depth) and len(by_depth) > len(buckets)
-    assert padding_waste(by_depth) < padding_waste(buckets)
+    by_depth = plan_buckets(members, dataclasses.replace(CFG, pad_depth=False), FLOPS_BOUND)
+    assert all(len({m.depth for m in b.members}) == 1 for b in by_depth) and len(by_depth) > len(tight)
+    assert padding_waste(by_depth) < padding_waste(tight)
+
+
+def test_width_ladder():
+    assert [width_rung(w) for w in (0, 1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 1000)] == [
+        0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 1024]
 
 
 def test_memory_budget_splits_large_groups():
@@ -30,3 +55,39 @@ def test_memory_budget_splits_large_groups():
     assert len(tight) > len(roomy)
     assert all(len(b.members) == 1 or len(b.members) * _bytes_per_member(b) <= 8 * 2**20 for b in tight)
     assert sorted(m for b in tight for m in b.members) == sorted(members)
+
+
+def _snapshot(root):
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_scaling_plan_forecasts_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from scaling.cli import main
+    from scaling.cost import _path
+
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SCALING_JAX_CACHE", str(tmp_path / "cache" / "jax"))
+    model = _path("cpu", "cpu")  # a cached model, so that the plan needs no probe
+    model.parent.mkdir(parents=True)
+    model.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(FLOPS_BOUND, device="cpu"))))
+    experiment = tmp_path / "e.toml"
+    experiment.write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main(["plan", str(experiment), "--assume-wstar", "n + d"]) == 0
+    assert _snapshot(tmp_path) == before  # no results directory, no store, no cache entry
+    text = capsys.readouterr().out
+    assert "round 0:" in text and "whole search, bound:" in text and "with w* = n + d:" in text
+    assert main(["plan", str(experiment), "--assume-wstar", "__import__('os')"]) == 2
+    assert "--assume-wstar" in capsys.readouterr().err and _snapshot(tmp_path) == before
+
+
+def test_the_forecast_replays_the_search_and_stays_under_its_bound():
+    cfg = config.parse(TINY)
+    rounds = simulate(cfg, lambda n, d: n + d, FLOPS_BOUND)
+    searched, bound = total(rounds), upper_bound(cfg, FLOPS_BOUND)
+    assert len(rounds) >= 3 and searched.members <= bound.members
+    assert searched.padded_flops <= bound.padded_flops and searched.useful_flops <= searched.padded_flops
+    with pytest.raises(UserError, match="names 'x'"):
+        parse_oracle("2*x")
+    assert parse_oracle("2**(n-1)/d")(5, 2) == 8.0

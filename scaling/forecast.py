@@ -1,0 +1,193 @@
+"""`scaling plan CONFIG`: what a sweep will cost, before anything is trained (a dry run that writes nothing).
+
+It plans round 0 exactly as a sweep would (members, buckets, programs, padded and useful training FLOPs),
+bounds the whole search from above, and, given an assumed w*(n, d), replays every round of the search
+against that oracle. Times come from the backend's cost model (scaling.cost) and assume that every member
+runs its whole budget, so they are upper bounds; FLOPs count a training step as 6 multiply-add FLOPs per
+weight and row (population.TRAIN_FLOPS_PER_MADD).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from typing import Callable
+
+import pandas as pd
+
+from scaling import plan, search
+from scaling.config import Config
+from scaling.cost import CostModel
+from scaling.errors import UserError
+from scaling.population import Bucket, Member, capacity
+
+_FUNCTIONS = {f: getattr(math, f) for f in ("log2", "log", "log10", "sqrt", "exp", "ceil", "floor")}
+_FUNCTIONS.update(min=min, max=max, abs=abs)
+_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,
+          ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Mod, ast.USub, ast.UAdd)
+
+
+def parse_oracle(expr: str) -> Callable[[int, int], float]:
+    """w*(n, d) from an expression in n and d (the depth), e.g. "1.5*n" or "2**(n-1)" or "n*log2(n)/d"."""
+    where = "--assume-wstar"
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as e:
+        raise UserError(where, f"{expr!r} is not an expression ({e.msg})") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _NODES):
+            raise UserError(where, f"{expr!r} uses {type(node).__name__}; allowed: numbers, n, d, + - * / // % **, "
+                                   f"and {', '.join(sorted(_FUNCTIONS))}")
+        if isinstance(node, ast.Name) and node.id not in {"n", "d", *_FUNCTIONS}:
+            raise UserError(where, f"{expr!r} names {node.id!r}; use n (bits) and d (depth)")
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
+            raise UserError(where, f"{expr!r} calls something other than {', '.join(sorted(_FUNCTIONS))}")
+    code = compile(tree, where, "eval")
+
+    def wstar(n: int, d: int) -> float:
+        try:
+            return float(eval(code, {"__builtins__": {}}, {**_FUNCTIONS, "n": n, "d": d}))
+        except (ArithmeticError, ValueError, TypeError) as e:
+            raise UserError(where, f"{expr!r} fails at n = {n}, d = {d} ({e})") from None
+
+    wstar(2, 1)  # fail now on an expression that cannot be evaluated
+    return wstar
+
+
+@dataclasses.dataclass
+class Tally:
+    """The cost of some buckets: members, buckets, new programs, FLOPs (whole budgets) and predicted seconds."""
+
+    members: int = 0
+    buckets: int = 0
+    programs: int = 0
+    padded_flops: float = 0.0
+    useful_flops: float = 0.0
+    compile_s: float = 0.0
+    train_s: float = 0.0
+
+    def add(self, buckets: list[Bucket], model: CostModel, known: set) -> None:
+        forecast = model.forecast(buckets, known)
+        self.members += sum(len(b.members) for b in buckets)
+        self.buckets += len(buckets)
+        self.programs += forecast["programs"]
+        self.compile_s += forecast["compile_s"]
+        self.train_s += forecast["train_s"]
+        for b in buckets:
+            padded, useful = b.flops()
+            self.padded_flops += padded * b.steps
+            self.useful_flops += useful * b.steps
+        known |= {(b.spec, capacity(len(b.members))) for b in buckets}
+
+    @property
+    def waste(self) -> float:
+        return self.padded_flops / max(self.useful_flops, 1.0)
+
+    def line(self) -> str:
+        return (f"{self.members:,} members in {self.buckets:,} buckets, {self.programs:,} bucket shapes to compile; "
+                f"{self.padded_flops:.3g} padded / {self.useful_flops:.3g} useful training FLOPs "
+                f"(waste {self.waste:.2f}x); at most {_duration(self.compile_s + self.train_s)} here "
+                f"({_duration(self.compile_s)} of it compiling)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _tally(members: list[Member], cfg: Config, model: CostModel) -> Tally:
+    tally = Tally()
+    tally.add(plan.plan_buckets(members, cfg, model), model, set())
+    return tally
+
+
+def _budget_factor(cfg: Config) -> int:
+    """Sum of the budgets that the budget rule may try, in units of train.steps (1 + 2 + 4 + ...)."""
+    total, budget = 0, cfg.steps
+    while budget <= cfg.max_steps:
+        total += budget
+        budget *= search.BUDGET_FACTOR
+    return total // cfg.steps
+
+
+def upper_bound(cfg: Config, model: CostModel) -> Tally:
+    """A bound on the whole search: in every (n, depth) cell, every rung of the coarse grid plus the longest
+    bisection (within the widest gap), at every budget the budget rule may reach, with every learning rate the
+    edge rule may add; plus the min-depth grid."""
+    members = []
+    extra_lrs = tuple(float(f"{min(cfg.lrs) / search.LR_FACTOR**k:.6g}") for k in range(1, cfg.lr_extend + 1)) + tuple(
+        float(f"{max(cfg.lrs) * search.LR_FACTOR**k:.6g}") for k in range(1, cfg.lr_extend + 1))
+    for n in cfg.ns:
+        widths = set(cfg.widths_at(n))
+        if cfg.width_search == "adaptive" and len(cfg.widths_at(n)) > 1:
+            lo, hi = cfg.widths_at(n)[-2:]
+            while hi - lo > 1:  # the bisection that climbs the whole top gap
+                lo = (lo + hi) // 2
+                widths.add(lo)
+        for depth in cfg.depths_at(n):
+            for width in sorted(widths):
+                members += plan.members_at(cfg, n, depth, width, lrs=cfg.lrs + extra_lrs)
+    tally = _tally(members, cfg, model)
+    factor = _budget_factor(cfg)
+    for field in ("members", "padded_flops", "useful_flops", "train_s"):
+        setattr(tally, field, getattr(tally, field) * factor)
+    depth_grid = [m for m in plan.grid_members(cfg) if (m.n, m.depth, m.width) not in
+                  {(n, d, w) for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)}]
+    if depth_grid:
+        extra = _tally(depth_grid, cfg, model)
+        for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s"):
+            setattr(tally, field, getattr(tally, field) + getattr(extra, field))
+    return tally
+
+
+def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200) -> list[Tally]:
+    """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth)."""
+    rows: list[tuple] = []
+    done: set[Member] = set()
+    known: set = set()
+    rounds: list[Tally] = []
+    columns = ["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"]
+    for _ in range(max_rounds):
+        df = pd.DataFrame(rows, columns=columns)
+        todo = sorted({m for m in search.wanted_members(cfg, df) if m not in done})
+        if not todo:
+            return rounds
+        tally = Tally()
+        tally.add(plan.plan_buckets(todo, cfg, model, known), model, known)
+        rounds.append(tally)
+        for m in todo:
+            solved = m.depth > 0 and m.width >= wstar(m.n, m.depth)
+            rows.append((m.n, m.depth, m.width, m.lr, m.seed, m.steps, solved, 1 if solved else None))
+        done.update(todo)
+    raise UserError("--assume-wstar", f"the search did not settle within {max_rounds} rounds")
+
+
+def total(tallies: list[Tally]) -> Tally:
+    out = Tally()
+    for t in tallies:
+        for f in dataclasses.fields(Tally):
+            setattr(out, f.name, getattr(out, f.name) + getattr(t, f.name))
+    return out
+
+
+def report(cfg: Config, model: CostModel, assume_wstar: str | None = None) -> dict:
+    """Print the forecast; returns it as a dict (for tests and the README)."""
+    oracle = parse_oracle(assume_wstar) if assume_wstar else None
+    source = "calibrated" if model.calibrated else "built-in default, not calibrated"
+    print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}). FLOPs and times "
+          "assume every member runs its whole budget.")
+    grid = [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n) for m in plan.members_at(cfg, n, d, w)]
+    out = {"round0": _tally(plan.grid_members(cfg), cfg, model), "upper_bound": upper_bound(cfg, model),
+           "full_grid": _tally(sorted(set(grid)), cfg, model)}
+    print(f"  round 0:              {out['round0'].line()}")
+    print(f"  whole search, bound:  {out['upper_bound'].line()}")
+    print(f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)")
+    if oracle is not None:
+        rounds = simulate(cfg, oracle, model)
+        out["rounds"], out["search"] = rounds, total(rounds)
+        print(f"  with w* = {assume_wstar}: {len(rounds)} rounds, {out['search'].line()}")
+    return out
