@@ -1,9 +1,12 @@
 """The adaptive search: which members the current results ask for next.
 
 The search is a pure function of the config and the rows trained so far, so a stopped sweep resumes by
-asking it again. Round 0 is the grid (plan.grid_members). Each later round bisects, in every (n, depth)
-cell, the gap between the largest failing width and w* (by the monotone definition in stats), until the
-two are adjacent. A cell where nothing passes up to the bound stays censored.
+asking it again. Widths grow from below (galloping): round 0 trains the first width of the coarse grid in
+every (n, depth) cell (plan.grid_members), and each later round trains the next coarse width (twice the last)
+in every cell where no tested width passes yet. Once one passes, the search bisects the gap between the
+largest failing width and w* (by the monotone definition in stats) until the two are adjacent. So a cell
+never trains a width above twice its first passing width, and the wide, expensive end of the grid is only
+reached by cells that need it. A cell where nothing passes up to the bound stays censored.
 
 The budget rule: a settled cell whose w* at half its budget differs from w* at its whole budget is
 budget-limited; while twice its budget stays within search.max_steps, every width it tested is trained
@@ -26,13 +29,19 @@ from scaling.population import Member
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
 
-def _refinement_width(cell: pd.DataFrame, threshold: float) -> int | None:
-    """The next width to test in one (n, depth) cell, or None when the cell is settled or censored."""
+def _next_width(cell: pd.DataFrame, ladder: tuple[int, ...], threshold: float) -> int | None:
+    """The next width to test in one (n, depth) cell, or None when the cell is settled or censored.
+
+    `ladder` is the coarse grid (doubling widths up to the bound) that the gallop climbs.
+    """
     by_width = crossfit_rates(cell, ["width"])
     widths = by_width["width"].to_numpy()
     hi = monotone_min(widths, (by_width["rate"] >= threshold).to_numpy())
-    if hi is None or not np.any(widths < hi):
-        return None  # censored (nothing passes at the bound), or the smallest tested width passes
+    if hi is None:  # the widest tested width fails: climb one rung, or stay censored at the bound
+        above = [w for w in ladder if w > widths.max()]
+        return above[0] if above else None
+    if not np.any(widths < hi):
+        return None  # the smallest tested width passes
     lo = int(widths[widths < hi].max())  # the largest failing width below w*
     return (lo + int(hi)) // 2 if hi - lo > 1 else None
 
@@ -91,7 +100,8 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             complete = now[now["width"].isin(full)]
             if complete.empty or len(counts) != len(complete["width"].unique()):
                 continue
-            width = _refinement_width(complete, cfg.success_threshold) if cfg.width_search == "adaptive" else None
+            width = (_next_width(complete, cfg.widths_at(n), cfg.success_threshold)
+                     if cfg.width_search == "adaptive" and depth > 0 else None)
             if width is not None:
                 wanted += plan.members_at(cfg, n, depth, width, steps=budget)
                 continue

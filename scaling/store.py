@@ -40,7 +40,12 @@ MEMBER_COLUMNS = {**{c: _SQL_TYPE[f.type] for c, f in _IDENTITY.items()},
 RUN_COLUMNS = {"run_id": "INTEGER PRIMARY KEY AUTOINCREMENT", "config_name": "TEXT", "config_text": "TEXT",
                "config_hash": "TEXT", "jax_version": "TEXT", "flax_version": "TEXT", "optax_version": "TEXT",
                "python_version": "TEXT", "backend": "TEXT", "device_kind": "TEXT", "device_count": "INTEGER",
-               "git_commit": "TEXT", "started_at": "TEXT", "ended_at": "TEXT"}
+               "git_commit": "TEXT", "started_at": "TEXT", "ended_at": "TEXT", "compiles": "INTEGER",
+               "compile_s": "REAL"}
+# Written when a run ends. compiles and compile_s came later: a store without them gains them (ALTER TABLE).
+_RUN_END = ("ended_at", "compiles", "compile_s")
+_ADDED_LATER = ("compiles", "compile_s")
+_RUN_START = [c for c in RUN_COLUMNS if c != "run_id" and c not in _RUN_END]
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});
 CREATE TABLE IF NOT EXISTS members (
@@ -104,7 +109,7 @@ def check_store(conn: sqlite3.Connection, path: Path) -> None:
             raise UserError(str(path), f"has no {table} table (it was dropped or never written); "
                                        "start over with --fresh or another --out")
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-        missing = [c for c in columns if c not in have]
+        missing = [c for c in columns if c not in have and not (table == "runs" and c in _ADDED_LATER)]
         if missing:
             raise UserError(str(path), f"was written by another version of scaling (its {table} table lacks "
                                        f"{', '.join(missing)}); read it with that version, or start over with --fresh")
@@ -252,12 +257,15 @@ class Store:
             self._refuse_another_config(cfg)  # before the first write, so a refused store stays byte for byte
             self.conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
             self.conn.executescript(_SCHEMA)
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            for column in (c for c in _ADDED_LATER if c not in have):
+                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {RUN_COLUMNS[column]}")
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 self._refuse_another_config(cfg)
                 self.conn.execute("DELETE FROM runs WHERE config_hash != ? AND run_id NOT IN "
                                   "(SELECT DISTINCT run_id FROM members)", (cfg.hash(),))
-                cur = self.conn.execute(f"INSERT INTO runs ({', '.join(list(RUN_COLUMNS)[1:-1])}) "
+                cur = self.conn.execute(f"INSERT INTO runs ({', '.join(_RUN_START)}) "
                                         f"VALUES ({', '.join('?' * len(provenance))})", provenance)
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -279,9 +287,11 @@ class Store:
             raise UserError(str(self.path), f"was written by another config (hash {other[0]}, this one is "
                                             f"{cfg.hash()}); use --fresh to start over or another --out")
 
-    def end_run(self, run_id: int) -> None:
+    def end_run(self, run_id: int, compiles: int | None = None, compile_s: float | None = None) -> None:
+        """Mark a run finished, with the programs it compiled and the compiler's seconds."""
         try:
-            self.conn.execute("UPDATE runs SET ended_at = ? WHERE run_id = ?", (_now(), run_id))
+            self.conn.execute("UPDATE runs SET ended_at = ?, compiles = ?, compile_s = ? WHERE run_id = ?",
+                              (_now(), compiles, compile_s, run_id))
         except sqlite3.Error as e:
             raise _sql_fault(self.path, e, "closing the run") from None
 

@@ -13,7 +13,7 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from scaling import search
+from scaling import cost, search
 from scaling.config import Config
 from scaling.errors import UserError
 from scaling.outputs import SUMMARY, write_atomic
@@ -21,7 +21,7 @@ from scaling.plan import plan_buckets
 from scaling.population import Bucket, padding_waste
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
-from scaling.train import train_bucket
+from scaling.train import PROGRAMS, Programs, train_bucket
 
 
 @dataclasses.dataclass
@@ -33,6 +33,9 @@ class SweepOutcome:
     wall_s: float
     padding_waste: float  # padded FLOPs / useful FLOPs over the buckets trained (1.0 = none)
     summary: pd.DataFrame
+    compiles: int = 0  # XLA programs compiled by this call
+    compile_s: float = 0.0  # the compiler's seconds (in the background thread, mostly while another bucket trained)
+    compile_wait_s: float = 0.0  # seconds that training waited for a compile
 
 
 def make_mesh(devices: int | None) -> Mesh | None:
@@ -55,35 +58,42 @@ def run_sweep(
     devices: int | None = None,
     progress: bool = True,
     on_bucket: Callable[[Bucket], None] | None = None,
+    programs: Programs = PROGRAMS,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses one bucket at most."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
+    compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
         run_id = store.start_run(cfg)
     except BaseException:
         store.close()
         raise
-    skipped = rounds = 0
+    rounds = 0
     trained_buckets: list[Bucket] = []
     bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
+    compiled = lambda: {k: v - compiled_before[k] for k, v in programs.counters().items()}
     try:
+        model = cost.load(probe=True, progress=bar.write if progress else lambda _: None)
         df = store.frame()
+        skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
         while True:
             done = stored_members(df)  # df is re-read after every bucket, so it is current
             wanted = search.wanted_members(cfg, df)
             todo = sorted({m for m in wanted if m not in done})
-            if rounds == 0:
-                skipped = len(set(wanted) & done)
             if not todo:
                 break
-            buckets = plan_buckets(todo, cfg)
+            buckets = plan_buckets(todo, cfg, model, known=programs.shapes())
             bar.total += len(todo)
+            for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
+                programs.prefetch(bucket, mesh)
             for i, bucket in enumerate(buckets):
-                bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} n={bucket.spec.n} "
-                                    f"w<={bucket.spec.width_max} solved {int(df['solved'].sum()) if len(df) else 0}")
-                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh,
+                c = compiled()
+                bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} n<={bucket.spec.n} "
+                                    f"w<={bucket.spec.width_max} solved {int(df['solved'].sum()) if len(df) else 0} "
+                                    f"compiled {c['compiles']} ({c['compile_s']:.0f} s)")
+                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
                                        on_chunk=lambda finished, live: bar.update(finished))
                 store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
                 trained_buckets.append(bucket)
@@ -92,11 +102,15 @@ def run_sweep(
                     on_bucket(bucket)
             rounds += 1
         summary = summarize(df, cfg)
-        store.end_run(run_id)
+        counts = compiled()
+        store.end_run(run_id, compiles=counts["compiles"], compile_s=round(counts["compile_s"], 3))
     finally:
+        programs.cancel_pending()
         bar.close()
         store.close()
     write_atomic({Path(out_dir) / SUMMARY: summary.to_csv(index=False)})
     trained = sum(len(b.members) for b in trained_buckets)
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
-    return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary)
+    return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary,
+                        compiles=counts["compiles"], compile_s=counts["compile_s"],
+                        compile_wait_s=counts["compile_wait_s"])

@@ -1,3 +1,4 @@
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
 from scaling.sweep import run_sweep
+from scaling.train import PROGRAMS, Programs, trace_count
 from scaling.errors import UserError
 
 from conftest import TINY
@@ -118,6 +120,25 @@ def test_bisection_finds_every_threshold_with_few_widths():
     assert widths_tested.max() <= 7 + 6  # the coarse grid plus log2(32) bisection steps, not all 64 widths
 
 
+def test_galloping_matches_the_exhaustive_grid_with_fewer_members_and_never_trains_above_twice_w_star():
+    """The same oracle against the gallop (1, 2, 4, ... then bisection) and against every width 1..64."""
+    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
+                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]"))
+    thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 33, (3, 2): 65, (4, 1): 5, (4, 2): 20}
+    oracle = lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None
+    gallop = _search_against(cfg, oracle)
+    exhaustive = _search_against(dataclasses.replace(cfg, widths=tuple(range(1, 65)), width_search="grid"), oracle)
+    pick = lambda df: min_width(df).set_index(["n", "depth"])[["w_star", "censored", "bound"]].sort_index()
+    mine, theirs = pick(gallop), pick(exhaustive)
+    pd.testing.assert_frame_equal(mine[["w_star", "censored"]], theirs[["w_star", "censored"]])
+    assert (mine.loc[mine["censored"], "bound"] == 64).all()  # a censored cell climbed to the bound
+    assert len(gallop) < len(exhaustive) / 4
+    widest = gallop.groupby(["n", "depth"])["width"].max()
+    for cell, k in thresholds.items():
+        assert widest[cell] <= (2 * k if k <= 64 else 64), cell  # the first passing rung lies in [w*, 2 w*)
+
+
 def test_the_budget_rule_reruns_budget_limited_cells_at_twice_the_budget_up_to_max_steps():
     """Oracle: at n = 2 a member of width w solves at step 6400 / w, so each doubling of the budget halves
     w*; at n = 3 it solves at step 10 from width 5 on, whatever the budget."""
@@ -167,3 +188,22 @@ def test_the_learning_rate_edge_rule_extends_the_grid_at_transition_widths_up_to
     assert set(extended["lr"]) == {0.09} and set(extended["width"]) <= {5, 6, 7, 8}  # never below: no gain there
     summary = summarize(df, cfg).set_index("n")
     assert summary.loc[3, "w_star"] == 6 and summary.loc[3, "best_lr"] in (0.03, 0.09)
+
+
+def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
+    """Counted through the trace counter: every chunk program is traced once (no silent recompiles), programs
+    repeat across rounds (far fewer than one per bucket and round), and an identical second sweep compiles none."""
+    PROGRAMS.wait_idle()  # earlier tests' sweeps may still be compiling in the background
+    programs = Programs()
+    traces = trace_count()
+    first = run_sweep(config.parse(TINY), tmp_path / "a", progress=False, programs=programs)
+    chunk_shapes = programs.shapes()
+    # At most one trace per (spec, population size): none when an earlier test already traced that shape.
+    assert trace_count() - traces <= len(chunk_shapes)
+    traces = trace_count()
+    assert first.compiles == programs.compiles and first.compile_s > 0
+    assert first.compiles <= 3 * len(chunk_shapes) and first.compiles <= 24  # init, chunk and compaction programs
+    second = run_sweep(config.parse(TINY), tmp_path / "b", progress=False, programs=programs)
+    assert second.trained == first.trained and second.compiles == 0 and trace_count() == traces
+    with sqlite3.connect(tmp_path / "a" / STORE_NAME) as conn:
+        assert conn.execute("SELECT compiles FROM runs").fetchone()[0] == first.compiles
