@@ -1,13 +1,12 @@
-"""`make bench`: throughput of the population engine, as ratios against baselines measured in the same run.
+"""`make bench`: the engine against its baselines on one workload, as ratios measured in the same run.
 
-One fixed workload (mixed depths and widths, a learning rate too small for anyone to solve, so every
-member does the full budget) is trained four ways:
-  planned          what a sweep does: plan_buckets with pad_depth = true (depths share a bucket through
-                   gated identity layers; widths within a factor of 2 share a bucket)
-  planned_by_depth plan_buckets with pad_depth = false (one bucket per depth and width class)
-  one_bucket       every member padded into a single bucket
-  one_by_one       a Python loop over members, one jitted program per member (the naive baseline)
-Each is timed cold (compiles included, with the persistent compile cache off) and warm (a second run).
+The workload (issue 9): w* of n = 10 parity at depth 2 over widths 1..32, 8 seeds, Adam at 1e-2, 2000 steps,
+full batches, solved members checked every 100 steps. Four ways, each cold (its own compiles included, the
+persistent compile cache off) and each with fresh in-memory programs:
+  sweep       `scaling sweep` of the workload's config: the galloping search, planned buckets, early stops
+  grid        every width 1..32, planned and trained by the engine (early stops, compaction), no search
+  naive_vmap  one jit(vmap) of all 256 members padded to width 32, every member for the whole budget
+  one_by_one  a Python loop that trains one model at a time (one program per width), stopping when solved
 """
 
 from __future__ import annotations
@@ -15,33 +14,64 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import jax
 
-from scaling import config
+from scaling import config, cost
 from scaling.errors import UserError
 from scaling.outputs import write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Member, make_bucket, padding_waste
-from scaling.train import train_bucket
+from scaling.train import Programs, train_bucket
 
-STEPS, EVAL_EVERY = 1000, 100
-WIDTHS = (2, 4, 8, 16, 32)
+N, DEPTH, WIDTHS, SEEDS, LR, STEPS, EVAL_EVERY = 10, 2, range(1, 33), 8, 1e-2, 2000, 100
+WORKLOAD = f"""
+[experiment]
+name = "bench"
+[task]
+n = {N}
+[model]
+depths = [{DEPTH}]
+widths = {{max = {max(WIDTHS)}}}
+[train]
+lrs = [{LR}]
+steps = {STEPS}
+eval_every = {EVAL_EVERY}
+[search]
+seeds = {SEEDS}
+min_depth_widths = []
+lr_extend = 0
+"""
 
 
-def workload(n: int = 8) -> list[Member]:
-    base = Member(task="parity", n=n, encoding="pm1", depth=1, width=1, activation="relu", init="he",
-                  optimizer="adam", loss="bce", lr=1e-9, seed=0, steps=STEPS)
-    return [dataclasses.replace(base, depth=d, width=w, seed=s) for d in (1, 2, 3) for w in WIDTHS for s in range(4)]
+def workload() -> list[Member]:
+    base = Member(task="parity", n=N, encoding="pm1", depth=DEPTH, width=1, activation="relu", init="he",
+                  optimizer="adam", loss="bce", lr=LR, seed=0, steps=STEPS)
+    return [dataclasses.replace(base, width=w, seed=s) for w in WIDTHS for s in range(SEEDS)]
 
 
-def _time(buckets) -> float:
+def _train(buckets, programs: Programs, stop_early: bool = True) -> dict:
     start = time.perf_counter()
-    for b in buckets:
-        train_bucket(b)
-    return time.perf_counter() - start
+    solved = sum(r.solved for b in buckets for r in train_bucket(b, programs=programs, stop_early=stop_early))
+    return {"wall_s": time.perf_counter() - start, "members": sum(len(b.members) for b in buckets),
+            "buckets": len(buckets), "solved": solved, "compiles": programs.compiles,
+            "compile_s": programs.compile_s, "padding_waste": padding_waste(buckets)}
+
+
+def _sweep(cfg) -> dict:
+    from scaling.sweep import run_sweep
+
+    programs = Programs()  # cold: nothing compiled before
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        outcome = run_sweep(cfg, out, progress=False, programs=programs)
+        wall = time.perf_counter() - start
+    star = outcome.summary.query("kind == 'min_width'")["w_star"].tolist()
+    return {"wall_s": wall, "members": outcome.trained, "buckets": outcome.buckets, "w_star": star,
+            "compiles": programs.compiles, "compile_s": programs.compile_s, "padding_waste": outcome.padding_waste}
 
 
 def run_bench(out: str | Path = "bench.json") -> dict:
@@ -49,40 +79,33 @@ def run_bench(out: str | Path = "bench.json") -> dict:
     if not out.parent.is_dir():  # fail now, not after minutes of benchmarking
         raise UserError(str(out), f"cannot write the report: no directory {out.parent}")
     jax.config.update("jax_enable_compilation_cache", False)  # cold means cold
+    cfg = config.parse(WORKLOAD)
     members = workload()
-    cfg = config.parse(f'[experiment]\nname = "bench"\n[task]\nn = {members[0].n}\n[train]\neval_every = {EVAL_EVERY}\n')
-    ways = {
-        "planned": plan_buckets(members, cfg),
-        "planned_by_depth": plan_buckets(members, dataclasses.replace(cfg, pad_depth=False)),
-        "one_bucket": [make_bucket(members, eval_every=EVAL_EVERY)],
-        "one_by_one": [make_bucket([m], eval_every=EVAL_EVERY) for m in members],
-    }
-    member_steps = len(members) * STEPS
-    results = {}
-    for name, buckets in ways.items():
-        cold = _time(buckets)
-        warm = _time(buckets)
-        results[name] = {"buckets": len(buckets), "cold_s": round(cold, 3), "warm_s": round(warm, 3),
-                         "warm_member_steps_per_s": round(member_steps / warm),
-                         "padding_waste": round(padding_waste(buckets), 3)}
-    ratio = lambda a, b, key: round(results[b][key] / results[a][key], 2)
+    model = cost.load(probe=True)
+    results = {"sweep": _sweep(cfg)}
+    print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)
+    results["grid"] = _train(plan_buckets(members, cfg, model), Programs())
+    print(f"grid done: {results['grid']['wall_s']:.1f} s", flush=True)
+    results["naive_vmap"] = _train([make_bucket(members, eval_every=EVAL_EVERY)], Programs(), stop_early=False)
+    print(f"naive_vmap done: {results['naive_vmap']['wall_s']:.1f} s", flush=True)
+    results["one_by_one"] = _train([make_bucket([m], eval_every=EVAL_EVERY) for m in members], Programs())
+    ratio = lambda slow, fast: round(results[slow]["wall_s"] / results[fast]["wall_s"], 2)
     report = {
-        "workload": {"members": len(members), "steps": STEPS, "n": members[0].n, "depths": [1, 2, 3],
-                     "widths": list(WIDTHS)},
+        "workload": {"n": N, "depth": DEPTH, "widths": [min(WIDTHS), max(WIDTHS)], "seeds": SEEDS, "lr": LR,
+                     "steps": STEPS, "eval_every": EVAL_EVERY},
         "machine": {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
                     "devices": jax.device_count(), "python": platform.python_version(), "jax": jax.__version__},
-        "results": results,
-        "planned_speedup_vs_one_by_one": {"cold": ratio("planned", "one_by_one", "cold_s"),
-                                          "warm": ratio("planned", "one_by_one", "warm_s")},
-        "pad_depth_speedup_vs_by_depth": {"cold": ratio("planned", "planned_by_depth", "cold_s"),
-                                          "warm": ratio("planned", "planned_by_depth", "warm_s")},
+        "results": {k: {f: (round(v, 3) if isinstance(v, float) else v) for f, v in r.items()}
+                    for k, r in results.items()},
+        "sweep_speedup": {"vs_one_by_one": ratio("one_by_one", "sweep"), "vs_naive_vmap": ratio("naive_vmap", "sweep")},
+        "grid_speedup": {"vs_one_by_one": ratio("one_by_one", "grid"), "vs_naive_vmap": ratio("naive_vmap", "grid")},
     }
     write_atomic({out: json.dumps(report, indent=2)})
-    print(f"{'way':<17}{'buckets':>8}{'cold s':>9}{'warm s':>9}{'member-steps/s':>16}{'waste':>7}")
+    print(f"{'way':<12}{'members':>8}{'buckets':>8}{'compiles':>9}{'compile s':>10}{'wall s':>9}{'waste':>7}")
     for name, r in results.items():
-        print(f"{name:<17}{r['buckets']:>8}{r['cold_s']:>9.2f}{r['warm_s']:>9.2f}"
-              f"{r['warm_member_steps_per_s']:>16}{r['padding_waste']:>7.2f}")
-    one, pad = report["planned_speedup_vs_one_by_one"], report["pad_depth_speedup_vs_by_depth"]
-    print(f"planned vs one_by_one: {one['cold']}x cold, {one['warm']}x warm; pad_depth vs by-depth buckets: "
-          f"{pad['cold']}x cold, {pad['warm']}x warm (> 1: the first is faster) -> {out}")
+        print(f"{name:<12}{r['members']:>8}{r['buckets']:>8}{r['compiles']:>9}{r['compile_s']:>10.1f}"
+              f"{r['wall_s']:>9.1f}{r['padding_waste']:>7.2f}")
+    s, g = report["sweep_speedup"], report["grid_speedup"]
+    print(f"sweep: {s['vs_one_by_one']}x the one-model loop, {s['vs_naive_vmap']}x the naive vmap; "
+          f"the grid without search: {g['vs_one_by_one']}x and {g['vs_naive_vmap']}x -> {out}")
     return report
