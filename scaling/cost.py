@@ -1,8 +1,15 @@
 """A small cost model of the population engine on this backend: what a bucket costs to compile and to train.
 
-    time(bucket) = steps x (step_latency_s + padded FLOPs per step / flops_per_s
-                            + padded hidden activations per step / activations_per_s)
-    time(new program) = compile_s + compile_s_per_layer x depth_max
+    time(bucket) = steps x (latency + the per-step work of the padded population, priced per unit)
+    time(new bucket shape) = compile_s + compile_s_per_layer x depth_max
+
+The per-step work has four parts, each priced by a fitted coefficient (seconds per unit):
+    member-layers  population slots x (depth + 1): per-member, per-layer overheads of small batched matmuls
+    hidden rows    slots x rows x (depth - 1): the hidden layers' matmuls, whose cost barely shrinks with width
+    activations    slots x rows x depth x width: the elementwise passes of forward and backward
+    FLOPs          padded training FLOPs: what a large width costs
+On the 2-core CPU the four-part model predicts eight probe shapes within about 40 %; a FLOPs-and-activations
+model was off by up to 5x at widths 2-6, where most of a default sweep's members are.
 
 It is calibrated once per machine by a short probe (about 30 s on a laptop CPU: small buckets, compiled
 with the persistent compile cache off) and cached as JSON under the cache directory, keyed by the backend,
@@ -23,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import scipy.optimize
 
-from scaling.population import Bucket, BucketSpec, capacity
+from scaling.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, capacity, forward_madds
 
-# Used before any probe has run on this backend (or when probing is switched off): measured on a 2-core
-# laptop CPU (jax 0.10), the machine the CPU default is tuned for.
-_CPU_DEFAULT = {"compile_s": 2.4, "compile_s_per_layer": 0.2, "step_latency_s": 1e-5, "flops_per_s": 3e10,
-                "activations_per_s": 1e8}
-_ACCELERATOR_DEFAULT = {"compile_s": 2.0, "compile_s_per_layer": 0.2, "step_latency_s": 4e-5, "flops_per_s": 5e13,
-                        "activations_per_s": 1e12}
+# Used before any probe has run on this backend (or when probing is switched off): the calibration of the
+# 2-core laptop CPU (jax 0.10.2) that the CPU default is tuned for, rounded; the tests plan with it.
+_CPU_DEFAULT = {"compile_s": 3.8, "compile_s_per_layer": 0.0, "step_latency_s": 1.3e-5,
+                "unit_s": (9e-7, 1.3e-8, 5e-9, 5e-12)}
+_ACCELERATOR_DEFAULT = {"compile_s": 2.0, "compile_s_per_layer": 0.2, "step_latency_s": 4e-5,
+                        "unit_s": (1e-9, 1e-12, 1e-12, 2e-14)}
+UNITS = ("member_layers", "hidden_rows", "activations", "flops")
 
 
 def cache_dir() -> Path:
@@ -46,18 +54,19 @@ class CostModel:
     compile_s: float  # one program (the init and chunk programs of a bucket shape) at depth 0
     compile_s_per_layer: float  # hidden layers are unrolled in the program, so compile time grows with depth
     step_latency_s: float  # one training step of a tiny population: dispatch and per-op overheads
-    flops_per_s: float  # sustained training FLOP/s of a large population
-    activations_per_s: float  # hidden activations per second (the elementwise passes of forward and backward)
+    unit_s: tuple[float, float, float, float]  # seconds per unit of work, in the order of UNITS
     calibrated: bool
 
     def program_s(self, spec: BucketSpec) -> float:
         return self.compile_s + self.compile_s_per_layer * spec.depth_max
 
+    def step_s(self, spec: BucketSpec, slots: int) -> float:
+        """Seconds of one training step of a population of `slots` members of this spec."""
+        return self.step_latency_s + float(np.dot(self.unit_s, work(spec, slots)))
+
     def train_s(self, bucket: Bucket) -> float:
         """Seconds to train a bucket for its whole budget (an upper bound: early stops only shorten it)."""
-        padded, _ = bucket.flops()
-        return bucket.steps * (self.step_latency_s + padded / self.flops_per_s
-                               + bucket.activations() / self.activations_per_s)
+        return bucket.steps * self.step_s(bucket.spec, capacity(len(bucket.members)))
 
     def forecast(self, buckets: list[Bucket], known: set | None = None) -> dict[str, float]:
         """Programs to compile (those not in `known`), their seconds, and the training seconds of `buckets`."""
@@ -65,6 +74,13 @@ class CostModel:
         compile_s = sum(self.program_s(spec) for spec, _ in programs)
         train_s = sum(self.train_s(b) for b in buckets)
         return {"programs": len(programs), "compile_s": compile_s, "train_s": train_s, "total_s": compile_s + train_s}
+
+
+def work(spec: BucketSpec, slots: int) -> tuple[int, int, int, int]:
+    """One step's units of work over a padded population of `slots` members, in the order of UNITS."""
+    depth, width, rows = spec.depth_max, spec.width_max, spec.batch_rows
+    return (slots * (depth + 1), slots * rows * max(depth - 1, 0), slots * rows * max(depth * width, 1),
+            TRAIN_FLOPS_PER_MADD * forward_madds(spec.n, depth, width) * rows * slots)
 
 
 def _path(backend: str, device: str) -> Path:
@@ -87,8 +103,19 @@ def _probe_bucket(n: int, depth: int, width: int, population: int, steps: int) -
     return make_bucket([dataclasses.replace(base, seed=s) for s in range(population)], eval_every=steps // 2)
 
 
-def calibrate(progress=print) -> CostModel:
-    """Measure this backend (about 5-20 s) and cache the result."""
+# name -> (n, depth, width, population, steps) of each probe bucket: shapes like a default sweep's buckets,
+# and one wide one for the FLOPs.
+PROBES = {
+    "warm-up": (3, 1, 4, 4, 100),  # the first compile in a process pays one-time set-up; not fitted
+    "latency": (3, 1, 2, 2, 2000),  # a tiny population is all overhead
+    "narrow-deep": (8, 4, 2, 512, 100), "narrow": (8, 3, 2, 384, 100), "mid": (6, 3, 6, 192, 200),
+    "few-rows": (4, 3, 4, 256, 200), "shallow": (8, 1, 1, 256, 200), "large": (8, 2, 16, 48, 200),
+    "wide": (8, 2, 128, 16, 100),
+}
+
+
+def calibrate(progress=print, probes: dict = PROBES) -> CostModel:
+    """Measure this backend (about 30 s on a 2-core CPU) and cache the result."""
     import jax
 
     from scaling.train import Programs, train_bucket
@@ -97,36 +124,29 @@ def calibrate(progress=print) -> CostModel:
     cache_was = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # compile times as a cold run pays them
     try:
-        times = {}
-        for name, (n, depth, width, population, steps) in {
-                "warm-up": (3, 1, 4, 4, 400),  # the first compile in a process pays one-time set-up
-                "shallow": (4, 1, 4, 4, 400), "deep": (4, 4, 4, 4, 400),
-                "small": (4, 1, 4, 4, 4000), "large": (8, 2, 32, 64, 400), "narrow": (8, 3, 1, 256, 400),
-                "wide": (8, 2, 128, 16, 200)}.items():
+        measured = {}
+        for name, (n, depth, width, population, steps) in probes.items():
             bucket, programs = _probe_bucket(n, depth, width, population, steps), Programs()
             start = time.perf_counter()
             train_bucket(bucket, programs=programs)
             total = time.perf_counter() - start
-            times[name] = (bucket, programs.compile_s, total - programs.compile_s)
+            measured[name] = (bucket, programs.compile_s, total - programs.compile_s)
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_was)
-    shallow, deep = times["shallow"][1], times["deep"][1]
-    per_layer = max(0.0, (deep - shallow) / 3)
-    small_bucket, _, small_s = times["small"]
-    latency = small_s / small_bucket.steps  # a tiny population: all overhead
-    # Three probes, from activation-heavy (width 1) to matmul-heavy (width 128), give the two rates by
-    # non-negative least squares on the relative error of each probe:
-    # seconds per step - latency = FLOPs x (1 / flops_per_s) + activations x (1 / activations_per_s).
-    a_matrix, b_vector = [], []
-    for name in ("narrow", "large", "wide"):
-        bucket, _, seconds = times[name]
-        per_step = max(seconds / bucket.steps - latency, 1e-9)
-        a_matrix.append([bucket.flops()[0] / per_step, bucket.activations() / per_step])
-        b_vector.append(1.0)
-    inv_flops, inv_acts = (max(float(x), 1e-15) for x in scipy.optimize.nnls(np.array(a_matrix), np.array(b_vector))[0])
+    fitted = {k: v for k, v in measured.items() if k != "warm-up"}
+    # Compile seconds against depth (one line through every fitted probe).
+    depths = np.array([b.spec.depth_max for b, _, _ in fitted.values()], float)
+    per_layer, at_zero = np.polyfit(depths, [c for _, c, _ in fitted.values()], 1)
+    latency_bucket, _, latency_s = measured["latency"]
+    latency = latency_s / latency_bucket.steps
+    # The unit prices by non-negative least squares on each probe's relative error.
+    rows = [(b, max(seconds / b.steps - latency, 1e-9))
+            for name, (b, _, seconds) in fitted.items() if name != "latency"]
+    rows = [(np.array(work(b.spec, capacity(len(b.members))), float), t) for b, t in rows]
+    prices = scipy.optimize.nnls(np.array([w / t for w, t in rows]), np.ones(len(rows)))[0]
     model = CostModel(backend=jax.default_backend(), device=jax.devices()[0].device_kind,
-                      compile_s=max(shallow - per_layer, 0.0), compile_s_per_layer=per_layer, step_latency_s=latency,
-                      flops_per_s=1 / inv_flops, activations_per_s=1 / inv_acts, calibrated=True)
+                      compile_s=max(float(at_zero), 0.0), compile_s_per_layer=max(float(per_layer), 0.0),
+                      step_latency_s=latency, unit_s=tuple(float(p) for p in prices), calibrated=True)
     path = _path(model.backend, model.device)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +165,7 @@ def load(probe: bool = False, progress=print) -> CostModel:
     backend, device = jax.default_backend(), jax.devices()[0].device_kind
     try:
         values = json.loads(_path(backend, device).read_text())
-        return CostModel(**values)
-    except (OSError, ValueError, TypeError):
-        pass
+        return CostModel(**{**values, "unit_s": tuple(values["unit_s"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # none yet, or one written by another version
     return calibrate(progress) if probe else default_model(backend, device)

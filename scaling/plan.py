@@ -32,6 +32,10 @@ def grid_members(cfg: Config) -> list[Member]:
     return [m for p in sorted(points) for m in members_at(cfg, *p)]
 
 
+# How many consecutive n may share a program, in the plans the cost model chooses between (0: every n).
+N_BANDS = (1, 2, 4, 0)
+
+
 def width_rung(width: int) -> int:
     """The bucket width that holds `width` (population.rung): 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
     return rung(width)
@@ -54,17 +58,19 @@ def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
         _make(members[i:i + per_bucket], cfg) for i in range(0, len(members), per_bucket)]
 
 
-def _families(members: list[Member], cfg: Config, mix_n: bool) -> dict[tuple, dict[int, list[Member]]]:
+def _families(members: list[Member], cfg: Config, band: int) -> dict[tuple, dict[int, list[Member]]]:
     """Members that may share a program (one spec family), split by width rung.
 
     Depths share a family (padded with gated identity layers) when cfg.pad_depth; depth 0 always stands
-    alone since it has no hidden layer to pad. With mix_n, every n whose table is one full batch shares
-    too (inputs padded, rows masked per member).
+    alone since it has no hidden layer to pad. Full-batch members of `band` consecutive n share a family
+    (inputs padded, rows masked per member); band 0 packs every full-batch n together, band 1 none.
     """
+    low = min(m.n for m in members)
     families: dict[tuple, dict[int, list[Member]]] = defaultdict(lambda: defaultdict(list))
     for m in sorted(members):
         depth_key = m.depth if (not cfg.pad_depth or m.depth == 0) else -1
-        n_key = -1 if (mix_n and m.depth > 0 and 2**m.n <= cfg.max_batch_rows) else m.n
+        mixable = m.depth > 0 and 2**m.n <= cfg.max_batch_rows
+        n_key = ("n", m.n) if not mixable else ("band", -1 if band == 0 else (m.n - low) // band)
         families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][width_rung(m.width)].append(m)
     return families
 
@@ -87,15 +93,15 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
                  known: set | None = None) -> list[Bucket]:
     """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
 
-    Bucket widths come from the width ladder (width_rung). Two plans are costed, one that keeps each n in
-    its own programs and one that packs every full-batch n together, and the one with the smaller predicted
-    wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, usually tighter ones.
+    Bucket widths come from the width ladder (width_rung). Four plans are costed, which pack full-batch
+    members of 1 (each n apart), 2 or 4 consecutive n, or every n, into shared programs, and the one with the
+    smallest predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
     `known`: (spec, population size) of programs already compiled, which cost nothing more.
     """
     model = model or cost.default_model("cpu", "unknown")
     known = known or set()
     plans = []
-    for mix_n in (False, True):
-        buckets = [b for rungs in _families(members, cfg, mix_n).values() for b in _pack(rungs, cfg, model, known)]
-        plans.append((model.forecast(buckets, known)["total_s"], mix_n, buckets))
-    return min(plans, key=lambda p: (p[0], p[1]))[2]
+    for band in N_BANDS:
+        buckets = [b for rungs in _families(members, cfg, band).values() for b in _pack(rungs, cfg, model, known)]
+        plans.append((model.forecast(buckets, known)["total_s"], band, buckets))
+    return min(plans, key=lambda p: p[0])[2]

@@ -114,12 +114,6 @@ class Bucket:
     steps: int
     members: tuple[Member, ...]
 
-    def activations(self) -> int:
-        """Hidden activations of one step over the padded population: on a CPU, the elementwise passes over
-        them cost as much as the matmuls at small widths."""
-        spec = self.spec
-        return capacity(len(self.members)) * spec.batch_rows * max(spec.depth_max * spec.width_max, 1)
-
     def flops(self) -> tuple[int, int]:
         """(padded, useful) training FLOPs of one step over all members. Padded counts what the program computes:
         every slot of the population (capacity), at the bucket's depth, width and batch; useful counts each

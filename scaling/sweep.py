@@ -93,7 +93,7 @@ def run_sweep(
                 bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} n<={bucket.spec.n} "
                                     f"w<={bucket.spec.width_max} solved {int(df['solved'].sum()) if len(df) else 0} "
                                     f"compiled {c['compiles']} ({c['compile_s']:.0f} s)")
-                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
+                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs, model=model,
                                        on_chunk=lambda finished, live: bar.update(finished))
                 store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
                 trained_buckets.append(bucket)

@@ -37,8 +37,8 @@ assert tuple(OPTIMIZERS) == names.OPTIMIZERS, "scaling.names.OPTIMIZERS must lis
 # near 1; a loss of 10^4 means the weights blew up (Adam at lr = 1e6 kills every ReLU and leaves a finite
 # but enormous bias-only loss), and no such member was seen to recover.
 DIVERGENCE_LOSS = 1e4
-# Compact only when the live members fit a population a quarter of the size or less: every new population
-# size costs one compile (about 2 s on a laptop CPU), so halving alone rarely pays.
+# Without a cost model, compact only when the live members fit a population a quarter of the size or less:
+# every new population size costs compiles (seconds on a laptop CPU), so halving alone rarely pays.
 _COMPACT_FACTOR = 4
 
 # Traces of the chunk program per static signature: a guard against silent recompiles (tests read it).
@@ -209,9 +209,9 @@ class Programs:
         return future
 
     def _get(self, key: tuple, lower):
-        future = self._future(key, lower, background=False)
+        """The compiled program, compiling it here if nobody has started to; the time spent counts as waited."""
         start = time.perf_counter()
-        result = future.result()
+        result = self._future(key, lower, background=False).result()
         self.wait_s += time.perf_counter() - start
         return result
 
@@ -269,6 +269,10 @@ class Programs:
         """Block until the background compiles queued so far have finished."""
         self._pool.submit(lambda: None).result()
 
+    def has(self, kind: str, spec: BucketSpec, cap: int, mesh: Mesh | None) -> bool:
+        with self._lock:
+            return (kind, spec, cap, mesh) in self._futures
+
     def cancel_pending(self) -> None:
         """Drop queued background compiles that have not started (a sweep that stops early need not wait)."""
         with self._lock:
@@ -303,8 +307,13 @@ def train_bucket(
     on_chunk: Callable[[int, int], None] | None = None,
     programs: Programs = PROGRAMS,
     stop_early: bool = True,
+    model=None,
 ) -> list[MemberResult]:
     """Train every member of a bucket; results come back in the bucket's member order.
+
+    With a cost model (scaling.cost.CostModel), the population is compacted when the model predicts that the
+    steps saved on the remaining budget outweigh compiling the smaller population's programs; without one,
+    when a population a quarter of the size or less holds the live members.
 
     on_chunk(finished_now, live) is called after every chunk, for progress bars. stop_early = False trains
     every member for the whole budget (no freezing, no compaction): the naive baseline of `make bench`.
@@ -349,7 +358,11 @@ def train_bucket(
         if live == 0:
             break
         new_cap = capacity(live, multiple)
-        if new_cap * _COMPACT_FACTOR <= cap and chunk + 2 < n_chunks:  # gather the live members into a smaller population
+        if chunk + 2 < n_chunks and new_cap < cap and (
+                new_cap * _COMPACT_FACTOR <= cap if model is None else
+                (bucket.steps - step_end) * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
+                > (0.0 if programs.has("chunk", spec, new_cap, mesh) else model.program_s(spec))):
+            # gather the live members into a smaller population
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)
             state = programs.gather(spec, cap, new_cap, mesh)(state, _place(take, mesh))

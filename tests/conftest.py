@@ -1,10 +1,19 @@
 import dataclasses
+import json
 import os
+import tempfile
+from pathlib import Path
 
 # The suite assumes the CPU (simulated devices, backend == "cpu", float tolerances): force it, for the
 # subprocesses the tests start too, so that it passes unchanged on a machine with a GPU.
 # SCALING_TEST_PLATFORMS=cuda runs it on a GPU on purpose.
 os.environ["JAX_PLATFORMS"] = os.environ.get("SCALING_TEST_PLATFORMS", "cpu")
+# Plans must not depend on how fast the test machine happens to be: the suite (and the sweeps it starts in
+# subprocesses) plans with the built-in CPU cost model, written into a cache of its own, so no probe runs.
+# Compiled programs still go to the user's persistent compile cache.
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scaling"
+os.environ.setdefault("SCALING_JAX_CACHE", str(_USER_CACHE / "jax"))
+os.environ["SCALING_CACHE"] = tempfile.mkdtemp(prefix="scaling-test-cache-")
 
 import jax  # noqa: E402  (after JAX_PLATFORMS)
 import pytest  # noqa: E402
@@ -13,6 +22,18 @@ from scaling.population import Member  # noqa: E402
 
 # Silent broadcasting hides shape bugs; the engine must be explicit about every rank change.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def _write_fixed_cost_model() -> None:
+    from scaling import cost
+
+    model = cost.default_model(jax.default_backend(), jax.devices()[0].device_kind)
+    path = cost._path(model.backend, model.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(model)))
+
+
+_write_fixed_cost_model()
 
 
 DEFAULT_MEMBER = Member(task="parity", n=2, encoding="pm1", depth=1, width=4, activation="relu", init="he",

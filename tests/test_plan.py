@@ -16,8 +16,8 @@ CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepth
 
 
 FLOPS_BOUND = CostModel("cpu", "test", compile_s=0.0, compile_s_per_layer=0.0, step_latency_s=0.0,
-                        flops_per_s=1e9, activations_per_s=1e9, calibrated=True)
-COMPILE_BOUND = dataclasses.replace(FLOPS_BOUND, compile_s=100.0, flops_per_s=1e18, activations_per_s=1e18)
+                        unit_s=(1e-6, 1e-9, 1e-9, 1e-9), calibrated=True)
+COMPILE_BOUND = dataclasses.replace(FLOPS_BOUND, compile_s=100.0, unit_s=(1e-18,) * 4)
 
 
 def test_the_cost_model_chooses_between_tight_buckets_and_few_programs():
@@ -91,3 +91,16 @@ def test_the_forecast_replays_the_search_and_stays_under_its_bound():
     with pytest.raises(UserError, match="names 'x'"):
         parse_oracle("2*x")
     assert parse_oracle("2**(n-1)/d")(5, 2) == 8.0
+
+
+def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkeypatch):
+    from scaling import cost
+
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path))
+    tiny = {"warm-up": (3, 1, 2, 2, 20), "latency": (3, 1, 2, 2, 400), "deep": (3, 3, 2, 2, 20),
+            "narrow": (6, 2, 1, 32, 20), "large": (6, 2, 16, 8, 20), "wide": (6, 2, 32, 4, 20)}
+    assert not cost.load().calibrated  # nothing cached yet: the built-in default
+    model = cost.calibrate(lambda _: None, tiny)
+    assert model.calibrated and model.compile_s + model.compile_s_per_layer > 0 and model.step_latency_s > 0
+    assert len(model.unit_s) == 4 and all(0 <= p < float("inf") for p in model.unit_s) and any(model.unit_s)
+    assert cost.load() == model  # read back from the cache: the next sweep needs no probe
