@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.optimize
 
-from scaling.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, capacity, forward_madds
+from scaling.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, forward_madds
 
 # Used before any probe has run on this backend (or when probing is switched off): the calibration of the
 # 2-core laptop CPU (jax 0.10.2) that the CPU default is tuned for, rounded; the tests plan with it.
@@ -66,11 +66,11 @@ class CostModel:
 
     def train_s(self, bucket: Bucket) -> float:
         """Seconds to train a bucket for its whole budget (an upper bound: early stops only shorten it)."""
-        return bucket.steps * self.step_s(bucket.spec, capacity(len(bucket.members)))
+        return bucket.steps * self.step_s(bucket.spec, bucket.slots)
 
     def forecast(self, buckets: list[Bucket], known: set | None = None) -> dict[str, float]:
         """Programs to compile (those not in `known`), their seconds, and the training seconds of `buckets`."""
-        programs = {(b.spec, capacity(len(b.members))) for b in buckets} - (known or set())
+        programs = {(b.spec, b.slots) for b in buckets} - (known or set())
         compile_s = sum(self.program_s(spec) for spec, _ in programs)
         train_s = sum(self.train_s(b) for b in buckets)
         return {"programs": len(programs), "compile_s": compile_s, "train_s": train_s, "total_s": compile_s + train_s}
@@ -142,7 +142,7 @@ def calibrate(progress=print, probes: dict = PROBES) -> CostModel:
     # The unit prices by non-negative least squares on each probe's relative error.
     rows = [(b, max(seconds / b.steps - latency, 1e-9))
             for name, (b, _, seconds) in fitted.items() if name != "latency"]
-    rows = [(np.array(work(b.spec, capacity(len(b.members))), float), t) for b, t in rows]
+    rows = [(np.array(work(b.spec, b.slots), float), t) for b, t in rows]
     prices = scipy.optimize.nnls(np.array([w / t for w, t in rows]), np.ones(len(rows)))[0]
     model = CostModel(backend=jax.default_backend(), device=jax.devices()[0].device_kind,
                       compile_s=max(float(at_zero), 0.0), compile_s_per_layer=max(float(per_layer), 0.0),

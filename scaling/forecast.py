@@ -20,7 +20,7 @@ from scaling import plan, search
 from scaling.config import Config
 from scaling.cost import CostModel
 from scaling.errors import UserError
-from scaling.population import Bucket, Member, capacity
+from scaling.population import Bucket, Member
 
 _FUNCTIONS = {f: getattr(math, f) for f in ("log2", "log", "log10", "sqrt", "exp", "ceil", "floor")}
 _FUNCTIONS.update(min=min, max=max, abs=abs)
@@ -78,7 +78,7 @@ class Tally:
             padded, useful = b.flops()
             self.padded_flops += padded * b.steps
             self.useful_flops += useful * b.steps
-        known |= {(b.spec, capacity(len(b.members))) for b in buckets}
+        known |= {(b.spec, b.slots) for b in buckets}
 
     @property
     def waste(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 
@@ -104,4 +105,18 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     for band in N_BANDS:
         buckets = [b for rungs in _families(members, cfg, band).values() for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], band, buckets))
-    return min(plans, key=lambda p: p[0])[2]
+    return _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known)
+
+
+def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set) -> list[Bucket]:
+    """Give a bucket more population slots when a program of that size is already compiled (or planned) for its
+    spec and the model predicts that training the empty slots costs less than compiling a new program."""
+    have, out = set(known), []
+    for b in buckets:
+        larger = sorted(c for spec, c in have if spec == b.spec and c > b.slots)
+        if (b.spec, b.slots) not in have and larger and (
+                b.steps * (model.step_s(b.spec, larger[0]) - model.step_s(b.spec, b.slots)) < model.program_s(b.spec)):
+            b = dataclasses.replace(b, slots_min=larger[0])
+        have.add((b.spec, b.slots))
+        out.append(b)
+    return out

@@ -113,13 +113,19 @@ class Bucket:
     spec: BucketSpec
     steps: int
     members: tuple[Member, ...]
+    slots_min: int = 0  # at least this many population slots: a size whose programs are already compiled
+
+    @property
+    def slots(self) -> int:
+        """Population slots the bucket trains in: the ladder's size for its members, or slots_min if larger."""
+        return max(capacity(len(self.members)), self.slots_min)
 
     def flops(self) -> tuple[int, int]:
         """(padded, useful) training FLOPs of one step over all members. Padded counts what the program computes:
         every slot of the population (capacity), at the bucket's depth, width and batch; useful counts each
         member's own network on its own rows."""
         spec = self.spec
-        padded = forward_madds(spec.n, spec.depth_max, spec.width_max) * spec.batch_rows * capacity(len(self.members))
+        padded = forward_madds(spec.n, spec.depth_max, spec.width_max) * spec.batch_rows * self.slots
         useful = sum(forward_madds(m.n, m.depth, m.width) * min(2**m.n, spec.batch_rows) for m in self.members)
         return TRAIN_FLOPS_PER_MADD * padded, TRAIN_FLOPS_PER_MADD * useful
 

@@ -1,3 +1,4 @@
+import dataclasses
 import time
 
 import jax
@@ -44,7 +45,8 @@ def test_results_do_not_depend_on_bucket_mates_or_order(member_factory):
                for d, w, s, lr in [(1, 4, 0, 1e-2), (2, 3, 1, 3e-2), (2, 6, 2, 1e-2), (1, 8, 3, 3e-3)]]
     base = train_bucket(make_bucket(members[:2], eval_every=100))
     shuffled = train_bucket(make_bucket([members[3], members[1], members[2], members[0]], eval_every=100))
-    for mine, theirs in [(base[0], shuffled[3]), (base[1], shuffled[1])]:
+    roomy = train_bucket(dataclasses.replace(make_bucket(members[:2], eval_every=100), slots_min=8))  # 6 empty slots
+    for mine, theirs in [(base[0], shuffled[3]), (base[1], shuffled[1]), (base[0], roomy[0]), (base[1], roomy[1])]:
         assert abs(mine.final_loss - theirs.final_loss) < 1e-5
         assert (mine.solved, mine.steps_run) == (theirs.solved, theirs.steps_run)
 

@@ -104,3 +104,12 @@ def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkey
     assert model.calibrated and model.compile_s + model.compile_s_per_layer > 0 and model.step_latency_s > 0
     assert len(model.unit_s) == 4 and all(0 <= p < float("inf") for p in model.unit_s) and any(model.unit_s)
     assert cost.load() == model  # read back from the cache: the next sweep needs no probe
+
+
+def test_a_bucket_reuses_a_compiled_population_size_when_that_is_cheaper():
+    members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3][:5]
+    alone = plan_buckets(members, CFG, COMPILE_BOUND)
+    assert len(alone) == 1 and alone[0].slots == 6  # the ladder's size for 5 members
+    known = {(alone[0].spec, 16)}
+    assert plan_buckets(members, CFG, COMPILE_BOUND, known=known)[0].slots == 16  # a compile costs 100 s
+    assert plan_buckets(members, CFG, FLOPS_BOUND, known=known)[0].slots == 6  # compiles are free
