@@ -189,5 +189,5 @@ def report(cfg: Config, model: CostModel, assume_wstar: str | None = None) -> di
     if oracle is not None:
         rounds = simulate(cfg, oracle, model)
         out["rounds"], out["search"] = rounds, total(rounds)
-        print(f"  with w* = {assume_wstar}: {len(rounds)} rounds, {out['search'].line()}")
+        print(f"  with w* = {assume_wstar}: {len(rounds)} round{'' if len(rounds) == 1 else 's'}, {out['search'].line()}")
     return out
