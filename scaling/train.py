@@ -261,8 +261,7 @@ class Programs:
 
     def prefetch(self, bucket: Bucket, mesh: Mesh | None = None) -> None:
         """Start compiling a bucket's first programs in the background (a no-op for programs already there)."""
-        multiple = 1 if mesh is None else mesh.devices.size
-        cap = -(-max(capacity(len(bucket.members), multiple), bucket.slots_min) // multiple) * multiple
+        cap = _slots(bucket, mesh)
         self._future(("init", bucket.spec, cap, mesh), self._lower_init(bucket.spec, cap, mesh), background=True)
         self._future(("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh), background=True)
 
@@ -291,6 +290,12 @@ class Programs:
 
 
 PROGRAMS = Programs()
+
+
+def _slots(bucket: Bucket, mesh: Mesh | None) -> int:
+    """The bucket's population size, rounded up to a multiple of the mesh's devices."""
+    multiple = 1 if mesh is None else mesh.devices.size
+    return -(-bucket.slots // multiple) * multiple
 
 
 def _place(tree, mesh: Mesh | None, whole: bool = False):
@@ -324,7 +329,7 @@ def train_bucket(
     table = make_table(spec.task, spec.n, spec.encoding)
     x_RxN, y_R = _place((table.x_RxN, table.y_R), mesh, whole=True)
     multiple = 1 if mesh is None else mesh.devices.size
-    cap = -(-max(capacity(len(members), multiple), bucket.slots_min) // multiple) * multiple
+    cap = _slots(bucket, mesh)
     slot_member = np.array(list(range(len(members))) + [0] * (cap - len(members)))
     slot_live = np.arange(cap) < len(members)
     column = lambda field, dtype: np.array([getattr(m, field) for m in members], dtype)[slot_member]
