@@ -105,6 +105,11 @@ def _tally(members: list[Member], cfg: Config, model: CostModel) -> Tally:
     return tally
 
 
+def _width_grid(cfg: Config) -> list[Member]:
+    """Every coarse width at every (n, depth): what round 0 trained before the search grew widths from below."""
+    return [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n) for m in plan.members_at(cfg, n, d, w)]
+
+
 def _budget_factor(cfg: Config) -> int:
     """Sum of the budgets that the budget rule may try, in units of train.steps (1 + 2 + 4 + ...)."""
     total, budget = 0, cfg.steps
@@ -135,8 +140,8 @@ def upper_bound(cfg: Config, model: CostModel) -> Tally:
     factor = _budget_factor(cfg)
     for field in ("members", "padded_flops", "useful_flops", "train_s"):
         setattr(tally, field, getattr(tally, field) * factor)
-    depth_grid = [m for m in plan.grid_members(cfg) if (m.n, m.depth, m.width) not in
-                  {(n, d, w) for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)}]
+    in_width_grid = set(_width_grid(cfg))
+    depth_grid = [m for m in plan.grid_members(cfg) if m not in in_width_grid]
     if depth_grid:
         extra = _tally(depth_grid, cfg, model)
         for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s"):
@@ -180,9 +185,8 @@ def report(cfg: Config, model: CostModel, assume_wstar: str | None = None) -> di
     source = "calibrated" if model.calibrated else "built-in default, not calibrated"
     print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}). FLOPs and times "
           "assume every member runs its whole budget.")
-    grid = [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n) for m in plan.members_at(cfg, n, d, w)]
     out = {"round0": _tally(plan.grid_members(cfg), cfg, model), "upper_bound": upper_bound(cfg, model),
-           "full_grid": _tally(sorted(set(grid)), cfg, model)}
+           "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model)}
     print(f"  round 0:              {out['round0'].line()}")
     print(f"  whole search, bound:  {out['upper_bound'].line()}")
     print(f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)")

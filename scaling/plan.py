@@ -37,11 +37,6 @@ def grid_members(cfg: Config) -> list[Member]:
 N_BANDS = (1, 2, 4, 0)
 
 
-def width_rung(width: int) -> int:
-    """The bucket width that holds `width` (population.rung): 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
-    return rung(width)
-
-
 def _bytes_per_member(bucket: Bucket) -> int:
     s = bucket.spec
     return member_bytes(s.n, s.depth_max, s.width_max, s.batch_rows)
@@ -49,7 +44,7 @@ def _bytes_per_member(bucket: Bucket) -> int:
 
 def _make(members: list[Member], cfg: Config) -> Bucket:
     return make_bucket(members, eval_every=cfg.eval_every, max_batch_rows=cfg.max_batch_rows,
-                       width_max=width_rung(max(m.width for m in members)))
+                       width_max=rung(max(m.width for m in members)))  # widths from the ladder
 
 
 def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
@@ -72,7 +67,7 @@ def _families(members: list[Member], cfg: Config, band: int) -> dict[tuple, dict
         depth_key = m.depth if (not cfg.pad_depth or m.depth == 0) else -1
         mixable = m.depth > 0 and 2**m.n <= cfg.max_batch_rows
         n_key = ("n", m.n) if not mixable else ("band", -1 if band == 0 else (m.n - low) // band)
-        families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][width_rung(m.width)].append(m)
+        families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][rung(m.width)].append(m)
     return families
 
 
@@ -94,7 +89,7 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
                  known: set | None = None) -> list[Bucket]:
     """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
 
-    Bucket widths come from the width ladder (width_rung). Four plans are costed, which pack full-batch
+    Bucket widths come from the ladder (population.rung). Four plans are costed, which pack full-batch
     members of 1 (each n apart), 2 or 4 consecutive n, or every n, into shared programs, and the one with the
     smallest predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
     `known`: (spec, population size) of programs already compiled, which cost nothing more.

@@ -222,17 +222,19 @@ class Programs:
             return None, None
         return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])), NamedSharding(mesh, PartitionSpec())
 
+    @staticmethod
+    def _init_args(cap: int, pop) -> tuple:
+        """Abstract arguments of _init_population: key data, n, depth, width and lr per member."""
+        i32 = _struct((cap,), jnp.int32, pop)
+        return _struct((cap, 2), jnp.uint32, pop), i32, i32, i32, _struct((cap,), jnp.float32, pop)
+
     def _lower_init(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
         pop, _ = self._shardings(mesh)
-        i32 = lambda: _struct((cap,), jnp.int32, pop)
-        return lambda: _init_population.lower(_struct((cap, 2), jnp.uint32, pop), i32(), i32(), i32(),
-                                              _struct((cap,), jnp.float32, pop), spec=spec)
+        return lambda: _init_population.lower(*self._init_args(cap, pop), spec=spec)
 
     def _state_struct(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
         pop, _ = self._shardings(mesh)
-        i32 = _struct((cap,), jnp.int32, None)
-        shapes = jax.eval_shape(functools.partial(_init_population, spec=spec), _struct((cap, 2), jnp.uint32, None),
-                                i32, i32, i32, _struct((cap,), jnp.float32, None))
+        shapes = jax.eval_shape(functools.partial(_init_population, spec=spec), *self._init_args(cap, None))
         return jax.tree.map(lambda a: _struct(a.shape, a.dtype, pop), shapes)
 
     def _lower_chunk(self, spec: BucketSpec, cap: int, mesh: Mesh | None):

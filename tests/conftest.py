@@ -2,7 +2,6 @@ import dataclasses
 import json
 import os
 import tempfile
-from pathlib import Path
 
 # The suite assumes the CPU (simulated devices, backend == "cpu", float tolerances): force it, for the
 # subprocesses the tests start too, so that it passes unchanged on a machine with a GPU.
@@ -11,8 +10,9 @@ os.environ["JAX_PLATFORMS"] = os.environ.get("SCALING_TEST_PLATFORMS", "cpu")
 # Plans must not depend on how fast the test machine happens to be: the suite (and the sweeps it starts in
 # subprocesses) plans with the built-in CPU cost model, written into a cache of its own, so no probe runs.
 # Compiled programs still go to the user's persistent compile cache.
-_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scaling"
-os.environ.setdefault("SCALING_JAX_CACHE", str(_USER_CACHE / "jax"))
+from scaling.cost import cache_dir  # noqa: E402  (jax-free)
+
+os.environ.setdefault("SCALING_JAX_CACHE", str(cache_dir() / "jax"))  # before SCALING_CACHE moves
 os.environ["SCALING_CACHE"] = tempfile.mkdtemp(prefix="scaling-test-cache-")
 
 import jax  # noqa: E402  (after JAX_PLATFORMS)

@@ -8,7 +8,8 @@ from conftest import TINY
 from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.forecast import parse_oracle, simulate, total, upper_bound
-from scaling.plan import _bytes_per_member, grid_members, plan_buckets, width_rung
+from scaling.plan import _bytes_per_member, grid_members, plan_buckets
+from scaling.population import rung as width_rung
 from scaling.population import padding_waste
 
 CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\nwidths = {max = 16, search = "grid"}\n'

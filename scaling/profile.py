@@ -1,0 +1,93 @@
+"""`python -m scaling.profile`: where a training step's time goes, and how well the cost model predicts it.
+
+For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so nobody stops early) it prints
+the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
+and the time of the forward plus backward pass alone and of the optimizer with its padding masks alone
+(each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from scaling import cost
+from scaling.model import forward, param_mask
+from scaling.population import Member, make_bucket
+from scaling.tasks import parity_table
+from scaling.train import Programs, _init_population, _loss, train_bucket
+
+SHAPES = [(8, 4, 2, 528), (8, 3, 2, 384), (8, 3, 8, 192), (8, 2, 8, 144), (6, 3, 6, 192), (8, 2, 16, 48),
+          (8, 2, 32, 64), (4, 3, 4, 256)]  # (n, depth, width, members)
+STEPS = 100
+
+
+def _seconds(f, *args, reps: int = 3) -> float:
+    jax.block_until_ready(f(*args))
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = f(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / reps
+
+
+def profile_shape(n: int, depth: int, width: int, population: int, model: cost.CostModel) -> dict[str, float]:
+    base = Member(task="parity", n=n, encoding="pm1", depth=depth, width=width, activation="relu", init="he",
+                  optimizer="adam", loss="bce", lr=1e-9, seed=0, steps=2 * STEPS)
+    bucket = make_bucket([dataclasses.replace(base, seed=s) for s in range(population)], eval_every=STEPS)
+    programs = Programs()
+    train_bucket(bucket, programs=programs)  # compiles
+    start = time.perf_counter()
+    train_bucket(bucket, programs=programs)
+    step_s = (time.perf_counter() - start) / bucket.steps
+
+    slots = bucket.slots
+    column = lambda v, dtype=jnp.int32: jnp.full((slots,), v, dtype)
+    keys = jnp.asarray(np.stack([base.key_data(s) for s in range(slots)]))
+    state = _init_population(keys, column(n), column(depth), column(width), column(1e-9, jnp.float32),
+                             spec=bucket.spec)
+    table = parity_table(n)
+    x_RxN, y_R = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R)
+    valid_R = jnp.ones(y_R.shape, bool)
+    grad_P = jax.vmap(jax.grad(lambda p, m: _loss(forward(p, m, x_RxN, "relu"), y_R, valid_R, "bce")))
+
+    @jax.jit
+    def forward_backward(params, masks):
+        body = lambda p, _: (jax.tree.map(lambda a, g: a - 1e-30 * g, p, grad_P(p, masks)), None)
+        return jax.lax.scan(body, params, None, length=STEPS)[0]
+
+    tx = optax.adam(1e-3)
+
+    @jax.jit
+    def optimizer(params, opt_state, masks):
+        def body(carry, _):
+            p, o = carry
+            updates, o = jax.vmap(tx.update)(p, o, p)
+            updates = jax.tree.map(jnp.multiply, updates, jax.vmap(param_mask)(p, masks))
+            return (jax.vmap(optax.apply_updates)(p, updates), o), None
+        return jax.lax.scan(body, (params, opt_state), None, length=STEPS)[0]
+
+    return {"step_s": step_s, "model_s": model.step_s(bucket.spec, slots),
+            "forward_backward_s": _seconds(forward_backward, state.params, state.masks) / STEPS,
+            "optimizer_s": _seconds(optimizer, state.params, jax.vmap(tx.init)(state.params), state.masks) / STEPS}
+
+
+def main() -> None:
+    model = cost.load(probe=True)
+    print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
+    print(f"{'n':>2} {'depth':>5} {'width':>5} {'members':>7} {'step ms':>8} {'model ms':>9} {'fwd+bwd ms':>11} "
+          f"{'optimizer ms':>13}")
+    for shape in SHAPES:
+        r = profile_shape(*shape, model)
+        print(f"{shape[0]:>2} {shape[1]:>5} {shape[2]:>5} {shape[3]:>7} {r['step_s'] * 1e3:>8.3f} "
+              f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['optimizer_s'] * 1e3:>13.3f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
