@@ -100,7 +100,11 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     for band in N_BANDS:
         buckets = [b for rungs in _families(members, cfg, band).values() for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], band, buckets))
-    return _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known)
+    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known)
+    # The training order (buckets train on several workers, programs compile in the background): first the
+    # buckets whose programs are compiled, which start at once while the others compile, then the longest
+    # first, so that the round does not end on one long bucket.
+    return sorted(buckets, key=lambda b: ((b.spec, b.slots) not in known, -model.train_s(b)))
 
 
 def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set) -> list[Bucket]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -18,7 +21,7 @@ from scaling.config import Config
 from scaling.errors import UserError
 from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
-from scaling.population import Bucket, padding_waste
+from scaling.population import Bucket, MemberResult, padding_waste
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
 from scaling.train import PROGRAMS, Programs, train_bucket
@@ -50,6 +53,48 @@ def make_mesh(devices: int | None) -> Mesh | None:
     return None if count == 1 else Mesh(np.array(available[:count]), ("pop",))
 
 
+def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
+    """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
+    a bucket's small matmuls on one thread (a default-sweep bucket trained in 1.40 s pinned to one core of this
+    2-core machine, 1.36 s on both), so two buckets at once trained in 3.08 s instead of 5.67 s, with the same
+    rows bit for bit. No more than half the memory holds buckets of `bucket_mib` each. An accelerator or a
+    mesh is kept busy by one bucket."""
+    value = os.environ.get("SCALING_WORKERS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise UserError("SCALING_WORKERS", f"must be a whole number of at least 1, got {value!r}")
+        return int(value)
+    if mesh is not None or jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if bucket_mib:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        cores = min(cores, max(1, memory // 2 // (bucket_mib * 2**20)))
+    return cores
+
+
+class _Stopped(Exception):
+    """Raised inside a worker's bucket when the sweep stops (an error or an interrupt elsewhere)."""
+
+
+def _train_concurrently(buckets: list[Bucket], workers: int,
+                        train: Callable[[Bucket, threading.Event], list[MemberResult]]
+                        ) -> Iterator[list[MemberResult]]:
+    """Train buckets on `workers` threads (XLA releases the GIL while a program runs), yielding each bucket's
+    results in the buckets' order, so the store fills in plan order whatever finishes first. When the caller
+    stops early, the workers stop at their next chunk and nothing of their buckets is returned."""
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+        futures = [pool.submit(train, bucket, stop) for bucket in buckets]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:  # cancel what has not started before the running workers stop, so none picks up another
+            for future in futures:
+                future.cancel()
+            stop.set()
+
+
 def run_sweep(
     cfg: Config,
     out_dir: str | Path,
@@ -59,10 +104,13 @@ def run_sweep(
     progress: bool = True,
     on_bucket: Callable[[Bucket], None] | None = None,
     programs: Programs = PROGRAMS,
+    workers: int | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses one bucket at most."""
+    """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses only the buckets
+    in training (`workers` of them at most; default: default_workers)."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
+    workers = workers or default_workers(mesh, cfg.bucket_mib)
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
@@ -88,18 +136,32 @@ def run_sweep(
             bar.total += len(todo)
             for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
-            for i, bucket in enumerate(buckets):
-                c = compiled()
-                bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} n<={bucket.spec.n} "
-                                    f"w<={bucket.spec.width_max} solved {int(df['solved'].sum()) if len(df) else 0} "
-                                    f"compiled {c['compiles']} ({c['compile_s']:.0f} s)")
-                results = train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs, model=model,
-                                       on_chunk=lambda finished, live: bar.update(finished))
-                store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
-                trained_buckets.append(bucket)
-                df = store.frame()
-                if on_bucket is not None:
-                    on_bucket(bucket)
+            bar_lock = threading.Lock()
+
+            def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
+                def on_chunk(finished: int, live: int) -> None:
+                    if stop.is_set():
+                        raise _Stopped
+                    with bar_lock:
+                        bar.update(finished)
+                return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs, model=model,
+                                    on_chunk=on_chunk)
+
+            results_in_order = _train_concurrently(buckets, workers, train)
+            try:
+                for i, (bucket, results) in enumerate(zip(buckets, results_in_order)):
+                    store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
+                    trained_buckets.append(bucket)
+                    df = store.frame()
+                    c = compiled()
+                    with bar_lock:
+                        bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} "
+                                            f"solved {int(df['solved'].sum())} compiled {c['compiles']} "
+                                            f"({c['compile_s']:.0f} s)")
+                    if on_bucket is not None:
+                        on_bucket(bucket)
+            finally:
+                results_in_order.close()  # stops the workers now, not whenever the generator is collected
             rounds += 1
         summary = summarize(df, cfg)
         counts = compiled()

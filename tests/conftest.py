@@ -67,9 +67,10 @@ min_depth_widths = [2, 4]
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
-    """One small real sweep shared by the sweep, resume and report tests: (out_dir, SweepOutcome)."""
+    """One small real sweep shared by the sweep, resume and report tests: (out_dir, SweepOutcome). Two buckets
+    train at once, whatever this machine's core count (test_sweep compares it with one at a time)."""
     from scaling import config
     from scaling.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("tiny")
-    return out, run_sweep(config.parse(TINY), out, progress=False)
+    return out, run_sweep(config.parse(TINY), out, progress=False, workers=2)

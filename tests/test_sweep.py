@@ -10,7 +10,7 @@ from scaling import config
 from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
-from scaling.sweep import run_sweep
+from scaling.sweep import _Stopped, _train_concurrently, default_workers, run_sweep
 from scaling.train import PROGRAMS, Programs, trace_count
 from scaling.errors import UserError
 
@@ -66,6 +66,55 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(uninterrupted, tmp_pat
     assert (mine["final_loss"] - theirs["final_loss"]).abs().max() < 1e-5
     again = run_sweep(cfg, tmp_path, progress=False)
     assert again.trained == 0 and len(_rows(tmp_path)) == len(mine)
+
+
+def test_buckets_trained_at_once_give_the_same_rows_as_one_at_a_time(uninterrupted, tmp_path):
+    out, concurrent = uninterrupted  # two workers
+    alone = run_sweep(config.parse(TINY), tmp_path, progress=False, workers=1)
+    mine, theirs = _rows(tmp_path), _rows(out)
+    assert (alone.trained, alone.rounds, alone.buckets) == (concurrent.trained, concurrent.rounds, concurrent.buckets)
+    columns = KEY + RESULT + ["final_loss", "final_accuracy", "bucket"]
+    pd.testing.assert_frame_equal(mine[columns], theirs[columns])  # bit for bit, and in the same buckets
+
+
+def test_a_stopped_round_stops_its_workers_and_starts_no_more():
+    started, stopped = [], []
+
+    def train(bucket, stop):
+        started.append(bucket)
+        if bucket == 0:
+            return "first"
+        while not stop.wait(0.01):
+            pass
+        stopped.append(bucket)
+        raise _Stopped
+
+    results = _train_concurrently([0, 1, 2, 3, 4], 2, train)
+    assert next(results) == "first"
+    results.close()  # what the sweep does when storing fails or the user interrupts
+    assert sorted(stopped) == sorted(set(started) - {0}) and len(started) <= 3 and 4 not in started
+
+    def fails(bucket, stop):
+        if bucket == 1:
+            raise ValueError("out of memory")
+        while not stop.wait(0.01):
+            pass
+        raise _Stopped
+
+    with pytest.raises(ValueError, match="out of memory"):
+        list(_train_concurrently([0, 1, 2], 2, lambda b, stop: "ok" if b == 0 else fails(b, stop)))
+
+
+def test_workers_default_to_the_cores_on_a_cpu_and_reject_a_bad_override(monkeypatch):
+    monkeypatch.delenv("SCALING_WORKERS", raising=False)
+    assert default_workers(None) >= 1
+    assert default_workers(None, bucket_mib=2**30) == 1  # no room in memory for a second bucket of 1 PiB
+    monkeypatch.setenv("SCALING_WORKERS", "3")
+    assert default_workers(None) == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("SCALING_WORKERS", bad)
+        with pytest.raises(UserError, match="SCALING_WORKERS.*at least 1"):
+            default_workers(None)
 
 
 MONOTONE = (TINY.replace("n = [2, 4]", "n = [2, 3]").replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]")
