@@ -53,11 +53,13 @@ def _sweep(args) -> None:
 def _plan(args) -> None:
     from scaling import config, cost
     from scaling.forecast import parse_oracle, report
+    from scaling.sweep import default_workers, make_mesh
 
     cfg = config.load(args.config)
     if args.assume_wstar:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
-    report(cfg, cost.load(probe=True), args.assume_wstar)
+    workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
+    report(cfg, cost.load(probe=True), args.assume_wstar, workers)
 
 
 def _analyze(args) -> None:

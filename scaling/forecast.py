@@ -65,15 +65,21 @@ class Tally:
     padded_flops: float = 0.0
     useful_flops: float = 0.0
     compile_s: float = 0.0
-    train_s: float = 0.0
+    train_s: float = 0.0  # the buckets' training seconds, one after another
+    train_wall_s: float = 0.0  # the same on the sweep's workers: each round ends with its last bucket
 
-    def add(self, buckets: list[Bucket], model: CostModel, known: set) -> None:
+    def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1) -> None:
+        """Count one round of buckets, trained in order on `workers` threads (scaling.sweep)."""
         forecast = model.forecast(buckets, known)
         self.members += sum(len(b.members) for b in buckets)
         self.buckets += len(buckets)
         self.programs += forecast["programs"]
         self.compile_s += forecast["compile_s"]
         self.train_s += forecast["train_s"]
+        finish = [0.0] * workers  # each bucket goes to the first worker free, as in the sweep's thread pool
+        for b in buckets:
+            finish[finish.index(min(finish))] += model.train_s(b)
+        self.train_wall_s += max(finish)
         for b in buckets:
             padded, useful = b.flops()
             self.padded_flops += padded * b.steps
@@ -87,7 +93,7 @@ class Tally:
     def line(self) -> str:
         return (f"{self.members:,} members in {self.buckets:,} buckets, {self.programs:,} bucket shapes to compile; "
                 f"{self.padded_flops:.3g} padded / {self.useful_flops:.3g} useful training FLOPs "
-                f"(waste {self.waste:.2f}x); at most {_duration(self.compile_s + self.train_s)} here "
+                f"(waste {self.waste:.2f}x); at most {_duration(self.compile_s + self.train_wall_s)} here "
                 f"({_duration(self.compile_s)} of it compiling)")
 
 
@@ -99,9 +105,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _tally(members: list[Member], cfg: Config, model: CostModel) -> Tally:
+def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 1) -> Tally:
     tally = Tally()
-    tally.add(plan.plan_buckets(members, cfg, model), model, set())
+    tally.add(plan.plan_buckets(members, cfg, model), model, set(), workers)
     return tally
 
 
@@ -119,7 +125,7 @@ def _budget_factor(cfg: Config) -> int:
     return total // cfg.steps
 
 
-def upper_bound(cfg: Config, model: CostModel) -> Tally:
+def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
     """A bound on the whole search: in every (n, depth) cell, every rung of the coarse grid plus the longest
     bisection (within the widest gap), at every budget the budget rule may reach, with every learning rate the
     edge rule may add; plus the min-depth grid."""
@@ -136,20 +142,22 @@ def upper_bound(cfg: Config, model: CostModel) -> Tally:
         for depth in cfg.depths_at(n):
             for width in sorted(widths):
                 members += plan.members_at(cfg, n, depth, width, lrs=cfg.lrs + extra_lrs)
-    tally = _tally(members, cfg, model)
+    tally = _tally(members, cfg, model, workers)
     factor = _budget_factor(cfg)
-    for field in ("members", "padded_flops", "useful_flops", "train_s"):
+    for field in ("members", "padded_flops", "useful_flops", "train_s", "train_wall_s"):
         setattr(tally, field, getattr(tally, field) * factor)
     in_width_grid = set(_width_grid(cfg))
     depth_grid = [m for m in plan.grid_members(cfg) if m not in in_width_grid]
     if depth_grid:
-        extra = _tally(depth_grid, cfg, model)
-        for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s"):
+        extra = _tally(depth_grid, cfg, model, workers)
+        for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s",
+                      "train_wall_s"):
             setattr(tally, field, getattr(tally, field) + getattr(extra, field))
     return tally
 
 
-def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200) -> list[Tally]:
+def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200,
+             workers: int = 1) -> list[Tally]:
     """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth)."""
     rows: list[tuple] = []
     done: set[Member] = set()
@@ -162,7 +170,7 @@ def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, 
         if not todo:
             return rounds
         tally = Tally()
-        tally.add(plan.plan_buckets(todo, cfg, model, known), model, known)
+        tally.add(plan.plan_buckets(todo, cfg, model, known), model, known, workers)
         rounds.append(tally)
         for m in todo:
             solved = m.depth > 0 and m.width >= wstar(m.n, m.depth)
@@ -179,19 +187,21 @@ def total(tallies: list[Tally]) -> Tally:
     return out
 
 
-def report(cfg: Config, model: CostModel, assume_wstar: str | None = None) -> dict:
-    """Print the forecast; returns it as a dict (for tests and the README)."""
+def report(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1) -> dict:
+    """Print the forecast for a sweep that trains `workers` buckets at once; returns it as a dict (for tests
+    and the README)."""
     oracle = parse_oracle(assume_wstar) if assume_wstar else None
     source = "calibrated" if model.calibrated else "built-in default, not calibrated"
-    print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}). FLOPs and times "
-          "assume every member runs its whole budget.")
-    out = {"round0": _tally(plan.grid_members(cfg), cfg, model), "upper_bound": upper_bound(cfg, model),
-           "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model)}
+    print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}; {workers} bucket"
+          f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.")
+    out = {"round0": _tally(plan.grid_members(cfg), cfg, model, workers),
+           "upper_bound": upper_bound(cfg, model, workers),
+           "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, workers)}
     print(f"  round 0:              {out['round0'].line()}")
     print(f"  whole search, bound:  {out['upper_bound'].line()}")
     print(f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)")
     if oracle is not None:
-        rounds = simulate(cfg, oracle, model)
+        rounds = simulate(cfg, oracle, model, workers=workers)
         out["rounds"], out["search"] = rounds, total(rounds)
         print(f"  with w* = {assume_wstar}: {len(rounds)} round{'' if len(rounds) == 1 else 's'}, {out['search'].line()}")
     return out

@@ -89,6 +89,10 @@ def test_the_forecast_replays_the_search_and_stays_under_its_bound():
     searched, bound = total(rounds), upper_bound(cfg, FLOPS_BOUND)
     assert len(rounds) >= 3 and searched.members <= bound.members
     assert searched.padded_flops <= bound.padded_flops and searched.useful_flops <= searched.padded_flops
+    assert searched.train_wall_s == pytest.approx(searched.train_s)  # one worker: buckets one after another
+    two = total(simulate(cfg, lambda n, d: n + d, FLOPS_BOUND, workers=2))
+    assert two.members == searched.members and two.train_s == pytest.approx(searched.train_s)
+    assert searched.train_s / 2 <= two.train_wall_s < searched.train_s  # rounds of several buckets share workers
     with pytest.raises(UserError, match="names 'x'"):
         parse_oracle("2*x")
     assert parse_oracle("2**(n-1)/d")(5, 2) == 8.0
