@@ -159,22 +159,19 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
 def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200,
              workers: int = 1) -> list[Tally]:
     """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth)."""
-    rows: list[tuple] = []
+    df = search.assumed_rows([], lambda m: False)
     done: set[Member] = set()
     known: set = set()
     rounds: list[Tally] = []
-    columns = ["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"]
     for _ in range(max_rounds):
-        df = pd.DataFrame(rows, columns=columns)
         todo = sorted({m for m in search.wanted_members(cfg, df) if m not in done})
         if not todo:
             return rounds
         tally = Tally()
         tally.add(plan.plan_buckets(todo, cfg, model, known), model, known, workers)
         rounds.append(tally)
-        for m in todo:
-            solved = m.depth > 0 and m.width >= wstar(m.n, m.depth)
-            rows.append((m.n, m.depth, m.width, m.lr, m.seed, m.steps, solved, 1 if solved else None))
+        trained = search.assumed_rows(todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
+        df = trained if df.empty else pd.concat([df, trained], ignore_index=True)
         done.update(todo)
     raise UserError("--assume-wstar", f"the search did not settle within {max_rounds} rounds")
 

@@ -20,6 +20,8 @@ value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend fa
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -112,3 +114,11 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 for w in sorted(complete["width"].unique()):
                     wanted += plan.members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted
+
+
+def assumed_rows(members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:
+    """Rows as if `members` had been trained, each solving (at step 1) iff solves(member): what the search
+    reads, for forecasting rounds (scaling plan) and guessing the next round's programs (the sweep)."""
+    rows = [(m.n, m.depth, m.width, m.lr, m.seed, m.steps, s, 1 if s else None)
+            for m in members for s in [bool(solves(m))]]
+    return pd.DataFrame(rows, columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])

@@ -53,6 +53,10 @@ def make_mesh(devices: int | None) -> Mesh | None:
     return None if count == 1 else Mesh(np.array(available[:count]), ("pop",))
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
     a bucket's small matmuls on one thread (a default-sweep bucket trained in 1.40 s pinned to one core of this
@@ -66,11 +70,25 @@ def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
         return int(value)
     if mesh is not None or jax.default_backend() != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = _cores()
     if bucket_mib:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         cores = min(cores, max(1, memory // 2 // (bucket_mib * 2**20)))
     return cores
+
+
+def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list, model: cost.CostModel, programs: Programs,
+                      mesh: Mesh | None) -> None:
+    """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
+    the next round's buckets if every member of this round fails, then if every one solves. A wrong guess costs
+    a compile on a spare core; what has not started by the next round is dropped."""
+    done = stored_members(df) | set(todo)
+    for solves in (False, True):
+        trained = search.assumed_rows(todo, lambda m: solves)
+        guess = trained if df.empty else pd.concat([df[trained.columns], trained], ignore_index=True)
+        following = sorted({m for m in search.wanted_members(cfg, guess) if m not in done})
+        for bucket in plan_buckets(following, cfg, model, known=programs.shapes()) if following else []:
+            programs.prefetch(bucket, mesh)
 
 
 class _Stopped(Exception):
@@ -111,6 +129,7 @@ def run_sweep(
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     workers = workers or default_workers(mesh, cfg.bucket_mib)
+    programs.set_compile_threads(max(1, _cores() - workers))  # an accelerator's host compiles on its spare cores
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
@@ -134,8 +153,11 @@ def run_sweep(
                 break
             buckets = plan_buckets(todo, cfg, model, known=programs.shapes())
             bar.total += len(todo)
+            programs.cancel_pending()  # guesses for this round that never started
             for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
+            if min(workers, len(buckets)) < _cores():  # a core is left: compile for the next round meanwhile
+                _queue_next_round(cfg, df, todo, model, programs, mesh)
             bar_lock = threading.Lock()
 
             def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:

@@ -267,9 +267,19 @@ class Programs:
         self._future(("init", bucket.spec, cap, mesh), self._lower_init(bucket.spec, cap, mesh), background=True)
         self._future(("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh), background=True)
 
+    def set_compile_threads(self, threads: int) -> None:
+        """Compile up to `threads` programs at once in the background (queued compiles keep their order)."""
+        with self._lock:
+            if threads != self._pool._max_workers:
+                self._pool.shutdown(wait=False)  # what it has queued still runs
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
+                                                                   thread_name_prefix="scaling-compile")
+
     def wait_idle(self) -> None:
         """Block until the background compiles queued so far have finished."""
-        self._pool.submit(lambda: None).result()
+        with self._lock:
+            pending = list(self._futures.values())
+        concurrent.futures.wait(pending)
 
     def has(self, kind: str, spec: BucketSpec, cap: int, mesh: Mesh | None) -> bool:
         with self._lock:

@@ -141,3 +141,14 @@ def test_members_of_different_n_packed_in_one_program_train_as_alone(member_fact
     # The 5-bit member in the mixed bucket sees its whole table: accuracy counts 32 rows.
     assert train_bucket(make_bucket(others[:1], eval_every=100))[0].final_loss == pytest.approx(
         train_bucket(mixed_bucket)[0].final_loss, abs=1e-5)
+
+
+def test_the_benchmarks_step_loop_trains_the_engines_networks():
+    """make bench's one-model step loop is a fair baseline: alone and unpadded, the same members solve."""
+    from scaling import bench
+
+    members = [m for m in bench.workload() if m.width == 32 and m.seed < 2]
+    loop = bench._step_loop(members)
+    engine = train_bucket(make_bucket(members, eval_every=bench.EVAL_EVERY))
+    assert loop["members"] == 2 and loop["compiles"] == 3  # init, step and check, for one width
+    assert loop["solved"] == sum(r.solved for r in engine) > 0

@@ -10,7 +10,7 @@ from scaling import config
 from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
-from scaling.sweep import _Stopped, _train_concurrently, default_workers, run_sweep
+from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
 from scaling.train import PROGRAMS, Programs, trace_count
 from scaling.errors import UserError
 
@@ -237,6 +237,22 @@ def test_the_learning_rate_edge_rule_extends_the_grid_at_transition_widths_up_to
     assert set(extended["lr"]) == {0.09} and set(extended["width"]) <= {5, 6, 7, 8}  # never below: no gain there
     summary = summarize(df, cfg).set_index("n")
     assert summary.loc[3, "w_star"] == 6 and summary.loc[3, "best_lr"] in (0.03, 0.09)
+
+
+def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
+    """While a round trains, the programs of the next round are queued as if every member failed, then as if
+    every one solved (the gallop climbs, or the cells settle)."""
+    from scaling import cost
+    from scaling.plan import plan_buckets
+
+    cfg = config.parse(MONOTONE)
+    model, programs = cost.load(), Programs()
+    round0 = search.wanted_members(cfg, pd.DataFrame())
+    _queue_next_round(cfg, pd.DataFrame(), round0, model, programs, None)
+    programs.wait_idle()
+    climb = search.wanted_members(cfg, search.assumed_rows(round0, lambda m: False))
+    expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
+    assert expected and expected <= programs.shapes() and programs.compiles == 2 * len(programs.shapes())
 
 
 def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
