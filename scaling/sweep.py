@@ -1,4 +1,5 @@
-"""The sweep: ask the search for members, train what is missing bucket by bucket, store, repeat."""
+"""The sweep: ask the search for members, train what is missing (several buckets at once on a CPU), store,
+repeat."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from scaling.plan import plan_buckets
 from scaling.population import Bucket, MemberResult, padding_waste
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
-from scaling.train import PROGRAMS, Programs, train_bucket
+from scaling.train import PROGRAMS, Programs, population_slots, train_bucket
 
 
 @dataclasses.dataclass
@@ -88,7 +89,7 @@ def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list, model: cost.Cos
         guess = trained if df.empty else pd.concat([df[trained.columns], trained], ignore_index=True)
         following = sorted({m for m in search.wanted_members(cfg, guess) if m not in done})
         for bucket in plan_buckets(following, cfg, model, known=programs.shapes()) if following else []:
-            programs.prefetch(bucket, mesh)
+            programs.prefetch(bucket, mesh, guess=True)
 
 
 class _Stopped(Exception):
@@ -151,7 +152,11 @@ def run_sweep(
             todo = sorted({m for m in wanted if m not in done})
             if not todo:
                 break
-            buckets = plan_buckets(todo, cfg, model, known=programs.shapes())
+            known = programs.shapes()
+            buckets = plan_buckets(todo, cfg, model, known=known)
+            # What compaction may count as compiled: fixed now, so that no bucket's rows depend on what the
+            # other workers or the guesses happen to have compiled by then.
+            free_shapes = known | {(b.spec, population_slots(b, mesh)) for b in buckets}
             bar.total += len(todo)
             programs.cancel_pending()  # guesses for this round that never started
             for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
@@ -167,7 +172,7 @@ def run_sweep(
                     with bar_lock:
                         bar.update(finished)
                 return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs, model=model,
-                                    on_chunk=on_chunk)
+                                    on_chunk=on_chunk, free_shapes=free_shapes)
 
             results_in_order = _train_concurrently(buckets, workers, train)
             try:

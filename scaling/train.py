@@ -166,7 +166,7 @@ class Programs:
     """The compiled XLA programs of the population engine, by (kind, spec, population size), each compiled once.
 
     Programs are lowered and compiled ahead of time (jit(...).lower(...).compile()), either when first needed
-    or in a background thread while another bucket trains (prefetch): XLA's compiler releases the GIL. The
+    or in background threads while buckets train (prefetch): XLA's compiler releases the GIL. The
     counters say how many programs were compiled and how many seconds the compiler spent on them (on either
     thread), and how long training waited for a compile.
     """
@@ -174,6 +174,8 @@ class Programs:
     def __init__(self):
         self._lock = threading.Lock()
         self._futures: dict[tuple, concurrent.futures.Future] = {}
+        self._guesses: set[tuple] = set()  # queued by a guess about the next round, and not asked for since
+        self._threads = 1
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scaling-compile")
         self.compiles = 0
         self.compile_s = 0.0
@@ -187,8 +189,12 @@ class Programs:
             self.compile_s += time.perf_counter() - start
         return compiled
 
-    def _future(self, key: tuple, lower, background: bool) -> concurrent.futures.Future:
+    def _future(self, key: tuple, lower, background: bool, guess: bool = False) -> concurrent.futures.Future:
         with self._lock:
+            if not guess:
+                self._guesses.discard(key)
+            elif key not in self._futures:
+                self._guesses.add(key)
             future = self._futures.get(key)
             if future is None:
                 if background:
@@ -261,19 +267,21 @@ class Programs:
     def gather(self, spec, cap, new_cap, mesh):
         return self._get(("gather", spec, cap, new_cap, mesh), self._lower_gather(spec, cap, new_cap, mesh))
 
-    def prefetch(self, bucket: Bucket, mesh: Mesh | None = None) -> None:
-        """Start compiling a bucket's first programs in the background (a no-op for programs already there)."""
-        cap = _slots(bucket, mesh)
-        self._future(("init", bucket.spec, cap, mesh), self._lower_init(bucket.spec, cap, mesh), background=True)
-        self._future(("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh), background=True)
+    def prefetch(self, bucket: Bucket, mesh: Mesh | None = None, guess: bool = False) -> None:
+        """Start compiling a bucket's first programs in the background (a no-op for programs already there).
+        A guess (a bucket that the next round may ask for) stays out of shapes() until something asks for it."""
+        cap = population_slots(bucket, mesh)
+        for kind, lower in (("init", self._lower_init), ("chunk", self._lower_chunk)):
+            self._future((kind, bucket.spec, cap, mesh), lower(bucket.spec, cap, mesh), background=True, guess=guess)
 
     def set_compile_threads(self, threads: int) -> None:
         """Compile up to `threads` programs at once in the background (queued compiles keep their order)."""
         with self._lock:
-            if threads != self._pool._max_workers:
+            if threads != self._threads:
                 self._pool.shutdown(wait=False)  # what it has queued still runs
                 self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
                                                                    thread_name_prefix="scaling-compile")
+                self._threads = threads
 
     def wait_idle(self) -> None:
         """Block until the background compiles queued so far have finished."""
@@ -291,11 +299,14 @@ class Programs:
             for key, future in list(self._futures.items()):
                 if future.cancel():
                     del self._futures[key]
+                    self._guesses.discard(key)
 
     def shapes(self) -> set[tuple[BucketSpec, int]]:
-        """(spec, population size) of every chunk program compiled or compiling (for the planner's costing)."""
+        """(spec, population size) of every chunk program that training or a plan has asked for, compiled or
+        compiling (for the planner's costing). Guesses are left out: whether one started before the next round
+        dropped it depends on timing, and plans must not."""
         with self._lock:
-            return {(key[1], key[2]) for key in self._futures if key[0] == "chunk"}
+            return {(key[1], key[2]) for key in self._futures if key[0] == "chunk" and key not in self._guesses}
 
     def counters(self) -> dict[str, float]:
         return {"compiles": self.compiles, "compile_s": self.compile_s, "compile_wait_s": self.wait_s}
@@ -304,7 +315,7 @@ class Programs:
 PROGRAMS = Programs()
 
 
-def _slots(bucket: Bucket, mesh: Mesh | None) -> int:
+def population_slots(bucket: Bucket, mesh: Mesh | None) -> int:
     """The bucket's population size, rounded up to a multiple of the mesh's devices."""
     multiple = 1 if mesh is None else mesh.devices.size
     return -(-bucket.slots // multiple) * multiple
@@ -326,12 +337,15 @@ def train_bucket(
     programs: Programs = PROGRAMS,
     stop_early: bool = True,
     model=None,
+    free_shapes: set | None = None,
 ) -> list[MemberResult]:
     """Train every member of a bucket; results come back in the bucket's member order.
 
     With a cost model (scaling.cost.CostModel), the population is compacted when the model predicts that the
     steps saved on the remaining budget outweigh compiling the smaller population's programs; without one,
-    when a population a quarter of the size or less holds the live members.
+    when a population a quarter of the size or less holds the live members. A smaller population's program costs
+    no compile when its (spec, size) is in `free_shapes` (default: when `programs` has it now; a sweep passes
+    the shapes known when it planned the round, so that its rows never depend on timing).
 
     on_chunk(finished_now, live) is called after every chunk, for progress bars. stop_early = False trains
     every member for the whole budget (no freezing, no compaction): the naive baseline of `make bench`.
@@ -341,7 +355,7 @@ def train_bucket(
     table = make_table(spec.task, spec.n, spec.encoding)
     x_RxN, y_R = _place((table.x_RxN, table.y_R), mesh, whole=True)
     multiple = 1 if mesh is None else mesh.devices.size
-    cap = _slots(bucket, mesh)
+    cap = population_slots(bucket, mesh)
     slot_member = np.array(list(range(len(members))) + [0] * (cap - len(members)))
     slot_live = np.arange(cap) < len(members)
     column = lambda field, dtype: np.array([getattr(m, field) for m in members], dtype)[slot_member]
@@ -379,7 +393,8 @@ def train_bucket(
         if chunk + 2 < n_chunks and new_cap < cap and (
                 new_cap * _COMPACT_FACTOR <= cap if model is None else
                 (bucket.steps - step_end) * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
-                > (0.0 if programs.has("chunk", spec, new_cap, mesh) else model.program_s(spec))):
+                > (0.0 if (programs.has("chunk", spec, new_cap, mesh) if free_shapes is None else
+                           (spec, new_cap) in free_shapes) else model.program_s(spec))):
             # gather the live members into a smaller population
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)

@@ -252,7 +252,14 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     programs.wait_idle()
     climb = search.wanted_members(cfg, search.assumed_rows(round0, lambda m: False))
     expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
-    assert expected and expected <= programs.shapes() and programs.compiles == 2 * len(programs.shapes())
+    assert expected and all(programs.has("chunk", spec, slots, None) for spec, slots in expected)
+    assert programs.compiles >= 2 * len(expected)  # an init and a chunk program for each guessed bucket
+    # Guesses are not known shapes until a round asks for them: plans must not depend on which guesses started.
+    assert programs.shapes() == set()
+    spec, slots = next(iter(expected))
+    compiled = programs.compiles
+    programs.chunk(spec, slots, None)
+    assert programs.shapes() == {(spec, slots)} and programs.compiles == compiled  # asked for: known, not recompiled
 
 
 def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
