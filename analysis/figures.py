@@ -163,7 +163,8 @@ def fit_comparison(weights: pd.DataFrame) -> Figure:
         ax.set_ylabel("Akaike weight")
         ax.set_ylim(0, 1.02)
         ax.set_title("Which curve family describes each measurement")
-        ax.legend(ncol=len(families) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+        if families:  # a sweep too small for any fit has nothing to label
+            ax.legend(ncol=len(families) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.45))
     return fig
 
 
