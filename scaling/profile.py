@@ -20,7 +20,8 @@ from scaling import cost
 from scaling.model import forward, param_mask
 from scaling.population import Member, make_bucket
 from scaling.tasks import parity_table
-from scaling.train import Programs, _init_population, _loss, train_bucket
+from scaling.programs import Programs, _init_population, _loss
+from scaling.train import train_bucket
 
 SHAPES = [(8, 4, 2, 528), (8, 3, 2, 384), (8, 3, 8, 192), (8, 2, 8, 144), (6, 3, 6, 192), (8, 2, 16, 48),
           (8, 2, 32, 64), (4, 3, 4, 256)]  # (n, depth, width, members)

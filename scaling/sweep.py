@@ -25,7 +25,8 @@ from scaling.plan import plan_buckets
 from scaling.population import Bucket, MemberResult, padding_waste
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
-from scaling.train import PROGRAMS, Programs, population_slots, train_bucket
+from scaling.programs import PROGRAMS, Programs, population_slots
+from scaling.train import train_bucket
 
 
 @dataclasses.dataclass

@@ -8,7 +8,8 @@ import pytest
 
 from scaling.population import make_bucket, padding_waste
 from scaling.tasks import parity_table
-from scaling.train import _init_population, _train_chunk, trace_count, train_bucket
+from scaling.programs import _init_population, _train_chunk, trace_count
+from scaling.train import train_bucket
 
 
 def test_padding_invariance(member_factory):

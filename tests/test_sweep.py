@@ -11,7 +11,7 @@ from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
 from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
-from scaling.train import PROGRAMS, Programs, trace_count
+from scaling.programs import PROGRAMS, Programs, trace_count
 from scaling.errors import UserError
 
 from conftest import TINY
