@@ -42,8 +42,8 @@ def _sweep(args) -> None:
     outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, progress=True)
     print(f"{cfg.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
-          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time, "
-          f"{outcome.compile_wait_s:.0f} s of it waited for) -> {out}")
+          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time; "
+          f"training threads waited {outcome.compile_wait_s:.0f} s for them) -> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
         if not table.empty:

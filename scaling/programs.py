@@ -155,8 +155,9 @@ class Programs:
 
     Programs are lowered and compiled ahead of time (jit(...).lower(...).compile()), either when first needed
     or in background threads while buckets train (prefetch): XLA's compiler releases the GIL. The
-    counters say how many programs were compiled and how many seconds the compiler spent on them (on either
-    thread), and how long training waited for a compile.
+    counters say how many programs were compiled and how many seconds the compiler spent on them (on any
+    thread, so they may add up to more than the wall time), and how long training threads waited for a
+    compile (summed over the threads).
     """
 
     def __init__(self):
@@ -208,7 +209,8 @@ class Programs:
         """The compiled program, compiling it here if nobody has started to; the time spent counts as waited."""
         start = time.perf_counter()
         result = self._future(key, lower, "here").result()
-        self.wait_s += time.perf_counter() - start
+        with self._lock:  # several training threads may wait at once
+            self.wait_s += time.perf_counter() - start
         return result
 
     # The three programs, each lowered from abstract shapes (with the mesh's shardings when there is one).

@@ -39,8 +39,8 @@ class SweepOutcome:
     padding_waste: float  # padded FLOPs / useful FLOPs over the buckets trained (1.0 = none)
     summary: pd.DataFrame
     compiles: int = 0  # XLA programs compiled by this call
-    compile_s: float = 0.0  # the compiler's seconds (in the background thread, mostly while another bucket trained)
-    compile_wait_s: float = 0.0  # seconds that training waited for a compile
+    compile_s: float = 0.0  # the compiler's seconds, summed over its threads (mostly while buckets trained)
+    compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the workers
 
 
 def make_mesh(devices: int | None) -> Mesh | None:
