@@ -126,8 +126,9 @@ def run_sweep(
     programs: Programs = PROGRAMS,
     workers: int | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep into out_dir. Rows are committed bucket by bucket, so a stop loses only the buckets
-    in training (`workers` of them at most; default: default_workers)."""
+    """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
+    committed bucket by bucket in plan order, so a stop loses only the buckets in training and those that
+    finished while an earlier one still trained."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     workers = workers or default_workers(mesh, cfg.bucket_mib)
