@@ -262,6 +262,29 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     assert programs.shapes() == {(spec, slots)} and programs.compiles == compiled  # asked for: known, not recompiled
 
 
+def test_a_program_needed_now_does_not_wait_behind_the_queue():
+    import threading
+
+    from scaling.population import make_bucket
+
+    cfg = config.parse(MONOTONE)
+    bucket = make_bucket(search.wanted_members(cfg, pd.DataFrame())[:4], eval_every=cfg.eval_every)
+    programs, release = Programs(), threading.Event()
+    programs._pool.submit(release.wait)  # the one background thread is busy
+    programs.prefetch(bucket)  # queued behind it
+    compiled = threading.Event()
+    asker = threading.Thread(target=lambda: (programs.chunk(bucket.spec, bucket.slots, None), compiled.set()))
+    asker.start()
+    try:
+        assert compiled.wait(60), "the chunk program waited behind the busy background thread"
+        assert programs.compiles == 1 and programs.shapes() == {(bucket.spec, bucket.slots)}
+    finally:
+        release.set()
+        asker.join()
+    programs.wait_idle()
+    assert programs.compiles == 2  # the init program, from the queue; the chunk program was not compiled twice
+
+
 def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
     """Counted through the trace counter: every chunk program is traced once (no silent recompiles), programs
     repeat across rounds (far fewer than one per bucket and round), and an identical second sweep compiles none."""
