@@ -31,8 +31,8 @@ from scaling.model import forward, init_member
 from scaling.outputs import write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Member, make_bucket, padding_waste
-from scaling.tasks import make_table
 from scaling.programs import Programs
+from scaling.tasks import make_table
 from scaling.train import train_bucket
 
 N, DEPTH, WIDTHS, SEEDS, LR, STEPS, EVAL_EVERY = 10, 2, range(1, 33), 8, 1e-2, 2000, 100
