@@ -159,7 +159,7 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
 def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200,
              workers: int = 1) -> list[Tally]:
     """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth)."""
-    df = search.assumed_rows([], lambda m: False)
+    df = pd.DataFrame()
     done: set[Member] = set()
     known: set = set()
     rounds: list[Tally] = []
@@ -170,8 +170,7 @@ def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, 
         tally = Tally()
         tally.add(plan.plan_buckets(todo, cfg, model, known), model, known, workers)
         rounds.append(tally)
-        trained = search.assumed_rows(todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
-        df = trained if df.empty else pd.concat([df, trained], ignore_index=True)
+        df = search.with_assumed_rows(df, todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
         done.update(todo)
     raise UserError("--assume-wstar", f"the search did not settle within {max_rounds} rounds")
 

@@ -4,6 +4,7 @@ For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so n
 the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
 and the time of the forward plus backward pass alone and of the optimizer with its padding masks alone
 (each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop).
+Then it times two default-sweep buckets trained one after the other and at once, on the sweep's workers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import optax
 from scaling import cost
 from scaling.model import forward, param_mask
 from scaling.population import Member, make_bucket
-from scaling.tasks import parity_table
 from scaling.programs import Programs, _init_population, _loss
+from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
 SHAPES = [(8, 4, 2, 528), (8, 3, 2, 384), (8, 3, 8, 192), (8, 2, 8, 144), (6, 3, 6, 192), (8, 2, 16, 48),
@@ -78,6 +79,30 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
             "optimizer_s": _seconds(optimizer, state.params, jax.vmap(tx.init)(state.params), state.masks) / STEPS}
 
 
+def workers_check() -> dict[str, float | bool]:
+    """Two buckets of default-sweep members (1000 steps, nobody stops early), trained one after the other and
+    then on two worker threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
+    from scaling import config, plan
+    from scaling.sweep import _train_concurrently
+
+    cfg = config.load("experiments/default.toml")
+    points = [(8, 3, 8), (7, 2, 6), (6, 3, 5)]
+    buckets = [make_bucket([dataclasses.replace(m, seed=m.seed + offset, steps=1000)
+                            for p in points for m in plan.members_at(cfg, *p)], eval_every=100, width_max=8)
+               for offset in (0, 100)]
+    programs = Programs()
+    train = lambda bucket, stop=None: train_bucket(bucket, programs=programs, stop_early=False)
+    train(dataclasses.replace(buckets[0], steps=100))  # compiles
+    start = time.perf_counter()
+    alone = [train(b) for b in buckets]
+    one_after_other = time.perf_counter() - start
+    start = time.perf_counter()
+    together = list(_train_concurrently(buckets, 2, train))
+    return {"one_after_other_s": one_after_other, "at_once_s": time.perf_counter() - start,
+            "same_rows": all(dataclasses.replace(a, wall_s=0.0) == dataclasses.replace(b, wall_s=0.0)
+                             for rows_a, rows_b in zip(alone, together) for a, b in zip(rows_a, rows_b))}
+
+
 def main() -> None:
     model = cost.load(probe=True)
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
@@ -88,6 +113,9 @@ def main() -> None:
         print(f"{shape[0]:>2} {shape[1]:>5} {shape[2]:>5} {shape[3]:>7} {r['step_s'] * 1e3:>8.3f} "
               f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['optimizer_s'] * 1e3:>13.3f}",
               flush=True)
+    r = workers_check()
+    print(f"two buckets: {r['one_after_other_s']:.2f} s one after the other, {r['at_once_s']:.2f} s at once on two "
+          f"workers; rows {'identical' if r['same_rows'] else 'DIFFERENT'}")
 
 
 if __name__ == "__main__":

@@ -116,9 +116,10 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     return wanted
 
 
-def assumed_rows(members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:
-    """Rows as if `members` had been trained, each solving (at step 1) iff solves(member): what the search
-    reads, for forecasting rounds (scaling plan) and guessing the next round's programs (the sweep)."""
-    rows = [(m.n, m.depth, m.width, m.lr, m.seed, m.steps, s, 1 if s else None)
-            for m in members for s in [bool(solves(m))]]
-    return pd.DataFrame(rows, columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])
+def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:
+    """The rows so far plus rows as if `members` had been trained, each solving (at step 1) iff solves(member):
+    what the search reads, for replaying rounds (scaling plan) and guessing the next round's programs (the sweep)."""
+    rows = pd.DataFrame([(m.n, m.depth, m.width, m.lr, m.seed, m.steps, s, 1 if s else None)
+                         for m in members for s in [bool(solves(m))]],
+                        columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])
+    return rows if df.empty else pd.concat([df[rows.columns], rows], ignore_index=True)

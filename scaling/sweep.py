@@ -61,10 +61,9 @@ def _cores() -> int:
 
 def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
-    a bucket's small matmuls on one thread (a default-sweep bucket trained in 1.40 s pinned to one core of this
-    2-core machine, 1.36 s on both), so two buckets at once trained in 3.08 s instead of 5.67 s, with the same
-    rows bit for bit. No more than half the memory holds buckets of `bucket_mib` each. An accelerator or a
-    mesh is kept busy by one bucket."""
+    a bucket's small matmuls on one thread, so on this 2-core machine two buckets trained at once in 2.97 s
+    instead of 5.23 s, with the same rows bit for bit (scaling.profile.workers_check). No more than half the
+    memory holds buckets of `bucket_mib` each. An accelerator or a mesh is kept busy by one bucket."""
     value = os.environ.get("SCALING_WORKERS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
@@ -79,15 +78,14 @@ def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     return cores
 
 
-def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list, model: cost.CostModel, programs: Programs,
-                      mesh: Mesh | None) -> None:
+def _queue_next_round(cfg: Config, df: pd.DataFrame, done: set, todo: list, model: cost.CostModel,
+                      programs: Programs, mesh: Mesh | None) -> None:
     """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
-    the next round's buckets if every member of this round fails, then if every one solves. A wrong guess costs
-    a compile on a spare core; what has not started by the next round is dropped."""
-    done = stored_members(df) | set(todo)
+    the next round's buckets if every member of this round (todo) fails, then if every one solves. A wrong
+    guess costs a compile on a spare core; what has not started by the next round is dropped."""
+    done = done | set(todo)
     for solves in (False, True):
-        trained = search.assumed_rows(todo, lambda m: solves)
-        guess = trained if df.empty else pd.concat([df[trained.columns], trained], ignore_index=True)
+        guess = search.with_assumed_rows(df, todo, lambda m: solves)
         following = sorted({m for m in search.wanted_members(cfg, guess) if m not in done})
         for bucket in plan_buckets(following, cfg, model, known=programs.shapes()) if following else []:
             programs.prefetch(bucket, mesh, guess=True)
@@ -131,8 +129,8 @@ def run_sweep(
     finished while an earlier one still trained."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
-    workers = workers or default_workers(mesh, cfg.bucket_mib)
-    programs.set_compile_threads(max(1, _cores() - workers))  # an accelerator's host compiles on its spare cores
+    workers, cores = workers or default_workers(mesh, cfg.bucket_mib), _cores()
+    programs.set_compile_threads(max(1, cores - workers))  # an accelerator's host compiles on its spare cores
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
@@ -163,8 +161,8 @@ def run_sweep(
             programs.cancel_pending()  # guesses for this round that never started
             for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
-            if min(workers, len(buckets)) < _cores():  # a core is left: compile for the next round meanwhile
-                _queue_next_round(cfg, df, todo, model, programs, mesh)
+            if min(workers, len(buckets)) < cores:  # a core is left: compile for the next round meanwhile
+                _queue_next_round(cfg, df, done, todo, model, programs, mesh)
             bar_lock = threading.Lock()
 
             def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:

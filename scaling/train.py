@@ -76,6 +76,10 @@ def train_bucket(
     outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
     chunk_program = programs.chunk(spec, cap, mesh)
+    if free_shapes is None:
+        compiled = lambda size: programs.has("chunk", spec, size, mesh)
+    else:
+        compiled = lambda size: (spec, size) in free_shapes
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
         state, metrics = chunk_program(state, x_RxN, y_R, _place(np.int32(step0), mesh, whole=True), budget)
@@ -102,8 +106,7 @@ def train_bucket(
         if chunk + 2 < n_chunks and new_cap < cap and (
                 new_cap * _COMPACT_FACTOR <= cap if model is None else
                 (bucket.steps - step_end) * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
-                > (0.0 if (programs.has("chunk", spec, new_cap, mesh) if free_shapes is None else
-                           (spec, new_cap) in free_shapes) else model.program_s(spec))):
+                > (0.0 if compiled(new_cap) else model.program_s(spec))):
             # gather the live members into a smaller population
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)

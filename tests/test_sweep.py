@@ -248,9 +248,9 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     cfg = config.parse(MONOTONE)
     model, programs = cost.load(), Programs()
     round0 = search.wanted_members(cfg, pd.DataFrame())
-    _queue_next_round(cfg, pd.DataFrame(), round0, model, programs, None)
+    _queue_next_round(cfg, pd.DataFrame(), set(), round0, model, programs, None)
     programs.wait_idle()
-    climb = search.wanted_members(cfg, search.assumed_rows(round0, lambda m: False))
+    climb = search.wanted_members(cfg, search.with_assumed_rows(pd.DataFrame(), round0, lambda m: False))
     expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
     assert expected and all(programs.has("chunk", spec, slots, None) for spec, slots in expected)
     assert programs.compiles >= 2 * len(expected)  # an init and a chunk program for each guessed bucket
