@@ -18,43 +18,38 @@ _TINY = 1e-300
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A two-parameter curve y(x; theta); theta is the unconstrained parameterisation that the optimiser sees."""
+    """A two-parameter curve y(x; theta), linear in theta through one basis g(x): either log y = t0 + t1 g(x)
+    (log_linear: least squares in log space is then linear, and solved in closed form) or y = t0 + t1 g(x).
+    theta is the unconstrained parameterisation that the optimiser sees."""
 
     name: str
     formula: str
     names: tuple[str, str]
-    model: Callable[[np.ndarray, np.ndarray], np.ndarray]  # y(x; theta)
+    basis: Callable[[np.ndarray], np.ndarray]  # g(x)
+    log_linear: bool
     to_params: Callable[[np.ndarray], np.ndarray]  # theta -> reported params (monotone per coordinate)
-    starts: Callable[[np.ndarray, np.ndarray], list[np.ndarray]]
     needs_positive_x: bool = False
 
+    def model(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """y(x; theta)."""
+        line = theta[0] + theta[1] * self.basis(x)
+        return np.exp(line) if self.log_linear else line
 
-def _lin_starts(x, y):
-    slope, icpt = np.polyfit(x, y, 1)
-    return [np.array([icpt, slope]), np.array([y.min() / 2, (y.max() - y.min()) / max(np.ptp(x), 1e-9)]),
-            np.array([y.mean(), 0.0])]
-
-
-def _log_lin(x, y):  # log y = c0 + c1 * x
-    c1, c0 = np.polyfit(x, np.log(y), 1)
-    return [np.array([c0, c1]), np.array([np.log(y.mean()), 0.0])]
+    def starts(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        """Starting points of the iterative fit (families that are not log-linear)."""
+        g = self.basis(x)
+        slope, icpt = np.polyfit(g, y, 1)
+        return [np.array([icpt, slope]), np.array([y.min() / 2, (y.max() - y.min()) / max(np.ptp(g), 1e-9)]),
+                np.array([y.mean(), 0.0])]
 
 
 FAMILIES: dict[str, Family] = {
-    "exponential": Family(
-        "exponential", "a * b^x", ("a", "b"),
-        lambda x, t: np.exp(t[0] + t[1] * x), np.exp, lambda x, y: _log_lin(x, y)),
-    "power": Family(
-        "power", "a * x^k", ("a", "k"),
-        lambda x, t: np.exp(t[0] + t[1] * np.log(x)), lambda t: np.array([np.exp(t[0]), t[1]]),
-        lambda x, y: _log_lin(np.log(x), y), needs_positive_x=True),
-    "linear": Family(
-        "linear", "a + b * x", ("a", "b"),
-        lambda x, t: t[0] + t[1] * x, lambda t: t, _lin_starts),
-    "logarithmic": Family(
-        "logarithmic", "a + b * log2(x)", ("a", "b"),
-        lambda x, t: t[0] + t[1] * np.log2(x), lambda t: t,
-        lambda x, y: _lin_starts(np.log2(x), y), needs_positive_x=True),
+    "exponential": Family("exponential", "a * b^x", ("a", "b"), lambda x: x, True, np.exp),
+    "power": Family("power", "a * x^k", ("a", "k"), np.log, True, lambda t: np.array([np.exp(t[0]), t[1]]),
+                    needs_positive_x=True),
+    "linear": Family("linear", "a + b * x", ("a", "b"), lambda x: x, False, lambda t: t),
+    "logarithmic": Family("logarithmic", "a + b * log2(x)", ("a", "b"), np.log2, False, lambda t: t,
+                          needs_positive_x=True),
 }
 
 
@@ -120,44 +115,57 @@ def _check(x, y, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_curve(x, y, family: str, sigma=None) -> Fit:
-    """Least squares of log(y) against log(model) from several starts; 95 % CIs from the Jacobian (t quantiles).
-    `sigma`, if given, is each point's relative standard error of log(y): weighted least squares."""
+    """Least squares of log(y) against log(model); 95 % CIs from the Jacobian (t quantiles). Log-linear
+    families are solved in closed form, the others by Levenberg-Marquardt from several starts with the
+    analytic Jacobian. `sigma`, if given, is each point's relative standard error of log(y): weighted least
+    squares."""
     x, y = _check(x, y, family)
     fam = FAMILIES[family]
     log_y = np.log(y)
     scale = np.ones_like(x) if sigma is None else np.asarray(sigma, float) / np.mean(sigma)
+    design_Mx2 = np.stack([np.ones_like(x), fam.basis(x)], axis=1) / scale[:, None]
 
-    def residuals(theta):
-        pred = fam.model(x, theta)
-        # A curve that goes non-positive inside the data is infeasible: a steep, smooth penalty steers away.
-        return (np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y) / scale
+    if fam.log_linear:  # log y = t0 + t1 g(x): linear least squares
+        theta = np.linalg.lstsq(design_Mx2, log_y / scale, rcond=None)[0]
+        resid, jac = design_Mx2 @ theta - log_y / scale, design_Mx2
+    else:
+        def residuals(theta):
+            pred = fam.model(x, theta)
+            # A curve that goes non-positive inside the data is infeasible: a steep, smooth penalty steers away.
+            return (np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y) / scale
 
-    best = None
-    for start in fam.starts(x, y):
-        try:
-            sol = optimize.least_squares(residuals, start, method="lm", max_nfev=5000)
-        except ValueError:
-            continue
-        if np.all(np.isfinite(sol.fun)) and (best is None or sol.cost < best.cost):
-            best = sol
-    if best is None or np.any(fam.model(x, best.x) <= 0):
+        def jacobian(theta):
+            pred = fam.model(x, theta)
+            return design_Mx2 * np.where(pred > 0, 1.0 / np.maximum(pred, _TINY), 1.0)[:, None]
+
+        best = None
+        for start in fam.starts(x, y):
+            try:
+                sol = optimize.least_squares(residuals, start, jac=jacobian, method="lm", max_nfev=5000)
+            except ValueError:
+                continue
+            if np.all(np.isfinite(sol.fun)) and (best is None or sol.cost < best.cost):
+                best = sol
+        if best is None:
+            raise FitError(f"the {family} family cannot fit these points with y > 0 everywhere")
+        theta, resid, jac = best.x, best.fun, jacobian(best.x)
+    if not (np.all(np.isfinite(theta)) and np.all(fam.model(x, theta) > 0)):
         raise FitError(f"the {family} family cannot fit these points with y > 0 everywhere")
     m = len(x)
-    rss = float(np.sum(best.fun**2))
+    rss = float(np.sum(resid**2))
     dof = m - 2
-    jac = best.jac
     try:
         cov = np.linalg.inv(jac.T @ jac) * rss / max(dof, 1)
         se = np.sqrt(np.clip(np.diag(cov), 0, None))
     except np.linalg.LinAlgError:
         se = np.full(2, np.inf)
     t = stats.t.ppf(0.975, max(dof, 1))
-    lo, hi = fam.to_params(best.x - t * se), fam.to_params(best.x + t * se)
-    params = fam.to_params(best.x)
+    lo, hi = fam.to_params(theta - t * se), fam.to_params(theta + t * se)
+    params = fam.to_params(theta)
     score, criterion = information_criterion(rss, m)
     return Fit(
         family=family,
         params={n: float(v) for n, v in zip(fam.names, params)},
         ci={n: (float(min(a, b)), float(max(a, b))) for n, a, b in zip(fam.names, lo, hi)},
-        aicc=score, criterion=criterion, rss=rss, n_points=m, theta=best.x,
+        aicc=score, criterion=criterion, rss=rss, n_points=m, theta=theta,
     )

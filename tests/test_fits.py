@@ -32,6 +32,27 @@ def test_noise_free_fit_recovers_parameters():
         np.testing.assert_allclose(fit.predict(X), _curve(family, X), rtol=1e-4)
 
 
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fits_match_a_generic_solver_with_numeric_derivatives(family):
+    """The closed form (log-linear families) and the analytic Jacobian (the others) against scipy's
+    least_squares with finite differences on the same weighted residuals: the same optimum and the same CIs."""
+    from scipy import optimize, stats
+
+    rng = np.random.default_rng(3)
+    x, y, sigma = X, _noisy(family, rng), rng.uniform(0.5, 2.0, X.size)
+    fam, scale = FAMILIES[family], sigma / sigma.mean()
+    residuals = lambda t: (np.log(fam.model(x, t)) - np.log(y)) / scale
+    fit = fit_curve(x, y, family, sigma=sigma)
+    generic = optimize.least_squares(residuals, fit.theta + 0.1, method="lm")  # from a start off the optimum
+    np.testing.assert_allclose(fit.theta, generic.x, rtol=1e-5, atol=1e-8)
+    assert fit.rss == pytest.approx(2 * generic.cost, rel=1e-8)
+    cov = np.linalg.inv(generic.jac.T @ generic.jac) * fit.rss / (x.size - 2)
+    half_width = stats.t.ppf(0.975, x.size - 2) * np.sqrt(np.diag(cov))
+    lo, hi = fam.to_params(generic.x - half_width), fam.to_params(generic.x + half_width)
+    for name, a, b in zip(fam.names, lo, hi):
+        np.testing.assert_allclose(fit.ci[name], (min(a, b), max(a, b)), rtol=1e-4)
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_family_ranks_its_own_data_first(family):
     """Exponential and logarithmic data are ranked first in every draw. Linear and power are near twins over
