@@ -35,6 +35,7 @@ _SQL_TYPE = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "INTEGER"
 _FROM_SQL = {"str": str, "int": int, "float": float}
 _COLUMN_OF = {"steps": "steps_budget"}  # the results schema's name for Member.steps
 _IDENTITY = {_COLUMN_OF.get(f.name, f.name): f for f in dataclasses.fields(Member)}
+IDENTITY_COLUMNS = tuple(_IDENTITY)  # the columns that name a member (the UNIQUE key)
 MEMBER_COLUMNS = {**{c: _SQL_TYPE[f.type] for c, f in _IDENTITY.items()},
                   **{f.name: _SQL_TYPE[f.type] for f in dataclasses.fields(MemberResult)}, "bucket": "TEXT"}
 RUN_COLUMNS = {"run_id": "INTEGER PRIMARY KEY AUTOINCREMENT", "config_name": "TEXT", "config_text": "TEXT",

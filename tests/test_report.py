@@ -102,3 +102,29 @@ def test_python_dash_m_analysis_is_the_analyze_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("scaling analyze: error:") and "no results store" in proc.stderr
+
+
+def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path, capsys):
+    import shutil
+    import sqlite3
+    from contextlib import closing
+
+    from analysis.runs import compare_runs
+    from analysis.runs import main as runs_main
+
+    out, outcome = tiny_sweep
+    same = compare_runs(out, out)
+    assert (same.common, same.same_loss, same.gained, same.lost) == (outcome.trained,) * 2 + (0, 0)
+    assert same.changed.empty and len(same.cells) == len(outcome.summary)
+    # A copy in which one solved member of the smallest width at which any solved came out unsolved.
+    other = tmp_path / "other"
+    shutil.copytree(out, other, ignore=shutil.ignore_patterns(".lock"))
+    with closing(sqlite3.connect(other / "results.sqlite")) as conn, conn:
+        conn.execute("UPDATE members SET solved = 0, step_solved = NULL, final_loss = final_loss + 1 WHERE rowid = "
+                     "(SELECT rowid FROM members WHERE solved = 1 ORDER BY width, n, depth, lr, seed LIMIT 1)")
+    moved = compare_runs(out, other)
+    assert (moved.common, moved.same_loss, moved.gained, moved.lost) == (outcome.trained, outcome.trained - 1, 0, 1)
+    assert "solved flags differ in 1 (0 solved only in B, 1 only in A)" in moved.text()
+    assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m analysis.runs: error:") and "no results store" in err and len(err.splitlines()) == 1

@@ -1,0 +1,80 @@
+"""Two results directories of one experiment, compared member by member and cell by cell: how far a change of
+engine, plan or machine moved the results (a GPU run against a CPU run, an engine before and after a change).
+
+Training parity near w* is chaotic: float rounding that differs by 1e-7 in one step (another bucket shape,
+another XLA kernel) can end a member solved in one run and unsolved in the other. Such flips are noise
+when they go both ways in equal numbers; a cell whose w* or L* rests on one seed moves with them.
+
+    python -m analysis.runs DIR_A DIR_B
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pandas as pd
+
+from analysis.data import load, load_config
+from scaling.errors import UserError
+from scaling.stats import summarize
+from scaling.store import IDENTITY_COLUMNS
+
+_CELL = ["kind", "n", "depth", "width"]
+
+
+@dataclasses.dataclass
+class RunComparison:
+    members_a: int
+    members_b: int
+    common: int  # members trained in both runs
+    same_loss: int  # of those, final losses equal bit for bit
+    gained: int  # solved in B, not in A
+    lost: int  # solved in A, not in B
+    cells: pd.DataFrame  # every w* and L* cell of either run, both values side by side
+    changed: pd.DataFrame  # the cells whose w* or L* differ
+
+    def text(self) -> str:
+        lines = [f"members: {self.members_a} in A, {self.members_b} in B, {self.common} in both; final loss equal bit "
+                 f"for bit in {self.same_loss}; solved flags differ in {self.gained + self.lost} "
+                 f"({self.gained} solved only in B, {self.lost} only in A)",
+                 f"cells: w* or L* differs in {len(self.changed)} of {len(self.cells)}"]
+        if len(self.changed):
+            lines.append(self.changed.to_string(index=False))
+        return "\n".join(lines)
+
+
+def compare_runs(dir_a, dir_b) -> RunComparison:
+    """Members in common, bit-equal losses, solved flags gained and lost, and w*/L* cell by cell (each run's
+    summary from its own saved config)."""
+    a, b = load(dir_a), load(dir_b)
+    both = a.merge(b, on=list(IDENTITY_COLUMNS), suffixes=("_a", "_b"))
+    summaries = [summarize(df, load_config(d)) for df, d in ((a, dir_a), (b, dir_b))]
+    keep = [c for c in ("w_star", "L_star", "rate", "tested") if c in summaries[0] and c in summaries[1]]
+    cells = summaries[0][_CELL + keep].merge(summaries[1][_CELL + keep], on=_CELL, how="outer", suffixes=("_a", "_b"))
+    differs = pd.Series(False, index=cells.index)
+    for col in ("w_star", "L_star"):
+        if f"{col}_a" in cells:
+            differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)
+    return RunComparison(
+        members_a=len(a), members_b=len(b), common=len(both),
+        same_loss=int((both["final_loss_a"] == both["final_loss_b"]).sum()),
+        gained=int((~both["solved_a"] & both["solved_b"]).sum()), lost=int((both["solved_a"] & ~both["solved_b"]).sum()),
+        cells=cells, changed=cells[differs].reset_index(drop=True),
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m analysis.runs DIR_A DIR_B", file=sys.stderr)
+        return 2
+    try:
+        print(compare_runs(*argv).text())
+    except UserError as e:
+        print(f"python -m analysis.runs: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
