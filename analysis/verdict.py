@@ -34,10 +34,27 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _one_seed(row, star: str) -> str:
+    """'; one seed: LO to HI' where one more or one fewer solved seed per tested value would move the star."""
+    if "one_seed_lo" not in row:
+        return ""
+    lo, hi = row["one_seed_lo"], row["one_seed_hi"]
+    same = lambda v: (pd.isna(v) and row["censored"]) or (pd.notna(v) and v == row[star])
+    if same(lo) and same(hi):
+        return ""
+    show = lambda v: f"> {row['bound']}" if pd.isna(v) else num(v)
+    return f"; one seed: {show(lo)} to {show(hi)}"
+
+
+def one_seed_cells(stars: pd.DataFrame, star: str) -> int:
+    """How many cells one seed decides (their one-seed range is not the star alone)."""
+    return sum(bool(_one_seed(row, star)) for _, row in stars.iterrows())
+
+
 def _star_cell(row, star: str) -> str:
     if row["censored"]:
-        return f"> {row['bound']}"
-    return f"{num(row[star])} ({row['rate']:.2f} [{row['rate_lo']:.2f}, {row['rate_hi']:.2f}])"
+        return f"> {row['bound']}" + _one_seed(row, star)
+    return f"{num(row[star])} ({row['rate']:.2f} [{row['rate_lo']:.2f}, {row['rate_hi']:.2f}])" + _one_seed(row, star)
 
 
 def _width_cell(row) -> str:
@@ -181,6 +198,9 @@ DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly
   threshold, with a 95 % Wald interval on log2 W50. Unlike w\\*, one noisy width does not censor it. W50 curves
   over n are fitted by least squares weighted with each point's interval.
 - **L\\*(n, width)**: the smallest depth that reaches the threshold (and stays) at a fixed width.
+- **One seed**: w\\* (or L\\*) re-read as if every tested width (depth) had solved one more, and one fewer,
+  held-out seed. Where that range is more than w\\* itself, one seed decides the cell, and a change of float
+  rounding alone (another bucket shape, kernel or machine) can move it within the range.
 - **Units** = depth × width (hidden units in total).
 - **Fits**: exponential a·b^n, power a·n^k, linear a + b·n, logarithmic a + b·log2 n, all fitted to log(y), ranked
   by AICc with Akaike weights, on at least 5 exact points; where bounds exist, by maximum likelihood with the
@@ -277,7 +297,8 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         "## Minimum width w* per depth",
         "Each cell: w* (its cross-fitted success rate [Wilson 95 %]); `> B`: censored at bound B; "
         "then W50 [95 %] from the logistic fit (`> B` / `< B`: beyond the widths tested); *budget-limited* where w* "
-        "at half the budget differs.",
+        "at half the budget differs; *one seed: A to B* where one more or one fewer solved seed per width would move "
+        f"w* there ({one_seed_cells(stars, 'w_star')} of {len(stars)} cells).",
         _table(["n"] + [f"depth {d}" for d in depths], w_rows),
         _edge_note(stars, cfg),
         "## w* against the step budget",

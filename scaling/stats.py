@@ -85,8 +85,11 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
     rows = []
     for key, grp in best.groupby(cell):
         key = key if isinstance(key, tuple) else (key,)
-        values, passed = grp[along].to_numpy(), (grp["rate"] >= threshold).to_numpy()
-        star = monotone_min(values, passed)
+        values, solved, seeds = grp[along].to_numpy(), grp["solved"].to_numpy(), grp["seeds"].to_numpy()
+        star = monotone_min(values, solved / seeds >= threshold)
+        # The same rule with one more, and one fewer, held-out seed solved at every tested value: where the
+        # two differ from star, one seed decides the cell (and float rounding alone can move it).
+        one_more, one_fewer = (monotone_min(values, (solved + d) / seeds >= threshold) for d in (1, -1))
         row = dict(zip(cell, key))
         at = grp[grp[along] == (star if star is not None else values.max())].iloc[0]
         row.update({
@@ -97,10 +100,12 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
             "rate": float(at["rate"]), "rate_lo": float(at["rate_lo"]), "rate_hi": float(at["rate_hi"]),
             "in_sample_rate": float(at["in_sample_rate"]), "pooled_rate": float(at["pooled_rate"]),
             "best_lr": float(at["lr"]), "seeds": int(at["seeds"]),
+            "one_seed_lo": float(one_more) if one_more is not None else np.nan,
+            "one_seed_hi": float(one_fewer) if one_fewer is not None else np.nan,
         })
         rows.append(row)
     columns = [*cell, name, "censored", "bound", "tested", "rate", "rate_lo", "rate_hi", "in_sample_rate",
-               "pooled_rate", "best_lr", "seeds"]
+               "pooled_rate", "best_lr", "seeds", "one_seed_lo", "one_seed_hi"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -108,7 +113,8 @@ def min_width(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """w*(n, depth): smallest width whose best-lr success rate reaches the threshold and stays there above.
 
     A censored cell (nothing passes up to `bound`, the largest tested width) has w_star = NaN, never a guess.
-    The rate columns describe w* itself (or the bound when censored); units = depth * w*.
+    The rate columns describe w* itself (or the bound when censored); units = depth * w*. one_seed_lo and
+    one_seed_hi are w* had every tested width solved one more, or one fewer, held-out seed (NaN: censored).
     """
     out = _minimum(df, ["n", "depth"], "width", threshold, "w_star")
     out.insert(3, "units", out["depth"] * out["w_star"])

@@ -45,6 +45,24 @@ def test_w_star_is_reread_at_fractions_of_the_budget_from_the_stored_steps():
     assert budget_convergence(min_width_by_budget(settled))["budget_converged"].iloc[0]
 
 
+def test_the_one_seed_range_says_where_one_seed_decides_w_star():
+    """One learning rate, so the cross-fitted counts are the raw ones: w* with one more, and one fewer, solved
+    seed at every tested width. 8 seeds, threshold 0.5 (4 of 8)."""
+    from analysis.verdict import one_seed_cells
+    from scaling.stats import min_width
+
+    solved = lambda k: [100] * k + [None] * (8 - k)
+    firm = min_width(_frame({2: solved(0), 4: solved(1), 8: solved(7), 16: solved(8)})).iloc[0]
+    assert (firm.w_star, firm.one_seed_lo, firm.one_seed_hi) == (8, 8, 8)
+    edge = min_width(_frame({2: solved(0), 4: solved(3), 8: solved(4), 16: solved(8)})).iloc[0]
+    assert (edge.w_star, edge.one_seed_lo, edge.one_seed_hi) == (8, 4, 16)  # 3/8 -> 4/8 passes; 4/8 -> 3/8 fails
+    top = min_width(_frame({2: solved(3), 4: solved(4)})).iloc[0]
+    assert (top.w_star, top.one_seed_lo) == (4, 2) and np.isnan(top.one_seed_hi)  # nothing above 4 was tested
+    censored = min_width(_frame({2: solved(0), 4: solved(3)})).iloc[0]
+    assert censored.censored and censored.one_seed_lo == 4 and np.isnan(censored.one_seed_hi)
+    assert one_seed_cells(pd.DataFrame([firm, edge, top, censored]), "w_star") == 3
+
+
 def _synthetic(w50_of_n, ns, rng, seeds=8, lrs=(1e-3, 1e-2, 1e-1), slope=3.0, budget=1000) -> pd.DataFrame:
     """A members table from a known truth: P(solved) = sigmoid(slope * (log2 width - log2 W50(n))) at every
     learning rate; solved members solve early, so every cell is budget-converged."""
