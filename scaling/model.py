@@ -124,8 +124,9 @@ def split_params(model: MLP) -> tuple[Params, Masks]:
 
 # On a CPU, a network of at most this width runs with rows as the minor (contiguous) axis of its activations,
 # (units, rows) instead of (rows, units): with a few units per row, XLA's CPU kernels otherwise work along
-# an axis of a few floats. Forward plus backward, 100-step scans on the 2-core CPU: 2.5-3.4x faster at width 2,
-# 1.2-1.6x at widths 8-16, but 0.75-0.96x at widths 32-128 (`python -m scaling.profile`).
+# an axis of a few floats. `python -m scaling.profile` times both layouts (forward plus backward in 100-step
+# scans); on the 2-core CPU rows-minor was 1.2-4.3x faster at widths up to 16 (3.2-4.3x at width 2), about
+# as fast at width 32 and 0.93x as fast at width 128.
 ROWS_MINOR_MAX_WIDTH = 16
 
 
@@ -139,8 +140,12 @@ def forward(params: Params, masks: Masks, x_RxN: jax.Array, activation: str) -> 
     act = ACTIVATIONS[activation]
     if "in_kernel" not in params:
         return jnp.matmul(x_RxN, params["out_kernel"], precision=_HIGHEST)[:, 0] + params["out_bias"][0]
-    if rows_minor(params["in_kernel"].shape[1]):
-        return _forward_rows_minor(params, masks, x_RxN.T, act)
+    layout = forward_rows_minor if rows_minor(params["in_kernel"].shape[1]) else forward_rows_major
+    return layout(params, masks, x_RxN, act)
+
+
+def forward_rows_major(params: Params, masks: Masks, x_RxN: jax.Array, act) -> jax.Array:
+    """forward (hidden layers only) on activations (rows, units)."""
     unit_1xW = masks["unit_mask"][None, :]
     h_RxW = act(jnp.matmul(x_RxN, params["in_kernel"], precision=_HIGHEST) + params["in_bias"][None, :]) * unit_1xW
     for layer in range(params["hidden_kernel"].shape[0]):
@@ -150,8 +155,10 @@ def forward(params: Params, masks: Masks, x_RxN: jax.Array, activation: str) -> 
     return jnp.matmul(h_RxW, params["out_kernel"], precision=_HIGHEST)[:, 0] + params["out_bias"][0]
 
 
-def _forward_rows_minor(params: Params, masks: Masks, x_NxR: jax.Array, act) -> jax.Array:
-    """forward, computed on transposed activations (units, rows): the same function, other float rounding."""
+def forward_rows_minor(params: Params, masks: Masks, x_RxN: jax.Array, act) -> jax.Array:
+    """forward (hidden layers only) on transposed activations (units, rows): the same function as
+    forward_rows_major, with other float rounding."""
+    x_NxR = x_RxN.T
     unit_Wx1 = masks["unit_mask"][:, None]
     h_WxR = act(jnp.matmul(params["in_kernel"].T, x_NxR, precision=_HIGHEST) + params["in_bias"][:, None]) * unit_Wx1
     for layer in range(params["hidden_kernel"].shape[0]):

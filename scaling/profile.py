@@ -3,7 +3,8 @@
 For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so nobody stops early) it prints
 the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
 and the time of the forward plus backward pass alone and of the optimizer with its padding masks alone
-(each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop).
+(each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop), and
+forward plus backward in the layout the engine does not use for that width (scaling.model.rows_minor).
 Then it times two default-sweep buckets trained one after the other and at once, on the sweep's workers.
 """
 
@@ -18,14 +19,14 @@ import numpy as np
 import optax
 
 from scaling import cost
-from scaling.model import forward, param_mask
+from scaling.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
 from scaling.population import Member, make_bucket
 from scaling.programs import Programs, _init_population, _loss
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
 SHAPES = [(8, 4, 2, 528), (8, 3, 2, 384), (8, 3, 8, 192), (8, 2, 8, 144), (6, 3, 6, 192), (8, 2, 16, 48),
-          (8, 2, 32, 64), (4, 3, 4, 256)]  # (n, depth, width, members)
+          (8, 2, 32, 64), (4, 3, 4, 256), (10, 2, 2, 8), (8, 2, 128, 16)]  # (n, depth, width, members)
 STEPS = 100
 
 
@@ -56,12 +57,20 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
     table = parity_table(n)
     x_RxN, y_R = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R)
     valid_R = jnp.ones(y_R.shape, bool)
-    grad_P = jax.vmap(jax.grad(lambda p, m: _loss(forward(p, m, x_RxN, "relu"), y_R, valid_R, "bce")))
 
-    @jax.jit
-    def forward_backward(params, masks):
-        body = lambda p, _: (jax.tree.map(lambda a, g: a - 1e-30 * g, p, grad_P(p, masks)), None)
-        return jax.lax.scan(body, params, None, length=STEPS)[0]
+    def forward_backward_s(layout) -> float:
+        """Seconds per step of forward plus backward through `layout` (the engine's, or the other one)."""
+        relu = ACTIVATIONS["relu"]
+        grad_P = jax.vmap(jax.grad(lambda p, m: _loss(layout(p, m, x_RxN, relu), y_R, valid_R, "bce")))
+
+        @jax.jit
+        def forward_backward(params, masks):
+            body = lambda p, _: (jax.tree.map(lambda a, g: a - 1e-30 * g, p, grad_P(p, masks)), None)
+            return jax.lax.scan(body, params, None, length=STEPS)[0]
+
+        return _seconds(forward_backward, state.params, state.masks) / STEPS
+
+    layouts = (forward_rows_minor, forward_rows_major)[::1 if rows_minor(width) else -1]  # the engine's first
 
     tx = optax.adam(1e-3)
 
@@ -75,7 +84,7 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
         return jax.lax.scan(body, (params, opt_state), None, length=STEPS)[0]
 
     return {"step_s": step_s, "model_s": model.step_s(bucket.spec, slots),
-            "forward_backward_s": _seconds(forward_backward, state.params, state.masks) / STEPS,
+            "forward_backward_s": forward_backward_s(layouts[0]), "other_layout_s": forward_backward_s(layouts[1]),
             "optimizer_s": _seconds(optimizer, state.params, jax.vmap(tx.init)(state.params), state.masks) / STEPS}
 
 
@@ -107,12 +116,12 @@ def main() -> None:
     model = cost.load(probe=True)
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
     print(f"{'n':>2} {'depth':>5} {'width':>5} {'members':>7} {'step ms':>8} {'model ms':>9} {'fwd+bwd ms':>11} "
-          f"{'optimizer ms':>13}")
+          f"{'other layout':>13} {'optimizer ms':>13}")
     for shape in SHAPES:
         r = profile_shape(*shape, model)
         print(f"{shape[0]:>2} {shape[1]:>5} {shape[2]:>5} {shape[3]:>7} {r['step_s'] * 1e3:>8.3f} "
-              f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['optimizer_s'] * 1e3:>13.3f}",
-              flush=True)
+              f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['other_layout_s'] * 1e3:>13.3f} "
+              f"{r['optimizer_s'] * 1e3:>13.3f}", flush=True)
     r = workers_check()
     print(f"two buckets: {r['one_after_other_s']:.2f} s one after the other, {r['at_once_s']:.2f} s at once on two "
           f"workers; rows {'identical' if r['same_rows'] else 'DIFFERENT'}")

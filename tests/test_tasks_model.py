@@ -55,6 +55,20 @@ def test_padded_model_computes_the_same_function():
     np.testing.assert_allclose(forward(*small, x_RxN, "tanh"), forward(*padded, x_RxN, "tanh"), atol=1e-6)
 
 
+@pytest.mark.parametrize("width", [3, 16, 17, 40])
+def test_both_layouts_compute_the_same_function_and_forward_picks_by_width(width):
+    from scaling.model import ACTIVATIONS, ROWS_MINOR_MAX_WIDTH, forward_rows_major, forward_rows_minor
+
+    x_RxN = jnp.asarray(parity_table(6).x_RxN)
+    params, masks = init_member(6, 3, width, jax.random.key(1), depth_max=4, width_max=width, activation="relu",
+                                init="he")
+    params = {**params, "in_bias": params["in_bias"] + 0.1, "hidden_bias": params["hidden_bias"] - 0.05}
+    major, minor = (f(params, masks, x_RxN, ACTIVATIONS["relu"]) for f in (forward_rows_major, forward_rows_minor))
+    np.testing.assert_allclose(major, minor, rtol=1e-5, atol=1e-5)
+    chosen = minor if width <= ROWS_MINOR_MAX_WIDTH else major  # this suite runs on the CPU
+    np.testing.assert_array_equal(forward(params, masks, x_RxN, "relu"), chosen)
+
+
 def test_nnx_module_and_pure_forward_agree():
     model = MLP(3, 2, 5, key=jax.random.key(0), activation="sigmoid")
     x_RxN = jnp.asarray(parity_table(3).x_RxN)
