@@ -8,7 +8,7 @@ The per-step work has four parts, each priced by a fitted coefficient (seconds p
     hidden rows    slots x rows x (depth - 1): the hidden layers' matmuls, whose cost barely shrinks with width
     activations    slots x rows x depth x width: the elementwise passes of forward and backward
     FLOPs          padded training FLOPs: what a large width costs
-On the 2-core CPU the four-part model predicts sweep-like shapes within 0.71-1.3x of their measured steps
+On the 2-core CPU the four-part model predicts sweep-like shapes within 0.57-1.7x of their measured steps
 (`python -m scaling.profile`); an earlier FLOPs-and-activations model was off by up to 5x at widths 2-6,
 where most of a default sweep's members are.
 
