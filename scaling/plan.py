@@ -9,7 +9,7 @@ from collections import defaultdict
 from scaling import cost
 from scaling.config import Config
 from scaling.cost import CostModel
-from scaling.population import SHARED_FIELDS, Bucket, Member, make_bucket, member_bytes, rung
+from scaling.population import SHARED_FIELDS, Bucket, BucketSpec, Member, make_bucket, member_bytes, rung
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
@@ -100,22 +100,38 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     for band in N_BANDS:
         buckets = [b for rungs in _families(members, cfg, band).values() for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], band, buckets))
-    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known)
+    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known, cfg)
     # The training order (buckets train on several workers, programs compile in the background): first the
     # buckets whose programs are compiled, which start at once while the others compile, then the longest
     # first, so that the round does not end on one long bucket.
     return sorted(buckets, key=lambda b: ((b.spec, b.slots) not in known, -model.train_s(b)))
 
 
-def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set) -> list[Bucket]:
-    """Give a bucket more population slots when a program of that size is already compiled (or planned) for its
-    spec and the model predicts that training the empty slots costs less than compiling a new program."""
+def _holds(big: BucketSpec, small: BucketSpec, pad_depth: bool) -> bool:
+    """Whether the members of a bucket of spec `small` can train padded in a program of spec `big`: the same
+    n, table and training, a width at least as large, and the same depth or (pad_depth) a larger one."""
+    return (small.depth_max > 0 and big.width_max >= small.width_max
+            and (big.depth_max == small.depth_max or (pad_depth and big.depth_max > small.depth_max))
+            and dataclasses.replace(big, width_max=small.width_max, depth_max=small.depth_max) == small)
+
+
+def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set, cfg: Config) -> list[Bucket]:
+    """Train a bucket in a program already compiled (or planned) for a larger population, width or depth
+    when the model predicts that the padding costs less training time than compiling its own program, and
+    its members fit the memory budget there. Programs repeat across rounds this way: a bisection below a
+    compiled width needs no new program."""
     have, out = set(known), []
     for b in buckets:
-        larger = sorted(c for spec, c in have if spec == b.spec and c > b.slots)
-        if (b.spec, b.slots) not in have and larger and (
-                b.steps * (model.step_s(b.spec, larger[0]) - model.step_s(b.spec, b.slots)) < model.program_s(b.spec)):
-            b = dataclasses.replace(b, slots_min=larger[0])
+        if (b.spec, b.slots) not in have:
+            train_s = lambda spec, slots: b.steps * model.step_s(spec, slots)
+            fits = [(spec, slots) for spec, slots in have if slots >= b.slots and
+                    (spec == b.spec or _holds(spec, b.spec, cfg.pad_depth)) and
+                    len(b.members) * member_bytes(spec.n, spec.depth_max, spec.width_max, spec.batch_rows)
+                    <= cfg.bucket_mib * 2**20]
+            if fits:
+                spec, slots = min(fits, key=lambda shape: (train_s(*shape), shape[1]))
+                if train_s(spec, slots) - train_s(b.spec, b.slots) < model.program_s(b.spec):
+                    b = dataclasses.replace(b, spec=spec, slots_min=slots)
         have.add((b.spec, b.slots))
         out.append(b)
     return out

@@ -118,3 +118,22 @@ def test_a_bucket_reuses_a_compiled_population_size_when_that_is_cheaper():
     known = {(alone[0].spec, 16)}
     assert plan_buckets(members, CFG, COMPILE_BOUND, known=known)[0].slots == 16  # a compile costs 100 s
     assert plan_buckets(members, CFG, FLOPS_BOUND, known=known)[0].slots == 6  # compiles are free
+
+
+def test_a_bucket_trains_in_a_compiled_wider_or_deeper_program_when_that_is_cheaper():
+    members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]
+    own = plan_buckets(members, CFG, COMPILE_BOUND)
+    assert len(own) == 1 and (own[0].spec.width_max, own[0].spec.depth_max) == (8, 1)
+    wider = dataclasses.replace(own[0].spec, width_max=16, depth_max=3)
+    other_n = dataclasses.replace(wider, n=4, batch_rows=16)
+    known = {(wider, own[0].slots), (other_n, own[0].slots)}
+    reused = plan_buckets(members, CFG, COMPILE_BOUND, known=known)  # a compile costs 100 s
+    assert len(reused) == 1 and reused[0].spec == wider and reused[0].members == own[0].members
+    assert plan_buckets(members, CFG, FLOPS_BOUND, known=known)[0].spec == own[0].spec  # compiles are free
+    assert plan_buckets(members, CFG, COMPILE_BOUND, known={(other_n, own[0].slots)})[0].spec == own[0].spec
+    no_depth_padding = dataclasses.replace(CFG, pad_depth=False)
+    assert plan_buckets(members, no_depth_padding, COMPILE_BOUND, known=known)[0].spec == own[0].spec
+    huge = {(dataclasses.replace(wider, width_max=256), own[0].slots)}  # about 3 MiB per member
+    assert plan_buckets(members, CFG, COMPILE_BOUND, known=huge)[0].spec.width_max == 256
+    tight_memory = dataclasses.replace(CFG, bucket_mib=1)
+    assert plan_buckets(members, tight_memory, COMPILE_BOUND, known=huge)[0].spec == own[0].spec
