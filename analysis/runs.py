@@ -49,13 +49,13 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
     summary from its own saved config)."""
     a, b = load(dir_a), load(dir_b)
     both = a.merge(b, on=list(IDENTITY_COLUMNS), suffixes=("_a", "_b"))
-    summaries = [summarize(df, load_config(d)) for df, d in ((a, dir_a), (b, dir_b))]
-    keep = [c for c in ("w_star", "L_star", "rate", "tested") if c in summaries[0] and c in summaries[1]]
-    cells = summaries[0][_CELL + keep].merge(summaries[1][_CELL + keep], on=_CELL, how="outer", suffixes=("_a", "_b"))
+    # A summary lacks the columns of a kind it has no rows of (no L* search: no width, no L_star).
+    columns = _CELL + ["w_star", "L_star", "rate", "tested"]
+    summaries = [summarize(df, load_config(d)).reindex(columns=columns) for df, d in ((a, dir_a), (b, dir_b))]
+    cells = summaries[0].merge(summaries[1], on=_CELL, how="outer", suffixes=("_a", "_b"))
     differs = pd.Series(False, index=cells.index)
     for col in ("w_star", "L_star"):
-        if f"{col}_a" in cells:
-            differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)
+        differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)
     return RunComparison(
         members_a=len(a), members_b=len(b), common=len(both),
         same_loss=int((both["final_loss_a"] == both["final_loss_b"]).sum()),

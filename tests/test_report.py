@@ -104,7 +104,7 @@ def test_python_dash_m_analysis_is_the_analyze_command(tmp_path):
     assert proc.stderr.startswith("scaling analyze: error:") and "no results store" in proc.stderr
 
 
-def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path, capsys):
+def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path, capsys, monkeypatch):
     import shutil
     import sqlite3
     from contextlib import closing
@@ -125,6 +125,13 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     moved = compare_runs(out, other)
     assert (moved.common, moved.same_loss, moved.gained, moved.lost) == (outcome.trained, outcome.trained - 1, 0, 1)
     assert "solved flags differ in 1 (0 solved only in B, 1 only in A)" in moved.text()
+    # A config without an L* search summarises with neither a width nor an L_star column.
+    import analysis.runs
+    from scaling.stats import summarize
+
+    no_depth_search = lambda df, cfg: summarize(df, cfg).query("kind == 'min_width'").drop(columns=["width", "L_star"])
+    monkeypatch.setattr(analysis.runs, "summarize", no_depth_search)
+    assert compare_runs(out, out).changed.empty and len(compare_runs(out, out).cells) < len(outcome.summary)
     assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m analysis.runs: error:") and "no results store" in err and len(err.splitlines()) == 1
