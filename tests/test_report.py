@@ -113,6 +113,7 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     from analysis.runs import main as runs_main
 
     out, outcome = tiny_sweep
+    assert analysis.compare_runs is compare_runs  # the importable analysis API
     same = compare_runs(out, out)
     assert (same.common, same.same_loss, same.gained, same.lost) == (outcome.trained,) * 2 + (0, 0)
     assert same.changed.empty and len(same.cells) == len(outcome.summary)
@@ -126,11 +127,11 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert (moved.common, moved.same_loss, moved.gained, moved.lost) == (outcome.trained, outcome.trained - 1, 0, 1)
     assert "solved flags differ in 1 (0 solved only in B, 1 only in A)" in moved.text()
     # A config without an L* search summarises with neither a width nor an L_star column.
-    import analysis.runs
+    from analysis import runs
     from scaling.stats import summarize
 
     no_depth_search = lambda df, cfg: summarize(df, cfg).query("kind == 'min_width'").drop(columns=["width", "L_star"])
-    monkeypatch.setattr(analysis.runs, "summarize", no_depth_search)
+    monkeypatch.setattr(runs, "summarize", no_depth_search)
     assert compare_runs(out, out).changed.empty and len(compare_runs(out, out).cells) < len(outcome.summary)
     assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
