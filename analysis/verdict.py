@@ -34,21 +34,25 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _one_seed(row, star: str) -> str:
-    """'; one seed: LO to HI' where one more or one fewer solved seed per tested value would move the star."""
+def _one_seed_decides(row, star: str) -> bool:
+    """Whether one more or one fewer solved seed per tested value would move the star (NaN: censored)."""
     if "one_seed_lo" not in row:
-        return ""
-    lo, hi = row["one_seed_lo"], row["one_seed_hi"]
+        return False
     same = lambda v: (pd.isna(v) and row["censored"]) or (pd.notna(v) and v == row[star])
-    if same(lo) and same(hi):
+    return not (same(row["one_seed_lo"]) and same(row["one_seed_hi"]))
+
+
+def _one_seed(row, star: str) -> str:
+    """'; one seed: LO to HI' where one seed decides the cell, else nothing."""
+    if not _one_seed_decides(row, star):
         return ""
     show = lambda v: f"> {row['bound']}" if pd.isna(v) else num(v)
-    return f"; one seed: {show(lo)} to {show(hi)}"
+    return f"; one seed: {show(row['one_seed_lo'])} to {show(row['one_seed_hi'])}"
 
 
 def one_seed_cells(stars: pd.DataFrame, star: str) -> int:
-    """How many cells one seed decides (their one-seed range is not the star alone)."""
-    return sum(bool(_one_seed(row, star)) for _, row in stars.iterrows())
+    """How many cells one seed decides."""
+    return sum(_one_seed_decides(row, star) for _, row in stars.iterrows())
 
 
 def _star_cell(row, star: str) -> str:
