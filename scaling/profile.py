@@ -4,7 +4,9 @@ For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so n
 the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
 and the time of the forward plus backward pass alone and of the optimizer with its padding masks alone
 (each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop), and
-forward plus backward in the layout the engine does not use for that width (scaling.model.rows_minor).
+forward plus backward in the layout the engine does not use for that width (scaling.model.rows_minor), and
+the step time and the backend compiler's seconds (the init and chunk programs) with the engine's XLA options
+and with XLA's defaults.
 Then it times two default-sweep buckets trained one after the other and at once, on the sweep's workers.
 """
 
@@ -21,7 +23,7 @@ import optax
 from scaling import cost
 from scaling.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
 from scaling.population import Member, make_bucket
-from scaling.programs import Programs, _init_population, _loss
+from scaling.programs import Programs, _init_population, _loss, compiler_options
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
@@ -39,15 +41,37 @@ def _seconds(f, *args, reps: int = 3) -> float:
     return (time.perf_counter() - start) / reps
 
 
+def _compile_seconds(lowered: jax.stages.Lowered, options: dict | None) -> float:
+    start = time.perf_counter()
+    lowered.compile(options)
+    return time.perf_counter() - start
+
+
 def profile_shape(n: int, depth: int, width: int, population: int, model: cost.CostModel) -> dict[str, float]:
     base = Member(task="parity", n=n, encoding="pm1", depth=depth, width=width, activation="relu", init="he",
                   optimizer="adam", loss="bce", lr=1e-9, seed=0, steps=2 * STEPS)
     bucket = make_bucket([dataclasses.replace(base, seed=s) for s in range(population)], eval_every=STEPS)
+
+    def steps_s(engine: Programs, xla_default: Programs) -> tuple[float, float]:
+        """Seconds per step with each set of programs, compiled first, then timed in the order A B B A (the
+        timings of this machine drift)."""
+        seconds = {id(engine): 0.0, id(xla_default): 0.0}
+        for programs in (engine, xla_default):
+            train_bucket(bucket, programs=programs)  # compiles
+        for programs in (engine, xla_default, xla_default, engine):
+            start = time.perf_counter()
+            train_bucket(bucket, programs=programs)
+            seconds[id(programs)] += (time.perf_counter() - start) / 2 / bucket.steps
+        return seconds[id(engine)], seconds[id(xla_default)]
+
+    # The backend compiler alone, each way (traced and lowered once, outside the clock; first, as JAX keeps
+    # compiled programs in memory and training compiles the same ones).
     programs = Programs()
-    train_bucket(bucket, programs=programs)  # compiles
-    start = time.perf_counter()
-    train_bucket(bucket, programs=programs)
-    step_s = (time.perf_counter() - start) / bucket.steps
+    lowered = [programs._lower_init(bucket.spec, bucket.slots, None)(),
+               programs._lower_chunk(bucket.spec, bucket.slots, None)()]
+    compile_s, xla_default_compile_s = (sum(_compile_seconds(low, options) for low in lowered)
+                                        for options in (compiler_options(), None))
+    step_s, xla_default_step_s = steps_s(programs, Programs(xla_defaults=True))
 
     slots = bucket.slots
     column = lambda v, dtype=jnp.int32: jnp.full((slots,), v, dtype)
@@ -83,7 +107,8 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
             return (jax.vmap(optax.apply_updates)(p, updates), o), None
         return jax.lax.scan(body, (params, opt_state), None, length=STEPS)[0]
 
-    return {"step_s": step_s, "model_s": model.step_s(bucket.spec, slots),
+    return {"step_s": step_s, "model_s": model.step_s(bucket.spec, slots), "compile_s": compile_s,
+            "xla_default_step_s": xla_default_step_s, "xla_default_compile_s": xla_default_compile_s,
             "forward_backward_s": forward_backward_s(layouts[0]), "other_layout_s": forward_backward_s(layouts[1]),
             "optimizer_s": _seconds(optimizer, state.params, jax.vmap(tx.init)(state.params), state.masks) / STEPS}
 
@@ -115,13 +140,16 @@ def workers_check() -> dict[str, float | bool]:
 def main() -> None:
     model = cost.load(probe=True)
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
+    print("(compile s: the backend compiler on the init and chunk programs; xla default: the same with XLA's "
+          "default options instead of scaling.programs.compiler_options)")
     print(f"{'n':>2} {'depth':>5} {'width':>5} {'members':>7} {'step ms':>8} {'model ms':>9} {'fwd+bwd ms':>11} "
-          f"{'other layout':>13} {'optimizer ms':>13}")
+          f"{'other layout':>13} {'optimizer ms':>13} {'compile s':>10} {'xla default: compile s':>23} {'step ms':>8}")
     for shape in SHAPES:
         r = profile_shape(*shape, model)
         print(f"{shape[0]:>2} {shape[1]:>5} {shape[2]:>5} {shape[3]:>7} {r['step_s'] * 1e3:>8.3f} "
               f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['other_layout_s'] * 1e3:>13.3f} "
-              f"{r['optimizer_s'] * 1e3:>13.3f}", flush=True)
+              f"{r['optimizer_s'] * 1e3:>13.3f} {r['compile_s']:>10.2f} {r['xla_default_compile_s']:>23.2f} "
+              f"{r['xla_default_step_s'] * 1e3:>8.3f}", flush=True)
     r = workers_check()
     print(f"two buckets: {r['one_after_other_s']:.2f} s one after the other, {r['at_once_s']:.2f} s at once on two "
           f"workers; rows {'identical' if r['same_rows'] else 'DIFFERENT'}")
