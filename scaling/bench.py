@@ -11,6 +11,7 @@ persistent compile cache off, fresh in-memory programs), but for sweep_warm:
               width), stopping when solved
   step_loop   one model at a time in the shape of the issue's PyTorch loop: one jitted Adam step per Python
               call, a check of all rows every 100 steps
+  torch_loop  the issue's PyTorch loop itself (scaling.bench_torch), only where torch is installed
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling import config, cost
+from scaling import bench_torch, config, cost
 from scaling.errors import UserError
 from scaling.model import forward, init_member
 from scaling.outputs import write_atomic
@@ -139,6 +140,13 @@ def run_bench(out: str | Path = "bench.json") -> dict:
     results["one_by_one"] = _train([make_bucket([m], eval_every=EVAL_EVERY) for m in members], Programs())
     print(f"one_by_one done: {results['one_by_one']['wall_s']:.1f} s", flush=True)
     results["step_loop"] = _step_loop(members)
+    print(f"step_loop done: {results['step_loop']['wall_s']:.1f} s", flush=True)
+    baselines = ["one_by_one", "step_loop", "naive_vmap"]
+    if bench_torch.available():
+        results["torch_loop"] = bench_torch.torch_loop(members, N, LR, STEPS, EVAL_EVERY)
+        baselines.insert(2, "torch_loop")
+    else:
+        print("torch is not installed: the PyTorch loop is left out (pip install torch into .venv to add it)")
     ratio = lambda slow, fast: round(results[slow]["wall_s"] / results[fast]["wall_s"], 2)
     report = {
         "workload": {"n": N, "depth": DEPTH, "widths": [min(WIDTHS), max(WIDTHS)], "seeds": SEEDS, "lr": LR,
@@ -147,9 +155,7 @@ def run_bench(out: str | Path = "bench.json") -> dict:
                     "devices": jax.device_count(), "python": platform.python_version(), "jax": jax.__version__},
         "results": {k: {f: (round(v, 3) if isinstance(v, float) else v) for f, v in r.items()}
                     for k, r in results.items()},
-        "sweep_speedup": {f"vs_{k}": ratio(k, "sweep") for k in ("one_by_one", "step_loop", "naive_vmap")},
-        "sweep_warm_speedup": {f"vs_{k}": ratio(k, "sweep_warm") for k in ("one_by_one", "step_loop", "naive_vmap")},
-        "grid_speedup": {f"vs_{k}": ratio(k, "grid") for k in ("one_by_one", "step_loop", "naive_vmap")},
+        **{f"{way}_speedup": {f"vs_{k}": ratio(k, way) for k in baselines} for way in ("sweep", "sweep_warm", "grid")},
     }
     write_atomic({out: json.dumps(report, indent=2)})
     print(f"{'way':<12}{'members':>8}{'buckets':>8}{'compiles':>9}{'compile s':>10}{'wall s':>9}{'waste':>7}")
@@ -157,9 +163,10 @@ def run_bench(out: str | Path = "bench.json") -> dict:
         compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
         print(f"{name:<12}{r['members']:>8}{r['buckets']:>8}{r['compiles']:>9}{compile_s:>10}"
               f"{r['wall_s']:>9.1f}{r['padding_waste']:>7.2f}")
+    described = {"one_by_one": "the one-model scan loop", "step_loop": "the one-model step loop",
+                 "torch_loop": "the PyTorch loop", "naive_vmap": "the naive vmap"}
     for way in ("sweep", "sweep_warm", "grid"):
         r = report[f"{way}_speedup"]
-        print(f"{way}: {r['vs_one_by_one']}x the one-model scan loop, {r['vs_step_loop']}x the one-model step loop, "
-              f"{r['vs_naive_vmap']}x the naive vmap")
+        print(f"{way}: " + ", ".join(f"{r[f'vs_{k}']}x {described[k]}" for k in baselines))
     print(f"-> {out}")
     return report
