@@ -2,7 +2,9 @@
 
 Three programs, each jit-compiled once per (spec, population size): the initialisation of a population, a
 training chunk (eval_every steps of jit(vmap(step)) under lax.scan, then one evaluation on all rows), and the
-gather that compacts a population. Programs compiles them ahead of time, in the background where it can.
+gather that compacts a population. On one CPU device a population starts from the host instead
+(scaling.host_init: one draw program for every shape). Programs compiles them ahead of time, in the
+background where it can.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaling import names
+from scaling import host_init, names
 from scaling.model import forward, init_member, param_mask
 from scaling.population import Bucket, BucketSpec
 
@@ -147,6 +150,33 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
     return state._replace(params=params, opt_state=opt_state, first_solved_P=first_P), metrics
 
 
+def host_init_applies(mesh: Mesh | None) -> bool:
+    """Whether populations start from the host (scaling.host_init) rather than a compiled init program: on one
+    CPU device, where host memory is the device's and the init program was a third of a sweep's compiles."""
+    return mesh is None and jax.default_backend() == "cpu"
+
+
+def _host_population(draw, spec: BucketSpec, key_data_Px2, n_P, depth_P, width_P, lr_P) -> PopState:
+    """What _init_population returns, with the weights drawn by the shape-generic `draw` program and laid out
+    on the host (the same values, tested). The optimizer's state starts at zero but for its hyperparameters:
+    each member's learning rate, and the optimizer's defaults (Adam's b1, b2, eps)."""
+    keys, n, depth, width, lr = (np.asarray(a) for a in (key_data_Px2, n_P, depth_P, width_P, lr_P))
+    params, masks = host_init.initial_params(spec, keys, n, depth, width, draw)
+    opt_shapes = jax.eval_shape(jax.vmap(lambda p, rate: _optimizer(spec.optimizer, rate).init(p)), params, lr)
+    hyperparams = _optimizer(spec.optimizer, 0.0).init({}).hyperparams
+    defaults = {**{name: np.asarray(value) for name, value in hyperparams.items()}, "learning_rate": lr}
+
+    def start(path, leaf):
+        if getattr(path[0], "name", None) == "hyperparams":
+            return np.broadcast_to(defaults[path[1].key], leaf.shape).astype(leaf.dtype)
+        return np.zeros(leaf.shape, leaf.dtype)
+
+    opt_state = jax.tree_util.tree_map_with_path(start, opt_shapes)
+    state = PopState(params, opt_state, masks, keys, np.left_shift(1, n).astype(np.int32), np.ones(len(n), bool),
+                     np.full(len(n), -1, np.int32))
+    return jax.device_put(state)
+
+
 @jax.jit
 def _gather(state: PopState, take_Q: jax.Array) -> PopState:
     """The members at slots take_Q, as a population of Q slots (compaction)."""
@@ -239,6 +269,20 @@ class Programs:
         pop, _ = self._shardings(mesh)
         return lambda: _init_population.lower(*self._init_args(cap, pop), spec=spec)
 
+    @staticmethod
+    def _lower_draw(distribution: str):
+        u32 = lambda *shape: _struct(shape, jnp.uint32, None)
+        q = host_init.DRAWS_PER_CALL
+        return lambda: host_init.draw.lower(u32(q, 2), u32(q), u32(q), u32(q), distribution=distribution)
+
+    def _init_program(self, spec: BucketSpec, cap: int, mesh: Mesh | None) -> tuple[tuple, Callable]:
+        """The key and lowering of what starts a population: the shape-generic draw program where
+        host_init_applies, else the bucket shape's init program."""
+        if host_init_applies(mesh):
+            distribution = host_init.sampler(spec.init)
+            return ("draw", distribution), self._lower_draw(distribution)
+        return ("init", spec, cap, mesh), self._lower_init(spec, cap, mesh)
+
     def _state_struct(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
         pop, _ = self._shardings(mesh)
         shapes = jax.eval_shape(functools.partial(_init_population, spec=spec), *self._init_args(cap, None))
@@ -260,7 +304,10 @@ class Programs:
         return lambda: _gather.lower(self._state_struct(spec, cap, mesh), _struct((new_cap,), jnp.int32, pop))
 
     def init(self, spec, cap, mesh):
-        return self._get(("init", spec, cap, mesh), self._lower_init(spec, cap, mesh))
+        """(key_data_Px2, n_P, depth_P, width_P, lr_P) -> the population's initial PopState."""
+        key, lower = self._init_program(spec, cap, mesh)
+        program = self._get(key, lower)
+        return functools.partial(_host_population, program, spec) if key[0] == "draw" else program
 
     def chunk(self, spec, cap, mesh):
         return self._get(("chunk", spec, cap, mesh), self._lower_chunk(spec, cap, mesh))
@@ -270,15 +317,16 @@ class Programs:
 
     def chunk_soon(self, spec, cap, mesh) -> None:
         """Start compiling a chunk program on a thread of its own (unless it is compiled or compiling), so that
-        it compiles while the calling thread compiles the bucket's init program."""
+        it compiles while the calling thread starts the bucket's population."""
         self._future(("chunk", spec, cap, mesh), self._lower_chunk(spec, cap, mesh), "now")
 
     def prefetch(self, bucket: Bucket, mesh: Mesh | None = None, guess: bool = False) -> None:
         """Start compiling a bucket's first programs in the background (a no-op for programs already there).
         A guess (a bucket that the next round may ask for) stays out of shapes() until something asks for it."""
         cap = population_slots(bucket, mesh)
-        for kind, lower in (("init", self._lower_init), ("chunk", self._lower_chunk)):
-            self._future((kind, bucket.spec, cap, mesh), lower(bucket.spec, cap, mesh), "queue", guess=guess)
+        for key, lower in (self._init_program(bucket.spec, cap, mesh),
+                           (("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh))):
+            self._future(key, lower, "queue", guess=guess)
 
     def set_compile_threads(self, threads: int) -> None:
         """Compile up to `threads` programs at once in the background (queued compiles keep their order)."""

@@ -1,0 +1,109 @@
+"""A population's initial state, assembled on the host from one shape-generic program of weight draws.
+
+The init program of scaling.programs is compiled per bucket shape, and on a CPU it was about 40 % of the
+compiler's seconds in a cold sweep. Here one program draws DRAWS_PER_CALL weights at given positions
+(key, stream, row, column), whatever the bucket; the host scales them by each member's true fan-in and lays
+them into the padded arrays, as scaling.model.MLP does. The values are bit for bit those of the compiled init
+program (tested), so a member starts from the same weights either way.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling.model import _HIDDEN_GAIN, _OUTPUT_STREAM
+from scaling.population import BucketSpec
+
+DRAWS_PER_CALL = 2**15  # positions per call of the draw program: one compiled shape for every bucket
+
+
+def sampler(init: str) -> str:
+    """The distribution of an init's unit-variance draws (inits differ otherwise only in their gain)."""
+    return "rademacher" if init == "rademacher" else "normal"
+
+
+@functools.partial(jax.jit, static_argnames=("distribution",))
+def draw(key_data_Qx2, stream_Q, row_Q, col_Q, distribution: str) -> jax.Array:
+    """Unit-variance draws at each position, as scaling.model._position_values draws them from the member's
+    key (folded with 0, as the init program folds it)."""
+    sample = jax.random.rademacher if distribution == "rademacher" else jax.random.normal
+
+    def one(key_data, stream, row, col):
+        key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 0)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), row), col)
+        return sample(key, (), jnp.float32)
+
+    return jax.vmap(one)(key_data_Qx2, stream_Q, row_Q, col_Q)
+
+
+def _blocks(n: int, depth: int, width: int, depth_max: int, init: str) -> list[tuple[str, int, int, int, float]]:
+    """The real (unpadded) weight blocks of one member: (parameter, stream, rows, cols, scale)."""
+    gain = _HIDDEN_GAIN[init]
+    scale = lambda g, fan_in: float(np.sqrt(np.float32(g) / np.float32(fan_in)))  # float32, as in _scaled
+    if depth_max == 0:
+        return [("out_kernel", _OUTPUT_STREAM, n, 1, scale(1.0, n))]
+    return ([("in_kernel", 0, n, width, scale(gain, n))]
+            + [("hidden_kernel", layer, width, width, scale(gain, width)) for layer in range(1, depth)]
+            + [("out_kernel", _OUTPUT_STREAM, width, 1, scale(1.0, width))])
+
+
+def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, width_P, draw_fn) -> tuple[dict, dict]:
+    """(params, masks) of a population, each leaf with a leading population axis, as numpy arrays.
+    draw_fn(key_data_Qx2, stream_Q, row_Q, col_Q) -> values_Q, for exactly DRAWS_PER_CALL positions."""
+    P, N, W, D = len(n_P), spec.n, spec.width_max, spec.depth_max
+    f32 = np.float32
+    if D == 0:
+        params = {"out_kernel": np.zeros((P, N, 1), f32), "out_bias": np.zeros((P, 1), f32)}
+        masks: dict = {}
+    else:
+        params = {"in_kernel": np.zeros((P, N, W), f32), "in_bias": np.zeros((P, W), f32),
+                  "hidden_kernel": np.zeros((P, D - 1, W, W), f32), "hidden_bias": np.zeros((P, D - 1, W), f32),
+                  "out_kernel": np.zeros((P, W, 1), f32), "out_bias": np.zeros((P, 1), f32)}
+        masks = {"input_mask": (np.arange(N)[None, :] < n_P[:, None]).astype(f32),
+                 "unit_mask": (np.arange(W)[None, :] < width_P[:, None]).astype(f32),
+                 "layer_gate": (np.arange(1, D)[None, :] < depth_P[:, None]).astype(f32)}
+    # Every real position of every member in one flat list (members of one shape share their positions), drawn
+    # in calls of DRAWS_PER_CALL, then laid into the padded arrays one shape and block at a time.
+    shapes = np.stack([n_P, depth_P, width_P], axis=1)
+    groups = [(shape, np.flatnonzero((shapes == shape).all(axis=1))) for shape in np.unique(shapes, axis=0)]
+    keys, streams, rows, cols, places = [], [], [], [], []
+    for (n, depth, width), members in groups:
+        blocks = _blocks(int(n), int(depth), int(width), D, spec.init)
+        stream_T = np.concatenate([np.full(r * c, stream, np.uint32) for _, stream, r, c, _ in blocks])
+        row_T = np.concatenate([np.repeat(np.arange(r, dtype=np.uint32), c) for _, _, r, c, _ in blocks])
+        col_T = np.concatenate([np.tile(np.arange(c, dtype=np.uint32), r) for _, _, r, c, _ in blocks])
+        keys.append(np.repeat(key_data_Px2[members], len(stream_T), axis=0))
+        streams.append(np.tile(stream_T, len(members)))
+        rows.append(np.tile(row_T, len(members)))
+        cols.append(np.tile(col_T, len(members)))
+        places.append((members, blocks, len(stream_T)))
+    values_Q = _draw_all(np.concatenate(keys).astype(np.uint32), np.concatenate(streams), np.concatenate(rows),
+                         np.concatenate(cols), draw_fn)
+    offset = 0
+    for members, blocks, per_member in places:
+        values_GxT = values_Q[offset:offset + len(members) * per_member].reshape(len(members), per_member)
+        offset += len(members) * per_member
+        start = 0
+        for name, stream, r, c, scale in blocks:
+            block_GxRxC = values_GxT[:, start:start + r * c].reshape(-1, r, c) * f32(scale)
+            start += r * c
+            if name == "hidden_kernel":
+                params[name][members, stream - 1, :r, :c] = block_GxRxC
+            else:
+                params[name][members, :r, :c] = block_GxRxC
+    return params, masks
+
+
+def _draw_all(key_data_Qx2, stream_Q, row_Q, col_Q, draw_fn) -> np.ndarray:
+    """draw_fn over any number of positions, in calls of exactly DRAWS_PER_CALL (the last one padded)."""
+    total = len(stream_Q)
+    out = np.empty(total, np.float32)
+    for start in range(0, total, DRAWS_PER_CALL):
+        size = min(DRAWS_PER_CALL, total - start)
+        pad = lambda a: np.pad(a[start:start + size], [(0, DRAWS_PER_CALL - size)] + [(0, 0)] * (a.ndim - 1))
+        out[start:start + size] = np.asarray(draw_fn(pad(key_data_Qx2), pad(stream_Q), pad(row_Q), pad(col_Q)))[:size]
+    return out
