@@ -57,7 +57,7 @@ def cache_dir() -> Path:
 class CostModel:
     backend: str
     device: str
-    compile_s: float  # one program (the init and chunk programs of a bucket shape) at depth 0
+    compile_s: float  # one bucket shape's programs (its chunk program, and its init program where one is) at depth 0
     compile_s_per_layer: float  # hidden layers are unrolled in the program, so compile time grows with depth
     step_latency_s: float  # one training step of a tiny population: dispatch and per-op overheads
     unit_s: tuple[float, float, float, float]  # seconds per unit of work, in the order of UNITS

@@ -152,7 +152,7 @@ def _train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
 
 def host_init_applies(mesh: Mesh | None) -> bool:
     """Whether populations start from the host (scaling.host_init) rather than a compiled init program: on one
-    CPU device, where host memory is the device's and the init program was a third of a sweep's compiles."""
+    CPU device, where host memory is the device's and init programs were half of a sweep's compiles."""
     return mesh is None and jax.default_backend() == "cpu"
 
 
