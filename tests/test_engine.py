@@ -170,8 +170,8 @@ def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
         assert (a.solved, a.step_solved, a.steps_run) == (b.solved, b.step_solved, b.steps_run)
 
 
-@pytest.mark.parametrize("n, depth, width, init, optimizer", [(5, 3, 6, "he", "adam"), (3, 1, 4, "rademacher", "momentum"),
-                                                              (4, 0, 1, "lecun", "sgd")])
+@pytest.mark.parametrize("n, depth, width, init, optimizer",
+                         [(5, 3, 6, "he", "adam"), (3, 1, 4, "rademacher", "momentum"), (4, 0, 1, "lecun", "sgd")])
 def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
                                                                             width, init, optimizer):
     """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every
