@@ -54,17 +54,18 @@ def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
         _make(members[i:i + per_bucket], cfg) for i in range(0, len(members), per_bucket)]
 
 
-def _families(members: list[Member], cfg: Config, band: int) -> dict[tuple, dict[int, list[Member]]]:
+def _families(members: list[Member], cfg: Config, band: int, share_depths: bool
+              ) -> dict[tuple, dict[int, list[Member]]]:
     """Members that may share a program (one spec family), split by width rung.
 
-    Depths share a family (padded with gated identity layers) when cfg.pad_depth; depth 0 always stands
-    alone since it has no hidden layer to pad. Full-batch members of `band` consecutive n share a family
-    (inputs padded, rows masked per member); band 0 packs every full-batch n together, band 1 none.
+    Hidden depths share a family (padded with gated identity layers) when `share_depths`; depth 0 always
+    stands alone since it has no hidden layer to pad. Full-batch members of `band` consecutive n share a
+    family (inputs padded, rows masked per member); band 0 packs every full-batch n together, band 1 none.
     """
     low = min(m.n for m in members)
     families: dict[tuple, dict[int, list[Member]]] = defaultdict(lambda: defaultdict(list))
     for m in sorted(members):
-        depth_key = m.depth if (not cfg.pad_depth or m.depth == 0) else -1
+        depth_key = -1 if share_depths and m.depth > 0 else m.depth
         mixable = m.depth > 0 and 2**m.n <= cfg.max_batch_rows
         n_key = ("n", m.n) if not mixable else ("band", -1 if band == 0 else (m.n - low) // band)
         families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][rung(m.width)].append(m)
@@ -89,18 +90,20 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
                  known: set | None = None) -> list[Bucket]:
     """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
 
-    Bucket widths come from the ladder (population.rung). Four plans are costed, which pack full-batch
-    members of 1 (each n apart), 2 or 4 consecutive n, or every n, into shared programs, and the one with the
-    smallest predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
+    Bucket widths come from the ladder (population.rung). The plans costed pack full-batch members of 1
+    (each n apart), 2 or 4 consecutive n, or every n, into shared programs, each with one program per
+    hidden depth or (cfg.pad_depth) with every depth padded to the deepest; the one with the smallest
+    predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
     `known`: (spec, population size) of programs already compiled, which cost nothing more.
     """
     model = model or cost.default_model("cpu", "unknown")
     known = known or set()
     plans = []
-    for band in N_BANDS:
-        buckets = [b for rungs in _families(members, cfg, band).values() for b in _pack(rungs, cfg, model, known)]
-        plans.append((model.forecast(buckets, known)["total_s"], band, buckets))
-    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[2], model, known, cfg)
+    for band, share_depths in itertools.product(N_BANDS, (False, True) if cfg.pad_depth else (False,)):
+        buckets = [b for rungs in _families(members, cfg, band, share_depths).values()
+                   for b in _pack(rungs, cfg, model, known)]
+        plans.append((model.forecast(buckets, known)["total_s"], buckets))
+    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg)
     # The training order (buckets train on several workers, programs compile in the background): first the
     # buckets whose programs are compiled, which start at once while the others compile, then the longest
     # first, so that the round does not end on one long bucket.

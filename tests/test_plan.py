@@ -30,18 +30,20 @@ def test_the_cost_model_chooses_between_tight_buckets_and_few_programs():
             assert b.spec.width_max == width_rung(b.spec.width_max)  # bucket widths come from the ladder
             assert (b.spec.depth_max == 0) == all(m.depth == 0 for m in b.members)  # depth 0 stands alone
     tight, few = plan_buckets(members, CFG, FLOPS_BOUND), plan_buckets(members, CFG, COMPILE_BOUND)
-    # Free compiles: no bucket pads a width to another rung or an n to another table.
+    # Free compiles: no bucket pads a width to another rung, an n to another table or a depth to another.
     assert all(len({width_rung(m.width) for m in b.members}) == 1 and len({m.n for m in b.members}) == 1
-               for b in tight)
+               and len({m.depth for m in b.members}) == 1 for b in tight)
     # Costly compiles: one program per family: depth 0 at each n, and every hidden depth, width and n together.
     hidden = [b for b in few if b.spec.depth_max > 0]
     assert len(few) == 3 and len(hidden) == 1 and {m.n for m in hidden[0].members} == {3, 4}
+    assert {m.depth for m in hidden[0].members} == {1, 3}
     assert padding_waste(tight) < padding_waste(few) and len(tight) > len(few)
     depth0 = [m for m in members if m.depth == 0]
     assert {m.width for m in depth0} == {0} and len(depth0) == 2 * len(CFG.lrs) * CFG.seeds  # once per n
-    by_depth = plan_buckets(members, dataclasses.replace(CFG, pad_depth=False), FLOPS_BOUND)
-    assert all(len({m.depth for m in b.members}) == 1 for b in by_depth) and len(by_depth) > len(tight)
-    assert padding_waste(by_depth) < padding_waste(tight)
+    # Without pad_depth, depths never share a program, however costly the compiles.
+    by_depth = plan_buckets(members, dataclasses.replace(CFG, pad_depth=False), COMPILE_BOUND)
+    assert all(len({m.depth for m in b.members}) == 1 for b in by_depth) and len(by_depth) == len(few) + 1
+    assert padding_waste(by_depth) < padding_waste(few)
 
 
 def test_width_ladder():
