@@ -107,7 +107,7 @@ def _duration(seconds: float) -> str:
 
 def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 1) -> Tally:
     tally = Tally()
-    tally.add(plan.plan_buckets(members, cfg, model), model, set(), workers)
+    tally.add(plan.plan_buckets(members, cfg, model, workers=workers), model, set(), workers)
     return tally
 
 
@@ -168,7 +168,7 @@ def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, 
         if not todo:
             return rounds
         tally = Tally()
-        tally.add(plan.plan_buckets(todo, cfg, model, known), model, known, workers)
+        tally.add(plan.plan_buckets(todo, cfg, model, known, workers), model, known, workers)
         rounds.append(tally)
         df = search.with_assumed_rows(df, todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
         done.update(todo)

@@ -9,7 +9,8 @@ from collections import defaultdict
 from scaling import cost
 from scaling.config import Config
 from scaling.cost import CostModel
-from scaling.population import SHARED_FIELDS, Bucket, BucketSpec, Member, make_bucket, member_bytes, rung
+from scaling.population import (SHARED_FIELDS, Bucket, BucketSpec, Member, capacity, make_bucket, member_bytes,
+                                rung)
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
@@ -87,14 +88,15 @@ def _pack(rungs: dict[int, list[Member]], cfg: Config, model: CostModel, known: 
 
 
 def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = None,
-                 known: set | None = None) -> list[Bucket]:
+                 known: set | None = None, workers: int = 1) -> list[Bucket]:
     """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
 
     Bucket widths come from the ladder (population.rung). The plans costed pack full-batch members of 1
     (each n apart), 2 or 4 consecutive n, or every n, into shared programs, each with one program per
     hidden depth or (cfg.pad_depth) with every depth padded to the deepest; the one with the smallest
     predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
-    `known`: (spec, population size) of programs already compiled, which cost nothing more.
+    `known`: (spec, population size) of programs already compiled, which cost nothing more. With fewer
+    buckets than `workers` (training threads), the longest are split so that every worker trains (_spread).
     """
     model = model or cost.default_model("cpu", "unknown")
     known = known or set()
@@ -103,7 +105,7 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
         buckets = [b for rungs in _families(members, cfg, band, share_depths).values()
                    for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], buckets))
-    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg)
+    buckets = _spread(_reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg), workers, model, known)
     # The training order (buckets train on several workers, programs compile in the background): first the
     # buckets whose programs are compiled, which start at once while the others compile, then the longest
     # first, so that the round does not end on one long bucket.
@@ -138,3 +140,24 @@ def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set, cfg: Co
         have.add((b.spec, b.slots))
         out.append(b)
     return out
+
+
+def _spread(buckets: list[Bucket], workers: int, model: CostModel, known: set) -> list[Bucket]:
+    """While a round has fewer buckets than workers, split its longest bucket into two halves of one
+    population size (one program for both), when the model predicts that the round ends sooner: an idle
+    worker's core is free compute. A bucket that would train in a compiled program and whose halves would
+    need a new one pays that compile."""
+    buckets = list(buckets)
+    while len(buckets) < workers:
+        longest = max(buckets, key=model.train_s, default=None)
+        if longest is None or len(longest.members) < 2:
+            break
+        half = -(-len(longest.members) // 2)
+        halves = [dataclasses.replace(longest, members=longest.members[i:i + half], slots_min=capacity(half))
+                  for i in (0, half)]
+        new_program = ((longest.spec, longest.slots) in known) and ((longest.spec, halves[0].slots) not in known)
+        if model.train_s(halves[0]) + (model.program_s(longest.spec) if new_program else 0.0) >= model.train_s(longest):
+            break
+        buckets[buckets.index(longest)] = halves[0]
+        buckets.insert(buckets.index(halves[0]) + 1, halves[1])
+    return buckets

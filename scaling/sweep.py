@@ -79,7 +79,7 @@ def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
 
 
 def _queue_next_round(cfg: Config, df: pd.DataFrame, done: set, todo: list, model: cost.CostModel,
-                      programs: Programs, mesh: Mesh | None) -> None:
+                      programs: Programs, mesh: Mesh | None, workers: int) -> None:
     """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
     the next round's buckets if every member of this round (todo) fails, then if every one solves. A wrong
     guess costs a compile on a spare core; what has not started by the next round is dropped."""
@@ -87,7 +87,7 @@ def _queue_next_round(cfg: Config, df: pd.DataFrame, done: set, todo: list, mode
     for solves in (False, True):
         guess = search.with_assumed_rows(df, todo, lambda m: solves)
         following = sorted({m for m in search.wanted_members(cfg, guess) if m not in done})
-        for bucket in plan_buckets(following, cfg, model, known=programs.shapes()) if following else []:
+        for bucket in plan_buckets(following, cfg, model, programs.shapes(), workers=workers) if following else []:
             programs.prefetch(bucket, mesh, guess=True)
 
 
@@ -153,7 +153,7 @@ def run_sweep(
             if not todo:
                 break
             known = programs.shapes()
-            buckets = plan_buckets(todo, cfg, model, known=known)
+            buckets = plan_buckets(todo, cfg, model, known=known, workers=workers)
             # What compaction may count as compiled: fixed now, so that no bucket's rows depend on what the
             # other workers or the guesses happen to have compiled by then.
             free_shapes = known | {(b.spec, population_slots(b, mesh)) for b in buckets}
@@ -162,7 +162,7 @@ def run_sweep(
             for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
             if min(workers, len(buckets)) < cores:  # a core is left: compile for the next round meanwhile
-                _queue_next_round(cfg, df, done, todo, model, programs, mesh)
+                _queue_next_round(cfg, df, done, todo, model, programs, mesh, workers)
             bar_lock = threading.Lock()
 
             def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:

@@ -113,6 +113,20 @@ def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkey
     assert cost.load() == model  # read back from the cache: the next sweep needs no probe
 
 
+def test_a_round_of_fewer_buckets_than_workers_splits_its_longest_bucket():
+    members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]  # 6 members
+    one = plan_buckets(members, CFG, FLOPS_BOUND)
+    two = plan_buckets(members, CFG, FLOPS_BOUND, workers=2)
+    assert len(one) == 1 and len(two) == 2 and two[0].spec == two[1].spec == one[0].spec
+    assert two[0].slots == two[1].slots == 3 and sorted(two[0].members + two[1].members) == sorted(members)
+    assert len(plan_buckets(members, CFG, FLOPS_BOUND, workers=4)) == 4  # halves split again: 2 + 1 + 2 + 1
+    assert len(plan_buckets(members[:1], CFG, FLOPS_BOUND, workers=2)) == 1  # one member cannot be split
+    # A compiled program for the whole bucket, none for its halves: a 100 s compile outweighs the halved steps.
+    slow_compiles = dataclasses.replace(COMPILE_BOUND, unit_s=(1e-6,) * 4)
+    assert len(plan_buckets(members, CFG, slow_compiles, workers=2)) == 2  # one program either way
+    assert len(plan_buckets(members, CFG, slow_compiles, {(one[0].spec, one[0].slots)}, 2)) == 1
+
+
 def test_a_bucket_reuses_a_compiled_population_size_when_that_is_cheaper():
     members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3][:5]
     alone = plan_buckets(members, CFG, COMPILE_BOUND)

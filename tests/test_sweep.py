@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from scaling import config
+from scaling import config, plan, sweep
 from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
@@ -68,8 +68,11 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(uninterrupted, tmp_pat
     assert again.trained == 0 and len(_rows(tmp_path)) == len(mine)
 
 
-def test_buckets_trained_at_once_give_the_same_rows_as_one_at_a_time(uninterrupted, tmp_path):
+def test_buckets_trained_at_once_give_the_same_rows_as_one_at_a_time(uninterrupted, tmp_path, monkeypatch):
     out, concurrent = uninterrupted  # two workers
+    # The plan for two workers (rounds of one bucket are split in two), trained by one.
+    two_workers_plan = lambda *args, **kwargs: plan.plan_buckets(*args, **{**kwargs, "workers": 2})
+    monkeypatch.setattr(sweep, "plan_buckets", two_workers_plan)
     alone = run_sweep(config.parse(TINY), tmp_path, progress=False, workers=1)
     mine, theirs = _rows(tmp_path), _rows(out)
     assert (alone.trained, alone.rounds, alone.buckets) == (concurrent.trained, concurrent.rounds, concurrent.buckets)
@@ -248,7 +251,7 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     cfg = config.parse(MONOTONE)
     model, programs = cost.load(), Programs()
     round0 = search.wanted_members(cfg, pd.DataFrame())
-    _queue_next_round(cfg, pd.DataFrame(), set(), round0, model, programs, None)
+    _queue_next_round(cfg, pd.DataFrame(), set(), round0, model, programs, None, workers=1)
     programs.wait_idle()
     climb = search.wanted_members(cfg, search.with_assumed_rows(pd.DataFrame(), round0, lambda m: False))
     expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
