@@ -158,6 +158,6 @@ def _spread(buckets: list[Bucket], workers: int, model: CostModel, known: set) -
         new_program = ((longest.spec, longest.slots) in known) and ((longest.spec, halves[0].slots) not in known)
         if model.train_s(halves[0]) + (model.program_s(longest.spec) if new_program else 0.0) >= model.train_s(longest):
             break
-        buckets[buckets.index(longest)] = halves[0]
-        buckets.insert(buckets.index(halves[0]) + 1, halves[1])
+        at = buckets.index(longest)
+        buckets[at:at + 1] = halves
     return buckets
