@@ -4,12 +4,14 @@ The search is a pure function of the config and the rows trained so far, so a st
 asking it again. Widths grow from below (galloping): round 0 trains the first width of the coarse grid in
 every (n, depth) cell (plan.grid_members), and each later round trains the next coarse width (twice the last)
 in every cell where no tested width passes yet. Once one passes, the search bisects the gap between the
-largest failing width and w* (by the monotone definition in stats) until the two are adjacent. So a cell
-never trains a width above twice its first passing width, and the wide, expensive end of the grid is only
-reached by cells that need it. A cell where nothing passes up to the bound stays censored.
+largest failing width and w* (by the monotone definition in stats) until the two are adjacent, and trains
+one confirming width above w* (the next rung) where w* is the widest width tested: the seed bootstrap of the
+analysis then finds a passing width above a resampled w* instead of censoring the cell. So a cell never
+trains a width above twice its first passing width, and the wide, expensive end of the grid is only reached
+by cells that need it. A cell where nothing passes up to the bound stays censored.
 
-The budget rule: a settled cell whose w* at half its budget differs from w* at its whole budget is
-budget-limited; while twice its budget stays within search.max_steps, every width it tested is trained
+The budget rule: a settled cell whose w* fell between half its budget and its whole budget is
+budget-limited (stats.budget_convergence); while twice its budget stays within search.max_steps, every width it tested is trained
 again at twice the budget (new members: the budget is part of a member's identity), and the search goes on
 at that budget. w* is read at each cell's largest budget (stats.latest_budget).
 
@@ -31,30 +33,34 @@ from scaling.population import Member
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
 
-def _next_width(cell: pd.DataFrame, ladder: tuple[int, ...], threshold: float) -> int | None:
-    """The next width to test in one (n, depth) cell, or None when the cell is settled or censored.
+def _next_widths(by_width: pd.DataFrame, ladder: tuple[int, ...], threshold: float) -> tuple[int, ...]:
+    """The next widths to test in one (n, depth) cell from its cross-fitted rates per width (stats.crossfit_rates);
+    none when the cell is settled or censored.
 
-    `ladder` is the coarse grid (doubling widths up to the bound) that the gallop climbs.
+    `ladder` is the coarse grid (doubling widths up to the bound) that the gallop climbs. Once the bisection
+    is done, a cell whose w* is its widest tested width trains the next rung above it: a confirming width,
+    so that a bootstrap resample that fails at w* finds the passing width above instead of censoring the cell.
     """
-    by_width = crossfit_rates(cell, ["width"])
     widths = by_width["width"].to_numpy()
     hi = monotone_min(widths, (by_width["rate"] >= threshold).to_numpy())
     if hi is None:  # the widest tested width fails: climb one rung, or stay censored at the bound
         above = [w for w in ladder if w > widths.max()]
-        return above[0] if above else None
-    if not np.any(widths < hi):
-        return None  # the smallest tested width passes
-    lo = int(widths[widths < hi].max())  # the largest failing width below w*
-    return (lo + int(hi)) // 2 if hi - lo > 1 else None
+        return tuple(above[:1])
+    below = widths[widths < hi]
+    if len(below) and hi - below.max() > 1:
+        return ((int(below.max()) + int(hi)) // 2,)  # bisect between the largest failing width and w*
+    if hi == widths.max():  # settled, with nothing wider tested: confirm at the next rung
+        return tuple(w for w in ladder if w > hi)[:1]
+    return ()
 
 
 BUDGET_FACTOR = 2
 LR_FACTOR = 3
 
 
-def _edge_lrs(cell: pd.DataFrame, cfg: Config) -> dict[int, float]:
-    """Transition width -> the learning rate one step beyond the grid edge towards which success still rises."""
-    rates = crossfit_rates(cell, ["width"])
+def _edge_lrs(cell: pd.DataFrame, rates: pd.DataFrame, cfg: Config) -> dict[int, float]:
+    """Transition width -> the learning rate one step beyond the grid edge towards which success still rises
+    (`rates`: the cell's cross-fitted rates per width)."""
     widths = rates["width"].to_numpy()
     star = monotone_min(widths, (rates["rate"] >= cfg.success_threshold).to_numpy())
     if star is None:
@@ -84,10 +90,11 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     if df.empty:
         return wanted
     expected = len(cfg.lrs) * cfg.seeds
+    cells = dict(iter(df.groupby(["n", "depth"])))
     for n in cfg.ns:
         for depth in cfg.depths_at(n):
-            cell = df[(df["n"] == n) & (df["depth"] == depth)]
-            if cell.empty:
+            cell = cells.get((n, depth))
+            if cell is None:
                 continue
             budget = int(cell["steps_budget"].max())
             if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
@@ -102,12 +109,14 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             complete = now[now["width"].isin(full)]
             if complete.empty or len(counts) != len(complete["width"].unique()):
                 continue
-            width = (_next_width(complete, cfg.widths_at(n), cfg.success_threshold)
-                     if cfg.width_search == "adaptive" and depth > 0 else None)
-            if width is not None:
+            rates = crossfit_rates(complete, ["width"])
+            widths = (_next_widths(rates, cfg.widths_at(n), cfg.success_threshold)
+                      if cfg.width_search == "adaptive" and depth > 0 else ())
+            for width in widths:
                 wanted += plan.members_at(cfg, n, depth, width, steps=budget)
+            if widths:
                 continue
-            for w, lr in _edge_lrs(complete, cfg).items():
+            for w, lr in _edge_lrs(complete, rates, cfg).items():
                 wanted += plan.members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
             if (budget * BUDGET_FACTOR <= cfg.max_steps
                   and _settled_budget_limited(complete, cfg.success_threshold)):

@@ -35,38 +35,52 @@ def success_rates(df: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
-def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The success rate per cell `by` at its best learning rate, without the winner's curse.
+def crossfit_counts(solved_LxH: np.ndarray, trials_LxH: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cross-fitted (held-out) solved and trial counts, over arrays of any leading shape `...`.
 
-    Seeds are split by parity. The learning rate is chosen on one half and its rate measured on the other,
-    both ways, and the two held-out counts are pooled (cross-fitting): choosing and measuring on the same
-    seeds would bias the rate up. Columns: by, lr (the best on all seeds, for reference), solved and seeds
-    (held out), rate with Wilson bounds, in_sample_rate (the old, biased one) and pooled_rate (over every
-    learning rate). A cell with one seed cannot be cross-fitted; it keeps its in-sample rate.
+    The last two axes are learning rate (ascending) and seed half (even, odd seeds). The learning rate is
+    chosen on one half, its success counted on the other, both ways, and the two held-out counts pooled:
+    choosing and measuring on the same seeds would bias the rate up. Ties go to the smaller learning rate.
+    Where a cell cannot be cross-fitted (a half without trials), its counts are the in-sample best's.
+    Returns (solved, trials, best) with shape `...`; best indexes the in-sample best learning rate.
     """
-    counted = df.assign(_half=(df["seed"] % 2).astype(int), _solved=df["solved"].astype(int))
-    per_lr = (counted.groupby([*by, "lr", "_half"])["_solved"].agg(["sum", "size"])
-              .unstack("_half", fill_value=0).reindex(columns=pd.MultiIndex.from_product([["sum", "size"], [0, 1]]),
-                                                      fill_value=0))
-    per_lr.columns = ["k0", "k1", "n0", "n1"]
-    per_lr = per_lr.reset_index()
-    per_lr["rate0"] = per_lr["k0"] / per_lr["n0"].where(per_lr["n0"] > 0)
-    per_lr["rate1"] = per_lr["k1"] / per_lr["n1"].where(per_lr["n1"] > 0)
-    per_lr["rate_all"] = (per_lr["k0"] + per_lr["k1"]) / (per_lr["n0"] + per_lr["n1"])
+    def choose(k, t):  # -> index of the best rate; untried rates last, rates tried elsewhere in the cell first
+        tried = trials_LxH.sum(axis=-1) > 0
+        score = np.where(t > 0, k / np.maximum(t, 1), np.where(tried, -1.0, -2.0))
+        return np.argmax(score, axis=-1)[..., None]
 
-    def chosen_by(rate: str) -> pd.DataFrame:
-        ordered = per_lr.sort_values([*by, rate, "lr"], ascending=[True] * len(by) + [False, True], na_position="last")
-        return ordered.groupby(by, as_index=False).first()
+    pick = lambda a, i: np.take_along_axis(a, i, axis=-1)[..., 0]
+    k0, k1, t0, t1 = solved_LxH[..., 0], solved_LxH[..., 1], trials_LxH[..., 0], trials_LxH[..., 1]
+    on0, on1, best = choose(k0, t0), choose(k1, t1), choose(k0 + k1, t0 + t1)
+    crossfit = (pick(t1, on0) > 0) & (pick(t0, on1) > 0)
+    solved = np.where(crossfit, pick(k1, on0) + pick(k0, on1), pick(k0 + k1, best))
+    trials = np.where(crossfit, pick(t1, on0) + pick(t0, on1), pick(t0 + t1, best))
+    return solved, trials, best[..., 0]
 
-    on0, on1, best = chosen_by("rate0"), chosen_by("rate1"), chosen_by("rate_all")
-    totals = per_lr.groupby(by, as_index=False)[["k0", "k1", "n0", "n1"]].sum()
-    out = best[[*by, "lr", "rate_all"]].rename(columns={"rate_all": "in_sample_rate"})
-    crossfit = (on0["n1"] > 0) & (on1["n0"] > 0)
-    out["solved"] = np.where(crossfit, on0["k1"] + on1["k0"], best["k0"] + best["k1"]).astype(int)
-    out["seeds"] = np.where(crossfit, on0["n1"] + on1["n0"], best["n0"] + best["n1"]).astype(int)
+
+def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The success rate per cell `by` at its best learning rate, without the winner's curse (crossfit_counts).
+
+    Columns: by, lr (the best on all seeds, for reference), solved and seeds (held out), rate with Wilson
+    bounds, in_sample_rate (the biased one) and pooled_rate (over every learning rate). A cell with one seed
+    cannot be cross-fitted; it keeps its in-sample rate.
+    """
+    keys, cell_of = np.unique(df[by].to_numpy(float), axis=0, return_inverse=True)
+    cells = pd.DataFrame(keys, columns=by).astype(df[by].dtypes.to_dict())
+    lrs, lr_of = np.unique(df["lr"].to_numpy(float), return_inverse=True)
+    shape = (len(cells), len(lrs), 2)
+    flat = np.ravel_multi_index((cell_of.ravel(), lr_of, df["seed"].to_numpy() % 2), shape)
+    solved_CxLxH = np.bincount(flat, weights=df["solved"].to_numpy(float), minlength=np.prod(shape)).reshape(shape)
+    trials_CxLxH = np.bincount(flat, minlength=np.prod(shape)).reshape(shape).astype(float)
+    solved, trials, best = crossfit_counts(solved_CxLxH, trials_CxLxH)
+    rows = np.arange(len(cells))
+    out = cells
+    out["lr"] = lrs[best]
+    out["in_sample_rate"] = solved_CxLxH.sum(-1)[rows, best] / trials_CxLxH.sum(-1)[rows, best]
+    out["solved"], out["seeds"] = solved.astype(int), trials.astype(int)
     out["rate"] = out["solved"] / out["seeds"]
     out["rate_lo"], out["rate_hi"] = wilson(out["solved"], out["seeds"])
-    out["pooled_rate"] = (totals["k0"] + totals["k1"]) / (totals["n0"] + totals["n1"])
+    out["pooled_rate"] = solved_CxLxH.sum((1, 2)) / trials_CxLxH.sum((1, 2))
     return out
 
 
@@ -127,8 +141,8 @@ def min_depth(df: pd.DataFrame, width: int, threshold: float = 0.5) -> pd.DataFr
     return out
 
 
-# w* is re-read at these fractions of each cell's step budget; a cell is budget-converged when w* at half
-# the budget equals w* at the whole budget (a budget-limited w* only bounds what more training would need).
+# w* is re-read at these fractions of each cell's step budget; a cell is budget-limited when w* fell between
+# half the budget and the whole (budget_convergence): a budget-limited w* only bounds what more training needs.
 BUDGET_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
@@ -150,25 +164,30 @@ def at_budget(df: pd.DataFrame, steps: int) -> pd.DataFrame:
 def min_width_by_budget(df: pd.DataFrame, threshold: float = 0.5, fractions=BUDGET_FRACTIONS) -> pd.DataFrame:
     """w*(n, depth) at fractions of each cell's budget, from the stored solve steps (no training): one row
     per (n, depth, fraction) with the budget in steps, w_star (NaN when censored), censored and bound."""
-    parts = []
-    for (n, depth), cell in df.groupby(["n", "depth"]):
-        budget = int(cell["steps_budget"].max())
-        cell = cell[cell["steps_budget"] == budget]
-        for fraction in fractions:
-            steps = int(round(budget * fraction))
-            star = min_width(at_budget(cell, steps), threshold)
-            parts.append(star[["n", "depth", "w_star", "censored", "bound"]].assign(fraction=fraction, budget=steps))
     columns = ["n", "depth", "fraction", "budget", "w_star", "censored", "bound"]
-    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    largest = df.groupby(["n", "depth"])["steps_budget"].transform("max")
+    df = df[df["steps_budget"] == largest]
+    largest = largest[df.index]
+    cell_budget = df.groupby(["n", "depth"], as_index=False)["steps_budget"].max()
+    parts = []
+    for fraction in fractions:
+        star = min_width(at_budget(df, (largest * fraction).round()), threshold)
+        budgets = cell_budget.assign(budget=(cell_budget["steps_budget"] * fraction).round().astype(int))
+        parts.append(star.merge(budgets[["n", "depth", "budget"]], on=["n", "depth"]).assign(fraction=fraction))
+    return pd.concat(parts, ignore_index=True).sort_values(["n", "depth", "fraction"], ignore_index=True)[columns]
 
 
 def budget_convergence(by_budget: pd.DataFrame) -> pd.DataFrame:
-    """Per (n, depth): w* at half the budget and whether it equals w* at the whole budget."""
+    """Per (n, depth): w* at half the budget and whether the cell is budget-converged. It is not (it is
+    budget-limited) only where w* fell with more steps: censored at half the budget and found at the whole,
+    or smaller at the whole. A w* that rose is seed noise (solved by half the budget implies solved by the
+    whole, so only the learning-rate choice can raise it), not evidence that more steps would lower it."""
     half = by_budget[by_budget["fraction"] == 0.5].set_index(["n", "depth"])
     whole = by_budget[by_budget["fraction"] == 1.0].set_index(["n", "depth"])
-    same = (half["censored"] & whole["censored"]) | (~half["censored"] & ~whole["censored"]
-                                                      & (half["w_star"] == whole["w_star"]))
-    return pd.DataFrame({"w_star_half_budget": half["w_star"], "budget_converged": same.astype(bool)}).reset_index()
+    fell = ~whole["censored"] & (half["censored"] | (whole["w_star"] < half["w_star"]))
+    return pd.DataFrame({"w_star_half_budget": half["w_star"], "budget_converged": ~fell.astype(bool)}).reset_index()
 
 
 def width_cells(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -193,13 +212,15 @@ def min_depth_rows(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
 
 
 def _lr_at_edge(df: pd.DataFrame, stars: pd.DataFrame) -> list[bool]:
-    """Per w* row: is its best learning rate the smallest or largest tested at that width (after any edge
-    extensions)? Then a rate beyond the grid might have done better there."""
+    """Per w* row: does success at that width still rise towards the smallest or largest learning rate tested
+    there (after any edge extensions)? Then a rate beyond might have done better. A tie with the inner
+    neighbour (every rate solves at a small n) says nothing about the rates beyond, so it is no edge."""
     edges = []
     for row in stars.itertuples():
         width = row.bound if row.censored else row.w_star
-        tested = sorted(df.loc[(df["n"] == row.n) & (df["depth"] == row.depth) & (df["width"] == width), "lr"].unique())
-        edges.append(len(tested) > 1 and row.best_lr in (tested[0], tested[-1]))
+        at = df[(df["n"] == row.n) & (df["depth"] == row.depth) & (df["width"] == width)]
+        rate = at.groupby("lr")["solved"].mean()  # sorted by lr
+        edges.append(len(rate) > 1 and (rate.iloc[0] > rate.iloc[1] or rate.iloc[-1] > rate.iloc[-2]))
     return edges
 
 

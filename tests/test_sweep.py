@@ -136,6 +136,13 @@ def test_adaptive_search_matches_the_exhaustive_grid(tmp_path):
     pd.testing.assert_frame_equal(pick(adaptive.summary), pick(exhaustive.summary))
 
 
+def _oracle_config():
+    """TINY at depths 1 and 2, widths up to 64, 2 seeds, no L* search: the config the oracle tests search."""
+    return config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
+                        .replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
+                        .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]"))
+
+
 def _search_against(cfg, solve_step) -> pd.DataFrame:
     """Run the search loop against an oracle: solve_step(member) is the step it solves at, or None."""
     rows: list[dict] = []
@@ -156,9 +163,7 @@ def _search_against(cfg, solve_step) -> pd.DataFrame:
 
 def test_bisection_finds_every_threshold_with_few_widths():
     """The search loop against an oracle (solved iff width >= k): exact w* at every k up to the bound, censored above."""
-    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
-                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
-                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]"))
+    cfg = _oracle_config()
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 64, (3, 2): 65, (4, 1): 5, (4, 2): 20}
     df = _search_against(cfg, lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None)
     stars = min_width(df).set_index(["n", "depth"])
@@ -174,9 +179,7 @@ def test_bisection_finds_every_threshold_with_few_widths():
 
 def test_galloping_matches_the_exhaustive_grid_with_fewer_members_and_never_trains_above_twice_w_star():
     """The same oracle against the gallop (1, 2, 4, ... then bisection) and against every width 1..64."""
-    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
-                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
-                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]"))
+    cfg = _oracle_config()
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 33, (3, 2): 65, (4, 1): 5, (4, 2): 20}
     oracle = lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None
     gallop = _search_against(cfg, oracle)
@@ -189,6 +192,19 @@ def test_galloping_matches_the_exhaustive_grid_with_fewer_members_and_never_trai
     widest = gallop.groupby(["n", "depth"])["width"].max()
     for cell, k in thresholds.items():
         assert widest[cell] <= (2 * k if k <= 64 else 64), cell  # the first passing rung lies in [w*, 2 w*)
+
+
+def test_a_settled_cell_whose_w_star_is_its_widest_width_trains_one_confirming_width_above():
+    """So that a seed-bootstrap resample that fails at w* finds a passing width above it, not a censored cell."""
+    cfg = _oracle_config()
+    thresholds = {(2, 1): 4, (2, 2): 1, (3, 1): 64, (3, 2): 6, (4, 1): 5, (4, 2): 65}
+    df = _search_against(cfg, lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None)
+    widest = df.groupby(["n", "depth"])["width"].max()
+    assert widest[(2, 1)] == 8 and widest[(2, 2)] == 2  # w* is a rung: the next rung confirms it
+    assert widest[(3, 2)] == 8 and widest[(4, 1)] == 8  # the gallop already tested a width above w*
+    assert widest[(3, 1)] == 64 and widest[(4, 2)] == 64  # nothing wider than the bound to confirm with
+    stars = min_width(df).set_index(["n", "depth"])
+    assert [stars.loc[cell, "w_star"] for cell in [(2, 1), (2, 2), (3, 2), (4, 1)]] == [4, 1, 6, 5]
 
 
 def test_the_budget_rule_reruns_budget_limited_cells_at_twice_the_budget_up_to_max_steps():
