@@ -5,6 +5,7 @@
     analysis.fit_curve(x, y, family) -> Fit
     analysis.compare_fits(x, y, families=None, bootstrap=None, censored=None) -> FitComparison
     analysis.figures.<name>(frames...) -> Figure
+    analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.verdict)
     analysis.analyze(dir)                              fits.json, figures, REPORT.md
     analysis.compare_runs(dir_a, dir_b) -> RunComparison  two stores of one config, member by member and cell by cell
 
@@ -18,7 +19,7 @@ _EXPORTS = {
     "Bootstrap": "analysis.compare", "FitComparison": "analysis.compare", "compare_fits": "analysis.compare",
     "load": "analysis.data", "load_config": "analysis.data", "load_runs": "analysis.data",
     "FAMILIES": "analysis.fits", "Fit": "analysis.fits", "FitError": "analysis.fits", "fit_curve": "analysis.fits",
-    "analyze": "analysis.report", "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
+    "analyze": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict", "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
     "min_depth": "scaling.stats", "min_width": "scaling.stats", "success_rates": "scaling.stats",
     "wilson": "scaling.stats",
 }

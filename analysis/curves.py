@@ -1,7 +1,8 @@
-"""The curves that get fitted, drawn from a members frame, each with its bootstrap resampler.
+"""The curves beside the verdict's (analysis.verdict: W50 and w*): L* over n and steps to solve, each with its
+bootstrap resampler, fitted by analysis.compare.
 
-A bootstrap replicate of w* or L* resamples whole seeds, jointly for every width and learning rate at one
-(n, depth) or (n, width): a seed's runs share their initial weights across learning rates and widths, so
+A bootstrap replicate of L* resamples whole seeds, jointly for every width and learning rate at one
+(n, width): a seed's runs share their initial weights across learning rates and widths, so
 they are not independent draws. Then the statistic is recomputed from the resampled success rates.
 """
 
@@ -13,29 +14,20 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Resampler
+from analysis.measure import solved_cube
 from scaling.config import Config
-from scaling.stats import Z95, min_depth_rows, monotone_min
+from scaling.stats import crossfit_counts, min_depth_rows, monotone_min
 
 
 @dataclasses.dataclass
 class Curve:
-    name: str  # e.g. "w_star/depth=1"
-    quantity: str  # w_star | units | L_star | steps
-    group: str  # "depth=1" | "width=2"
+    name: str  # e.g. "L_star/width=2"
+    quantity: str  # L_star | steps
+    group: str  # "width=2" | "depth=1"
     x: np.ndarray  # n
     y: np.ndarray  # the statistic; for censored points, the lower bound
-    censored: np.ndarray
+    censored: np.ndarray  # lower bounds: they enter the fits through a censored likelihood
     resample: Resampler | None
-    limited: np.ndarray | None = None  # budget-limited points: w* at half the budget differs (an upper bound)
-    fitted: bool = True  # units = depth x w* is drawn, but not fitted again (its fit is w*'s, scaled)
-    scale: np.ndarray | None = None  # per point, y = scale * w* (the depth, for units curves)
-    sigma: np.ndarray | None = None  # per point, the standard error of log y (W50's interval): fit weights
-
-    @property
-    def excluded(self) -> np.ndarray:
-        """Points known only as bounds: censored (lower bounds) or budget-limited (upper bounds). They enter
-        the fits through a censored likelihood, and no bootstrap replicate."""
-        return self.censored if self.limited is None else self.censored | self.limited
 
 
 def _seed_cubes(df: pd.DataFrame, along: str) -> list[tuple[float, np.ndarray, list[np.ndarray]]]:
@@ -43,37 +35,24 @@ def _seed_cubes(df: pd.DataFrame, along: str) -> list[tuple[float, np.ndarray, l
     (value x lr x seed) array (NaN where untrained)."""
     cubes = []
     for n, grp in df.groupby("n"):
-        cube = grp.pivot_table(index=along, columns=["lr", "seed"], values="solved", aggfunc="mean")
-        lrs, seeds = sorted(grp["lr"].unique()), np.array(sorted(grp["seed"].unique()))
-        cube = cube.reindex(columns=pd.MultiIndex.from_product([lrs, seeds]))
-        values = cube.index.to_numpy(float)
-        solved_VxLxS = cube.to_numpy(float).reshape(len(values), len(lrs), len(seeds))
+        values, solved_VxLxS, seeds = solved_cube(grp, along)
         halves = [solved_VxLxS[:, :, seeds % 2 == h] for h in (0, 1)]
-        cubes.append((n, values, [h for h in halves if h.shape[2]]))
+        cubes.append((n, values.astype(float), [h for h in halves if h.shape[2]]))
     return cubes
 
 
-def _rates(drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    trained = np.sum(~np.isnan(drawn), axis=2)
-    return np.nansum(drawn, axis=2), trained
-
-
 def _crossfit(halves: list[np.ndarray]) -> np.ndarray:
-    """Held-out success rate per value (stats.crossfit_rates on arrays): choose the learning rate on one
-    half of the seeds, measure it on the other, both ways, pooled. One half alone: its in-sample best."""
-    counts = [_rates(h) for h in halves]
-    rate = [np.where(t > 0, k / np.maximum(t, 1), -1.0) for k, t in counts]
-    if len(halves) == 1:
-        return rate[0].max(axis=1)
-    rows = np.arange(rate[0].shape[0])
-    a, b = rate[0].argmax(axis=1), rate[1].argmax(axis=1)  # argmax: ties to the smaller learning rate
-    solved = counts[1][0][rows, a] + counts[0][0][rows, b]
-    trials = counts[1][1][rows, a] + counts[0][1][rows, b]
+    """Held-out success rate per value (stats.crossfit_counts) from each half's drawn value x lr x seed
+    arrays; one half alone: its in-sample best."""
+    counts = [(np.nansum(h, axis=2), np.sum(~np.isnan(h), axis=2).astype(float)) for h in halves]
+    while len(counts) < 2:
+        counts.append((np.zeros_like(counts[0][0]), np.zeros_like(counts[0][1])))
+    solved, trials, _ = crossfit_counts(np.stack([c[0] for c in counts], -1), np.stack([c[1] for c in counts], -1))
     return np.where(trials > 0, solved / np.maximum(trials, 1), -1.0)
 
 
-def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: dict | None = None) -> Resampler:
-    """Resampler of the monotone minimum along `along` (width or depth) for every n; y scaled by scale[n].
+def _star_resampler(df: pd.DataFrame, along: str, threshold: float) -> Resampler:
+    """Resampler of the monotone minimum along `along` (width or depth) for every n.
     Seeds are drawn with replacement once per n, within each half, and used for every value and learning
     rate; the rate is cross-fitted like the point estimate's."""
     cubes = _seed_cubes(df, along)
@@ -85,37 +64,10 @@ def _star_resampler(df: pd.DataFrame, along: str, threshold: float, scale: dict 
             star = monotone_min(values, _crossfit(drawn) >= threshold)
             if star is not None:
                 xs.append(n)
-                ys.append(star * (scale or {}).get(n, 1))
+                ys.append(star)
         return np.array(xs, float), np.array(ys, float)
 
     return resample
-
-
-def _cells(frame: pd.DataFrame, cells: list[tuple[int, int]]) -> pd.DataFrame:
-    index = pd.MultiIndex.from_frame(frame[["n", "depth"]])
-    return frame[index.isin(pd.MultiIndex.from_tuples(cells, names=["n", "depth"]))]
-
-
-def width_curves(shaped: pd.DataFrame, stars: pd.DataFrame, cfg: Config) -> list[Curve]:
-    """w*(n) per depth group (a fixed depth, or depth ceil(log2 n) + k), and total units depth * w*(n) (drawn,
-    not fitted again), from the members and the summary's w* rows (stats.summarize: with budget_converged).
-    Budget-limited cells (w* at half the budget differs) are marked: the fits take them as upper bounds."""
-    threshold = cfg.success_threshold
-    curves = []
-    for group in cfg.depth_groups:
-        cells = [(n, cfg.group_depth(group, n)) for n in cfg.ns]
-        rows, members = _cells(stars, cells).sort_values("n"), _cells(shaped, cells)
-        if rows.empty:
-            continue
-        y = np.where(rows["censored"], rows["bound"], rows["w_star"]).astype(float)
-        limited = ~rows["budget_converged"].fillna(True).to_numpy(bool) & ~rows["censored"].to_numpy(bool)
-        depth_of = dict(cells)
-        for quantity, scale in (("w_star", None), ("units", depth_of)):
-            factor = np.array([1.0 if scale is None else scale[n] for n in rows["n"]])
-            curves.append(Curve(f"{quantity}/{group}", quantity, group, rows["n"].to_numpy(float), y * factor,
-                                rows["censored"].to_numpy(bool), _star_resampler(members, "width", threshold, scale),
-                                limited, fitted=quantity == "w_star", scale=factor))
-    return curves
 
 
 def depth_curves(base: pd.DataFrame, cfg: Config) -> list[Curve]:
@@ -174,19 +126,4 @@ def steps_curves(df: pd.DataFrame, depths) -> list[Curve]:
         y = np.where(rows["censored"], rows["budget"], rows["median_steps"]).astype(float)
         curves.append(Curve(f"steps/depth={depth}", "steps", f"depth={depth}", rows["n"].to_numpy(float), y,
                             rows["censored"].to_numpy(bool), resample))
-    return curves
-
-
-def w50_curves(w50: pd.DataFrame) -> list[Curve]:
-    """W50(n) per depth (analysis.w50). A W50 above the widths tested is a lower bound (censored at the
-    largest width); one below them, an upper bound (limited); a cell whose success never rises is left out."""
-    curves = []
-    for depth, rows in w50[w50["beyond"] != "no rise"].groupby("depth"):
-        rows = rows.sort_values("n")
-        above = (rows["beyond"] == "above").to_numpy(bool)
-        y = np.where(above, rows["bound"], rows["w50"]).astype(float)
-        sigma = ((np.log(rows["w50_hi"]) - np.log(rows["w50_lo"])) / (2 * Z95)).to_numpy(float)
-        sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.nanmax(sigma[np.isfinite(sigma)], initial=1.0))
-        curves.append(Curve(f"w50/depth={depth}", "w50", f"depth={depth}", rows["n"].to_numpy(float), y, above,
-                            None, (rows["beyond"] == "below").to_numpy(bool), sigma=sigma))
     return curves

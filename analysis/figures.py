@@ -46,14 +46,14 @@ def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of, family: 
             ax.plot(line["n"], line["y"], "-" if best else "--", color=c, lw=1.0 if best else 0.7)
 
 
-def _legend_below(ax) -> None:
+def _legend_below(ax, dashed: str = "best of the other class") -> None:
     """The legend under the axes, with what solid, dashed and open markers mean."""
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="0.2", ls="-"), Line2D([], [], color="0.2", ls="--"),
                 Line2D([], [], color="0.2", marker="^", mfc="none", ls=""),
                 Line2D([], [], color="0.2", marker="v", mfc="none", ls="")]
-    labels += ["solid: best fit (AICc)", "dashed: runner-up", "censored (lower bound)",
-               "budget-limited (upper bound)"]
+    labels += ["solid: best fit (AICc)", f"dashed: {dashed}", "censored (lower bound)",
+               "budget-limited (not fitted)"]
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
@@ -73,26 +73,26 @@ def _finish(ax, xlabel: str, ylabel: str, log: bool = True) -> None:
 
 
 def units_vs_bits(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
-    """Measured w* per depth vs n, with fits and the hand-built theory lines: the lecture's claim tested."""
+    """Measured W50 per depth group vs n, with fits and the hand-built theory lines: the lecture's claim tested."""
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "w_star"], fitted, lambda p: p["group"].replace("=", " "))
+        _measured(ax, points[points["quantity"] == "w50"], fitted, lambda p: p["group"].replace("=", " "))
         _theory(ax, theory, ["dnf", "one_layer"])
-        _finish(ax, "input bits $n$", "minimum width $w^*$ (units per layer)")
+        _finish(ax, "input bits $n$", "width at 50 % success, W50 (units per layer)")
         ax.set_title("Width gradient training needs for $n$-bit parity")
         _legend_below(ax)
     return fig
 
 
 def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
-    """Shallow against deep in total hidden units (depth x w*), with fits and every construction."""
+    """Shallow against deep in total hidden units (depth x W50), with fits and every construction."""
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
         _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: p["group"].replace("=", " "))
         _theory(ax, theory, list(THEORY_STYLE))
-        _finish(ax, "input bits $n$", "total hidden units (depth $\\times$ $w^*$)")
+        _finish(ax, "input bits $n$", "total hidden units (depth $\\times$ W50)")
         ax.set_title("Shallow vs deep: total hidden units")
         _legend_below(ax)
     return fig
@@ -127,7 +127,7 @@ def min_depth(points: pd.DataFrame, fitted: pd.DataFrame) -> Figure:
         _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: p["group"].replace("=", " "), "logarithmic")
         _finish(ax, "input bits $n$", "minimum depth $L^*$ (hidden layers)", log=False)
         ax.set_title("Depth gradient training needs at fixed width")
-        _legend_below(ax)
+        _legend_below(ax, "the named family, where another ranks first")
     return fig
 
 
@@ -141,7 +141,7 @@ def steps_to_solve(points: pd.DataFrame, fitted: pd.DataFrame, bases: dict[str, 
         _measured(ax, points[points["quantity"] == "steps"], fitted, label, "exponential")
         _finish(ax, "input bits $n$", "median steps to solve")
         ax.set_title("Training time (Tesauro & Janssens 1988: ~$4^n$)")
-        _legend_below(ax)
+        _legend_below(ax, "the named family, where another ranks first")
     return fig
 
 

@@ -11,94 +11,106 @@ import pandas as pd
 
 from analysis import figures
 from analysis.compare import Bootstrap, FitComparison, compare_fits
-from analysis.curves import Curve, depth_curves, steps_curves, w50_curves, width_curves
+from analysis.curves import Curve, depth_curves, steps_curves, steps_frame
 from analysis.data import load, load_config, load_runs
 from analysis.fits import FitError
-from analysis.claim import verdict_object
-from analysis.verdict import render_report
-from analysis.w50 import w50_frame
+from analysis.laws import LAWS
+from analysis.markdown import render_report
+from analysis.measure import w50_frame
+from analysis.power import power_analysis
+from analysis.verdict import REPS, GroupVerdict, Points, Verdict, judge
 from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
-from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, summarize, width_cells
+from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
 from scaling.store import stored_members
 
-BOOTSTRAP_REPS = 200
 PNG_DPI = 200
 
 
-def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Bootstrap 95 % percentile interval of each point (NaN where a replicate set is empty), and the curve's
-    centring: the share of replicates above (and below) their point, over the points a fit uses, and the
-    mid-p centring (above + half the ties). A centred bootstrap gives 0.5; a lopsided one says the estimate
-    sits at an edge of its own distribution."""
+def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap 95 % percentile interval of each point of an L* or steps curve (NaN where no replicate has it)."""
     if curve.resample is None:
         nan = np.full(len(curve.x), np.nan)
-        return nan, nan, {}
+        return nan, nan
     rng = np.random.default_rng(seed)
     draws: dict[float, list[float]] = {x: [] for x in curve.x}
     for _ in range(reps):
-        bx, by = curve.resample(rng)
-        for x, y in zip(bx, by):
+        for x, y in zip(*curve.resample(rng)):
             draws[x].append(y)
     lo = np.array([np.percentile(draws[x], 2.5) if draws[x] else np.nan for x in curve.x])
     hi = np.array([np.percentile(draws[x], 97.5) if draws[x] else np.nan for x in curve.x])
-    used = [(np.array(draws[x]), y) for x, y, out in zip(curve.x, curve.y, curve.excluded) if not out and draws[x]]
-    centring = {}
-    if used:
-        above = float(np.mean([np.mean(d > y) for d, y in used]))
-        below = float(np.mean([np.mean(d < y) for d, y in used]))
-        # Mid-p: ties (common for a discrete w*) count half, so a centred bootstrap gives 0.5.
-        centring = {"p_above": above, "p_below": below, "centring": above + (1 - above - below) / 2}
-    return lo, hi, centring
+    return lo, hi
 
 
 def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], dict[str, str]]:
-    """compare_fits for every fitted curve with enough points; the others get a reason, never a silent gap."""
+    """compare_fits for every L* and steps curve with enough points; the others get a reason, never a silent gap."""
     done, skipped = {}, {}
     for c in curves:
-        if not c.fitted:
-            continue
         try:
             boot = Bootstrap(c.resample, reps=reps) if c.resample is not None else None
-            done[c.name] = compare_fits(c.x, c.y, censored=c.censored, limited=c.limited, bootstrap=boot,
-                                        sigma=c.sigma)
+            done[c.name] = compare_fits(c.x, c.y, censored=c.censored, bootstrap=boot)
         except FitError as e:
             skipped[c.name] = str(e)
     return done, skipped
 
 
-def _fit_source(c: Curve, fits: dict[str, FitComparison]) -> tuple[FitComparison | None, float]:
-    """The fit a curve is drawn with, and its scale: units = depth x w* are drawn with w*'s fit, scaled."""
-    if c.fitted:
-        return fits.get(c.name), 1.0
-    if c.scale is None or np.ptp(c.scale) > 0:
-        return None, 1.0  # a depth that changes with n: points only
-    return fits.get(c.name.replace(f"{c.quantity}/", "w_star/")), float(c.scale[0])
+def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, ...]) -> list[pd.DataFrame]:
+    """Points of one depth group: W50, w* and units = depth x W50, each with its seed-bootstrap interval; a
+    log2 group only where its depth is its own (elsewhere its points are a fixed depth's)."""
+    frames = []
+    for quantity, points in (("w50", g.w50), ("w_star", g.w_star), ("units", g.w50)):
+        if not len(points.x):
+            continue
+        own = np.array([g.group.startswith("depth=") and not g.group.startswith("depth=log2")
+                        or depth_of[int(n)] not in fixed for n in points.x])
+        scale = np.array([depth_of[int(n)] if quantity == "units" else 1 for n in points.x], float)
+        lo, hi = (np.nanpercentile(points.reps, q, axis=0) * scale for q in (2.5, 97.5))
+        frames.append(pd.DataFrame({"curve": f"{quantity}/{g.group}", "quantity": quantity, "group": g.group,
+                                    "n": points.x, "y": points.y * scale, "censored": False, "limited": False,
+                                    "lo": lo, "hi": hi})[own])
+    return frames
 
 
-def _frames(curves: list[Curve], fits: dict[str, FitComparison], reps: int):
-    points, fitted, weights, centring = [], [], [], {}
-    for c in curves:
-        lo, hi, centring[c.name] = point_intervals(c, reps)
+def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitComparison], reps: int):
+    """The figures' frames: points, fitted lines (the best law, and the best of the other class) and weights."""
+    points, fitted, weights = [], [], []
+    for g in verdict.groups.values():
+        depth_of = {n: d for n, d in g.cells}
+        points += _group_points(g, depth_of, cfg.depths)
+        for quantity, call, pts in (("w50", g.w50_call, g.w50), ("w_star", g.w_star_call, g.w_star)):
+            if call is None:
+                continue
+            name = f"{quantity}/{g.group}"
+            best = call.best()
+            grid = np.linspace(pts.x.min(), pts.x.max(), 60)
+            for rank, law in enumerate([best, call.best(next(c for c in call.class_weight if c != LAWS[best].growth))],
+                                       start=1):
+                fitted.append(pd.DataFrame({"curve": name, "family": law, "rank": rank, "n": grid,
+                                            "y": call.predict(law, grid)}))
+                if quantity == "w50" and np.ptp([depth_of[int(n)] for n in pts.x]) == 0:
+                    fitted.append(pd.DataFrame({"curve": f"units/{g.group}", "family": law, "rank": rank, "n": grid,
+                                                "y": depth_of[int(pts.x[0])] * call.predict(law, grid)}))
+            weights.append(call.table[["law", "weight", "win_rate"]].rename(
+                columns={"law": "family", "win_rate": "boot_win_rate"}).assign(curve=name))
+    for c in other:
+        lo, hi = point_intervals(c, reps)
         points.append(pd.DataFrame({"curve": c.name, "quantity": c.quantity, "group": c.group, "n": c.x, "y": c.y,
-                                    "censored": c.censored, "limited": c.excluded & ~c.censored, "lo": lo, "hi": hi}))
-        comp, scale = _fit_source(c, fits)
+                                    "censored": c.censored, "limited": False, "lo": lo, "hi": hi}))
+        comp = fits.get(c.name)
         if comp is not None:
-            fitted_x = c.x[~c.excluded]  # draw fits where they were fitted, not over the bounds
-            grid = np.linspace(fitted_x.min(), fitted_x.max(), 60)
+            grid = np.linspace(c.x[~c.censored].min(), c.x[~c.censored].max(), 60)
             for rank, fam in enumerate(comp.table["family"], start=1):
                 fitted.append(pd.DataFrame({"curve": c.name, "family": fam, "rank": rank, "n": grid,
-                                            "y": scale * comp.fits[fam].predict(grid)}))
-        if c.name in fits:
-            w = fits[c.name].table[["family", "weight"]].assign(curve=c.name)
-            w["boot_win_rate"] = w["family"].map(fits[c.name].win_rate or {})
+                                            "y": comp.fits[fam].predict(grid)}))
+            w = comp.table[["family", "weight"]].assign(curve=c.name)
+            w["boot_win_rate"] = w["family"].map(comp.win_rate or {})
             weights.append(w)
     cat = lambda parts, cols: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     return (cat(points, ["curve", "quantity", "group", "n", "y", "censored", "limited", "lo", "hi"]),
             cat(fitted, ["curve", "family", "rank", "n", "y"]),
-            cat(weights, ["curve", "family", "weight", "boot_win_rate"]), centring)
+            cat(weights, ["curve", "family", "weight", "boot_win_rate"]))
 
 
 def _figure_bytes(fig, fmt: str) -> bytes:
@@ -123,27 +135,26 @@ def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
-    """Everything `scaling analyze` writes; returns the paths written."""
+def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]:
+    """Everything `scaling analyze` writes; returns the paths written. `power` runs the power analysis."""
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
+    verdict = judge(df, cfg, reps)
     shaped = latest_budget(width_cells(df, cfg))  # w* at each cell's largest budget
     base = df[df["steps_budget"] == cfg.steps]  # L* compares depths at one budget
-    w50 = w50_frame(shaped, cfg.success_threshold)
-    summary = summarize(df, cfg).merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
+    w50 = w50_frame(verdict.cells)
+    summary = verdict.summary.merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
     by_budget = min_width_by_budget(shaped, cfg.success_threshold)
     stars = summary[summary["kind"] == "min_width"]
-    curves = (width_curves(shaped, stars, cfg) + depth_curves(base, cfg) + w50_curves(w50)
-              + steps_curves(shaped, sorted(set(shaped["depth"]))))
-    fits, skipped = fit_all(curves, reps)
-    points, fitted, weights, centring = _frames(curves, fits, reps)
-    verdicts = verdict_object(cfg, stars, fits, skipped)
-    fits_json = {name: comp.as_dict() | {"bootstrap_centring": centring.get(name) or None}
-                 for name, comp in fits.items()}
+    other = depth_curves(base, cfg) + steps_curves(shaped, sorted(set(shaped["depth"])))
+    fits, skipped = fit_all(other, reps)
+    points, fitted, weights = _frames(verdict, cfg, other, fits, reps)
+    powers = power_analysis(verdict, cfg) if power else {}
+    fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
-    fits_json["verdict"] = verdicts
+    fits_json["verdict"] = verdict.as_dict() | {"power": powers}
     theory = unit_counts(cfg.ns)
     rates = crossfit_rates(shaped, ["n", "depth", "width"])
     bases = {name: comp.fits["exponential"].params["b"] for name, comp in fits.items()
@@ -164,7 +175,8 @@ def analyze(dir: str | Path, reps: int = BOOTSTRAP_REPS) -> list[Path]:
         for suffix in FIGURE_SUFFIXES:
             files[dir / FIGURES_DIR / f"{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
     warnings = store_warnings(cfg, df, runs)
-    files[dir / REPORT] = render_report(cfg, df, runs, summary, fits, skipped, theory, list(drawn), warnings,
-                                        by_budget, verdicts, centring)
+    steps = steps_frame(shaped, sorted(set(shaped["depth"])))
+    files[dir / REPORT] = render_report(cfg, df, runs, summary, verdict, powers, fits, skipped, theory, list(drawn),
+                                        warnings, by_budget, steps)
     write_atomic(files)  # all or nothing, the report last
     return list(files)

@@ -55,11 +55,35 @@ def _plan(args) -> None:
     from scaling.forecast import parse_oracle, report
     from scaling.sweep import default_workers, make_mesh
 
+    if args.power:
+        _power(args.power)
+        return
+    if not args.config:
+        raise UserError("scaling plan", "name an experiment file, or --power DIR")
     cfg = config.load(args.config)
     if args.assume_wstar:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
     report(cfg, cost.load(probe=True), args.assume_wstar, workers)
+
+
+def _power(dir: str) -> None:
+    """The power analysis of a results directory: the design that would decide each depth group."""
+    from analysis.answer import label, power_line
+    from analysis.data import load, load_config
+    from analysis.power import power_analysis
+    from analysis.verdict import judge
+
+    df, cfg = load(dir), load_config(dir)
+    if df.empty:
+        raise UserError(dir, "the store has no trained members yet")
+    verdict = judge(df, cfg)
+    for group, g in verdict.groups.items():
+        print(f"{label(group)}: {g.call}" + (f" ({'; '.join(g.reasons)})" if g.reasons else ""))
+    print("What would decide it (simulated from this run's fitted curves and noise):")
+    powers = power_analysis(verdict, cfg)
+    for group, result in powers.items():
+        print(power_line(group, result, cfg))
 
 
 def _analyze(args) -> None:
@@ -92,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sweep)
     p = sub.add_parser("plan", help="forecast a sweep's members, buckets, programs, FLOPs and time; trains and writes "
                                     "nothing")
-    p.add_argument("config", help="experiment file, e.g. experiments/paper.toml")
+    p.add_argument("config", nargs="?", help="experiment file, e.g. experiments/paper.toml")
+    p.add_argument("--power", metavar="DIR", help="instead: which design would decide each depth group of the run in "
+                                                  "DIR (a power analysis simulated from its own curves and noise)")
     p.add_argument("--assume-wstar", metavar="EXPR",
                    help='replay the whole search against an assumed w*(n, d), e.g. "2*n" or "2**(n-1)/d"')
     p.set_defaults(func=_plan)

@@ -26,16 +26,17 @@ def test_report_from_a_real_sweep(analyzed):
     for kind in ("dnf", "one_layer", "xor_tree", "sawtooth"):
         assert kind in report  # theory lines computed by the constructions
     fits = json.loads((analyzed / "fits.json").read_text())
-    assert {"w_star/depth=1", "w_star/depth=2", "w_star/depth=log2+1", "w50/depth=1", "L_star/width=2",
-            "verdict"} <= set(fits)
-    assert not any(name.startswith("units/") for name in fits)  # units = depth x w*: never fitted twice
+    assert {"L_star/width=2", "verdict"} <= set(fits)
     verdict = fits.pop("verdict")
     for name, entry in fits.items():
         assert "best" in entry or "skipped" in entry, name
-    assert set(verdict["depths"]) == {"1", "2", "log2+1"}  # the schedule: depth ceil(log2 n) + 1 = 2, 3, 3
-    for entry in verdict["depths"].values():  # n = 2..4 is 3 points: too few to call any growth
-        assert entry["growth"] == "undecided" and entry["robust"] is False and "at least 5" in entry["not_fitted"]
+    assert set(verdict["groups"]) == {"1", "2", "log2+1"}  # the schedule: depth ceil(log2 n) + 1 = 2, 3, 3
+    for entry in verdict["groups"].values():  # n = 2..4 is 3 points: too few to call any growth
+        assert entry["call"] == "undecided" and entry["w50"] is None
+        assert any("a call needs at least 5" in reason for reason in entry["reasons"])
         assert entry["cells"] == 3 and 0 <= entry["budget_limited_cells"] <= 3
+    assert verdict["power"] == {"depth=1": None, "depth=2": None, "depth=log2+1": None}  # nothing to simulate from
+    assert report.index("**Answer.**") < report.index("## Verdict")  # the report opens with its answer
 
 
 def test_every_figure_is_written_as_pdf_and_png(analyzed):
@@ -62,10 +63,10 @@ def test_figures_render_from_small_synthetic_frames(tmp_path):
     points = pd.concat([
         pd.DataFrame({"curve": f"{q}/depth={d}", "quantity": q, "group": f"depth={d}", "n": ns,
                       "y": d * 2.0**ns / 4, "censored": ns > 5, "lo": d * 2.0**ns / 5, "hi": d * 2.0**ns / 3})
-        for q in ("w_star", "units", "steps") for d in (1, 2)
+        for q in ("w50", "units", "steps") for d in (1, 2)
     ] + [pd.DataFrame({"curve": "L_star/width=2", "quantity": "L_star", "group": "width=2", "n": ns,
                        "y": np.ceil(np.log2(ns)), "censored": False, "lo": np.nan, "hi": np.nan})])
-    fitted = pd.DataFrame({"curve": "w_star/depth=1", "family": "exponential", "rank": 1, "n": ns, "y": 2.0**ns / 4})
+    fitted = pd.DataFrame({"curve": "w50/depth=1", "family": "exponential", "rank": 1, "n": ns, "y": 2.0**ns / 4})
     theory = pd.DataFrame({"kind": ["dnf", "one_layer"] * 5, "n": np.repeat(ns, 2), "units": 1.0})
     rates = pd.DataFrame({"n": np.repeat(ns, 3), "depth": 1, "width": np.tile([1, 2, 4], 5), "rate": 0.5})
     stars = pd.DataFrame({"n": ns, "depth": 1, "w_star": 2.0, "censored": False})
@@ -136,3 +137,12 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m analysis.runs: error:") and "no results store" in err and len(err.splitlines()) == 1
+
+
+def test_scaling_plan_power_reports_each_depth_group(tiny_sweep, capsys):
+    out, _ = tiny_sweep
+    assert main(["plan", "--power", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "depth 1 (shallow): undecided" in printed and "What would decide it" in printed
+    assert printed.count("no fitted W50 curve to simulate from") == 3  # n = 2..4: three points per group
+    assert main(["plan"]) == 2 and "name an experiment file, or --power DIR" in capsys.readouterr().err

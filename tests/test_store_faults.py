@@ -191,10 +191,10 @@ def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(s
                      "SELECT config_name, config_text, config_hash, 'abc123', started_at FROM runs")
         conn.execute("DELETE FROM members WHERE n = 4 AND depth = 2 AND width > 2")
     analyze(store_copy, reps=5)
-    head = (store_copy / REPORT).read_text().split("\n\n")[:4]
+    head = (store_copy / REPORT).read_text().split("\n\n")[:5]
     assert head[1].startswith("> **Warning:** 1 of 2 sweep run(s) did not finish"), head
     assert head[2].startswith("> **Warning:** The store holds") and "the sweep is incomplete" in head[2], head
-    assert "run id 1 .. 2" in head[3], head
+    assert head[3].startswith("**Answer.**") and "run id 1 .. 2" in head[4], head
 
     before = _snapshot(store_copy)
     real_fsync, calls = outputs.os.fsync, []

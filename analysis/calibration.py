@@ -1,0 +1,216 @@
+"""Calibration of the verdict: synthetic stores drawn from known truths, judged by analysis.verdict.judge.
+
+A truth is a curve T(n), the width at which half the seeds solve. A member of width w solves with probability
+expit((w - T') / (scale * T')), where T' is T(n) times a learning-rate factor (the middle rate of the grid is
+the best; the others need RATE_FACTOR times the width), and scale = 0.2, the slope of the real stores'
+success curves. The widths are chosen by the project's own search (scaling.search), round by round, exactly
+as a sweep would ask for them. Each draw is judged by the function that `scaling analyze` reports, and the
+call of the depth group is compared with the truth's class.
+
+    python -m analysis.calibration [--draws 40] [--out calibration.csv]
+
+prints (and writes) the table of every truth x design: false calls (the other class, called) and true calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from analysis.laws import EXPONENTIAL, POLYNOMIAL
+from analysis.verdict import judge
+from scaling import config, search
+from scaling.config import Config
+
+SCALE = 0.2
+RATE_FACTOR = 1.3
+LRS = (3e-3, 1e-2, 3e-2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    name: str
+    growth: str
+    curve: Callable[[np.ndarray], np.ndarray]
+
+
+TRUTHS = {t.name: t for t in (
+    Truth("0.75*2^n", EXPONENTIAL, lambda n: 0.75 * 2.0**n),
+    Truth("1.75*1.3^n", EXPONENTIAL, lambda n: 1.75 * 1.3**n),
+    Truth("2.2*1.17^n", EXPONENTIAL, lambda n: 2.2 * 1.17**n),
+    Truth("max(3,n+1)", POLYNOMIAL, lambda n: np.maximum(3.0, n + 1.0)),
+    Truth("0.75*n^1.5", POLYNOMIAL, lambda n: 0.75 * n**1.5),
+    # Offset-and-curvature truths that chose the laws (analysis.laws): a floor with polynomial growth, and one
+    # with exponential growth.
+    Truth("3+0.1*n^2", POLYNOMIAL, lambda n: 3.0 + 0.1 * n**2),
+    Truth("2+0.25*1.5^n", EXPONENTIAL, lambda n: 2.0 + 0.25 * 1.5**n),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    n_max: int
+    seeds: int
+    n_min: int = 2
+
+    @property
+    def label(self) -> str:
+        return f"n={self.n_min}..{self.n_max}, {self.seeds} seeds"
+
+
+def synthetic_config(design: Design, max_width: int, lrs=LRS) -> Config:
+    """One depth, the default's width search from 2 up to max_width (a simulation: no memory check), no L*
+    search."""
+    cfg = config.parse(f"""
+[experiment]
+name = "calibration"
+[task]
+n = [{design.n_min}, {design.n_max}]
+[model]
+depths = [1]
+widths = {{min = 2, max = 4, search = "adaptive"}}
+[train]
+lrs = {list(lrs)}
+[search]
+seeds = {design.seeds}
+min_depth_widths = []
+""", "<calibration>")
+    return dataclasses.replace(cfg, widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
+
+
+def solve_probability(truth: Callable, n, width, lr_factor) -> np.ndarray:
+    """P(solved) of a member: logistic in width around T(n) x lr_factor, with scale SCALE x that."""
+    centre = truth(np.asarray(n, float)) * lr_factor
+    return expit((np.asarray(width, float) - centre) / (SCALE * centre))
+
+
+def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None) -> pd.DataFrame:
+    """A members table as a sweep of cfg would leave it, with outcomes drawn from the truth."""
+    lrs = sorted(cfg.lrs)
+    factor = scale_lr or {lr: (1.0 if i == len(lrs) // 2 else RATE_FACTOR) for i, lr in enumerate(lrs)}
+    df, done = pd.DataFrame(), set()
+    while True:
+        todo = [m for m in search.wanted_members(cfg, df) if m not in done]
+        if not todo:
+            return df
+        p = solve_probability(truth, [m.n for m in todo], [m.width for m in todo],
+                              [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
+        solved = rng.random(len(todo)) < p
+        rows = pd.DataFrame({"n": [m.n for m in todo], "depth": [m.depth for m in todo],
+                             "width": [m.width for m in todo], "lr": [m.lr for m in todo],
+                             "seed": [m.seed for m in todo], "steps_budget": [m.steps for m in todo],
+                             "solved": solved, "step_solved": np.where(solved, 1.0, np.nan)})
+        df = rows if df.empty else pd.concat([df, rows], ignore_index=True)
+        done.update(todo)
+
+
+def max_width_for(truth: Callable, design: Design) -> int:
+    """A power of two past twice the truth's largest width, so that no cell is censored by the grid."""
+    return int(2 ** np.ceil(np.log2(max(4.0, 2.5 * RATE_FACTOR * float(truth(np.float64(design.n_max)))))))
+
+
+def run(truths, designs, draws: int, reps: int = 100, seed: int = 0, progress=None) -> pd.DataFrame:
+    """One row per (truth, design, draw): the group's call and each test's outcome."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    for design in designs:
+        for truth in truths:
+            cfg = synthetic_config(design, max_width_for(truth.curve, design))
+            for draw in range(draws):
+                verdict = judge(draw_store(cfg, truth.curve, rng), cfg, reps=reps, seed=draw)
+                group = verdict.groups["depth=1"]
+                rows.append({"truth": truth.name, "growth": truth.growth, "design": design.label,
+                             "n_max": design.n_max, "seeds": design.seeds, "draw": draw, "call": group.call,
+                             "w50_call": group.w50_call.call if group.w50_call else "not fitted"})
+                if progress:
+                    progress(rows[-1])
+    return pd.DataFrame(rows)
+
+
+def table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per truth x design: draws, true calls and false calls (the other class called), as rates."""
+    called = results.assign(true=results["call"] == results["growth"],
+                            false=results["call"].isin([EXPONENTIAL, POLYNOMIAL]) & (results["call"] != results["growth"]))
+    out = called.groupby(["truth", "growth", "design", "n_max", "seeds"], as_index=False, sort=False).agg(
+        draws=("draw", "size"), true_call=("true", "mean"), false_call=("false", "mean"))
+    return out.sort_values(["n_max", "seeds", "truth"], ignore_index=True)
+
+
+DESIGNS = (Design(8, 8), Design(8, 32), Design(10, 16), Design(12, 16), Design(16, 32))
+
+
+def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: int = 100, seed: int = 0) -> dict:
+    """How W50 and w* of one cell scatter around the truth across draws, against their seed-bootstrap spread:
+    what verdict.BOOT_INFLATION and LOG_SD_FLOOR correct for. One learning rate; the widths of a search
+    replay (analysis.power)."""
+    from analysis.measure import measure_cube
+    from analysis.power import _tested_widths
+
+    rng = np.random.default_rng(seed)
+    widths = _tested_widths(Design(n, 2), truth.curve)[n]
+    p = solve_probability(truth.curve, n, widths, 1.0)
+    rows = []
+    for _ in range(draws):
+        solved = (rng.random((len(widths), 1, seeds)) < p[:, None, None]).astype(float)
+        m = measure_cube(n, 1, widths, solved, np.arange(seeds), 0.5, reps, rng)
+        rows.append((np.log(m.w50), m.w50_log_sd(), np.log(m.w_star), m.w_star_log_sd()))
+    w50, w50_sd, w_star, w_star_sd = np.array(rows).T
+    centre = np.log(float(truth.curve(np.float64(n))))
+    return {"truth": truth.name, "n": n, "seeds": seeds,
+            "w50_sd": float(np.nanstd(w50)), "w50_boot_sd": float(np.nanmean(w50_sd)),
+            "w50_bias": float(np.nanmean(w50) - centre),
+            "w_star_sd": float(np.nanstd(w_star)), "w_star_boot_sd": float(np.nanmean(w_star_sd)),
+            "w_star_bias": float(np.nanmean(w_star) - centre)}
+
+
+def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = 100) -> pd.DataFrame:
+    """A real-data check: the store's seeds split into `blocks` disjoint blocks (seed mod blocks), each judged
+    alone. Decided calls of one group that contradict across blocks mean the rule over-claims."""
+    rows = []
+    for block in range(blocks):
+        members = df[df["seed"] % blocks == block].assign(seed=lambda d: d["seed"] // blocks)
+        verdict = judge(members, dataclasses.replace(cfg, seeds=cfg.seeds // blocks), reps=reps, seed=block)
+        rows += [{"block": block, "group": name, "call": g.call,
+                  "w50": None if g.w50_call is None else g.w50_call.call} for name, g in verdict.groups.items()]
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.calibration", description=__doc__.split("\n")[0])
+    parser.add_argument("--draws", type=int, default=40)
+    parser.add_argument("--reps", type=int, default=100, help="seed-bootstrap replicates per draw")
+    parser.add_argument("--designs", default=",".join(f"{d.n_max}x{d.seeds}" for d in DESIGNS),
+                        help='largest n x seeds, comma-separated, e.g. "10x16,14x32"')
+    parser.add_argument("--truth", action="append", choices=list(TRUTHS), help="a truth (repeat; default: all)")
+    parser.add_argument("--out", help="write the per-draw results as CSV")
+    parser.add_argument("--estimators", action="store_true",
+                        help="instead: the spread and bias of W50 and w* against their bootstrap (verdict's noise)")
+    parser.add_argument("--blocks", metavar="DIR", help="instead: judge disjoint seed blocks of a results directory")
+    parser.add_argument("--block-count", type=int, default=4)
+    args = parser.parse_args(argv)
+    if args.estimators:
+        truth = TRUTHS["0.75*2^n"]
+        checks = [estimator_check(truth, n, seeds) for n in (4, 7, 10) for seeds in (16, 64)]
+        print(pd.DataFrame(checks).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return 0
+    if args.blocks:
+        from analysis.data import load, load_config
+
+        print(seed_blocks(load(args.blocks), load_config(args.blocks), args.block_count, args.reps).to_string(index=False))
+        return 0
+    designs = [Design(*map(int, d.split("x"))) for d in args.designs.split(",")]
+    results = run([TRUTHS[t] for t in args.truth or TRUTHS], designs, args.draws, args.reps)
+    if args.out:
+        results.to_csv(args.out, index=False)
+    print(table(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The growth call of one curve: exponential against polynomial, with each point's measured noise.
+
+The claim is stated at the level of a class (2^(n-1) against O(n)), so the call is made there too: the
+Akaike weights of the laws in each class are summed (analysis.laws), and so are their wins across seed
+bootstrap replicates. A class is called only when every test agrees:
+- its summed Akaike weight and its bootstrap win rate both reach RULE.weight and RULE.win_rate;
+- its best law fits within the measured noise (chi^2 goodness of fit, p >= RULE.alpha);
+- no law of the other class does: when both classes fit within the noise the data cannot tell them apart,
+  however small one's residuals are;
+- it also predicts the largest n best when fitted without them (out-of-sample, as BNSL scores its fits).
+Anything else is "undecided", with the reasons. The rule's thresholds are fixed by the calibration on
+synthetic truths (analysis.calibration; tests/test_calibration.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law
+
+UNDECIDED = "undecided"
+MIN_POINTS = 5  # below this, three-parameter laws leave no degrees of freedom to test their fit
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    weight: float = 0.8
+    win_rate: float = 0.8
+    alpha: float = 0.05
+    held_out: int = 2  # largest n predicted out of sample
+
+
+RULE = Rule()
+
+
+@dataclasses.dataclass
+class GrowthCall:
+    call: str  # EXPONENTIAL, POLYNOMIAL or UNDECIDED
+    table: pd.DataFrame  # one row per law: growth, k, chi2, dof, p_fit, aicc, delta, weight, win_rate, oos, params
+    class_weight: dict[str, float]
+    class_win_rate: dict[str, float]
+    class_fits: dict[str, float]  # the best p-value of goodness of fit within each class
+    predicts_best: str | None  # the class of the law that predicts the held-out largest n best
+    reasons: list[str]  # why the call is undecided (empty when decided)
+    x: np.ndarray
+    params: dict[str, np.ndarray]  # law -> point params
+    reps: dict[str, np.ndarray]  # law -> bootstrap params (R x K)
+
+    def predict(self, law: str, x) -> np.ndarray:
+        return LAWS[law].predict(x, self.params[law])
+
+    def best(self, growth: str | None = None) -> str:
+        """The law with the smallest AICc (within one class, if named)."""
+        rows = self.table if growth is None else self.table[self.table["growth"] == growth]
+        return str(rows.sort_values("aicc")["law"].iloc[0])
+
+    def ci(self, law: str, name: str) -> tuple[float, float]:
+        """95 % seed-bootstrap percentile interval of one parameter."""
+        i = LAWS[law].names.index(name)
+        return tuple(float(v) for v in np.percentile(self.reps[law][:, i], [2.5, 97.5]))
+
+    def as_dict(self) -> dict:
+        return {"call": self.call, "class_weight": self.class_weight, "class_win_rate": self.class_win_rate,
+                "class_fit_p": self.class_fits, "predicts_best": self.predicts_best, "reasons": self.reasons,
+                "laws": [{**{k: v for k, v in row.items() if k != "params"},
+                          "formula": LAWS[row["law"]].formula,
+                          "params": dict(zip(LAWS[row["law"]].names, map(float, self.params[row["law"]]))),
+                          "ci95": {name: self.ci(row["law"], name) for name in LAWS[row["law"]].names}}
+                         for row in self.table.to_dict("records")]}
+
+
+def _held_out_score(x, logy, sigma, law, held_out: int) -> float:
+    """Mean squared standardized error of log y at the `held_out` largest x, fitted on the rest."""
+    fit_x, fit_y, fit_s = x[:-held_out], logy[:-held_out], sigma[:-held_out]
+    if len(fit_x) < LAWS[law].k + 1:
+        return float("nan")
+    params, _ = fit_law(LAWS[law], fit_x, fit_y, fit_s)
+    pred = LAWS[law].predict(x[-held_out:], params[0])
+    if np.any(~(pred > 0)):
+        return float("inf")
+    return float(np.mean(((logy[-held_out:] - np.log(pred)) / sigma[-held_out:]) ** 2))
+
+
+def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=tuple(LAWS), refine: bool = True) -> GrowthCall:
+    """The growth call of y(x) (ascending x, y > 0) with per-point noise sigma (standard error of log y) and
+    bootstrap replicates of y (R x M; non-finite entries fall back to the point). `refine` polishes the
+    point fits' shapes beyond their grids (simulations skip it: the grid decides the same calls)."""
+    x, y, sigma = (np.asarray(v, float) for v in (x, y, sigma))
+    m = len(x)
+    if m < MIN_POINTS:
+        raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {m}")
+    logy = np.log(y)
+    reps = np.where(np.isfinite(reps_RxM) & (reps_RxM > 0), reps_RxM, y)
+    rows, params, boot, boot_aicc = [], {}, {}, {}
+    for name in laws:
+        law = LAWS[name]
+        p, chi2 = fit_law(law, x, logy, sigma, refine=refine)
+        boot[name], chi2_r = fit_law(law, x, np.log(reps), sigma)
+        boot_aicc[name] = aicc(chi2_r, m, law.k)
+        params[name] = p[0]
+        dof = m - law.k
+        rows.append({"law": name, "growth": law.growth, "k": law.k, "chi2": float(chi2[0]), "dof": dof,
+                     "p_fit": float(stats.chi2.sf(chi2[0], dof)), "aicc": float(aicc(chi2[0], m, law.k)),
+                     "oos": _held_out_score(x, logy, sigma, name, rule.held_out)})
+    table = pd.DataFrame(rows)
+    finite = np.isfinite(table["aicc"])
+    delta = table["aicc"] - table.loc[finite, "aicc"].min()
+    weight = np.where(finite, np.exp(-0.5 * delta.where(finite, 0.0)), 0.0)
+    table["delta"], table["weight"] = delta, weight / weight.sum()
+    winners = np.array(list(boot_aicc))[np.argmin(np.stack(list(boot_aicc.values())), axis=0)]
+    table["win_rate"] = [float(np.mean(winners == name)) for name in table["law"]]
+    table = table.sort_values("aicc", ignore_index=True)
+    classes = (EXPONENTIAL, POLYNOMIAL)
+    class_weight = {c: float(table.loc[table["growth"] == c, "weight"].sum()) for c in classes}
+    class_win = {c: float(table.loc[table["growth"] == c, "win_rate"].sum()) for c in classes}
+    class_fits = {c: float(table.loc[table["growth"] == c, "p_fit"].max()) for c in classes}
+    oos = table[np.isfinite(table["oos"])]
+    predicts = str(oos.sort_values("oos")["growth"].iloc[0]) if len(oos) else None
+    lead = max(classes, key=class_weight.get)
+    other = POLYNOMIAL if lead == EXPONENTIAL else EXPONENTIAL
+    reasons = []
+    if class_weight[lead] < rule.weight:
+        reasons.append(f"the {lead} laws hold Akaike weight {class_weight[lead]:.2f} (< {rule.weight})")
+    if class_win[lead] < rule.win_rate:
+        reasons.append(f"they win {class_win[lead]:.0%} of seed-bootstrap replicates (< {rule.win_rate:.0%})")
+    if class_fits[lead] < rule.alpha:
+        reasons.append(f"no {lead} law fits within the measured noise (p = {class_fits[lead]:.2g})")
+    if class_fits[other] >= rule.alpha:
+        reasons.append(f"a {other} law also fits within the measured noise (p = {class_fits[other]:.2g})")
+    if predicts is not None and predicts != lead:
+        reasons.append(f"a {other} law predicts the {rule.held_out} largest n best out of sample")
+    return GrowthCall(UNDECIDED if reasons else lead, table, class_weight, class_win, class_fits, predicts, reasons,
+                      x, params, boot)

@@ -1,0 +1,196 @@
+"""Power analysis: which design would decide each depth group, simulated from the run's own curves and noise.
+
+For a depth group whose W50 curve was fitted, the candidate truths are the best exponential law and the best
+polynomial law of that fit, each where it still fits within the measured noise (a class the run already
+rejects is not simulated); the seed noise is the cells' own logistic slope. A design (largest n, seeds
+per point) is simulated `repeats` times under each truth: the widths are those the project's search tests
+when every member at or above the truth solves (a replay of scaling.search), the outcomes are drawn per seed,
+and each draw is judged by the same group rule as the report (analysis.verdict). A design decides the group
+when each candidate truth is called right in at least POWER of its repeats. The cost of the smallest such design comes
+from the cost model, as `scaling plan --assume-wstar` forecasts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from analysis.calibration import Design, synthetic_config
+from analysis.growth import RULE
+from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.measure import measure_cube
+from analysis.verdict import GroupVerdict, Verdict, group_verdict
+from scaling import search
+from scaling.config import Config
+
+POWER = 0.8
+MAX_N = 20  # widths grow fast with n: past this a design is out of reach of any laptop or GPU week
+MAX_WIDTH = 2**16  # nor is a design whose exponential truth needs wider layers than this at its largest n
+N_STEPS = (0, 2, 4, 8, 12)
+SEED_FACTORS = (1, 2, 4)
+
+
+@dataclasses.dataclass
+class DesignPower:
+    design: Design
+    right: dict[str, float]  # truth growth -> share of repeats called right
+
+    truths: int  # how many truths were simulated
+
+    @property
+    def decides(self) -> bool:
+        return len(self.right) == self.truths and min(self.right.values()) >= POWER
+
+
+def _truths(group: GroupVerdict) -> dict[str, tuple[str, np.ndarray]]:
+    """growth -> (law, params): the best law of each class that still fits the run within its noise (a class
+    the data already reject is no truth to simulate); both where neither fits."""
+    call = group.w50_call
+    plausible = [g for g in (EXPONENTIAL, POLYNOMIAL) if call.class_fits[g] >= RULE.alpha] or [EXPONENTIAL, POLYNOMIAL]
+    return {growth: (law, call.params[law]) for growth in plausible for law in [call.best(growth)]}
+
+
+def _curve(law: str, params: np.ndarray):
+    """The truth's W50 at n, kept at least 2 (the smallest width searched) where a fit extrapolates below."""
+    return lambda n: np.maximum(LAWS[law].predict(np.asarray(n, float), params), 2.0)
+
+
+def _scale(group: GroupVerdict, cells: dict) -> float:
+    """The relative width of the success curve: ln 2 / (logistic slope per doubling), median over the cells."""
+    slopes = [cells[k].slope for k in group.cells if k in cells and np.isfinite(cells[k].slope) and cells[k].slope > 0]
+    return float(np.clip(np.log(2) / np.median(slopes), 0.05, 1.0)) if slopes else 0.2
+
+
+def _tested_widths(design: Design, truth) -> dict[int, np.ndarray]:
+    """n -> the widths the search tests when a member solves iff its width reaches the truth (no noise; the
+    seeds do not matter then, so two are replayed)."""
+    grid_top = int(2 ** np.ceil(np.log2(max(8.0, 2.5 * float(truth(design.n_max))))))
+    cfg = synthetic_config(dataclasses.replace(design, seeds=2), grid_top, lrs=(1e-2,))
+    df, done = pd.DataFrame(), set()
+    while True:
+        todo = [m for m in search.wanted_members(cfg, df) if m not in done]
+        if not todo:
+            break
+        df = search.with_assumed_rows(df, todo, lambda m: m.width >= truth(m.n))
+        done.update(todo)
+    return {int(n): np.sort(cell["width"].unique()) for n, cell in df.groupby("n")}
+
+
+def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
+                 threshold: float, reps: int, rng: np.random.Generator) -> float:
+    """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`
+    (one learning rate: its noise is the measured one). It stops as soon as POWER is out of reach."""
+    cfg = synthetic_config(design, 2, lrs=(1e-2,))
+    seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
+    for done in range(1, repeats + 1):
+        cells = {}
+        for n in range(design.n_min, design.n_max + 1):
+            w, centre = widths[n], float(truth(n))
+            p = expit((w[:, None, None] - centre) / (scale * centre))
+            solved = (rng.random((len(w), 1, design.seeds)) < p).astype(float)
+            cells[(n, 1)] = measure_cube(n, 1, w, solved, seeds, threshold, reps, rng)
+        right += group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call == growth
+        if done - right > allowed:
+            break
+    return right / done
+
+
+def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = 40,
+                seed: int = 0) -> dict | None:
+    """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
+    decides, each seed level's smallest deciding n, and the smallest of those by members. None where the group
+    has no fitted W50."""
+    g = verdict.groups[group]
+    if g.w50_call is None:
+        return None
+    truths, scale = _truths(g), _scale(g, verdict.cells)
+    rng = np.random.default_rng(seed)
+    n_min, reach = min(cfg.ns), _curve(*max(truths.values(), key=lambda t: _curve(*t)(max(cfg.ns) + 8)))
+    top = max([n for n in range(max(cfg.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.ns))
+    n_max = max(cfg.ns)
+    largest = Design(min(n_max + N_STEPS[-1], top), cfg.seeds, n_min)
+    widths = {growth: _tested_widths(largest, _curve(*truths[growth])) for growth in truths}
+    tried, found = [], None
+
+    def attempt(design: Design) -> DesignPower:
+        right = {}
+        for growth in truths:  # the second truth only where the first is called right often enough
+            right[growth] = design_power(design, _curve(*truths[growth]), growth, widths[growth], scale, repeats,
+                                         cfg.success_threshold, reps, rng)
+            if right[growth] < POWER:
+                break
+        tried.append(DesignPower(design, right, len(truths)))
+        return tried[-1]
+
+    if attempt(largest_with_most_seeds := Design(largest.n_max, cfg.seeds * SEED_FACTORS[-1], n_min)).decides:
+        for factor in SEED_FACTORS:  # the largest design decides: find the smallest n at each seed level
+            for step in N_STEPS:
+                design = Design(min(n_max + step, largest.n_max), cfg.seeds * factor, n_min)
+                if found is not None and _size(design) >= _size(found.design):
+                    break  # no smaller than the design already found: nothing to gain at this seed level
+                result = next((t for t in tried if t.design == design), None) or attempt(design)
+                if result.decides:
+                    if found is None or _size(design) < _size(found.design):
+                        found = result
+                    break
+    tried.sort(key=lambda t: (t.design.seeds, t.design.n_max))
+    return {"truths": {growth: {"law": law, "params": [float(v) for v in p]} for growth, (law, p) in truths.items()},
+            "scale": scale, "repeats": repeats,
+            "tried": [{"n_max": t.design.n_max, "seeds": t.design.seeds, "right": t.right} for t in tried],
+            "decides": None if found is None else {"n_max": found.design.n_max, "seeds": found.design.seeds,
+                                                    "right": found.right}}
+
+
+def _size(design: Design) -> int:
+    """Members grow with seeds and with the number of n: the order in which designs are preferred."""
+    return design.seeds * (design.n_max - design.n_min + 1)
+
+
+def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> float:
+    """Forecast seconds of the whole config run at `design` on this machine (scaling.forecast), with w*(n, d)
+    assumed from the fitted truths; the width grid grows to twice the largest assumed w*."""
+    from scaling import forecast
+
+    ns = tuple(range(design.n_min, design.n_max + 1))
+    top = max(wstar(n, d) for n in ns for d in cfg.depths_at(n) if d > 0)
+    grid = [cfg.widths[0]]
+    while grid[-1] < 2 * top:
+        grid.append(grid[-1] * 2)
+    variant = dataclasses.replace(cfg, ns=ns, seeds=design.seeds,
+                                  widths=tuple(grid) if cfg.width_search == "adaptive" else cfg.widths)
+    total = forecast.total(forecast.simulate(variant, wstar, model, workers=workers))
+    return total.compile_s + total.train_wall_s
+
+
+def _assumed_wstar(powers: dict):
+    """w*(n, d) for costing a design: the larger of the simulated truths of the fixed depth group nearest to
+    d (so the forecast errs high)."""
+    curves = {int(group.split("=")[1]): [_curve(t["law"], np.array(t["params"])) for t in result["truths"].values()]
+              for group, result in powers.items() if result is not None and not group.startswith("depth=log2")}
+    if not curves:
+        return None
+    return lambda n, d: max(float(c(n)) for c in curves[min(curves, key=lambda k: abs(k - d))])
+
+
+def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int = 40, seed: int = 0,
+                   cost: bool = True) -> dict:
+    """group -> group_power (None where not fitted), each deciding design with its forecast cost in seconds on
+    this machine (the cost model as `scaling plan` uses it; no probe is run here)."""
+    powers = {group: group_power(verdict, cfg, group, repeats, reps, seed) for group, g in verdict.groups.items()
+              if g.own}
+    wstar = _assumed_wstar(powers) if cost else None
+    if wstar is not None:
+        from scaling import cost as cost_model
+        from scaling.sweep import default_workers, make_mesh
+
+        model = cost_model.load(probe=False)
+        workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
+        for result in powers.values():
+            if result is not None and result["decides"] is not None:
+                found = result["decides"]
+                design = Design(found["n_max"], found["seeds"], min(cfg.ns))
+                result["decides"]["cost_s"] = design_cost(cfg, design, wstar, model, workers)
+    return powers

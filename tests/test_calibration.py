@@ -1,0 +1,89 @@
+"""The verdict calibrated through the public path: synthetic stores from known truths, with widths chosen by the
+project's own search, judged by analysis.verdict.judge (what `scaling analyze` reports).
+
+The fast draws run in `make test`; the full table (40 draws per truth and design) is marked slow and is what
+`python -m analysis.calibration` prints."""
+
+import numpy as np
+import pytest
+
+from analysis import calibration
+from analysis.calibration import TRUTHS, Design
+from analysis.laws import EXPONENTIAL, POLYNOMIAL
+from analysis.power import group_power
+from analysis.verdict import judge
+
+
+def _calls(truth: str, design: Design, draws: int, seed: int) -> list[str]:
+    results = calibration.run([TRUTHS[truth]], [design], draws, reps=60, seed=seed)
+    return list(results["call"])
+
+
+def test_clear_truths_are_called_right_and_none_wrong_fast():
+    """n = 2..10 with 16 seeds: the claim's 0.75 * 2^n and the power 0.75 * n^1.5 are called for their class in
+    most draws; the slow exponential and the line with a floor, which this design cannot separate, never for
+    the wrong one."""
+    design = Design(10, 16)
+    exponential = _calls("0.75*2^n", design, 3, seed=1)
+    power = _calls("0.75*n^1.5", design, 3, seed=2)
+    assert exponential.count(EXPONENTIAL) >= 2 and POLYNOMIAL not in exponential
+    assert power.count(POLYNOMIAL) >= 2 and EXPONENTIAL not in power
+    assert EXPONENTIAL not in _calls("max(3,n+1)", design, 2, seed=3)
+    assert POLYNOMIAL not in _calls("2.2*1.17^n", design, 2, seed=4)
+
+
+def test_disjoint_seed_blocks_of_one_store_do_not_contradict():
+    """The real-data check on a synthetic store: each block of 8 of 32 seeds is judged alone; decided calls
+    of a group never contradict across blocks."""
+    cfg = calibration.synthetic_config(Design(8, 32), 64)
+    df = calibration.draw_store(cfg, TRUTHS["0.75*n^1.5"].curve, np.random.default_rng(5))
+    blocks = calibration.seed_blocks(df, cfg, 4, reps=40)
+    decided = blocks[blocks["call"] != "undecided"]
+    assert len(blocks) == 4 and decided.groupby("group")["call"].nunique().le(1).all()
+
+
+def test_the_power_analysis_finds_a_design_that_decides_a_clear_case():
+    """From a run of 0.75 * 2^n at n = 2..8 with 8 seeds, simulating larger designs finds one that calls both
+    the fitted exponential and the fitted polynomial right in >= 80 % of repeats, no larger than it needs."""
+    design = Design(8, 8)
+    cfg = calibration.synthetic_config(design, calibration.max_width_for(TRUTHS["0.75*2^n"].curve, design))
+    df = calibration.draw_store(cfg, TRUTHS["0.75*2^n"].curve, np.random.default_rng(6))
+    result = group_power(judge(df, cfg, reps=60), cfg, "depth=1", repeats=8, reps=30)
+    found = result["decides"]
+    assert found is not None and min(found["right"].values()) >= 0.8
+    assert all(not (t["n_max"] < found["n_max"] and t["seeds"] <= found["seeds"] and len(t["right"]) == 2
+                    and min(t["right"].values()) >= 0.8) for t in result["tried"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", calibration.DESIGNS, ids=lambda d: d.label)
+def test_no_false_robust_call_at_any_design_in_40_draws(design):
+    """Every truth at every design: a call of the wrong class in at most 5 % of 40 draws."""
+    table = calibration.table(calibration.run(list(TRUTHS.values()), [design], 40, reps=100))
+    assert (table["false_call"] <= 0.05).all(), table.to_string()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("truth", ["0.75*2^n", "1.75*1.3^n", "max(3,n+1)", "0.75*n^1.5"])
+def test_the_true_class_is_called_in_80_percent_at_the_recommended_design(truth):
+    """For a truth run at the CPU default's design, the power analysis recommends a design; 40 draws of the
+    truth at that design are called for the true class in at least 80 %."""
+    design = Design(10, 16)
+    cfg = calibration.synthetic_config(design, calibration.max_width_for(TRUTHS[truth].curve, design))
+    df = calibration.draw_store(cfg, TRUTHS[truth].curve, np.random.default_rng(7))
+    found = group_power(judge(df, cfg), cfg, "depth=1")["decides"]
+    assert found is not None, f"no design decides {truth}"
+    recommended = Design(found["n_max"], found["seeds"])
+    table = calibration.table(calibration.run([TRUTHS[truth]], [recommended], 40, reps=100))
+    assert table["true_call"].iloc[0] >= 0.8, table.to_string()
+
+
+def test_the_power_simulation_calls_a_known_truth_like_the_calibration():
+    """design_power on the exact truth 0.75 * n^1.5 at n = 2..16 with 32 seeds (where the calibration calls it
+    in 40 of 40 draws) calls it right in at least 80 % of 10 repeats."""
+    from analysis.power import _tested_widths, design_power
+
+    design, truth = Design(16, 32), TRUTHS["0.75*n^1.5"].curve
+    rate = design_power(design, truth, POLYNOMIAL, _tested_widths(design, truth), 0.2, 10, 0.5, 30,
+                        np.random.default_rng(8))
+    assert rate >= 0.8

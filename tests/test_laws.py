@@ -1,0 +1,79 @@
+"""Growth laws (analysis.laws) and the class call (analysis.growth) on curves whose truth is known."""
+
+import numpy as np
+import pytest
+
+from analysis.growth import UNDECIDED, decide
+from analysis.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL, aicc, fit_law
+
+N = np.arange(2, 13, dtype=float)
+TRUTH = {"exponential": (0.75, 2.0), "shifted_exponential": (3.0, 0.5, 1.3), "power": (0.75, 1.5),
+         "shifted_power": (2.5, 0.4, 1.8), "linear": (1.0, 1.0), "logarithmic": (1.5, 3.0)}
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_each_law_recovers_an_exact_curve_to_one_percent(name):
+    law = LAWS[name]
+    y = law.predict(N, TRUTH[name])
+    params, chi2 = fit_law(law, N, np.log(y), np.full(N.size, 0.05), refine=True)
+    np.testing.assert_allclose(params[0], TRUTH[name], rtol=0.01)
+    assert chi2[0] < 1e-6
+
+
+@pytest.mark.parametrize("name", ["shifted_exponential", "shifted_power"])
+def test_replicates_are_fitted_like_one_curve_each(name):
+    """The vectorized fit of R replicates equals R separate fits (on the shape grid, without refinement)."""
+    law, rng = LAWS[name], np.random.default_rng(0)
+    logy = np.log(law.predict(N, TRUTH[name])) + 0.05 * rng.standard_normal((6, N.size))
+    sigma = rng.uniform(0.03, 0.08, N.size)
+    together, chi2 = fit_law(law, N, logy, sigma)
+    for r in range(len(logy)):
+        alone, chi2_alone = fit_law(law, N, logy[r], sigma)
+        np.testing.assert_allclose(together[r], alone[0], rtol=1e-9)
+        assert chi2[r] == pytest.approx(chi2_alone[0], rel=1e-9)
+
+
+def test_offsets_are_floors_and_powers_stop_at_the_largest_degree():
+    """A curve that a negative offset or a degree above MAX_DEGREE would fit exactly is fitted on the bounds."""
+    sinking = 10.0 * N**1.5 - 8.0  # a + b n^k with a < 0
+    params, _ = fit_law(LAWS["shifted_power"], N, np.log(sinking), np.full(N.size, 0.05), refine=True)
+    assert params[0, 0] == 0.0
+    steep = 0.01 * N**5
+    for name in ("power", "shifted_power"):
+        params, _ = fit_law(LAWS[name], N, np.log(steep), np.full(N.size, 0.05), refine=True)
+        assert params[0, -1] == pytest.approx(MAX_DEGREE)
+
+
+def test_aicc_counts_the_laws_parameters():
+    assert aicc(10.0, 9, 2) == pytest.approx(10.0 + 4 + 12 / 6)
+    assert aicc(10.0, 4, 3) == pytest.approx(10.0 + 6)  # m <= K + 1: AIC
+
+
+def _replicates(y, sigma, rng, reps=100):
+    return y * np.exp(sigma * rng.standard_normal((reps, y.size)))
+
+
+@pytest.mark.parametrize("truth,growth", [(lambda n: 0.75 * 2.0**n, EXPONENTIAL),
+                                          (lambda n: 0.75 * n**1.5, POLYNOMIAL)])
+def test_a_clear_curve_is_called_for_its_class(truth, growth):
+    rng, sigma = np.random.default_rng(1), np.full(N.size, 0.05)
+    y = truth(N) * np.exp(sigma * rng.standard_normal(N.size))
+    call = decide(N, y, sigma, _replicates(y, sigma, rng))
+    assert call.call == growth and not call.reasons
+    assert call.class_weight[growth] >= 0.8 and call.class_fits[growth] >= 0.05
+
+
+def test_when_both_classes_fit_within_the_noise_the_call_is_undecided():
+    """n + 1 over n = 2..8 with 30 % noise: a line and a slow exponential both fit; however small one's
+    residuals, no class is called."""
+    n = np.arange(2, 9, dtype=float)
+    sigma = np.full(n.size, 0.3)
+    y = n + 1.0
+    call = decide(n, y, sigma, _replicates(y, sigma, np.random.default_rng(2)))
+    assert call.call == UNDECIDED
+    assert any("also fits within the measured noise" in r for r in call.reasons)
+
+
+def test_a_call_needs_five_points():
+    with pytest.raises(ValueError, match="at least 5"):
+        decide(N[:4], N[:4], np.full(4, 0.1), np.ones((3, 4)))
