@@ -15,6 +15,7 @@ prints (and writes) the table of every truth x design: false calls (the other cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from typing import Callable
@@ -23,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from analysis.laws import EXPONENTIAL, POLYNOMIAL
-from analysis.verdict import judge
+from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.verdict import REPS, judge
 from scaling import config, search
 from scaling.config import Config
 
@@ -115,7 +116,7 @@ def max_width_for(truth: Callable, design: Design) -> int:
     return int(2 ** np.ceil(np.log2(max(4.0, 2.5 * RATE_FACTOR * float(truth(np.float64(design.n_max)))))))
 
 
-def run(truths, designs, draws: int, reps: int = 100, seed: int = 0, progress=None) -> pd.DataFrame:
+def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=None) -> pd.DataFrame:
     """One row per (truth, design, draw): the group's call and each test's outcome."""
     rows = []
     rng = np.random.default_rng(seed)
@@ -142,7 +143,36 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["n_max", "seeds", "truth"], ignore_index=True)
 
 
-DESIGNS = (Design(8, 8), Design(8, 32), Design(10, 16), Design(12, 16), Design(16, 32))
+DESIGNS = (Design(8, 8), Design(9, 24), Design(10, 16), Design(12, 16), Design(16, 32))
+
+
+def _variants() -> dict[str, dict]:
+    """Other sets of laws, to rerun the calibration that chose analysis.laws: name -> law name -> Law or None."""
+    shifted_power, shifted_exponential = LAWS["shifted_power"], LAWS["shifted_exponential"]
+    return {
+        "two-parameter": {"shifted_exponential": None, "shifted_power": None},
+        "one-sided": {"shifted_exponential": None},
+        "free-offsets": {"shifted_power": dataclasses.replace(shifted_power, floor=False),
+                         "shifted_exponential": dataclasses.replace(shifted_exponential, floor=False)},
+        "degree-6": {"shifted_power": dataclasses.replace(shifted_power, shapes=np.geomspace(0.1, 6.0, 48)),
+                     "power": dataclasses.replace(LAWS["power"], slope_max=6.0)},
+    }
+
+
+@contextlib.contextmanager
+def law_variant(name: str | None):
+    """Judge with another set of laws inside the block (a calibration device: LAWS is restored after)."""
+    saved = dict(LAWS)
+    for law, replacement in (_variants()[name] if name else {}).items():
+        if replacement is None:
+            del LAWS[law]
+        else:
+            LAWS[law] = replacement
+    try:
+        yield
+    finally:
+        LAWS.clear()
+        LAWS.update(saved)
 
 
 def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: int = 100, seed: int = 0) -> dict:
@@ -169,7 +199,7 @@ def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: in
             "w_star_bias": float(np.nanmean(w_star) - centre)}
 
 
-def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = 100) -> pd.DataFrame:
+def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = REPS) -> pd.DataFrame:
     """A real-data check: the store's seeds split into `blocks` disjoint blocks (seed mod blocks), each judged
     alone. Decided calls of one group that contradict across blocks mean the rule over-claims."""
     rows = []
@@ -184,11 +214,13 @@ def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = 100) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.calibration", description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=40)
-    parser.add_argument("--reps", type=int, default=100, help="seed-bootstrap replicates per draw")
+    parser.add_argument("--reps", type=int, default=REPS, help="seed-bootstrap replicates per draw (as the report)")
     parser.add_argument("--designs", default=",".join(f"{d.n_max}x{d.seeds}" for d in DESIGNS),
                         help='largest n x seeds, comma-separated, e.g. "10x16,14x32"')
     parser.add_argument("--truth", action="append", choices=list(TRUTHS), help="a truth (repeat; default: all)")
     parser.add_argument("--out", help="write the per-draw results as CSV")
+    parser.add_argument("--laws", choices=list(_variants()), help="judge with another set of laws (the variants that "
+                                                                  "analysis.laws was chosen against)")
     parser.add_argument("--estimators", action="store_true",
                         help="instead: the spread and bias of W50 and w* against their bootstrap (verdict's noise)")
     parser.add_argument("--blocks", metavar="DIR", help="instead: judge disjoint seed blocks of a results directory")
@@ -205,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print(seed_blocks(load(args.blocks), load_config(args.blocks), args.block_count, args.reps).to_string(index=False))
         return 0
     designs = [Design(*map(int, d.split("x"))) for d in args.designs.split(",")]
-    results = run([TRUTHS[t] for t in args.truth or TRUTHS], designs, args.draws, args.reps)
+    with law_variant(args.laws):
+        results = run([TRUTHS[t] for t in args.truth or TRUTHS], designs, args.draws, args.reps)
     if args.out:
         results.to_csv(args.out, index=False)
     print(table(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

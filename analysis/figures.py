@@ -103,7 +103,7 @@ def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
     depths = sorted(d for d in rates["depth"].unique() if d > 0)  # depth 0 has no width axis
     with paper():
         fig = Figure(figsize=(DOUBLE_COLUMN, 2.2))
-        axes = np.atleast_1d(fig.subplots(1, len(depths), sharey=True))
+        axes = np.atleast_1d(fig.subplots(1, max(len(depths), 1), sharey=True))
         for ax, depth in zip(axes, depths):
             r = rates[rates["depth"] == depth]
             im = ax.scatter(r["n"], r["width"], c=r["rate"], cmap="viridis", vmin=0, vmax=1, marker="s", s=22)
@@ -114,6 +114,9 @@ def success_heatmaps(rates: pd.DataFrame, stars: pd.DataFrame) -> Figure:
             ax.set_xlabel("input bits $n$")
             ax.xaxis.get_major_locator().set_params(integer=True)
         axes[0].set_ylabel("width (units per layer)")
+        if not depths:  # only depth 0 (logistic regression): no width axis to draw
+            axes[0].text(0.5, 0.5, "no hidden layer searched", ha="center", va="center", transform=axes[0].transAxes)
+            return fig
         axes[0].legend(loc="upper left")
         fig.colorbar(im, ax=list(axes), label="P(solved), cross-fitted lr", fraction=0.03)
     return fig

@@ -85,11 +85,12 @@ def _held_out_score(x, logy, sigma, law, held_out: int) -> float:
     return float(np.mean(((logy[-held_out:] - np.log(pred)) / sigma[-held_out:]) ** 2))
 
 
-def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=tuple(LAWS), refine: bool = True) -> GrowthCall:
+def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = True) -> GrowthCall:
     """The growth call of y(x) (ascending x, y > 0) with per-point noise sigma (standard error of log y) and
     bootstrap replicates of y (R x M; non-finite entries fall back to the point). `refine` polishes the
     point fits' shapes beyond their grids (simulations skip it: the grid decides the same calls)."""
     x, y, sigma = (np.asarray(v, float) for v in (x, y, sigma))
+    laws = tuple(LAWS) if laws is None else laws
     m = len(x)
     if m < MIN_POINTS:
         raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {m}")

@@ -125,7 +125,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         tried.append(DesignPower(design, right, len(truths)))
         return tried[-1]
 
-    if attempt(largest_with_most_seeds := Design(largest.n_max, cfg.seeds * SEED_FACTORS[-1], n_min)).decides:
+    if attempt(Design(largest.n_max, cfg.seeds * SEED_FACTORS[-1], n_min)).decides:
         for factor in SEED_FACTORS:  # the largest design decides: find the smallest n at each seed level
             for step in N_STEPS:
                 design = Design(min(n_max + step, largest.n_max), cfg.seeds * factor, n_min)
@@ -138,6 +138,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
                     break
     tried.sort(key=lambda t: (t.design.seeds, t.design.n_max))
     return {"truths": {growth: {"law": law, "params": [float(v) for v in p]} for growth, (law, p) in truths.items()},
+            "fits_neither": all(p < RULE.alpha for p in g.w50_call.class_fits.values()),
             "scale": scale, "repeats": repeats,
             "tried": [{"n_max": t.design.n_max, "seeds": t.design.seeds, "right": t.right} for t in tried],
             "decides": None if found is None else {"n_max": found.design.n_max, "seeds": found.design.seeds,

@@ -18,7 +18,7 @@ from analysis.laws import LAWS
 from analysis.markdown import render_report
 from analysis.measure import w50_frame
 from analysis.power import power_analysis
-from analysis.verdict import REPS, GroupVerdict, Points, Verdict, judge
+from analysis.verdict import REPS, GroupVerdict, Verdict, judge
 from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
@@ -63,8 +63,7 @@ def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, .
     for quantity, points in (("w50", g.w50), ("w_star", g.w_star), ("units", g.w50)):
         if not len(points.x):
             continue
-        own = np.array([g.group.startswith("depth=") and not g.group.startswith("depth=log2")
-                        or depth_of[int(n)] not in fixed for n in points.x])
+        own = np.array([not g.group.startswith("depth=log2") or depth_of[int(n)] not in fixed for n in points.x])
         scale = np.array([depth_of[int(n)] if quantity == "units" else 1 for n in points.x], float)
         lo, hi = (np.nanpercentile(points.reps, q, axis=0) * scale for q in (2.5, 97.5))
         frames.append(pd.DataFrame({"curve": f"{quantity}/{g.group}", "quantity": quantity, "group": g.group,

@@ -23,7 +23,7 @@ from analysis.measure import CellMeasure, measure_cells
 from scaling.config import Config, log2_depth
 from scaling.stats import latest_budget, summarize, width_cells
 
-REPS = 200
+REPS = 100  # seed-bootstrap replicates: the calibration ran with these, so the report calls as it was calibrated
 # Each point's noise is its seed-bootstrap spread, corrected by what simulating the estimators measured
 # (`python -m analysis.calibration --estimators`: one cell of 0.75 * 2^n at n = 4, 7, 10 with 16 and 64 seeds,
 # 300 draws each). The bootstrap of log W50 runs up to 15 % short of its true spread (0.050-0.052 against

@@ -15,17 +15,17 @@ from analysis.verdict import judge
 
 
 def _calls(truth: str, design: Design, draws: int, seed: int) -> list[str]:
-    results = calibration.run([TRUTHS[truth]], [design], draws, reps=60, seed=seed)
+    results = calibration.run([TRUTHS[truth]], [design], draws, seed=seed)
     return list(results["call"])
 
 
 def test_clear_truths_are_called_right_and_none_wrong_fast():
     """n = 2..10 with 16 seeds: the claim's 0.75 * 2^n and the power 0.75 * n^1.5 are called for their class in
-    most draws; the slow exponential and the line with a floor, which this design cannot separate, never for
+    most draws (100 % and 75 % of 40 draws in the full table); the slow exponential and the line with a floor, which this design cannot separate, never for
     the wrong one."""
     design = Design(10, 16)
     exponential = _calls("0.75*2^n", design, 3, seed=1)
-    power = _calls("0.75*n^1.5", design, 3, seed=2)
+    power = _calls("0.75*n^1.5", design, 4, seed=2)
     assert exponential.count(EXPONENTIAL) >= 2 and POLYNOMIAL not in exponential
     assert power.count(POLYNOMIAL) >= 2 and EXPONENTIAL not in power
     assert EXPONENTIAL not in _calls("max(3,n+1)", design, 2, seed=3)
@@ -59,7 +59,7 @@ def test_the_power_analysis_finds_a_design_that_decides_a_clear_case():
 @pytest.mark.parametrize("design", calibration.DESIGNS, ids=lambda d: d.label)
 def test_no_false_robust_call_at_any_design_in_40_draws(design):
     """Every truth at every design: a call of the wrong class in at most 5 % of 40 draws."""
-    table = calibration.table(calibration.run(list(TRUTHS.values()), [design], 40, reps=100))
+    table = calibration.table(calibration.run(list(TRUTHS.values()), [design], 40))
     assert (table["false_call"] <= 0.05).all(), table.to_string()
 
 
@@ -74,7 +74,7 @@ def test_the_true_class_is_called_in_80_percent_at_the_recommended_design(truth)
     found = group_power(judge(df, cfg), cfg, "depth=1")["decides"]
     assert found is not None, f"no design decides {truth}"
     recommended = Design(found["n_max"], found["seeds"])
-    table = calibration.table(calibration.run([TRUTHS[truth]], [recommended], 40, reps=100))
+    table = calibration.table(calibration.run([TRUTHS[truth]], [recommended], 40))
     assert table["true_call"].iloc[0] >= 0.8, table.to_string()
 
 

@@ -3,7 +3,6 @@ stores whose truth is known (logistic success in log2 width around W50(n))."""
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from analysis.measure import fit_logistic, measure_cells, w50_frame
 from analysis.verdict import judge

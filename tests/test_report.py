@@ -146,3 +146,10 @@ def test_scaling_plan_power_reports_each_depth_group(tiny_sweep, capsys):
     assert "depth 1 (shallow): undecided" in printed and "What would decide it" in printed
     assert printed.count("no fitted W50 curve to simulate from") == 3  # n = 2..4: three points per group
     assert main(["plan"]) == 2 and "name an experiment file, or --power DIR" in capsys.readouterr().err
+
+
+def test_the_heatmaps_draw_a_store_without_hidden_layers():
+    """A config whose only width search is depth 0 (experiments/min_depth.toml) still gets every figure."""
+    rates = pd.DataFrame({"n": [2, 3], "depth": 0, "width": 0, "rate": 0.0})
+    stars = pd.DataFrame({"n": [2, 3], "depth": 0, "w_star": np.nan, "censored": True})
+    assert isinstance(figures.success_heatmaps(rates, stars), Figure)
