@@ -19,7 +19,8 @@ _EXPORTS = {
     "Bootstrap": "analysis.compare", "FitComparison": "analysis.compare", "compare_fits": "analysis.compare",
     "load": "analysis.data", "load_config": "analysis.data", "load_runs": "analysis.data",
     "FAMILIES": "analysis.fits", "Fit": "analysis.fits", "FitError": "analysis.fits", "fit_curve": "analysis.fits",
-    "analyze": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict", "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
+    "analyze": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict",
+    "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
     "min_depth": "scaling.stats", "min_width": "scaling.stats", "success_rates": "scaling.stats",
     "wilson": "scaling.stats",
 }

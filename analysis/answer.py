@@ -124,7 +124,8 @@ def _rejections(g: GroupVerdict) -> str:
     rejected = [c for c in (EXPONENTIAL, POLYNOMIAL) if p[c] < RULE.alpha]
     if len(rejected) == 2:
         better = max(call.class_weight, key=call.class_weight.get)
-        return (f": no law of either class fits W50 within its measured noise (best exponential p = {p[EXPONENTIAL]:.2g}, "
+        return (f": no law of either class fits W50 within its measured noise (best exponential "
+                f"p = {p[EXPONENTIAL]:.2g}, "
                 f"best polynomial p = {p[POLYNOMIAL]:.2g}). The {better} laws describe it far better (Akaike weight "
                 f"{call.class_weight[better]:.2f}), but the data have structure that none of the laws captures.")
     if rejected:
@@ -144,7 +145,8 @@ def plain_answer(verdict: Verdict, powers: dict) -> str:
         text += "Over this range of n, no growth class is called for the width that gradient training needs at one " \
                 "hidden layer" + _rejections(shallow) + " "
     else:
-        text += f"Over this range of n, the width that gradient training needs at one hidden layer grows {shallow.call}ly. "
+        text += (f"Over this range of n, the width that gradient training needs at one hidden layer grows "
+                 f"{shallow.call}ly. ")
     if verdict.shallow is not None:
         s = verdict.shallow
         text += (f"Fitted as an exponential, its base is {num(s['base'])} [{num(s['ci95'][0])}, {num(s['ci95'][1])}], "
@@ -162,7 +164,11 @@ def plain_answer(verdict: Verdict, powers: dict) -> str:
     needs = [(g, powers[g]["decides"]) for g in undecided if powers.get(g) and powers[g]["decides"]]
     if needs:
         text += "To decide the rest: " + "; ".join(f"{label(g)} needs n up to {d['n_max']} with {d['seeds']} seeds"
-                                                   for g, d in needs) + " (power analysis below)."
+                                                   for g, d in needs) + " (power analysis below). "
+    beyond = [(g, powers[g]["tried"][-1]) for g in undecided if powers.get(g) and not powers[g]["decides"]]
+    if beyond:
+        text += " ".join(f"No design up to n = {t['n_max']} with {t['seeds']} seeds decides {label(g)}."
+                         for g, t in beyond)
     return text
 
 
@@ -189,5 +195,6 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
               "best polynomial law are taken as truths, and a design decides the group when each is called right "
               "in at least 80 % of repeats. Costs are the cost model's forecast for the whole experiment file at "
               "that design (`scaling plan --power DIR`)."]
-    lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or ["- no group to simulate."]
+    lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or [
+        "- no group to simulate."]
     return "\n".join(lines)

@@ -137,7 +137,8 @@ def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=N
 def table(results: pd.DataFrame) -> pd.DataFrame:
     """Per truth x design: draws, true calls and false calls (the other class called), as rates."""
     called = results.assign(true=results["call"] == results["growth"],
-                            false=results["call"].isin([EXPONENTIAL, POLYNOMIAL]) & (results["call"] != results["growth"]))
+                            false=results["call"].isin([EXPONENTIAL, POLYNOMIAL])
+                            & (results["call"] != results["growth"]))
     out = called.groupby(["truth", "growth", "design", "n_max", "seeds"], as_index=False, sort=False).agg(
         draws=("draw", "size"), true_call=("true", "mean"), false_call=("false", "mean"))
     return out.sort_values(["n_max", "seeds", "truth"], ignore_index=True)
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.blocks:
         from analysis.data import load, load_config
 
-        print(seed_blocks(load(args.blocks), load_config(args.blocks), args.block_count, args.reps).to_string(index=False))
+        blocks = seed_blocks(load(args.blocks), load_config(args.blocks), args.block_count, args.reps)
+        print(blocks.to_string(index=False))
         return 0
     designs = [Design(*map(int, d.split("x"))) for d in args.designs.split(",")]
     with law_variant(args.laws):

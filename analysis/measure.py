@@ -148,8 +148,8 @@ def measure_cube(n: int, depth: int, widths: np.ndarray, solved_VxLxS: np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         w_star = _monotone_min(widths, k / t >= threshold)[0]
         w_star_reps = _monotone_min(widths, k_r / t_r >= threshold)
-    return CellMeasure(n, depth, widths, float(point.crossing(threshold)[0]), fit_logistic(x, k_r, t_r).crossing(threshold),
-                       float(w_star), w_star_reps, float(point.slope[0]))
+    return CellMeasure(n, depth, widths, float(point.crossing(threshold)[0]),
+                       fit_logistic(x, k_r, t_r).crossing(threshold), float(w_star), w_star_reps, float(point.slope[0]))
 
 
 def measure_cell(cell: pd.DataFrame, threshold: float, reps: int, rng: np.random.Generator) -> CellMeasure:

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from analysis.calibration import Design, synthetic_config
+from analysis.calibration import RATE_FACTOR, Design, synthetic_config
 from analysis.growth import RULE
 from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
 from analysis.measure import measure_cube
-from analysis.verdict import GroupVerdict, Verdict, group_verdict
+from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from scaling import search
 from scaling.config import Config
 
@@ -81,24 +81,27 @@ def _tested_widths(design: Design, truth) -> dict[int, np.ndarray]:
 
 def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
                  threshold: float, reps: int, rng: np.random.Generator) -> float:
-    """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`
-    (one learning rate: its noise is the measured one). It stops as soon as POWER is out of reach."""
-    cfg = synthetic_config(design, 2, lrs=(1e-2,))
+    """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`. Three
+    learning rates as in the calibration (the middle one best, the others needing RATE_FACTOR times the
+    width), so that cross-fitting adds the noise it adds to a real run. It stops as soon as POWER is out of
+    reach."""
+    cfg = synthetic_config(design, 2)
+    factors = np.array([RATE_FACTOR, 1.0, RATE_FACTOR])[None, :, None]
     seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
     for done in range(1, repeats + 1):
         cells = {}
         for n in range(design.n_min, design.n_max + 1):
-            w, centre = widths[n], float(truth(n))
-            p = expit((w[:, None, None] - centre) / (scale * centre))
-            solved = (rng.random((len(w), 1, design.seeds)) < p).astype(float)
-            cells[(n, 1)] = measure_cube(n, 1, w, solved, seeds, threshold, reps, rng)
+            w, centre = widths[n][:, None, None], float(truth(n)) * factors
+            p = expit((w - centre) / (scale * centre))
+            solved = (rng.random((len(widths[n]), 3, design.seeds)) < p).astype(float)
+            cells[(n, 1)] = measure_cube(n, 1, widths[n], solved, seeds, threshold, reps, rng)
         right += group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call == growth
         if done - right > allowed:
             break
     return right / done
 
 
-def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = 40,
+def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = REPS,
                 seed: int = 0) -> dict | None:
     """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
     decides, each seed level's smallest deciding n, and the smallest of those by members. None where the group
@@ -176,7 +179,7 @@ def _assumed_wstar(powers: dict):
     return lambda n, d: max(float(c(n)) for c in curves[min(curves, key=lambda k: abs(k - d))])
 
 
-def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int = 40, seed: int = 0,
+def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int = REPS, seed: int = 0,
                    cost: bool = True) -> dict:
     """group -> group_power (None where not fitted), each deciding design with its forecast cost in seconds on
     this machine (the cost model as `scaling plan` uses it; no probe is run here)."""

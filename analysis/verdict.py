@@ -181,7 +181,8 @@ class Verdict:
         for name, g in self.groups.items():
             groups[name.split("=", 1)[1]] = {
                 "call": g.call, "own_cells": g.own, "cells": len(g.cells), "reasons": g.reasons,
-                "rejected": [] if g.w50_call is None else [c for c, p in g.w50_call.class_fits.items() if p < RULE.alpha],
+                "rejected": [] if g.w50_call is None else [c for c, p in g.w50_call.class_fits.items()
+                                                           if p < RULE.alpha],
                 "censored_cells": g.censored_cells, "budget_limited_cells": g.budget_limited_cells,
                 "w50": None if g.w50_call is None else g.w50_call.as_dict(),
                 "w_star": None if g.w_star_call is None else g.w_star_call.as_dict(),

@@ -11,9 +11,9 @@ trains a width above twice its first passing width, and the wide, expensive end 
 by cells that need it. A cell where nothing passes up to the bound stays censored.
 
 The budget rule: a settled cell whose w* fell between half its budget and its whole budget is
-budget-limited (stats.budget_convergence); while twice its budget stays within search.max_steps, every width it tested is trained
-again at twice the budget (new members: the budget is part of a member's identity), and the search goes on
-at that budget. w* is read at each cell's largest budget (stats.latest_budget).
+budget-limited (stats.budget_convergence); while twice its budget stays within search.max_steps, every
+width it tested is trained again at twice the budget (new members: the budget is part of a member's
+identity), and the search goes on at that budget. w* is read at each cell's largest budget (stats.latest_budget).
 
 The learning-rate edge rule: in a settled cell, when success at a transition width (w* and the largest
 failing width below it) still rises towards the smallest or largest learning rate tested there, the next

@@ -21,7 +21,8 @@ def _calls(truth: str, design: Design, draws: int, seed: int) -> list[str]:
 
 def test_clear_truths_are_called_right_and_none_wrong_fast():
     """n = 2..10 with 16 seeds: the claim's 0.75 * 2^n and the power 0.75 * n^1.5 are called for their class in
-    most draws (100 % and 75 % of 40 draws in the full table); the slow exponential and the line with a floor, which this design cannot separate, never for
+    most draws (100 % and 75 % of 40 draws in the full table); the slow exponential and the line with a floor,
+    which this design cannot separate, never for
     the wrong one."""
     design = Design(10, 16)
     exponential = _calls("0.75*2^n", design, 3, seed=1)
