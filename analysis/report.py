@@ -24,7 +24,6 @@ from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
 from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
-from scaling.store import stored_members
 
 PNG_DPI = 200
 
@@ -125,11 +124,17 @@ def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     if len(unfinished):
         notes.append(f"{len(unfinished)} of {len(runs)} sweep run(s) did not finish (interrupted, or still "
                      f"running): run id {', '.join(str(int(r)) for r in unfinished['run_id'])}.")
-    wanted = set(search.wanted_members(cfg, df))
-    missing = len(wanted - stored_members(df))
+    if not df["solved"].any():
+        notes.append(f"No member of this store solved parity ({len(df)} trained): nothing here measures a width. "
+                     "Check the learning rates (`lrs`) and the step budget (`steps`) of the experiment file.")
+    diverged = int(df["diverged"].sum())
+    if diverged > len(df) // 2:
+        notes.append(f"{diverged} of {len(df)} members diverged (a loss that was not finite or above 10^4): the "
+                     "learning rates are likely too large.")
+    missing = len(search.missing_members(cfg, df))
     if missing:
-        notes.append(f"The store holds {len(wanted) - missing} of the {len(wanted)} members that the search asks "
-                     f"for at this point: the sweep is incomplete, so w* and the fits may change. Rerun "
+        notes.append(f"The store lacks {missing} members that the search asks for at this point: the sweep is "
+                     f"incomplete, so w* and the fits may change. Rerun "
                      f"`scaling sweep` with this config and the same --out to finish it.")
     return notes
 

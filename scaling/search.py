@@ -15,6 +15,10 @@ budget-limited (stats.budget_convergence); while twice its budget stays within s
 width it tested is trained again at twice the budget (new members: the budget is part of a member's
 identity), and the search goes on at that budget. w* is read at each cell's largest budget (stats.latest_budget).
 
+Whole points: every (width, budget) with a stored member wants all its learning rates and seeds, and every
+(width, budget, learning rate) all its seeds, whatever else the cell holds; so members lost to a fault or
+deleted by hand are asked for again, and a cell is decided only from whole points.
+
 The learning-rate edge rule: in a settled cell, when success at a transition width (w* and the largest
 failing width below it) still rises towards the smallest or largest learning rate tested there, the next
 value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend factors beyond the grid.
@@ -96,6 +100,9 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             cell = cells.get((n, depth))
             if cell is None:
                 continue
+            for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
+                wanted += plan.members_at(cfg, n, depth, int(width), steps=int(steps),
+                                          lrs=tuple(sorted(set(cfg.lrs) | set(lrs.tolist()))))
             budget = int(cell["steps_budget"].max())
             if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
@@ -123,6 +130,15 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 for w in sorted(complete["width"].unique()):
                     wanted += plan.members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted
+
+
+_KEY = ["n", "depth", "width", "lr", "seed", "steps_budget"]  # a member of this config, as the store names it
+
+
+def missing_members(cfg: Config, df: pd.DataFrame) -> set[Member]:
+    """The members the search wants that `df` (this config's rows) lacks: what the sweep trains next."""
+    have = set() if df.empty else set(df[_KEY].itertuples(index=False, name=None))
+    return {m for m in wanted_members(cfg, df) if (m.n, m.depth, m.width, m.lr, m.seed, m.steps) not in have}
 
 
 def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:

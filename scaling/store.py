@@ -1,9 +1,13 @@
-"""The results store: DIR/results.sqlite with a members table (one row per trained member) and a runs table.
+"""The results store: DIR/results.sqlite with a members table (one row per trained member), a runs table, and
+the plans table (each round's plan, stored before it trains: scaling.rounds).
 
 A sweep is the one writer: it holds an OS lock on DIR/.lock for its whole run, opens the store read-write
 (so SQLite rolls back what a crash left half-committed), checks that the file is an intact store of this
 project, and checks the config hash and records its run in one transaction. Readers (analyze) take no lock
 and open the store read-only. Every store and OS fault becomes one UserError line.
+
+A new store's first write is its marker (SQLite's application_id), before any table: a store whose creation
+failed part way (a full disk) is still recognised as ours, so a rerun or --fresh recovers it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import fcntl
 import os
 import platform
@@ -27,6 +32,7 @@ from scaling.outputs import remove_outputs
 from scaling.population import Member, MemberResult
 
 STORE_NAME = "results.sqlite"
+APPLICATION_ID = 0x53434C47  # "SCLG": the marker in the SQLite header of every store this project creates
 LOCK_NAME = ".lock"
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal")  # SQLite's own files beside the store
 
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.i
 CREATE TABLE IF NOT EXISTS members (
     run_id INTEGER REFERENCES runs(run_id), {", ".join(f"{k} {v}" for k, v in MEMBER_COLUMNS.items())},
     UNIQUE ({", ".join(_IDENTITY)}));
+CREATE TABLE IF NOT EXISTS plans (round INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(run_id), plan TEXT NOT NULL);
 """
 _INSERT = (f"INSERT INTO members (run_id, {', '.join(MEMBER_COLUMNS)}) "
            f"VALUES ({', '.join('?' * (1 + len(MEMBER_COLUMNS)))})")
@@ -88,14 +95,21 @@ def _tables(conn: sqlite3.Connection, path: Path) -> set[str]:
                                    "away or choose another --out") from None
 
 
-def _is_ours(tables: set[str]) -> bool:
-    return "members" in tables or "runs" in tables
+def _is_ours(conn: sqlite3.Connection, tables: set[str]) -> bool:
+    """A store of this project: its marker, or (a store from before the marker) its tables."""
+    return "members" in tables or "runs" in tables or conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
 
 
-def check_store(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a file that is not an intact store of this project's schema, saying what is wrong and what to do."""
+def _is_empty(conn: sqlite3.Connection, tables: set[str]) -> bool:
+    """A store of ours whose first run never stored its tables (its creation failed): nothing to lose."""
+    return not tables and conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def check_store(conn: sqlite3.Connection, path: Path, writer: bool = False) -> None:
+    """Refuse a file that is not an intact store of this project's schema, saying what is wrong and what to do.
+    A writer (the sweep) also accepts a store of ours that has no tables yet."""
     tables = _tables(conn, path)
-    if not _is_ours(tables):
+    if not _is_ours(conn, tables):
         raise UserError(str(path), "is not a results store (a SQLite file without members and runs tables); "
                                    "move it away or choose another --out")
     try:
@@ -105,6 +119,11 @@ def check_store(conn: sqlite3.Connection, path: Path) -> None:
     if problems != [("ok",)]:
         raise UserError(str(path), f"is damaged (integrity_check: {problems[0][0]}); copy out what is readable "
                                    f"with `sqlite3 {path} .recover > rows.sql`, or start over with --fresh")
+    if _is_empty(conn, tables):
+        if writer:
+            return  # the sweep creates the tables
+        raise UserError(str(path), "holds no runs yet (its first sweep stopped before storing any); "
+                                   "rerun that sweep")
     for table, columns in (("runs", RUN_COLUMNS), ("members", {"run_id": "", **MEMBER_COLUMNS})):
         if table not in tables:
             raise UserError(str(path), f"has no {table} table (it was dropped or never written); "
@@ -126,6 +145,8 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
     path = Path(out_dir) / STORE_NAME
     if not path.is_file():
         raise UserError(str(path), "no results store here; run `scaling sweep CONFIG --out DIR` first")
+    if path.stat().st_size == 0:
+        raise UserError(str(path), "holds no runs yet (its first sweep stopped before storing any); rerun that sweep")
     if Path(f"{path}-journal").exists():
         raise UserError(str(path), "holds an unfinished write from an interrupted sweep; rerun that sweep "
                                    "(`scaling sweep CONFIG --out DIR`) to roll it back, then analyze")
@@ -147,25 +168,46 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
 
 
 class DirLock:
-    """An exclusive flock on DIR/.lock, held by the one sweep that writes DIR; it dies with the process."""
+    """An exclusive flock on DIR/.lock, held by the one sweep that writes DIR; it dies with the process.
+
+    The lock file is never followed through a symbolic link, and it is removed on release (while still
+    locked): a sweep that takes the lock checks that the file it locked is still the one at DIR/.lock, so a
+    sweep that opened the file just before it was removed tries again instead of locking a stale file."""
 
     def __init__(self, out_dir: Path):
-        path = out_dir / LOCK_NAME
-        try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise UserError(str(path), f"cannot create the sweep lock ({e.strerror or e})") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
-            raise UserError(str(out_dir), f"another sweep (pid {holder}) is writing this results directory; "
-                                          "wait for it to finish, or use another --out") from None
+        self.path = out_dir / LOCK_NAME
+        for _ in range(100):
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as e:
+                problem = ("is a symbolic link; a sweep never follows one: remove it" if e.errno == errno.ELOOP else
+                           f"cannot create the sweep lock ({e.strerror or e})")
+                raise UserError(str(self.path), problem) from None
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(self.fd)
+                raise UserError(str(out_dir), f"another sweep (pid {holder}) is writing this results directory; "
+                                              "wait for it to finish, or use another --out") from None
+            try:
+                current = os.stat(self.path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(self.fd)
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            os.close(self.fd)  # removed (or replaced) by the sweep that held it: lock the new one
+        else:
+            raise UserError(str(self.path), "keeps being replaced while this sweep tries to lock it")
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass  # a read-only directory keeps its lock file: harmless
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 
@@ -183,11 +225,11 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def _remove_store(path: Path) -> None:
     """--fresh: delete a store of this project (never an unrelated file) with SQLite's side files."""
-    if path.exists():
+    if path.exists() and path.stat().st_size:  # an empty file is a store whose first write failed
         try:
             with contextlib.closing(sqlite3.connect(f"{_uri(path)}?mode=ro", uri=True)) as conn:
-                ours = _is_ours(_tables(conn, path))
-        except sqlite3.Error:
+                ours = _is_ours(conn, _tables(conn, path))
+        except (sqlite3.Error, UserError):
             ours = False
         if not ours:
             raise UserError(str(path), "is not a results store of scaling; --fresh deletes only those: move it "
@@ -229,10 +271,12 @@ class Store:
             if fresh:
                 _remove_store(path)
                 remove_outputs(out)
-            existed = path.exists()
+            existed = path.exists() and path.stat().st_size > 0  # an empty file: its first write failed
             conn = sqlite3.connect(path, isolation_level=None, timeout=30)  # rolls back a hot journal
             if existed:
-                check_store(conn, path)
+                check_store(conn, path, writer=True)
+            else:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # the marker, before anything else
             return cls(conn, path, lock)
         except BaseException as e:
             lock.release()
@@ -270,7 +314,8 @@ class Store:
                                         f"VALUES ({', '.join('?' * len(provenance))})", provenance)
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # a failed COMMIT (a full disk) has already rolled back
+                    self.conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise _sql_fault(self.path, e, "recording the run") from None
@@ -306,10 +351,24 @@ class Store:
         except sqlite3.Error as e:
             raise _sql_fault(self.path, e, f"saving bucket {bucket}") from None
 
+    def save_plan(self, run_id: int, round: int, plan: str) -> None:
+        """Store a round's plan (scaling.rounds) before the round trains."""
+        try:
+            self.conn.execute("INSERT INTO plans (round, run_id, plan) VALUES (?, ?, ?)", (round, run_id, plan))
+        except sqlite3.Error as e:
+            raise _sql_fault(self.path, e, f"saving the plan of round {round}") from None
+
+    def plans(self) -> list[str]:
+        """The stored round plans, in round order."""
+        try:
+            return [r[0] for r in self.conn.execute("SELECT plan FROM plans ORDER BY round")]
+        except sqlite3.Error as e:
+            raise UserError(str(self.path), f"cannot be read ({e})") from None
+
     def frame(self) -> pd.DataFrame:
         try:
             return read_members(self.conn)
-        except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        except (sqlite3.Error, pd.errors.DatabaseError, ValueError) as e:
             raise UserError(str(self.path), f"cannot be read ({e})") from None
 
     def close(self) -> None:
@@ -330,8 +389,24 @@ def stored_members(df: pd.DataFrame) -> set[Member]:
     return {member_of(r) for r in df.to_dict("records")}
 
 
+# Columns that every row must fill with a number; the others may be NULL (step_solved of an unsolved member, the
+# final loss and accuracy of a diverged one).
+_REQUIRED = ("n", "depth", "width", "lr", "seed", "steps_budget", "steps_run", "solved", "diverged")
+_OPTIONAL = ("step_solved", "final_loss", "final_accuracy", "wall_s")
+
+
 def read_members(conn: sqlite3.Connection) -> pd.DataFrame:
+    """The members table, numbers as numbers (NULL as NaN where a column may be empty); ValueError naming the
+    column when an edited or damaged store holds NULL or text where a number belongs."""
     df = pd.read_sql_query("SELECT * FROM members ORDER BY rowid", conn)
+    for col in (*_REQUIRED, *_OPTIONAL):
+        values = pd.to_numeric(df[col], errors="coerce")
+        odd = values.isna() & (df[col].notna() | (col in _REQUIRED))
+        if odd.any():
+            what = "NULL" if df.loc[odd, col].isna().all() else repr(df.loc[odd, col].iloc[0])
+            raise ValueError(f"its members table holds {what} in column {col} ({int(odd.sum())} row(s)); an edited "
+                             "or damaged store: fix or delete those rows, or start over with --fresh")
+        df[col] = values
     for col in ("solved", "diverged"):
         df[col] = df[col].astype(bool)
     return df

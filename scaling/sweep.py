@@ -1,5 +1,5 @@
-"""The sweep: ask the search for members, train what is missing (several buckets at once on a CPU), store,
-repeat."""
+"""The sweep: ask the search for members, plan them into buckets, store the plan, train (several buckets at once
+on a CPU), store the rows, repeat. A resume first finishes the stored plan of the round that was stopped."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from scaling import cost, search
+from scaling import cost, rounds, search
 from scaling.config import Config
 from scaling.errors import UserError
 from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
-from scaling.population import Bucket, MemberResult, padding_waste
+from scaling.population import Bucket, Member, MemberResult, padding_waste
+from scaling.rounds import Calibration, RoundPlan
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
 from scaling.programs import PROGRAMS, Programs, population_slots
@@ -78,17 +79,41 @@ def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     return cores
 
 
-def _queue_next_round(cfg: Config, df: pd.DataFrame, done: set, todo: list, model: cost.CostModel,
-                      programs: Programs, mesh: Mesh | None, workers: int) -> None:
+def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
+                      programs: Programs, mesh: Mesh | None) -> None:
     """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
     the next round's buckets if every member of this round (todo) fails, then if every one solves. A wrong
     guess costs a compile on a spare core; what has not started by the next round is dropped."""
-    done = done | set(todo)
     for solves in (False, True):
         guess = search.with_assumed_rows(df, todo, lambda m: solves)
-        following = sorted({m for m in search.wanted_members(cfg, guess) if m not in done})
-        for bucket in plan_buckets(following, cfg, model, programs.shapes(), workers=workers) if following else []:
+        following = sorted(search.missing_members(cfg, guess))
+        for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
+                       if following else []):
             programs.prefetch(bucket, mesh, guess=True)
+
+
+def _calibration(plans: list[RoundPlan], workers: int, progress) -> Calibration:
+    """The calibration of the store's latest plan when it was measured on this kind of device (so that a resume
+    plans as the stopped run would have), else this machine's cost model (probed once per machine)."""
+    import jax
+
+    if plans and plans[-1].calibration.matches(jax.default_backend(), jax.devices()[0].device_kind):
+        return plans[-1].calibration
+    return Calibration(cost.load(probe=True, progress=progress), workers)
+
+
+def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibration: Calibration,
+               slots) -> RoundPlan | None:
+    """The latest stored plan while it has buckets without stored rows (a stopped round), else a new plan of
+    the members the search wants and the store lacks (None: the sweep is done)."""
+    if plans and plans[-1].unfinished(stored_members(df)):
+        return plans[-1]
+    todo = sorted(search.missing_members(cfg, df))
+    if not todo:
+        return None
+    buckets = plan_buckets(todo, cfg, calibration.model, known=rounds.program_shapes(plans, slots),
+                           workers=calibration.workers)
+    return RoundPlan(plans[-1].round + 1 if plans else 0, tuple(buckets), calibration)
 
 
 class _Stopped(Exception):
@@ -113,6 +138,14 @@ def _train_concurrently(buckets: list[Bucket], workers: int,
             stop.set()
 
 
+def _load_plan(text: str, store: Store) -> RoundPlan:
+    try:
+        return RoundPlan.from_json(text)
+    except ValueError as e:
+        raise UserError(str(store.path), f"holds a round plan this version cannot read ({e}); finish the run with "
+                                         "the version that started it, or start over with --fresh") from None
+
+
 def run_sweep(
     cfg: Config,
     out_dir: str | Path,
@@ -126,7 +159,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
     committed bucket by bucket in plan order, so a stop loses only the buckets in training and those that
-    finished while an earlier one still trained."""
+    finished while an earlier one still trained; a resume trains those again as the stored plan has them."""
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     workers, cores = workers or default_workers(mesh, cfg.bucket_mib), _cores()
@@ -138,31 +171,37 @@ def run_sweep(
     except BaseException:
         store.close()
         raise
-    rounds = 0
+    rounds_run = 0
     trained_buckets: list[Bucket] = []
+    trained_members: set[Member] = set()
     bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
     compiled = lambda: {k: v - compiled_before[k] for k, v in programs.counters().items()}
     try:
-        model = cost.load(probe=True, progress=bar.write if progress else lambda _: None)
+        plans = [_load_plan(text, store) for text in store.plans()]
+        calibration = _calibration(plans, workers, bar.write if progress else lambda _: None)
+        slots = lambda bucket: population_slots(bucket, mesh)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
-        while True:
-            done = stored_members(df)  # df is re-read after every bucket, so it is current
-            wanted = search.wanted_members(cfg, df)
-            todo = sorted({m for m in wanted if m not in done})
-            if not todo:
-                break
-            known = programs.shapes()
-            buckets = plan_buckets(todo, cfg, model, known=known, workers=workers)
-            # What compaction may count as compiled: fixed now, so that no bucket's rows depend on what the
-            # other workers or the guesses happen to have compiled by then.
-            free_shapes = known | {(b.spec, population_slots(b, mesh)) for b in buckets}
-            bar.total += len(todo)
+        while (plan := _next_plan(cfg, df, plans, calibration, slots)) is not None:
+            pending = plan.unfinished(stored_members(df))
+            again = trained_members.intersection(m for _, b in pending for m in b.members)
+            if again:  # never loop for ever on members that do not stay stored
+                raise UserError(str(store.path), f"{len(again)} members that this sweep trained and stored are "
+                                                 "still missing from the store (edited while the sweep ran?); the "
+                                                 "sweep stops with them missing: rerun to resume")
+            if not plans or plan is not plans[-1]:
+                store.save_plan(run_id, plan.round, plan.to_json())  # before it trains: a resume finishes it
+                plans.append(plan)
+            # What compaction may count as compiled: the programs of this and the earlier plans, so that no
+            # bucket's rows depend on what this process happened to compile (or on when it was stopped).
+            free_shapes = rounds.program_shapes(plans, slots)
+            bar.total += sum(len(b.members) for _, b in pending)
             programs.cancel_pending()  # guesses for this round that never started
-            for bucket in buckets[1:]:  # compiled in the background, in order, while earlier buckets train
+            for _, bucket in pending[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
-            if min(workers, len(buckets)) < cores:  # a core is left: compile for the next round meanwhile
-                _queue_next_round(cfg, df, done, todo, model, programs, mesh, workers)
+            if min(workers, len(pending)) < cores:  # a core is left: compile for the next round meanwhile
+                todo = [m for _, b in pending for m in b.members]
+                _queue_next_round(cfg, df, todo, calibration, free_shapes, programs, mesh)
             bar_lock = threading.Lock()
 
             def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
@@ -171,25 +210,26 @@ def run_sweep(
                         raise _Stopped
                     with bar_lock:
                         bar.update(finished)
-                return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs, model=model,
-                                    on_chunk=on_chunk, free_shapes=free_shapes)
+                return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
+                                    model=calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
 
-            results_in_order = _train_concurrently(buckets, workers, train)
+            results_in_order = _train_concurrently([b for _, b in pending], workers, train)
             try:
-                for i, (bucket, results) in enumerate(zip(buckets, results_in_order)):
-                    store.insert(run_id, f"r{rounds}b{i}", bucket.members, results)
+                for (i, bucket), results in zip(pending, results_in_order):
+                    store.insert(run_id, plan.label(i), bucket.members, results)
                     trained_buckets.append(bucket)
+                    trained_members.update(bucket.members)
                     df = store.frame()
                     c = compiled()
                     with bar_lock:
-                        bar.set_postfix_str(f"round {rounds} bucket {i + 1}/{len(buckets)} "
+                        bar.set_postfix_str(f"round {plan.round} bucket {i + 1}/{len(plan.buckets)} "
                                             f"solved {int(df['solved'].sum())} compiled {c['compiles']} "
                                             f"({c['compile_s']:.0f} s)")
                     if on_bucket is not None:
                         on_bucket(bucket)
             finally:
                 results_in_order.close()  # stops the workers now, not whenever the generator is collected
-            rounds += 1
+            rounds_run += 1
         summary = summarize(df, cfg)
         counts = compiled()
         store.end_run(run_id, compiles=counts["compiles"], compile_s=round(counts["compile_s"], 3))
@@ -200,6 +240,6 @@ def run_sweep(
     write_atomic({Path(out_dir) / SUMMARY: summary.to_csv(index=False)})
     trained = sum(len(b.members) for b in trained_buckets)
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
-    return SweepOutcome(trained, skipped, rounds, len(trained_buckets), time.perf_counter() - start, waste, summary,
+    return SweepOutcome(trained, skipped, rounds_run, len(trained_buckets), time.perf_counter() - start, waste, summary,
                         compiles=counts["compiles"], compile_s=counts["compile_s"],
                         compile_wait_s=counts["compile_wait_s"])

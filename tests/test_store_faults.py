@@ -66,6 +66,11 @@ def _write_tiny(tmp_path, text=TINY, name="tiny.toml"):
     (("min_depth_widths = [2, 4]", "min_depth_widths = [2, 4]\nmin_depth_max = 100000"), "[search] min_depth_max"),
     (("lrs = [3e-2]", "lrs = [inf]"), "[train] lrs"),
     (("lrs = [3e-2]", "lrs = [nan]"), "[train] lrs"),
+    (("lrs = [3e-2]", "lrs = [1e308]"), "[train] lrs"),  # finite, but its first Adam step overflows float32
+    (("lrs = [3e-2]", "lrs = [1e-46]"), "[train] lrs"),  # zero in float32
+    (('name = "tiny"', 'name = "a\\u0000b"'), "[experiment] name"),
+    (('name = "tiny"', 'name = "../../x"'), "[experiment] name"),
+    (('name = "tiny"', 'name = ".."'), "[experiment] name"),
 ])
 def test_out_of_range_values_are_refused_before_anything_is_created(tmp_path, capsys, change, key):
     path = _write_tiny(tmp_path, TINY.replace(*change))
@@ -91,7 +96,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
         lock.release()
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert f"another sweep (pid {__import__('os').getpid()})" in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no store was created
+    assert sorted(p.name for p in out.iterdir()) == []  # no store was created, and the released lock is gone
 
 
 def test_a_run_that_crashed_before_its_first_bucket_does_not_block_the_corrected_config(tmp_path):
@@ -114,7 +119,7 @@ def test_fresh_removes_this_projects_outputs_and_nothing_else(store_copy):
     (store_copy / "figures" / "sketch.png").write_text("mine too")
     Store.open(store_copy, fresh=True).close()
     left = {p.relative_to(store_copy).as_posix() for p in store_copy.rglob("*") if p.is_file()}
-    assert left == {STORE_NAME, LOCK_NAME, "notes.txt", "figures/sketch.png"}
+    assert left == {STORE_NAME, "notes.txt", "figures/sketch.png"}
     with _connect(store_copy / STORE_NAME) as conn:  # a new, empty store: the old rows are gone
         assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone() == (0,)
 
@@ -193,7 +198,7 @@ def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(s
     analyze(store_copy, reps=5)
     head = (store_copy / REPORT).read_text().split("\n\n")[:5]
     assert head[1].startswith("> **Warning:** 1 of 2 sweep run(s) did not finish"), head
-    assert head[2].startswith("> **Warning:** The store holds") and "the sweep is incomplete" in head[2], head
+    assert head[2].startswith("> **Warning:** The store lacks") and "the sweep is incomplete" in head[2], head
     assert head[3].startswith("**Answer.**") and "run id 1 .. 2" in head[4], head
 
     before = _snapshot(store_copy)

@@ -1,6 +1,7 @@
 """Real `scaling sweep` processes against one store: two at once, SIGKILLs mid-sweep, and Ctrl-C at start-up."""
 
 import contextlib
+import os
 import random
 import signal
 import sqlite3
@@ -50,30 +51,128 @@ def test_two_sweeps_started_at_once_one_runs_and_the_other_is_refused(tmp_path):
     assert len(hashes) == 1 and len(rows) > 0 and not rows.duplicated(KEY).any()
 
 
-def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tiny_sweep, tmp_path):
-    """Kill the sweep at random moments just after its store has grown, three times; then let it finish."""
+# A sweep that kills itself (SIGKILL) at the k-th time it reaches one moment; the moments are the places where a
+# stop could change what a resume trains: a round planned but not trained, a bucket mid-training, a bucket
+# trained but not committed, and one just committed.
+_KILLED_AT = """
+import os, signal, sys
+moment, k = sys.argv[1], int(sys.argv[2])
+calls = [0]
+
+def tick():
+    calls[0] += 1
+    if calls[0] == k:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def after(owner, name):
+    real = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        tick()
+        return out
+    setattr(owner, name, wrapped)
+
+from scaling import store, sweep
+if moment == "planned":
+    after(store.Store, "save_plan")
+elif moment == "committed":
+    after(store.Store, "insert")
+elif moment == "trained":
+    real_insert = store.Store.insert
+    def insert(*args, **kwargs):
+        tick()
+        return real_insert(*args, **kwargs)
+    store.Store.insert = insert
+elif moment == "training":
+    real_train = sweep.train_bucket
+    def train_bucket(bucket, **kwargs):
+        on_chunk = kwargs["on_chunk"]
+        def chunk(finished, live):
+            tick()
+            on_chunk(finished, live)
+        return real_train(bucket, **{**kwargs, "on_chunk": chunk})
+    sweep.train_bucket = train_bucket
+from scaling.__main__ import run
+run(sys.argv[3:])
+"""
+
+
+def _plans(out) -> list[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{out / STORE_NAME}?mode=ro", uri=True)) as conn:
+        return [r[0] for r in conn.execute("SELECT plan FROM plans ORDER BY round")]
+
+
+def _assert_same_rows(mine: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    """Outcomes exact and final losses bit for bit, for every member of `mine` (a subset of `theirs`)."""
+    if mine.empty:
+        return
+    merged = mine.merge(theirs, on=KEY + ["steps_budget"], how="left", suffixes=("", "_full"), indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][KEY]
+    for column in RESULT + ["final_loss", "final_accuracy", "bucket"]:
+        pd.testing.assert_series_equal(merged[column], merged[f"{column}_full"], check_names=False,
+                                       check_exact=True, check_dtype=False)
+
+
+def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_for_bit(tiny_sweep, tmp_path):
+    """SIGKILL a sweep at five random moments (a round planned, a bucket training, trained but not committed, just
+    committed, and at a random time), each on a store of its own, then resume it: the rows and the stored
+    plans equal an uninterrupted run's, outcomes exact and final losses bit for bit (one calibration: the
+    suite's fixed cost model; the same training threads)."""
+    from scaling import config
+    from scaling.sweep import run_sweep
+
     full_out, _ = tiny_sweep
+    theirs, their_plans = _rows(full_out), _plans(full_out)
+    buckets, rng = theirs["bucket"].nunique(), random.Random(7)
+    moments = [("planned", rng.randint(1, len(their_plans))), ("training", rng.randint(2, 2 * buckets)),
+               ("trained", rng.randint(1, buckets)), ("committed", rng.randint(1, buckets - 1)),
+               ("timed", rng.uniform(0.0, 0.5))]
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
-    out, rng, kills, seen = tmp_path / "out", random.Random(0), 0, 0
-    for _ in range(3):
-        proc = _sweep(path, out)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and len(_rows(out)) <= seen and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.2))
-        if proc.poll() is None:
+    env = {**os.environ, "SCALING_WORKERS": "2"}  # the reference trained on two threads
+    for i, (moment, at) in enumerate(moments):
+        out = tmp_path / f"out{i}"
+        command = ["-m", "scaling"] if moment == "timed" else ["-c", _KILLED_AT, moment, str(at)]
+        proc = subprocess.Popen([sys.executable, *command, "sweep", str(path), "--out", str(out)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if moment == "timed":  # once the store holds a bucket, at a random moment in the next half second
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and len(_rows(out)) == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(at)
             proc.kill()
-            kills += 1
-        proc.communicate(timeout=60)
-        seen = len(_rows(out))
-        assert not _rows(out).duplicated(KEY).any()
-    proc = _sweep(path, out)
-    assert proc.communicate(timeout=300)[1].count("Traceback") == 0 and proc.returncode == 0
-    mine, theirs = _rows(out), _rows(full_out)
-    assert kills >= 2 and len(mine) == len(theirs)
-    pd.testing.assert_frame_equal(mine[KEY + RESULT], theirs[KEY + RESULT])
-    assert (mine["final_loss"] - theirs["final_loss"]).abs().max() < 1e-5
+        proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (moment, at, proc.returncode)
+        stopped = _rows(out)
+        assert len(stopped) < len(theirs), (moment, at)
+        _assert_same_rows(stopped, theirs)  # what was stored before the kill is already right
+        run_sweep(config.parse(TINY), out, progress=False, workers=2)  # the resume
+        mine = _rows(out)
+        assert len(mine) == len(theirs), (moment, at)
+        _assert_same_rows(mine, theirs)
+        assert _plans(out) == their_plans, (moment, at)
+
+
+def test_a_member_lost_from_a_finished_store_is_trained_again(tiny_sweep, tmp_path):
+    """Delete every row of one width at one learning rate from a finished store: the rerun trains exactly those
+    members again (whole points), with the same results."""
+    import shutil
+
+    from scaling import config
+    from scaling.sweep import run_sweep
+
+    full_out, _ = tiny_sweep
+    out = tmp_path / "out"
+    shutil.copytree(full_out, out)
+    theirs = _rows(full_out)
+    lost = theirs[(theirs["n"] == 4) & (theirs["depth"] == 2)].iloc[0]
+    with contextlib.closing(sqlite3.connect(out / STORE_NAME)) as conn, conn:
+        gone = conn.execute("DELETE FROM members WHERE n = 4 AND depth = 2 AND width = ? AND lr = ? AND seed = 1",
+                            (int(lost["width"]), float(lost["lr"]))).rowcount
+    assert gone == 1
+    outcome = run_sweep(config.parse(TINY), out, progress=False, workers=2)
+    assert outcome.trained == 1 and len(_rows(out)) == len(theirs)
+    pd.testing.assert_frame_equal(_rows(out)[KEY + RESULT], theirs[KEY + RESULT])
 
 
 def test_ctrl_c_from_the_first_second_on_exits_130_with_one_line(tmp_path):

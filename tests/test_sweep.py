@@ -10,6 +10,7 @@ from scaling import config, plan, sweep
 from scaling.store import STORE_NAME
 from scaling import search
 from scaling.stats import min_width, summarize
+from scaling.rounds import Calibration
 from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
 from scaling.programs import PROGRAMS, Programs, trace_count
 from scaling.errors import UserError
@@ -267,7 +268,7 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     cfg = config.parse(MONOTONE)
     model, programs = cost.load(), Programs()
     round0 = search.wanted_members(cfg, pd.DataFrame())
-    _queue_next_round(cfg, pd.DataFrame(), set(), round0, model, programs, None, workers=1)
+    _queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), programs, None)
     programs.wait_idle()
     climb = search.wanted_members(cfg, search.with_assumed_rows(pd.DataFrame(), round0, lambda m: False))
     expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
