@@ -20,7 +20,7 @@ def _read(dir: str | Path, reader) -> pd.DataFrame:
     with closing(connect_readonly(dir)) as conn:
         try:
             return reader(conn)
-        except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        except (sqlite3.Error, pd.errors.DatabaseError, ValueError) as e:
             raise UserError(str(Path(dir) / STORE_NAME), f"cannot be read ({e})") from None
 
 
@@ -39,4 +39,8 @@ def load_config(dir: str | Path) -> Config:
     runs = load_runs(dir)
     if runs.empty:
         raise UserError(str(Path(dir) / STORE_NAME), "has no runs recorded")
-    return config_mod.parse(runs["config_text"].iloc[-1], f"{dir} (saved config)")
+    text = runs["config_text"].iloc[-1]
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(str(Path(dir) / STORE_NAME), "its latest run holds no config text (an edited or damaged "
+                                                     "store); rerun the sweep with its experiment file to restore it")
+    return config_mod.parse(text, f"{dir} (saved config)")

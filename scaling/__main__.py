@@ -1,7 +1,8 @@
 """`python -m scaling` and the `scaling` console script (run). Kept tiny on purpose: the Ctrl-C handler
 below is installed before anything heavy is imported.
 
-A Ctrl-C ends the process at once, with one line and exit code 130. It never raises KeyboardInterrupt:
+A Ctrl-C ends the process at once, with one line and exit code 130; SIGTERM and SIGHUP (a closed terminal, a
+batch system's time limit) the same way, with 143 and 129. It never raises KeyboardInterrupt:
 raised inside jax's start-up (a C++ callback), that aborts the process with a C++ traceback. Exiting at
 once is safe: Python runs the handler between bytecodes, never inside SQLite, so a bucket's transaction is
 either committed or rolled back on the next open, the kernel drops the sweep lock, and every output file
@@ -18,14 +19,16 @@ _ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume", "analyz
 def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args and not args[0].startswith("-") else "command"
-    line = f"scaling {command}: interrupted" + (f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else "")
+    after = f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else ""
 
     def interrupted(signum, frame) -> None:
-        sys.stderr.write(line + "\n")
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        sys.stderr.write(f"scaling {command}: {how}{after}\n")
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
 
-    signal.signal(signal.SIGINT, interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
     from scaling.cli import main
 
     sys.exit(main(argv))

@@ -61,7 +61,7 @@ def _plan(args) -> None:
     if not args.config:
         raise UserError("scaling plan", "name an experiment file, or --power DIR")
     cfg = config.load(args.config)
-    if args.assume_wstar:
+    if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
     report(cfg, cost.load(probe=True), args.assume_wstar, workers)

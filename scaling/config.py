@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scaling.errors import UserError
 from scaling.names import ACTIVATIONS, ENCODINGS, INITS, LOSSES, OPTIMIZERS, TASKS
 from scaling.population import member_bytes
@@ -289,6 +291,9 @@ def parse(text: str, path: str = "<config>") -> Config:
     name = r["experiment"].str_("name")
     if not name.strip():
         raise r["experiment"].fail("name", "must not be empty")
+    if any(c in name for c in "/\\\0") or name.strip() in (".", "..") or not name.isprintable():
+        raise r["experiment"].fail("name", f"names the results directory (results/NAME), so it must be printable, "
+                                           f"without path separators or NUL, and not . or ..; got {name!r}")
     cfg = Config(
         name=name,
         description=r["experiment"].str_("description"),
@@ -322,7 +327,22 @@ def parse(text: str, path: str = "<config>") -> Config:
         source=text,
     )
     _check_size(cfg, path)
+    _check_lrs(cfg, r)
     return cfg
+
+
+# Learning rates are float32 on the device. Adam's first step moves every weight by about lr, so a rate past
+# float32's largest number (with the search's x 3 extensions) makes every weight infinite at once, and one
+# below its smallest is zero: neither trains anything.
+_F32 = np.finfo(np.float32)
+
+
+def _check_lrs(cfg: Config, r: _Reader) -> None:
+    lo, hi = cfg.lr_range()
+    if hi > float(_F32.max) or lo < float(_F32.tiny):
+        raise r["train"].fail("lrs", f"learning rates from {lo:.3g} to {hi:.3g} (the grid and the search's "
+                                     f"extensions) must lie within float32's normal range, {float(_F32.tiny):.3g} "
+                                     f"to {float(_F32.max):.3g}: Adam's first step moves each weight by about lr")
 
 
 def _check_size(cfg: Config, path: str) -> None:

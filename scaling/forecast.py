@@ -22,34 +22,54 @@ from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.population import Bucket, Member
 
-_FUNCTIONS = {f: getattr(math, f) for f in ("log2", "log", "log10", "sqrt", "exp", "ceil", "floor")}
+# Every value is a float, so that no expression can build a huge integer ("9**9**9"): a float overflows at once.
+_FUNCTIONS = {f: (lambda fn: lambda *x: float(fn(*x)))(getattr(math, f))
+              for f in ("log2", "log", "log10", "sqrt", "exp", "ceil", "floor")}
 _FUNCTIONS.update(min=min, max=max, abs=abs)
 _NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,
           ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Mod, ast.USub, ast.UAdd)
+_MAX_LENGTH = 500
+
+
+class _Floats(ast.NodeTransformer):
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        return ast.copy_location(ast.Constant(float(node.value)), node)
 
 
 def parse_oracle(expr: str) -> Callable[[int, int], float]:
-    """w*(n, d) from an expression in n and d (the depth), e.g. "1.5*n" or "2**(n-1)" or "n*log2(n)/d"."""
+    """w*(n, d) from an expression in n and d (the depth), e.g. "1.5*n" or "2**(n-1)" or "n*log2(n)/d". It is
+    evaluated in floats, so it takes microseconds whatever it says; a value that is not a finite number > 0 at
+    some (n, d) is refused there."""
     where = "--assume-wstar"
+    if not expr.strip():
+        raise UserError(where, "is empty; give w* as an expression in n and d, e.g. \"2*n\"")
+    if len(expr) > _MAX_LENGTH:
+        raise UserError(where, f"is {len(expr)} characters long; at most {_MAX_LENGTH}")
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as e:
         raise UserError(where, f"{expr!r} is not an expression ({e.msg})") from None
     for node in ast.walk(tree):
         if not isinstance(node, _NODES):
             raise UserError(where, f"{expr!r} uses {type(node).__name__}; allowed: numbers, n, d, + - * / // % **, "
                                    f"and {', '.join(sorted(_FUNCTIONS))}")
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or
+                                               not isinstance(node.value, (int, float))):
+            raise UserError(where, f"{expr!r} holds {node.value!r}; only numbers are allowed")
         if isinstance(node, ast.Name) and node.id not in {"n", "d", *_FUNCTIONS}:
             raise UserError(where, f"{expr!r} names {node.id!r}; use n (bits) and d (depth)")
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
             raise UserError(where, f"{expr!r} calls something other than {', '.join(sorted(_FUNCTIONS))}")
-    code = compile(tree, where, "eval")
+    code = compile(ast.fix_missing_locations(_Floats().visit(tree)), where, "eval")
 
     def wstar(n: int, d: int) -> float:
         try:
-            return float(eval(code, {"__builtins__": {}}, {**_FUNCTIONS, "n": n, "d": d}))
+            value = eval(code, {"__builtins__": {}}, {**_FUNCTIONS, "n": float(n), "d": float(d)})
         except (ArithmeticError, ValueError, TypeError) as e:
             raise UserError(where, f"{expr!r} fails at n = {n}, d = {d} ({e})") from None
+        if not (isinstance(value, float) and 0 < value < math.inf):
+            raise UserError(where, f"{expr!r} is {value!r} at n = {n}, d = {d}; w* must be a finite number > 0")
+        return value
 
     wstar(2, 1)  # fail now on an expression that cannot be evaluated
     return wstar
@@ -186,7 +206,7 @@ def total(tallies: list[Tally]) -> Tally:
 def report(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1) -> dict:
     """Print the forecast for a sweep that trains `workers` buckets at once; returns it as a dict (for tests
     and the README)."""
-    oracle = parse_oracle(assume_wstar) if assume_wstar else None
+    oracle = parse_oracle(assume_wstar) if assume_wstar is not None else None
     source = "calibrated" if model.calibrated else "built-in default, not calibrated"
     print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}; {workers} bucket"
           f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.")

@@ -35,11 +35,19 @@ def output_paths(out_dir: Path) -> list[Path]:
 def write_atomic(files: dict[Path, bytes | str]) -> None:
     """Write every file through a temporary file beside it, then rename them all into place, in order.
 
-    Nothing is renamed until every temporary file is written, so a full disk or an error leaves all the
-    previous versions whole. An OS error becomes one UserError line.
+    Nothing is renamed until every target is checked and every temporary file is written, so a full disk, a
+    directory in a file's place or an error leaves all the previous versions whole. An OS error becomes one
+    UserError line.
     """
     temps: list[tuple[str, Path]] = []
     current = next(iter(files))
+    for path in files:  # a rename onto a directory would fail part-way: refuse before anything is replaced
+        if path.is_dir() and not path.is_symlink():
+            raise UserError(str(path), "is a directory where an output file belongs; move it away and rerun "
+                                       "(the previous outputs are intact)")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise UserError(str(path.parent), "is a file where the outputs' folder belongs; move it away and "
+                                              "rerun (the previous outputs are intact)")
     try:
         for path, data in files.items():
             current = path

@@ -65,6 +65,9 @@ def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     bounds, in_sample_rate (the biased one) and pooled_rate (over every learning rate). A cell with one seed
     cannot be cross-fitted; it keeps its in-sample rate.
     """
+    if df.empty:  # no rows: no cells (np.argmax has nothing to choose from)
+        return pd.DataFrame(columns=[*by, "lr", "in_sample_rate", "solved", "seeds", "rate", "rate_lo", "rate_hi",
+                                     "pooled_rate"])
     keys, cell_of = np.unique(df[by].to_numpy(float), axis=0, return_inverse=True)
     cells = pd.DataFrame(keys, columns=by).astype(df[by].dtypes.to_dict())
     lrs, lr_of = np.unique(df["lr"].to_numpy(float), return_inverse=True)
