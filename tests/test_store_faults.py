@@ -216,7 +216,11 @@ def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(s
     assert _snapshot(store_copy) == before  # every old output intact, no temporary file left behind
 
 
-def test_a_full_disk_during_a_sweep_is_one_line_and_keeps_the_saved_buckets(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_during_a_sweep_is_one_line_keeps_the_saved_buckets_and_resumes_exactly(
+        tiny_sweep, tmp_path, monkeypatch, capsys):
+    """The disk fills after the first bucket; once space is freed, the rerun ends with every member of an
+    uninterrupted run, with its results bit for bit."""
+    monkeypatch.setenv("SCALING_WORKERS", "2")  # as the shared tiny sweep trained
     real_insert, inserted = Store.insert, []
 
     def insert_until_full(self, run_id, bucket, members, results):
@@ -232,6 +236,13 @@ def test_a_full_disk_during_a_sweep_is_one_line_and_keeps_the_saved_buckets(tmp_
     with _connect(out / STORE_NAME) as conn:
         rows = pd.read_sql_query("SELECT * FROM members", conn)
     assert len(rows) == sum(inserted) and not rows.duplicated(KEY).any()  # whole buckets, none half-saved
+    monkeypatch.setattr(Store, "insert", real_insert)  # space is freed
+    assert main(["sweep", str(_write_tiny(tmp_path)), "--out", str(out)]) == 0
+    with _connect(out / STORE_NAME) as conn, _connect(tiny_sweep[0] / STORE_NAME) as full:
+        mine, theirs = (pd.read_sql_query("SELECT * FROM members ORDER BY n, depth, width, lr, seed, steps_budget", c)
+                        for c in (conn, full))
+    columns = KEY + ["steps_budget", "steps_run", "solved", "step_solved", "final_loss", "bucket"]
+    pd.testing.assert_frame_equal(mine[columns], theirs[columns], check_exact=True)
 
 
 def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from conftest import TINY
 from scaling.store import STORE_NAME
@@ -153,25 +154,30 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
         assert _plans(out) == their_plans, (moment, at)
 
 
-def test_a_member_lost_from_a_finished_store_is_trained_again(tiny_sweep, tmp_path):
-    """Delete every row of one width at one learning rate from a finished store: the rerun trains exactly those
-    members again (whole points), with the same results."""
+@pytest.mark.parametrize("lost", ["one learning rate of a width", "one seed", "a whole width"])
+def test_members_lost_from_a_finished_store_are_trained_again(tmp_path, lost):
+    """Delete rows from a finished store: the rerun trains exactly those members again (whole points), with the
+    same results, and asks for nothing else."""
     import shutil
 
     from scaling import config
     from scaling.sweep import run_sweep
 
-    full_out, _ = tiny_sweep
-    out = tmp_path / "out"
+    cfg = config.parse(SMALL.replace("lrs = [3e-2]", "lrs = [1e-2, 3e-2]"))
+    full_out, out = tmp_path / "full", tmp_path / "out"
+    run_sweep(cfg, full_out, progress=False, workers=2)
     shutil.copytree(full_out, out)
     theirs = _rows(full_out)
-    lost = theirs[(theirs["n"] == 4) & (theirs["depth"] == 2)].iloc[0]
+    cell = theirs[(theirs["n"] == 3) & (theirs["depth"] == 1)]
+    width = int(cell["width"].max())
+    where = {"one learning rate of a width": "lr = 0.03", "one seed": "lr = 0.03 AND seed = 1",
+             "a whole width": "1"}[lost]
     with contextlib.closing(sqlite3.connect(out / STORE_NAME)) as conn, conn:
-        gone = conn.execute("DELETE FROM members WHERE n = 4 AND depth = 2 AND width = ? AND lr = ? AND seed = 1",
-                            (int(lost["width"]), float(lost["lr"]))).rowcount
-    assert gone == 1
-    outcome = run_sweep(config.parse(TINY), out, progress=False, workers=2)
-    assert outcome.trained == 1 and len(_rows(out)) == len(theirs)
+        gone = conn.execute(f"DELETE FROM members WHERE n = 3 AND depth = 1 AND width = ? AND {where}",
+                            (width,)).rowcount
+    assert gone > 0
+    outcome = run_sweep(cfg, out, progress=False, workers=2)
+    assert outcome.trained == gone and len(_rows(out)) == len(theirs)
     pd.testing.assert_frame_equal(_rows(out)[KEY + RESULT], theirs[KEY + RESULT])
 
 
