@@ -11,7 +11,7 @@ comma  := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: sweep analyze test bench clean venv readme-figure
+.PHONY: sweep analyze test lint bench clean venv readme-figure
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ analyze: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The lint rules live in pyproject.toml ([tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/scaling bench --out bench.json

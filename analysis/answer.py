@@ -194,7 +194,9 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
               "Simulated from this run's own fitted curves and noise: for each group, the best exponential and the "
               "best polynomial law are taken as truths, and a design decides the group when each is called right "
               "in at least 80 % of repeats. Costs are the cost model's forecast for the whole experiment file at "
-              "that design (`scaling plan --power DIR`)."]
+              "that design (`scaling plan --power DIR`). It is a post-hoc estimate, conditional on this run's "
+              "fitted curves and noise: a run that was lucky (a steep noise curve, an easy law fitted best) "
+              "names too small a design (README, \"How far to trust the verdict\")."]
     lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or [
         "- no group to simulate."]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ import argparse
 import contextlib
 import dataclasses
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -127,7 +127,8 @@ def min_depth(points: pd.DataFrame, fitted: pd.DataFrame) -> Figure:
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: p["group"].replace("=", " "), "logarithmic")
+        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: p["group"].replace("=", " "),
+                  "logarithmic")
         _finish(ax, "input bits $n$", "minimum depth $L^*$ (hidden layers)", log=False)
         ax.set_title("Depth gradient training needs at fixed width")
         _legend_below(ax, "the named family, where another ranks first")
@@ -140,7 +141,8 @@ def steps_to_solve(points: pd.DataFrame, fitted: pd.DataFrame, bases: dict[str, 
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        label = lambda p: p["group"].replace("=", " ") + (f", base {bases[p['curve']]:.2f}" if p["curve"] in bases else "")
+        label = lambda p: (p["group"].replace("=", " ")
+                           + (f", base {bases[p['curve']]:.2f}" if p["curve"] in bases else ""))
         _measured(ax, points[points["quantity"] == "steps"], fitted, label, "exponential")
         _finish(ax, "input bits $n$", "median steps to solve")
         ax.set_title("Training time (Tesauro & Janssens 1988: ~$4^n$)")
@@ -161,7 +163,8 @@ def fit_comparison(weights: pd.DataFrame) -> Figure:
             xs = np.arange(len(curves)) + (j - (len(families) - 1) / 2) * bar
             ax.bar(xs, w["weight"].fillna(0), width=bar, color=colour(j), label=fam)
             if "boot_win_rate" in w and w["boot_win_rate"].notna().any():
-                ax.plot(xs, w["boot_win_rate"], "o", color="black", ms=2.5, label="bootstrap win rate" if j == 0 else None)
+                ax.plot(xs, w["boot_win_rate"], "o", color="black", ms=2.5,
+                        label="bootstrap win rate" if j == 0 else None)
         ax.set_xticks(np.arange(len(curves)), curves, rotation=30, ha="right")
         ax.set_ylabel("Akaike weight")
         ax.set_ylim(0, 1.02)

@@ -7,10 +7,9 @@ compare. Each family has two parameters; with sigma^2, K = 3 for the information
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 from scipy import optimize, stats
 
 _TINY = 1e-300

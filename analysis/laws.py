@@ -32,7 +32,7 @@ TRUTH` reruns each alternative:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize

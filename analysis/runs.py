@@ -59,7 +59,8 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
     return RunComparison(
         members_a=len(a), members_b=len(b), common=len(both),
         same_loss=int((both["final_loss_a"] == both["final_loss_b"]).sum()),
-        gained=int((~both["solved_a"] & both["solved_b"]).sum()), lost=int((both["solved_a"] & ~both["solved_b"]).sum()),
+        gained=int((~both["solved_a"] & both["solved_b"]).sum()),
+        lost=int((both["solved_a"] & ~both["solved_b"]).sum()),
         cells=cells, changed=cells[differs].reset_index(drop=True),
     )
 

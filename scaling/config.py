@@ -230,7 +230,8 @@ def _depths(r: _Reader, n_max: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     fixed = r.int_list("depths.fixed", 0, v["fixed"], hi=MAX_DEPTH) if "fixed" in v else ()
     offsets = r.int_list("depths.log2", 0, v["log2"], hi=MAX_DEPTH) if "log2" in v else ()
     if offsets and log2_depth(n_max) + max(offsets) > MAX_DEPTH:
-        raise r.fail("depths.log2", f"reaches depth {log2_depth(n_max) + max(offsets)} at n = {n_max}, over {MAX_DEPTH}")
+        raise r.fail("depths.log2",
+                     f"reaches depth {log2_depth(n_max) + max(offsets)} at n = {n_max}, over {MAX_DEPTH}")
     return fixed, offsets
 
 
@@ -267,7 +268,8 @@ def parse(text: str, path: str = "<config>") -> Config:
             raise UserError(f"{path}: {section}", "must be a [section] table")
         for key in table:
             if key not in SCHEMA[section]:
-                raise UserError(f"{path}: [{section}] {key}", f"unknown key; expected one of {', '.join(SCHEMA[section])}")
+                raise UserError(f"{path}: [{section}] {key}",
+                                f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: _Reader(path, s, raw.get(s, {})) for s in SCHEMA}
     widths, width_search, width_per_n = _widths(r["model"])
     ns = _ns(r["task"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -133,7 +133,8 @@ def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 
 
 def _width_grid(cfg: Config) -> list[Member]:
     """Every coarse width at every (n, depth): what round 0 trained before the search grew widths from below."""
-    return [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n) for m in plan.members_at(cfg, n, d, w)]
+    return [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)
+            for m in plan.members_at(cfg, n, d, w)]
 
 
 def _budget_factor(cfg: Config) -> int:
@@ -219,5 +220,6 @@ def report(cfg: Config, model: CostModel, assume_wstar: str | None = None, worke
     if oracle is not None:
         rounds = simulate(cfg, oracle, model, workers=workers)
         out["rounds"], out["search"] = rounds, total(rounds)
-        print(f"  with w* = {assume_wstar}: {len(rounds)} round{'' if len(rounds) == 1 else 's'}, {out['search'].line()}")
+        print(f"  with w* = {assume_wstar}: {len(rounds)} round{'' if len(rounds) == 1 else 's'}, "
+              f"{out['search'].line()}")
     return out

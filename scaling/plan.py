@@ -9,8 +9,7 @@ from collections import defaultdict
 from scaling import cost
 from scaling.config import Config
 from scaling.cost import CostModel
-from scaling.population import (SHARED_FIELDS, Bucket, BucketSpec, Member, capacity, make_bucket, member_bytes,
-                                rung)
+from scaling.population import SHARED_FIELDS, Bucket, BucketSpec, Member, capacity, make_bucket, member_bytes, rung
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
@@ -78,8 +77,8 @@ def _pack(rungs: dict[int, list[Member]], cfg: Config, model: CostModel, known: 
     bucket (one program fewer) trains faster than two."""
     cost = lambda ms: model.forecast(_split_for_memory(ms, cfg), known)["total_s"]
     groups: list[list[Member]] = []
-    for rung in sorted(rungs):
-        here = rungs[rung]
+    for size in sorted(rungs):
+        here = rungs[size]
         if groups and cost(groups[-1] + here) <= cost(groups[-1]) + cost(here):
             groups[-1] = groups[-1] + here
         else:

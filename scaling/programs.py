@@ -14,7 +14,8 @@ import concurrent.futures
 import functools
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -57,7 +57,7 @@ class RoundPlan:
                            "workers": self.calibration.workers}, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "RoundPlan":
+    def from_json(cls, text: str) -> RoundPlan:
         """The plan stored as `text`; ValueError when it is not a plan of this version."""
         try:
             doc = json.loads(text)

@@ -26,7 +26,7 @@ value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend fa
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

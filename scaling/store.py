@@ -58,14 +58,15 @@ CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.i
 CREATE TABLE IF NOT EXISTS members (
     run_id INTEGER REFERENCES runs(run_id), {", ".join(f"{k} {v}" for k, v in MEMBER_COLUMNS.items())},
     UNIQUE ({", ".join(_IDENTITY)}));
-CREATE TABLE IF NOT EXISTS plans (round INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(run_id), plan TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plans (
+    round INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(run_id), plan TEXT NOT NULL);
 """
 _INSERT = (f"INSERT INTO members (run_id, {', '.join(MEMBER_COLUMNS)}) "
            f"VALUES ({', '.join('?' * (1 + len(MEMBER_COLUMNS)))})")
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _git_commit() -> str | None:
@@ -97,7 +98,8 @@ def _tables(conn: sqlite3.Connection, path: Path) -> set[str]:
 
 def _is_ours(conn: sqlite3.Connection, tables: set[str]) -> bool:
     """A store of this project: its marker, or (a store from before the marker) its tables."""
-    return "members" in tables or "runs" in tables or conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    marked = conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    return "members" in tables or "runs" in tables or marked
 
 
 def _is_empty(conn: sqlite3.Connection, tables: set[str]) -> bool:
@@ -255,7 +257,7 @@ class Store:
         self.conn, self.path, self.lock = conn, path, lock
 
     @classmethod
-    def open(cls, out_dir: str | Path, *, fresh: bool = False) -> "Store":
+    def open(cls, out_dir: str | Path, *, fresh: bool = False) -> Store:
         """Lock DIR and open (or create) DIR/results.sqlite; with fresh, first delete this project's store and
         outputs there. Nothing is created when a check fails."""
         out = Path(out_dir)

@@ -8,8 +8,8 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -23,10 +23,10 @@ from scaling.errors import UserError
 from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, Member, MemberResult, padding_waste
+from scaling.programs import PROGRAMS, Programs, population_slots
 from scaling.rounds import Calibration, RoundPlan
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
-from scaling.programs import PROGRAMS, Programs, population_slots
 from scaling.train import train_bucket
 
 

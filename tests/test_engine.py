@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from scaling.population import make_bucket, padding_waste
-from scaling.tasks import parity_table
 from scaling.programs import Programs, _init_population, _train_chunk, compiler_options, trace_count
+from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
 
@@ -33,7 +33,8 @@ def test_padded_parameters_stay_exactly_zero(member_factory):
         jnp.asarray(np.stack([m.key_data(0) for m in bucket.members])),
         jnp.asarray([3, 3]), jnp.asarray([1, 3]), jnp.asarray([3, 8]), jnp.asarray([0.1, 0.1], jnp.float32), spec=spec)
     table = parity_table(3)
-    state, _ = _train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50), spec=spec)
+    state, _ = _train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50),
+                            spec=spec)
     p = jax.device_get(state.params)
     assert np.all(p["in_kernel"][0][:, 3:] == 0) and np.all(p["in_bias"][0][3:] == 0)
     assert np.all(p["hidden_kernel"][0] == 0) and np.all(p["hidden_bias"][0] == 0)  # both layers gated off
@@ -84,7 +85,8 @@ def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
     results = train_bucket(make_bucket(candidates, eval_every=100))
     member, result = next((m, r) for m, r in zip(candidates, results) if r.solved and r.step_solved % 100)
     bucket = make_bucket([member], eval_every=1)
-    state = _init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.n]), jnp.asarray([member.depth]),
+    state = _init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.n]),
+                             jnp.asarray([member.depth]),
                              jnp.asarray([member.width]), jnp.asarray([member.lr], jnp.float32), spec=bucket.spec)
     first_right = None
     for step in range(member.steps):
@@ -100,7 +102,8 @@ def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
 def test_depth_zero_never_solves_parity(member_factory):
     results = []
     for n in (2, 3):
-        members = [member_factory(n=n, depth=0, width=1, seed=s, lr=lr, steps=500) for s in range(4) for lr in (1e-2, 1e-1)]
+        members = [member_factory(n=n, depth=0, width=1, seed=s, lr=lr, steps=500)
+                   for s in range(4) for lr in (1e-2, 1e-1)]
         results += train_bucket(make_bucket(members, eval_every=100))
     assert not any(r.solved for r in results)
     assert all(r.steps_run == 500 and r.final_accuracy <= 0.75 for r in results)
@@ -109,7 +112,8 @@ def test_depth_zero_never_solves_parity(member_factory):
 def test_huge_learning_rate_is_diverged_not_a_crash(member_factory):
     members = [member_factory(n=5, depth=2, width=8, seed=s, lr=1e6, steps=500) for s in range(4)]
     members += [member_factory(n=5, depth=2, width=8, seed=s, lr=1e6, steps=500, optimizer="sgd") for s in range(4)]
-    results = train_bucket(make_bucket(members[:4], eval_every=100)) + train_bucket(make_bucket(members[4:], eval_every=100))
+    results = (train_bucket(make_bucket(members[:4], eval_every=100))
+               + train_bucket(make_bucket(members[4:], eval_every=100)))
     assert all(r.diverged and not r.solved for r in results)
     assert all(r.steps_run < 500 for r in results)  # frozen as soon as it was seen
 
@@ -130,7 +134,8 @@ def test_large_mixed_population_trains_in_one_call(member_factory):
 def test_members_of_different_n_packed_in_one_program_train_as_alone(member_factory):
     """Padding invariance extended to n: a 3-bit member inside a 5-bit bucket (inputs padded, rows masked)."""
     targets = [member_factory(n=3, depth=2, width=w, lr=3e-2, seed=s, steps=400) for w in (2, 5) for s in range(2)]
-    others = [member_factory(n=5, depth=1, width=8, seed=1, steps=400), member_factory(n=4, depth=3, width=6, steps=400)]
+    others = [member_factory(n=5, depth=1, width=8, seed=1, steps=400),
+              member_factory(n=4, depth=3, width=6, steps=400)]
     alone = train_bucket(make_bucket(targets, eval_every=100))
     mixed_bucket = make_bucket(others + targets, eval_every=100)
     assert mixed_bucket.spec.n == 5 and mixed_bucket.spec.batch_rows == 32

@@ -9,6 +9,7 @@ from analysis.verdict import judge
 from scaling import config
 from scaling.stats import budget_convergence, min_width, min_width_by_budget
 
+
 def _cfg(ns):
     return config.parse(f'[experiment]\nname = "synthetic"\n[task]\nn = [{min(ns)}, {max(ns)}]\n'
                         '[model]\ndepths = [1]\n[search]\nmin_depth_widths = []\n')

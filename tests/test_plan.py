@@ -2,18 +2,18 @@ import dataclasses
 import json
 
 import pytest
+from conftest import TINY
 
 from scaling import config
-from conftest import TINY
 from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.forecast import parse_oracle, simulate, total, upper_bound
 from scaling.plan import _bytes_per_member, grid_members, plan_buckets
-from scaling.population import rung as width_rung
 from scaling.population import padding_waste
+from scaling.population import rung as width_rung
 
-CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\nwidths = {max = 16, search = "grid"}\n'
-                   '[search]\nseeds = 2\nmin_depth_widths = []\n')
+CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\n'
+                   'widths = {max = 16, search = "grid"}\n[search]\nseeds = 2\nmin_depth_widths = []\n')
 
 
 FLOPS_BOUND = CostModel("cpu", "test", compile_s=0.0, compile_s_per_layer=0.0, step_latency_s=0.0,

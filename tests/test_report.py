@@ -136,7 +136,8 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert compare_runs(out, out).changed.empty and len(compare_runs(out, out).cells) < len(outcome.summary)
     assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m analysis.runs: error:") and "no results store" in err and len(err.splitlines()) == 1
+    assert err.startswith("python -m analysis.runs: error:") and "no results store" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_scaling_plan_power_reports_each_depth_group(tiny_sweep, capsys):

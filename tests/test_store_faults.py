@@ -10,12 +10,12 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import TINY
+
 from scaling import config
 from scaling.cli import main
 from scaling.errors import UserError
-from scaling.outputs import FITS, REPORT, SUMMARY, output_paths
+from scaling.outputs import REPORT, SUMMARY, output_paths
 from scaling.store import LOCK_NAME, STORE_NAME, DirLock, Store
 
 KEY = ["n", "depth", "width", "lr", "seed"]
@@ -187,8 +187,8 @@ def test_a_damaged_store_is_named_and_left_alone(store_copy, capsys, tmp_path, d
 def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(store_copy, monkeypatch):
     """One analysis of a store with an unfinished run, runs without a git commit and missing members; then a
     second one that meets a full disk part-way through writing its outputs."""
-    from analysis.report import analyze
     import scaling.outputs as outputs
+    from analysis.report import analyze
 
     with _connect(store_copy / STORE_NAME) as conn:
         conn.execute("UPDATE runs SET git_commit = NULL")

@@ -11,8 +11,8 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import TINY
+
 from scaling.store import STORE_NAME
 
 KEY = ["n", "depth", "width", "lr", "seed"]

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import TINY
+
 from scaling import config, plan
 from scaling.cli import main
 from scaling.outputs import FITS, REPORT, SUMMARY

@@ -5,17 +5,16 @@ import sys
 
 import pandas as pd
 import pytest
-
-from scaling import config, plan, sweep
-from scaling.store import STORE_NAME
-from scaling import search
-from scaling.stats import min_width, summarize
-from scaling.rounds import Calibration
-from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
-from scaling.programs import PROGRAMS, Programs, trace_count
-from scaling.errors import UserError
-
 from conftest import TINY
+
+from scaling import config, plan, search, sweep
+from scaling.errors import UserError
+from scaling.programs import PROGRAMS, Programs, trace_count
+from scaling.rounds import Calibration
+from scaling.stats import min_width, summarize
+from scaling.store import STORE_NAME
+from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
+
 KEY = ["n", "depth", "width", "lr", "seed"]
 RESULT = ["steps_run", "solved", "step_solved", "diverged"]
 
@@ -163,7 +162,8 @@ def _search_against(cfg, solve_step) -> pd.DataFrame:
 
 
 def test_bisection_finds_every_threshold_with_few_widths():
-    """The search loop against an oracle (solved iff width >= k): exact w* at every k up to the bound, censored above."""
+    """The search loop against an oracle (solved iff width >= k): exact w* at every k up to the bound, censored
+    above."""
     cfg = _oracle_config()
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 64, (3, 2): 65, (4, 1): 5, (4, 2): 20}
     df = _search_against(cfg, lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None)
@@ -212,7 +212,8 @@ def test_the_budget_rule_reruns_budget_limited_cells_at_twice_the_budget_up_to_m
     """Oracle: at n = 2 a member of width w solves at step 6400 / w, so each doubling of the budget halves
     w*; at n = 3 it solves at step 10 from width 5 on, whatever the budget."""
     cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 64}").replace("seeds = 3", "seeds = 2")
-                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]").replace("n = [2, 4]", "n = [2, 3]")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1]")
+                       .replace("n = [2, 4]", "n = [2, 3]")
                        .replace("min_depth_widths = [2, 4]", "min_depth_widths = []\nmax_steps = 1600"))
     df = _search_against(cfg, lambda m: 6400 // m.width if m.n == 2 else (10 if m.width >= 5 else None))
     budgets = df.groupby("n")["steps_budget"].unique()
