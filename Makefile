@@ -11,7 +11,7 @@ comma  := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: sweep analyze test lint bench clean venv readme-figure
+.PHONY: sweep analyze test lint bench profile clean venv readme-figure
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/scaling bench --out bench.json
+
+# Where a training step's time goes, and how well the cost model predicts it (a few minutes).
+profile: $(STAMP)
+	$(BIN)/python -m benchmarks.profile
 
 # The README's figure: copied from a real `make sweep` (never edited by hand).
 readme-figure:

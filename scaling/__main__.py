@@ -18,7 +18,7 @@ _ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume", "analyz
 
 def run(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args and not args[0].startswith("-") else "command"
+    command = next((a for a in args if not a.startswith("-")), "command")
     after = f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else ""
 
     def interrupted(signum, frame) -> None:

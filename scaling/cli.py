@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sqlite3
 import sys
@@ -52,7 +53,7 @@ def _sweep(args) -> None:
 
 def _plan(args) -> None:
     from scaling import config, cost
-    from scaling.forecast import parse_oracle, report
+    from scaling.forecast import describe, forecast, parse_oracle
     from scaling.sweep import default_workers, make_mesh
 
     if args.power:
@@ -64,7 +65,8 @@ def _plan(args) -> None:
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
-    report(cfg, cost.load(probe=True), args.assume_wstar, workers)
+    model = cost.load(probe=True)
+    print("\n".join(describe(cfg, model, forecast(cfg, model, args.assume_wstar, workers), workers, args.assume_wstar)))
 
 
 def _power(dir: str) -> None:
@@ -94,7 +96,7 @@ def _analyze(args) -> None:
 
 
 def _bench(args) -> None:
-    from scaling.bench import run_bench
+    from benchmarks.bench import run_bench
 
     run_bench(args.out)
 
@@ -107,6 +109,8 @@ def _construct(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scaling", description="Depth-versus-width scaling of n-bit parity.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more (each round's plan)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sweep", help="train the populations of an experiment file (resumes by default)")
     p.add_argument("config", help="experiment file, e.g. experiments/default.toml")
@@ -145,14 +149,29 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _logging(verbose: int, quiet: bool) -> logging.Logger:
+    """The library logs through logging.getLogger(__name__); the command line shows its records on stderr."""
+    logger = logging.getLogger("scaling")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("scaling: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    return logger
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (2: bad input or a store/OS fault, 130: interrupted)."""
     command = "command"
     try:
         args = build_parser().parse_args(argv)
         command = args.command
+        logger = _logging(args.verbose, args.quiet)
         _enable_compilation_cache()
-        args.func(args)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm([logger]):  # log lines above the progress bar, not through it
+            args.func(args)
     except UserError as e:
         print(f"scaling {command}: error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ The per-step work has four parts, each priced by a fitted coefficient (seconds p
     activations    slots x rows x depth x width: the elementwise passes of forward and backward
     FLOPs          padded training FLOPs: what a large width costs
 On the 2-core CPU the four-part model predicts sweep-like shapes within 0.57-1.7x of their measured steps
-(`python -m scaling.profile`); an earlier FLOPs-and-activations model was off by up to 5x at widths 2-6,
+(`make profile`); an earlier FLOPs-and-activations model was off by up to 5x at widths 2-6,
 where most of a default sweep's members are.
 
 It is calibrated once per machine by a short probe (about 30 s on a laptop CPU: small buckets, compiled
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +34,8 @@ import scipy.optimize
 
 from scaling.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, forward_madds
 
+log = logging.getLogger(__name__)
+
 # Used before any probe has run on this backend (or when probing is switched off): the calibration of the
 # 2-core laptop CPU (jax 0.10.2) that the CPU default is tuned for, rounded; the tests plan with it.
 _CPU_DEFAULT = {"compile_s": 0.75, "compile_s_per_layer": 0.25, "step_latency_s": 2e-5,
@@ -42,7 +45,7 @@ _ACCELERATOR_DEFAULT = {"compile_s": 2.0, "compile_s_per_layer": 0.2, "step_late
 UNITS = ("member_layers", "hidden_rows", "activations", "flops")
 # Part of the cached calibration's name: raise it when a change to the engine changes what steps cost, so that
 # no machine plans with a calibration of the old engine (2: rows as the minor axis of narrow networks; 3: LLVM
-# at O1 on a CPU, scaling.programs.compiler_options; 4: populations start from the host on one CPU device,
+# at O1 on a CPU, scaling.steps.compiler_options; 4: populations start from the host on one CPU device,
 # scaling.host_init, so a bucket shape compiles no init program).
 ENGINE_REVISION = 4
 
@@ -120,25 +123,26 @@ PROBES = {
 }
 
 
-def calibrate(progress=print, probes: dict = PROBES) -> CostModel:
+def calibrate(probes: dict = PROBES) -> CostModel:
     """Measure this backend (about 30 s on a 2-core CPU) and cache the result."""
     import jax
 
     from scaling.programs import Programs
     from scaling.train import train_bucket
 
-    progress(f"calibrating the cost model of this {jax.default_backend()} backend (once per machine)")
+    log.info("calibrating the cost model of this %s backend (once per machine, about 30 s)", jax.default_backend())
     cache_was = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # compile times as a cold run pays them
     try:
         measured = {}
         for name, (n, depth, width, population, steps) in probes.items():
-            bucket, programs = _probe_bucket(n, depth, width, population, steps), Programs()
-            programs.prefetch(bucket)  # compiled one after another, apart from the training timed below
-            programs.wait_idle()
-            start = time.perf_counter()
-            train_bucket(bucket, programs=programs)  # lr 1e-9: no member stops, so nothing compacts
-            measured[name] = (bucket, programs.compile_s, time.perf_counter() - start)
+            bucket = _probe_bucket(n, depth, width, population, steps)
+            with Programs() as programs:
+                programs.prefetch(bucket)  # compiled one after another, apart from the training timed below
+                programs.wait_idle()
+                start = time.perf_counter()
+                train_bucket(bucket, programs=programs)  # lr 1e-9: no member stops, so nothing compacts
+                measured[name] = (bucket, programs.compile_s, time.perf_counter() - start)
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_was)
     fitted = {k: v for k, v in measured.items() if k != "warm-up"}
@@ -166,7 +170,7 @@ def calibrate(progress=print, probes: dict = PROBES) -> CostModel:
     return model
 
 
-def load(probe: bool = False, progress=print) -> CostModel:
+def load(probe: bool = False) -> CostModel:
     """This backend's cached model; without one, a fresh probe (probe=True) or the built-in default."""
     import jax
 
@@ -176,4 +180,4 @@ def load(probe: bool = False, progress=print) -> CostModel:
         return CostModel(**{**values, "unit_s": tuple(values["unit_s"])})
     except (OSError, ValueError, TypeError, KeyError):
         pass  # none yet, or one written by another version
-    return calibrate(progress) if probe else default_model(backend, device)
+    return calibrate() if probe else default_model(backend, device)

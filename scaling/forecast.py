@@ -204,22 +204,29 @@ def total(tallies: list[Tally]) -> Tally:
     return out
 
 
-def report(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1) -> dict:
-    """Print the forecast for a sweep that trains `workers` buckets at once; returns it as a dict (for tests
-    and the README)."""
+def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1) -> dict:
+    """The forecast of a sweep that trains `workers` buckets at once: Tally of round 0 ("round0"), the whole
+    search's bound ("upper_bound") and the full width grid ("full_grid"); with an assumed w*, every round of
+    the replayed search ("rounds") and their total ("search")."""
     oracle = parse_oracle(assume_wstar) if assume_wstar is not None else None
-    source = "calibrated" if model.calibrated else "built-in default, not calibrated"
-    print(f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}; {workers} bucket"
-          f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.")
     out = {"round0": _tally(plan.grid_members(cfg), cfg, model, workers),
            "upper_bound": upper_bound(cfg, model, workers),
            "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, workers)}
-    print(f"  round 0:              {out['round0'].line()}")
-    print(f"  whole search, bound:  {out['upper_bound'].line()}")
-    print(f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)")
     if oracle is not None:
         rounds = simulate(cfg, oracle, model, workers=workers)
         out["rounds"], out["search"] = rounds, total(rounds)
-        print(f"  with w* = {assume_wstar}: {len(rounds)} round{'' if len(rounds) == 1 else 's'}, "
-              f"{out['search'].line()}")
     return out
+
+
+def describe(cfg: Config, model: CostModel, out: dict, workers: int = 1, assume_wstar: str | None = None) -> list[str]:
+    """The lines `scaling plan` prints for a forecast."""
+    source = "calibrated" if model.calibrated else "built-in default, not calibrated"
+    lines = [f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}; {workers} bucket"
+             f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.",
+             f"  round 0:              {out['round0'].line()}",
+             f"  whole search, bound:  {out['upper_bound'].line()}",
+             f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)"]
+    if "rounds" in out:
+        rounds = len(out["rounds"])
+        lines.append(f"  with w* = {assume_wstar}: {rounds} round{'' if rounds == 1 else 's'}, {out['search'].line()}")
+    return lines

@@ -124,7 +124,7 @@ def split_params(model: MLP) -> tuple[Params, Masks]:
 
 # On a CPU, a network of at most this width runs with rows as the minor (contiguous) axis of its activations,
 # (units, rows) instead of (rows, units): with a few units per row, XLA's CPU kernels otherwise work along
-# an axis of a few floats. `python -m scaling.profile` times both layouts (forward plus backward in 100-step
+# an axis of a few floats. `make profile` times both layouts (forward plus backward in 100-step
 # scans); on the 2-core CPU rows-minor was 1.2-4.3x faster at widths up to 16 (3.2-4.3x at width 2), about
 # as fast at width 32 and 0.93x as fast at width 128.
 ROWS_MINOR_MAX_WIDTH = 16

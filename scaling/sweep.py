@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -23,11 +24,13 @@ from scaling.errors import UserError
 from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, Member, MemberResult, padding_waste
-from scaling.programs import PROGRAMS, Programs, population_slots
+from scaling.programs import Programs, population_slots
 from scaling.rounds import Calibration, RoundPlan
 from scaling.stats import summarize
 from scaling.store import Store, stored_members
 from scaling.train import train_bucket
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -63,7 +66,7 @@ def _cores() -> int:
 def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
     a bucket's small matmuls on one thread, so on this 2-core machine two buckets trained at once in 1.15 s
-    instead of 2.14 s, with the same rows bit for bit (scaling.profile.workers_check). No more than half the
+    instead of 2.14 s, with the same rows bit for bit (benchmarks.profile.workers_check). No more than half the
     memory holds buckets of `bucket_mib` each. An accelerator or a mesh is kept busy by one bucket."""
     value = os.environ.get("SCALING_WORKERS", "").strip()
     if value:
@@ -92,14 +95,14 @@ def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibra
             programs.prefetch(bucket, mesh, guess=True)
 
 
-def _calibration(plans: list[RoundPlan], workers: int, progress) -> Calibration:
+def _calibration(plans: list[RoundPlan], workers: int) -> Calibration:
     """The calibration of the store's latest plan when it was measured on this kind of device (so that a resume
     plans as the stopped run would have), else this machine's cost model (probed once per machine)."""
     import jax
 
     if plans and plans[-1].calibration.matches(jax.default_backend(), jax.devices()[0].device_kind):
         return plans[-1].calibration
-    return Calibration(cost.load(probe=True, progress=progress), workers)
+    return Calibration(cost.load(probe=True), workers)
 
 
 def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibration: Calibration,
@@ -120,7 +123,7 @@ class _Stopped(Exception):
     """Raised inside a worker's bucket when the sweep stops (an error or an interrupt elsewhere)."""
 
 
-def _train_concurrently(buckets: list[Bucket], workers: int,
+def train_concurrently(buckets: list[Bucket], workers: int,
                         train: Callable[[Bucket, threading.Event], list[MemberResult]]
                         ) -> Iterator[list[MemberResult]]:
     """Train buckets on `workers` threads (XLA releases the GIL while a program runs), yielding each bucket's
@@ -154,12 +157,17 @@ def run_sweep(
     devices: int | None = None,
     progress: bool = True,
     on_bucket: Callable[[Bucket], None] | None = None,
-    programs: Programs = PROGRAMS,
+    programs: Programs | None = None,
     workers: int | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
     committed bucket by bucket in plan order, so a stop loses only the buckets in training and those that
-    finished while an earlier one still trained; a resume trains those again as the stored plan has them."""
+    finished while an earlier one still trained; a resume trains those again as the stored plan has them.
+    `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it."""
+    if programs is None:
+        with Programs() as own:
+            return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,
+                             programs=own, workers=workers)
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.devices)
     workers, cores = workers or default_workers(mesh, cfg.bucket_mib), _cores()
@@ -178,7 +186,7 @@ def run_sweep(
     compiled = lambda: {k: v - compiled_before[k] for k, v in programs.counters().items()}
     try:
         plans = [_load_plan(text, store) for text in store.plans()]
-        calibration = _calibration(plans, workers, bar.write if progress else lambda _: None)
+        calibration = _calibration(plans, workers)
         slots = lambda bucket: population_slots(bucket, mesh)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
@@ -192,6 +200,11 @@ def run_sweep(
             if not plans or plan is not plans[-1]:
                 store.save_plan(run_id, plan.round, plan.to_json())  # before it trains: a resume finishes it
                 plans.append(plan)
+                log.debug("round %d: %d members in %d buckets", plan.round, sum(len(b.members) for _, b in pending),
+                          len(pending))
+            else:
+                log.info("resuming round %d as planned: %d of its %d buckets left", plan.round, len(pending),
+                         len(plan.buckets))
             # What compaction may count as compiled: the programs of this and the earlier plans, so that no
             # bucket's rows depend on what this process happened to compile (or on when it was stopped).
             free_shapes = rounds.program_shapes(plans, slots)
@@ -213,7 +226,7 @@ def run_sweep(
                 return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
                                     model=calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
 
-            results_in_order = _train_concurrently([b for _, b in pending], workers, train)
+            results_in_order = train_concurrently([b for _, b in pending], workers, train)
             try:
                 for (i, bucket), results in zip(pending, results_in_order):
                     store.insert(run_id, plan.label(i), bucket.members, results)

@@ -17,7 +17,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from scaling.population import Bucket, MemberResult, capacity
-from scaling.programs import PROGRAMS, Programs, population_slots
+from scaling.programs import Programs, population_slots
+from scaling.steps import shardings
 from scaling.tasks import make_table
 
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
@@ -33,7 +34,7 @@ def _place(tree, mesh: Mesh | None, whole: bool = False):
     """Arrays onto the default device, or onto the mesh: split on the population axis, or whole on each device."""
     if mesh is None:
         return jax.device_put(tree)
-    return jax.device_put(tree, Programs._shardings(mesh)[1 if whole else 0])
+    return jax.device_put(tree, shardings(mesh)[1 if whole else 0])
 
 
 def train_bucket(
@@ -42,7 +43,7 @@ def train_bucket(
     run_seed: int = 0,
     mesh: Mesh | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
-    programs: Programs = PROGRAMS,
+    programs: Programs | None = None,
     stop_early: bool = True,
     model=None,
     free_shapes: set | None = None,
@@ -57,7 +58,12 @@ def train_bucket(
 
     on_chunk(finished_now, live) is called after every chunk, for progress bars. stop_early = False trains
     every member for the whole budget (no freezing, no compaction): the naive baseline of `make bench`.
+    Without `programs`, the bucket compiles in a compile cache of its own, closed when it is done.
     """
+    if programs is None:
+        with Programs() as own:
+            return train_bucket(bucket, run_seed=run_seed, mesh=mesh, on_chunk=on_chunk, programs=own,
+                                stop_early=stop_early, model=model, free_shapes=free_shapes)
     spec, members = bucket.spec, bucket.members
     start = time.perf_counter()
     table = make_table(spec.task, spec.n, spec.encoding)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from scaling.population import make_bucket, padding_waste
-from scaling.programs import Programs, _init_population, _train_chunk, compiler_options, trace_count
+from scaling.programs import Programs
+from scaling.steps import compiler_options, init_population, train_chunk
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
@@ -29,11 +30,11 @@ def test_padded_parameters_stay_exactly_zero(member_factory):
     bucket = make_bucket([member_factory(n=3, depth=1, width=3, lr=0.1),
                           member_factory(n=3, depth=3, width=8, lr=0.1)], eval_every=50)
     spec = bucket.spec
-    state = _init_population(
+    state = init_population(
         jnp.asarray(np.stack([m.key_data(0) for m in bucket.members])),
         jnp.asarray([3, 3]), jnp.asarray([1, 3]), jnp.asarray([3, 8]), jnp.asarray([0.1, 0.1], jnp.float32), spec=spec)
     table = parity_table(3)
-    state, _ = _train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50),
+    state, _ = train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50),
                             spec=spec)
     p = jax.device_get(state.params)
     assert np.all(p["in_kernel"][0][:, 3:] == 0) and np.all(p["in_bias"][0][3:] == 0)
@@ -56,13 +57,13 @@ def test_results_do_not_depend_on_bucket_mates_or_order(member_factory):
 def test_one_compile_per_bucket_shape(member_factory):
     members = [member_factory(n=3, depth=2, width=7, seed=s, lr=1e-9, steps=200) for s in range(4)]
     bucket = make_bucket(members, eval_every=40)
-    first = trace_count(bucket.spec)
-    train_bucket(bucket)
-    before = trace_count(bucket.spec)
-    assert before == first + 1  # five chunks, one trace (nothing solves at lr 1e-9, so no compaction either)
-    relabelled = [member_factory(n=3, depth=2, width=7, seed=s + 10, lr=2e-9, steps=200) for s in range(4)]
-    train_bucket(make_bucket(relabelled, eval_every=40))
-    assert trace_count(bucket.spec) == before  # new seeds and learning rates reuse the compiled program
+    with Programs() as programs:
+        train_bucket(bucket, programs=programs)
+        # Five chunks, one chunk program and the population's start (nothing solves at lr 1e-9: no compaction).
+        assert programs.compiles == 2
+        relabelled = [member_factory(n=3, depth=2, width=7, seed=s + 10, lr=2e-9, steps=200) for s in range(4)]
+        train_bucket(make_bucket(relabelled, eval_every=40), programs=programs)
+        assert programs.compiles == 2  # new seeds and learning rates reuse the compiled programs
 
 
 def test_xor_is_solved_at_width_four_or_more(member_factory):
@@ -85,7 +86,7 @@ def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
     results = train_bucket(make_bucket(candidates, eval_every=100))
     member, result = next((m, r) for m, r in zip(candidates, results) if r.solved and r.step_solved % 100)
     bucket = make_bucket([member], eval_every=1)
-    state = _init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.n]),
+    state = init_population(jnp.asarray(member.key_data(0)[None]), jnp.asarray([member.n]),
                              jnp.asarray([member.depth]),
                              jnp.asarray([member.width]), jnp.asarray([member.lr], jnp.float32), spec=bucket.spec)
     first_right = None
@@ -95,7 +96,7 @@ def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
         if bool(jnp.all((forward(params, masks, x, "relu") > 0) == (y > 0.5))):
             first_right = step
             break
-        state, _ = _train_chunk(state, x, y, jnp.asarray(step), jnp.asarray(member.steps), spec=bucket.spec)
+        state, _ = train_chunk(state, x, y, jnp.asarray(step), jnp.asarray(member.steps), spec=bucket.spec)
     assert first_right == result.step_solved, (first_right, result.step_solved)
 
 
@@ -151,7 +152,7 @@ def test_members_of_different_n_packed_in_one_program_train_as_alone(member_fact
 
 def test_the_benchmarks_step_loop_trains_the_engines_networks():
     """make bench's one-model step loop is a fair baseline: alone and unpadded, the same members solve."""
-    from scaling import bench
+    from benchmarks import bench
 
     members = [m for m in bench.workload() if m.width == 32 and m.seed < 2]
     loop = bench._step_loop(members)
@@ -195,7 +196,7 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
             jnp.asarray([m.lr for m in members], jnp.float32))
     programs = Programs()
     host = programs.init(bucket.spec, len(members), None)(*args)
-    compiled = _init_population(*args, spec=bucket.spec)
+    compiled = init_population(*args, spec=bucket.spec)
     assert jax.tree.structure(host) == jax.tree.structure(compiled)
     for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(compiled)):
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))

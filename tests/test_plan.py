@@ -107,7 +107,7 @@ def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkey
     tiny = {"warm-up": (3, 1, 2, 2, 20), "latency": (3, 1, 2, 2, 400), "deep": (3, 3, 2, 2, 20),
             "narrow": (6, 2, 1, 32, 20), "large": (6, 2, 16, 8, 20), "wide": (6, 2, 32, 4, 20)}
     assert not cost.load().calibrated  # nothing cached yet: the built-in default
-    model = cost.calibrate(lambda _: None, tiny)
+    model = cost.calibrate(tiny)
     assert model.calibrated and model.compile_s + model.compile_s_per_layer > 0 and model.step_latency_s > 0
     assert len(model.unit_s) == 4 and all(0 <= p < float("inf") for p in model.unit_s) and any(model.unit_s)
     assert cost.load() == model  # read back from the cache: the next sweep needs no probe

@@ -9,11 +9,11 @@ from conftest import TINY
 
 from scaling import config, plan, search, sweep
 from scaling.errors import UserError
-from scaling.programs import PROGRAMS, Programs, trace_count
+from scaling.programs import Programs
 from scaling.rounds import Calibration
 from scaling.stats import min_width, summarize
 from scaling.store import STORE_NAME
-from scaling.sweep import _queue_next_round, _Stopped, _train_concurrently, default_workers, run_sweep
+from scaling.sweep import _queue_next_round, _Stopped, default_workers, run_sweep, train_concurrently
 
 KEY = ["n", "depth", "width", "lr", "seed"]
 RESULT = ["steps_run", "solved", "step_solved", "diverged"]
@@ -92,7 +92,7 @@ def test_a_stopped_round_stops_its_workers_and_starts_no_more():
         stopped.append(bucket)
         raise _Stopped
 
-    results = _train_concurrently([0, 1, 2, 3, 4], 2, train)
+    results = train_concurrently([0, 1, 2, 3, 4], 2, train)
     assert next(results) == "first"
     results.close()  # what the sweep does when storing fails or the user interrupts
     assert sorted(stopped) == sorted(set(started) - {0}) and len(started) <= 3 and 4 not in started
@@ -105,7 +105,7 @@ def test_a_stopped_round_stops_its_workers_and_starts_no_more():
         raise _Stopped
 
     with pytest.raises(ValueError, match="out of memory"):
-        list(_train_concurrently([0, 1, 2], 2, lambda b, stop: "ok" if b == 0 else fails(b, stop)))
+        list(train_concurrently([0, 1, 2], 2, lambda b, stop: "ok" if b == 0 else fails(b, stop)))
 
 
 def test_workers_default_to_the_cores_on_a_cpu_and_reject_a_bad_override(monkeypatch):
@@ -307,19 +307,15 @@ def test_a_program_needed_now_does_not_wait_behind_the_queue():
 
 
 def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
-    """Counted through the trace counter: every chunk program is traced once (no silent recompiles), programs
-    repeat across rounds (far fewer than one per bucket and round), and an identical second sweep compiles none."""
-    PROGRAMS.wait_idle()  # earlier tests' sweeps may still be compiling in the background
-    programs = Programs()
-    traces = trace_count()
-    first = run_sweep(config.parse(TINY), tmp_path / "a", progress=False, programs=programs)
-    chunk_shapes = programs.shapes()
-    # At most one trace per (spec, population size): none when an earlier test already traced that shape.
-    assert trace_count() - traces <= len(chunk_shapes)
-    traces = trace_count()
-    assert first.compiles == programs.compiles and first.compile_s > 0
-    assert first.compiles <= 3 * len(chunk_shapes) and first.compiles <= 24  # init, chunk and compaction programs
-    second = run_sweep(config.parse(TINY), tmp_path / "b", progress=False, programs=programs)
-    assert second.trained == first.trained and second.compiles == 0 and trace_count() == traces
+    """Counted by the sweep's compile cache: programs repeat across rounds (far fewer than one per bucket and
+    round), and an identical second sweep with the same cache compiles none (no silent recompiles)."""
+    with Programs() as programs:
+        first = run_sweep(config.parse(TINY), tmp_path / "a", progress=False, programs=programs)
+        chunk_shapes = programs.shapes()
+        assert first.compiles == programs.compiles and first.compile_s > 0
+        # chunk, compaction and start-up programs
+        assert first.compiles <= 3 * len(chunk_shapes) and first.compiles <= 24
+        second = run_sweep(config.parse(TINY), tmp_path / "b", progress=False, programs=programs)
+        assert second.trained == first.trained and second.compiles == 0 and programs.compiles == first.compiles
     with sqlite3.connect(tmp_path / "a" / STORE_NAME) as conn:
         assert conn.execute("SELECT compiles FROM runs").fetchone()[0] == first.compiles

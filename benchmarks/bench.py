@@ -11,7 +11,7 @@ persistent compile cache off, fresh in-memory programs), but for sweep_warm:
               width), stopping when solved
   step_loop   one model at a time in the shape of the issue's PyTorch loop: one jitted Adam step per Python
               call, a check of all rows every 100 steps
-  torch_loop  the issue's PyTorch loop itself (scaling.bench_torch), only where torch is installed
+  torch_loop  the issue's PyTorch loop itself (benchmarks.bench_torch), only where torch is installed
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling import bench_torch, config, cost
+from benchmarks import bench_torch
+from scaling import config, cost
 from scaling.errors import UserError
 from scaling.model import forward, init_member
 from scaling.outputs import write_atomic
@@ -121,30 +122,41 @@ def _sweep(cfg, programs: Programs) -> dict:
             "compiles": outcome.compiles, "compile_s": outcome.compile_s, "padding_waste": outcome.padding_waste}
 
 
+def _measure() -> dict:
+    """The workload, timed every way (the caller turns the persistent compile cache off)."""
+    cfg = config.parse(WORKLOAD)
+    members = workload()
+    model = cost.load(probe=True)
+    with Programs() as programs:  # cold: nothing compiled before
+        results = {"sweep": _sweep(cfg, programs)}
+        print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)
+        results["sweep_warm"] = _sweep(cfg, programs)  # again, its programs compiled: what training alone costs
+        print(f"sweep_warm done: {results['sweep_warm']['wall_s']:.1f} s", flush=True)
+    ways = {"grid": (plan_buckets(members, cfg, model), True),
+            "naive_vmap": ([make_bucket(members, eval_every=EVAL_EVERY)], False),
+            "one_by_one": ([make_bucket([m], eval_every=EVAL_EVERY) for m in members], True)}
+    for name, (buckets, stop_early) in ways.items():
+        with Programs() as programs:
+            results[name] = _train(buckets, programs, stop_early=stop_early)
+        print(f"{name} done: {results[name]['wall_s']:.1f} s", flush=True)
+    results["step_loop"] = _step_loop(members)
+    print(f"step_loop done: {results['step_loop']['wall_s']:.1f} s", flush=True)
+    return results
+
+
 def run_bench(out: str | Path = "bench.json") -> dict:
     out = Path(out)
     if not out.parent.is_dir():  # fail now, not after minutes of benchmarking
         raise UserError(str(out), f"cannot write the report: no directory {out.parent}")
+    cache_was = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # cold means cold
-    cfg = config.parse(WORKLOAD)
-    members = workload()
-    model = cost.load(probe=True)
-    programs = Programs()  # cold: nothing compiled before
-    results = {"sweep": _sweep(cfg, programs)}
-    print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)
-    results["sweep_warm"] = _sweep(cfg, programs)  # again, its programs compiled: what training alone costs
-    print(f"sweep_warm done: {results['sweep_warm']['wall_s']:.1f} s", flush=True)
-    results["grid"] = _train(plan_buckets(members, cfg, model), Programs())
-    print(f"grid done: {results['grid']['wall_s']:.1f} s", flush=True)
-    results["naive_vmap"] = _train([make_bucket(members, eval_every=EVAL_EVERY)], Programs(), stop_early=False)
-    print(f"naive_vmap done: {results['naive_vmap']['wall_s']:.1f} s", flush=True)
-    results["one_by_one"] = _train([make_bucket([m], eval_every=EVAL_EVERY) for m in members], Programs())
-    print(f"one_by_one done: {results['one_by_one']['wall_s']:.1f} s", flush=True)
-    results["step_loop"] = _step_loop(members)
-    print(f"step_loop done: {results['step_loop']['wall_s']:.1f} s", flush=True)
+    try:
+        results = _measure()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cache_was)
     baselines = ["one_by_one", "step_loop", "naive_vmap"]
     if bench_torch.available():
-        results["torch_loop"] = bench_torch.torch_loop(members, N, LR, STEPS, EVAL_EVERY)
+        results["torch_loop"] = bench_torch.torch_loop(workload(), N, LR, STEPS, EVAL_EVERY)
         baselines.insert(2, "torch_loop")
     else:
         print("torch is not installed: the PyTorch loop is left out (pip install torch into .venv to add it)")

@@ -1,4 +1,5 @@
-"""`python -m scaling.profile`: where a training step's time goes, and how well the cost model predicts it.
+"""`make profile` (python -m benchmarks.profile): where a training step's time goes, and how well the cost
+model predicts it.
 
 For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so nobody stops early) it prints
 the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +25,8 @@ import optax
 from scaling import cost
 from scaling.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
 from scaling.population import Member, make_bucket
-from scaling.programs import Programs, _init_population, _loss, compiler_options
+from scaling.programs import Programs
+from scaling.steps import compiler_options, init_population, loss
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
@@ -66,17 +69,16 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
 
     # The backend compiler alone, each way (traced and lowered once, outside the clock; first, as JAX keeps
     # compiled programs in memory and training compiles the same ones).
-    programs = Programs()
-    lowered = [programs._lower_init(bucket.spec, bucket.slots, None)(),
-               programs._lower_chunk(bucket.spec, bucket.slots, None)()]
-    compile_s, xla_default_compile_s = (sum(_compile_seconds(low, options) for low in lowered)
-                                        for options in (compiler_options(), None))
-    step_s, xla_default_step_s = steps_s(programs, Programs(xla_defaults=True))
+    with Programs() as programs, Programs(xla_defaults=True) as xla_default:
+        lowered = [programs.lowered(kind, bucket.spec, bucket.slots) for kind in ("init", "chunk")]
+        compile_s, xla_default_compile_s = (sum(_compile_seconds(low, options) for low in lowered)
+                                            for options in (compiler_options(), None))
+        step_s, xla_default_step_s = steps_s(programs, xla_default)
 
     slots = bucket.slots
     column = lambda v, dtype=jnp.int32: jnp.full((slots,), v, dtype)
     keys = jnp.asarray(np.stack([base.key_data(s) for s in range(slots)]))
-    state = _init_population(keys, column(n), column(depth), column(width), column(1e-9, jnp.float32),
+    state = init_population(keys, column(n), column(depth), column(width), column(1e-9, jnp.float32),
                              spec=bucket.spec)
     table = parity_table(n)
     x_RxN, y_R = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R)
@@ -85,7 +87,7 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
     def forward_backward_s(layout) -> float:
         """Seconds per step of forward plus backward through `layout` (the engine's, or the other one)."""
         relu = ACTIVATIONS["relu"]
-        grad_P = jax.vmap(jax.grad(lambda p, m: _loss(layout(p, m, x_RxN, relu), y_R, valid_R, "bce")))
+        grad_P = jax.vmap(jax.grad(lambda p, m: loss(layout(p, m, x_RxN, relu), y_R, valid_R, "bce")))
 
         @jax.jit
         def forward_backward(params, masks):
@@ -117,21 +119,21 @@ def workers_check() -> dict[str, float | bool]:
     """Two buckets of default-sweep members (1000 steps, nobody stops early), trained one after the other and
     then on two worker threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
     from scaling import config, plan
-    from scaling.sweep import _train_concurrently
+    from scaling.sweep import train_concurrently
 
-    cfg = config.load("experiments/default.toml")
+    cfg = config.load(Path(__file__).resolve().parents[1] / "experiments" / "default.toml")
     points = [(8, 3, 8), (7, 2, 6), (6, 3, 5)]
     buckets = [make_bucket([dataclasses.replace(m, seed=m.seed + offset, steps=1000)
                             for p in points for m in plan.members_at(cfg, *p)], eval_every=100, width_max=8)
                for offset in (0, 100)]
-    programs = Programs()
-    train = lambda bucket, stop=None: train_bucket(bucket, programs=programs, stop_early=False)
-    train(dataclasses.replace(buckets[0], steps=100))  # compiles
-    start = time.perf_counter()
-    alone = [train(b) for b in buckets]
-    one_after_other = time.perf_counter() - start
-    start = time.perf_counter()
-    together = list(_train_concurrently(buckets, 2, train))
+    with Programs() as programs:
+        train = lambda bucket, stop=None: train_bucket(bucket, programs=programs, stop_early=False)
+        train(dataclasses.replace(buckets[0], steps=100))  # compiles
+        start = time.perf_counter()
+        alone = [train(b) for b in buckets]
+        one_after_other = time.perf_counter() - start
+        start = time.perf_counter()
+        together = list(train_concurrently(buckets, 2, train))
     return {"one_after_other_s": one_after_other, "at_once_s": time.perf_counter() - start,
             "same_rows": all(dataclasses.replace(a, wall_s=0.0) == dataclasses.replace(b, wall_s=0.0)
                              for rows_a, rows_b in zip(alone, together) for a, b in zip(rows_a, rows_b))}
@@ -141,7 +143,7 @@ def main() -> None:
     model = cost.load(probe=True)
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
     print("(compile s: the backend compiler on the init and chunk programs; xla default: the same with XLA's "
-          "default options instead of scaling.programs.compiler_options)")
+          "default options instead of scaling.steps.compiler_options)")
     print(f"{'n':>2} {'depth':>5} {'width':>5} {'members':>7} {'step ms':>8} {'model ms':>9} {'fwd+bwd ms':>11} "
           f"{'other layout':>13} {'optimizer ms':>13} {'compile s':>10} {'xla default: compile s':>23} {'step ms':>8}")
     for shape in SHAPES:
