@@ -22,10 +22,13 @@ from analysis.verdict import REPS, GroupVerdict, Verdict, judge
 from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
-from scaling.outputs import FIGURE_SUFFIXES, FIGURES, FIGURES_DIR, FITS, REPORT, SUMMARY, write_atomic
+from scaling.outputs import write_outputs
 from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
 
 PNG_DPI = 200
+# What `scaling analyze` writes into a results directory (the one writer of each).
+SUMMARY, FITS, REPORT, FIGURES_DIR = "summary.csv", "fits.json", "REPORT.md", "figures"
+FIGURE_SUFFIXES = (".pdf", ".png")
 
 
 def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -172,15 +175,13 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
         "fit_comparison": figures.fit_comparison(weights),
         "w_star_vs_budget": figures.w_star_vs_budget(by_budget),
     }
-    assert tuple(drawn) == FIGURES, "scaling.outputs.FIGURES names every figure (--fresh removes them)"
-    files: dict[Path, bytes | str] = {dir / SUMMARY: summary.to_csv(index=False),
-                                      dir / FITS: json.dumps(fits_json, indent=2, default=float)}
+    files: dict[str, bytes | str] = {SUMMARY: summary.to_csv(index=False),
+                                     FITS: json.dumps(fits_json, indent=2, default=float)}
     for name, fig in drawn.items():
         for suffix in FIGURE_SUFFIXES:
-            files[dir / FIGURES_DIR / f"{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
+            files[f"{FIGURES_DIR}/{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
     warnings = store_warnings(cfg, df, runs)
     steps = steps_frame(shaped, sorted(set(shaped["depth"])))
-    files[dir / REPORT] = render_report(cfg, df, runs, summary, verdict, powers, fits, skipped, theory, list(drawn),
+    files[REPORT] = render_report(cfg, df, runs, summary, verdict, powers, fits, skipped, theory, list(drawn),
                                         warnings, by_budget, steps)
-    write_atomic(files)  # all or nothing, the report last
-    return list(files)
+    return write_outputs(dir, files)  # all or nothing, the report last

@@ -1,22 +1,21 @@
-"""The files a results directory holds besides its store, written atomically, and removed only by --fresh.
+"""The files a results directory holds besides its store: written atomically, listed, and removed only by --fresh.
 
 Every output is written to a temporary file beside its final name and renamed into place, so a crash or a
-full disk leaves the previous version whole, never a half-written file.
+full disk leaves the previous version whole, never a half-written file. The writers (the analysis, for
+summary.csv, fits.json, REPORT.md and the figures) name their files; this module lists every name it wrote
+in DIR/.outputs, so that --fresh removes exactly those and never needs to know what they are.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from scaling.errors import UserError
 
-SUMMARY, FITS, REPORT, FIGURES_DIR = "summary.csv", "fits.json", "REPORT.md", "figures"
-# One name per figure function in analysis.figures; each is saved as NAME.pdf and NAME.png.
-FIGURES = ("units_vs_bits", "total_units", "success_heatmaps", "min_depth", "steps_to_solve", "fit_comparison",
-           "w_star_vs_budget")
-FIGURE_SUFFIXES = (".pdf", ".png")
+MANIFEST = ".outputs"  # JSON list of the names, relative to DIR, of every output written there
 
 
 def _file_mode() -> int:
@@ -26,10 +25,23 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def output_paths(out_dir: Path) -> list[Path]:
-    """Every output file this project writes into a results directory (whether or not it exists now)."""
-    figures = [out_dir / FIGURES_DIR / f"{name}{suffix}" for name in FIGURES for suffix in FIGURE_SUFFIXES]
-    return [out_dir / SUMMARY, out_dir / FITS, out_dir / REPORT, *figures]
+def _listed(out_dir: Path) -> list[str]:
+    """The manifest's names that stay inside out_dir (an edited manifest cannot point elsewhere)."""
+    try:
+        names = json.loads((out_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str) and n and not PurePosixPath(n).is_absolute()
+            and ".." not in PurePosixPath(n).parts]
+
+
+def write_outputs(out_dir: Path, files: dict[str, bytes | str]) -> list[Path]:
+    """Write `files` (names relative to out_dir, "/" between folders) all or nothing, and list them in the
+    manifest. Returns their paths."""
+    names = sorted(set(_listed(out_dir)) | set(files))
+    paths = {out_dir / name: data for name, data in files.items()}
+    write_atomic({out_dir / MANIFEST: json.dumps(names, indent=0), **paths})  # listed before they exist
+    return list(paths)
 
 
 def write_atomic(files: dict[Path, bytes | str]) -> None:
@@ -75,13 +87,15 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
 
 
 def remove_outputs(out_dir: Path) -> None:
-    """Delete the outputs of an earlier sweep or analysis in out_dir (and only those)."""
-    for path in output_paths(out_dir):
+    """Delete the outputs listed in out_dir's manifest (and only those), then the manifest."""
+    listed = [out_dir / name for name in _listed(out_dir)]
+    for path in [*listed, out_dir / MANIFEST]:
         try:
             path.unlink(missing_ok=True)
         except OSError as e:
             raise UserError(str(path), f"cannot remove for --fresh ({e.strerror or e})") from None
-    try:
-        (out_dir / FIGURES_DIR).rmdir()  # only when nothing else is left in it
-    except OSError:
-        pass
+    for folder in sorted({p.parent for p in listed if p.parent != out_dir}, key=lambda p: -len(p.parts)):
+        try:
+            folder.rmdir()  # only when nothing else is left in it
+        except OSError:
+            pass

@@ -228,8 +228,8 @@ def _lr_at_edge(df: pd.DataFrame, stars: pd.DataFrame) -> list[bool]:
 
 
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """One row per (n, depth) with w* (at each cell's largest budget), and one per (n, width) with L*: the
-    sweep's summary.csv."""
+    """One row per (n, depth) with w* (at each cell's largest budget), and one per (n, width) with L*: what the
+    sweep prints, and the analysis's summary.csv with W50 added."""
     parts = []
     if not df.empty:
         shaped = latest_budget(width_cells(df, cfg))

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from scaling import cost, rounds, search
 from scaling.config import Config
 from scaling.errors import UserError
-from scaling.outputs import SUMMARY, write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, Member, MemberResult, padding_waste
 from scaling.programs import Programs, population_slots
@@ -250,7 +249,6 @@ def run_sweep(
         programs.cancel_pending()
         bar.close()
         store.close()
-    write_atomic({Path(out_dir) / SUMMARY: summary.to_csv(index=False)})
     trained = sum(len(b.members) for b in trained_buckets)
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
     return SweepOutcome(trained, skipped, rounds_run, len(trained_buckets), time.perf_counter() - start, waste, summary,

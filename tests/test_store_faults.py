@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from conftest import TINY
 
+from analysis.report import FITS, REPORT, SUMMARY
 from scaling import config
 from scaling.cli import main
 from scaling.errors import UserError
-from scaling.outputs import REPORT, SUMMARY, output_paths
+from scaling.outputs import MANIFEST, write_outputs
 from scaling.store import LOCK_NAME, STORE_NAME, DirLock, Store
 
 KEY = ["n", "depth", "width", "lr", "seed"]
@@ -47,8 +48,7 @@ def store_copy(tiny_sweep, tmp_path):
     src, _ = tiny_sweep
     dst = tmp_path / "copy"
     dst.mkdir()
-    for name in (STORE_NAME, SUMMARY):
-        shutil.copy(src / name, dst / name)
+    shutil.copy(src / STORE_NAME, dst / STORE_NAME)
     return dst
 
 
@@ -112,9 +112,9 @@ def test_a_run_that_crashed_before_its_first_bucket_does_not_block_the_corrected
 
 
 def test_fresh_removes_this_projects_outputs_and_nothing_else(store_copy):
-    for path in output_paths(store_copy):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text("old output")
+    write_outputs(store_copy, {SUMMARY: "old", FITS: "old", REPORT: "old", "figures/units_vs_bits.png": "old"})
+    write_outputs(store_copy, {"figures/units_vs_bits.pdf": "old"})  # a second writer adds to the list
+    assert (store_copy / MANIFEST).is_file()
     (store_copy / "notes.txt").write_text("mine")
     (store_copy / "figures" / "sketch.png").write_text("mine too")
     Store.open(store_copy, fresh=True).close()

@@ -12,9 +12,9 @@ import time
 import pytest
 from conftest import TINY
 
+from analysis.report import FITS, REPORT, SUMMARY
 from scaling import config, plan
 from scaling.cli import main
-from scaling.outputs import FITS, REPORT, SUMMARY
 from scaling.population import MemberResult
 from scaling.store import LOCK_NAME, STORE_NAME, Store
 
