@@ -190,7 +190,7 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
         from scaling import cost as cost_model
         from scaling.sweep import default_workers, make_mesh
 
-        model = cost_model.load(probe=False)
+        model = cost_model.load()
         workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
         for result in powers.values():
             if result is not None and result["decides"] is not None:

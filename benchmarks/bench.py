@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from benchmarks import bench_torch
-from scaling import config, cost
+from scaling import config, probes
 from scaling.errors import UserError
 from scaling.model import forward, init_member
 from scaling.outputs import write_atomic
@@ -126,7 +126,7 @@ def _measure() -> dict:
     """The workload, timed every way (the caller turns the persistent compile cache off)."""
     cfg = config.parse(WORKLOAD)
     members = workload()
-    model = cost.load(probe=True)
+    model = probes.load_or_calibrate()
     with Programs() as programs:  # cold: nothing compiled before
         results = {"sweep": _sweep(cfg, programs)}
         print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling import cost
+from scaling import cost, probes
 from scaling.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
 from scaling.population import Member, make_bucket
 from scaling.programs import Programs
@@ -118,13 +118,13 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
 def workers_check() -> dict[str, float | bool]:
     """Two buckets of default-sweep members (1000 steps, nobody stops early), trained one after the other and
     then on two worker threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
-    from scaling import config, plan
+    from scaling import config, search
     from scaling.sweep import train_concurrently
 
     cfg = config.load(Path(__file__).resolve().parents[1] / "experiments" / "default.toml")
     points = [(8, 3, 8), (7, 2, 6), (6, 3, 5)]
     buckets = [make_bucket([dataclasses.replace(m, seed=m.seed + offset, steps=1000)
-                            for p in points for m in plan.members_at(cfg, *p)], eval_every=100, width_max=8)
+                            for p in points for m in search.members_at(cfg, *p)], eval_every=100, width_max=8)
                for offset in (0, 100)]
     with Programs() as programs:
         train = lambda bucket, stop=None: train_bucket(bucket, programs=programs, stop_early=False)
@@ -140,7 +140,7 @@ def workers_check() -> dict[str, float | bool]:
 
 
 def main() -> None:
-    model = cost.load(probe=True)
+    model = probes.load_or_calibrate()
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
     print("(compile s: the backend compiler on the init and chunk programs; xla default: the same with XLA's "
           "default options instead of scaling.steps.compiler_options)")

@@ -52,7 +52,7 @@ def _sweep(args) -> None:
 
 
 def _plan(args) -> None:
-    from scaling import config, cost
+    from scaling import config, probes
     from scaling.forecast import describe, forecast, parse_oracle
     from scaling.sweep import default_workers, make_mesh
 
@@ -65,7 +65,7 @@ def _plan(args) -> None:
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
-    model = cost.load(probe=True)
+    model = probes.load_or_calibrate()
     print("\n".join(describe(cfg, model, forecast(cfg, model, args.assume_wstar, workers), workers, args.assume_wstar)))
 
 

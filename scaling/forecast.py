@@ -134,7 +134,7 @@ def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 
 def _width_grid(cfg: Config) -> list[Member]:
     """Every coarse width at every (n, depth): what round 0 trained before the search grew widths from below."""
     return [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)
-            for m in plan.members_at(cfg, n, d, w)]
+            for m in search.members_at(cfg, n, d, w)]
 
 
 def _budget_factor(cfg: Config) -> int:
@@ -162,13 +162,13 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
                 widths.add(lo)
         for depth in cfg.depths_at(n):
             for width in sorted(widths):
-                members += plan.members_at(cfg, n, depth, width, lrs=cfg.lrs + extra_lrs)
+                members += search.members_at(cfg, n, depth, width, lrs=cfg.lrs + extra_lrs)
     tally = _tally(members, cfg, model, workers)
     factor = _budget_factor(cfg)
     for field in ("members", "padded_flops", "useful_flops", "train_s", "train_wall_s"):
         setattr(tally, field, getattr(tally, field) * factor)
     in_width_grid = set(_width_grid(cfg))
-    depth_grid = [m for m in plan.grid_members(cfg) if m not in in_width_grid]
+    depth_grid = [m for m in search.grid_members(cfg) if m not in in_width_grid]
     if depth_grid:
         extra = _tally(depth_grid, cfg, model, workers)
         for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s",
@@ -209,7 +209,7 @@ def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, wor
     search's bound ("upper_bound") and the full width grid ("full_grid"); with an assumed w*, every round of
     the replayed search ("rounds") and their total ("search")."""
     oracle = parse_oracle(assume_wstar) if assume_wstar is not None else None
-    out = {"round0": _tally(plan.grid_members(cfg), cfg, model, workers),
+    out = {"round0": _tally(search.grid_members(cfg), cfg, model, workers),
            "upper_bound": upper_bound(cfg, model, workers),
            "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, workers)}
     if oracle is not None:

@@ -1,4 +1,5 @@
-"""From a config to members, and from members to buckets (what is compiled and trained together)."""
+"""The planner: members into buckets (what is compiled and trained together), priced by the cost model. Which
+members a sweep wants is the search's (scaling.search)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,6 @@ from scaling import cost
 from scaling.config import Config
 from scaling.cost import CostModel
 from scaling.population import SHARED_FIELDS, Bucket, BucketSpec, Member, capacity, make_bucket, member_bytes, rung
-
-
-def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
-               lrs: tuple[float, ...] | None = None) -> list[Member]:
-    """Every (lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth 0
-    (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
-    per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
-    width = 0 if depth == 0 else width
-    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS}  # the config names them as Member does
-    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.steps)
-            for lr, seed in itertools.product(lrs or cfg.lrs, range(cfg.seeds))]
-
-
-def grid_members(cfg: Config) -> list[Member]:
-    """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
-    the search climbs from there), and the depth grid at every min-depth width."""
-    first = (lambda ws: ws[:1]) if cfg.width_search == "adaptive" else (lambda ws: ws)
-    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
-    points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
-               for d in range(1, cfg.min_depth_max_at(n) + 1)}
-    return [m for p in sorted(points) for m in members_at(cfg, *p)]
-
 
 # How many consecutive n may share a program, in the plans the cost model chooses between (0: every n).
 N_BANDS = (1, 2, 4, 0)

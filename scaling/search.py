@@ -2,7 +2,7 @@
 
 The search is a pure function of the config and the rows trained so far, so a stopped sweep resumes by
 asking it again. Widths grow from below (galloping): round 0 trains the first width of the coarse grid in
-every (n, depth) cell (plan.grid_members), and each later round trains the next coarse width (twice the last)
+every (n, depth) cell (grid_members), and each later round trains the next coarse width (twice the last)
 in every cell where no tested width passes yet. Once one passes, the search bisects the gap between the
 largest failing width and w* (by the monotone definition in stats) until the two are adjacent, and trains
 one confirming width above w* (the next rung) where w* is the widest width tested: the seed bootstrap of the
@@ -26,15 +26,36 @@ value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend fa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from scaling import plan
 from scaling.config import Config
-from scaling.population import Member
+from scaling.population import SHARED_FIELDS, Member
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
+
+
+def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
+               lrs: tuple[float, ...] | None = None) -> list[Member]:
+    """Every (lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth 0
+    (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
+    per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
+    width = 0 if depth == 0 else width
+    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS}  # the config names them as Member does
+    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.steps)
+            for lr, seed in itertools.product(lrs or cfg.lrs, range(cfg.seeds))]
+
+
+def grid_members(cfg: Config) -> list[Member]:
+    """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
+    the search climbs from there), and the depth grid at every min-depth width."""
+    first = (lambda ws: ws[:1]) if cfg.width_search == "adaptive" else (lambda ws: ws)
+    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
+    points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
+               for d in range(1, cfg.min_depth_max_at(n) + 1)}
+    return [m for p in sorted(points) for m in members_at(cfg, *p)]
 
 
 def _next_widths(by_width: pd.DataFrame, ladder: tuple[int, ...], threshold: float) -> tuple[int, ...]:
@@ -90,7 +111,7 @@ def _settled_budget_limited(cell: pd.DataFrame, threshold: float) -> bool:
 
 def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     """Every member the search wants, given the rows so far (a superset of what is already trained)."""
-    wanted = plan.grid_members(cfg)
+    wanted = grid_members(cfg)
     if df.empty:
         return wanted
     expected = len(cfg.lrs) * cfg.seeds
@@ -101,12 +122,12 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             if cell is None:
                 continue
             for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
-                wanted += plan.members_at(cfg, n, depth, int(width), steps=int(steps),
+                wanted += members_at(cfg, n, depth, int(width), steps=int(steps),
                                           lrs=tuple(sorted(set(cfg.lrs) | set(lrs.tolist()))))
             budget = int(cell["steps_budget"].max())
             if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
-                    wanted += plan.members_at(cfg, n, depth, int(width), steps=budget)
+                    wanted += members_at(cfg, n, depth, int(width), steps=budget)
             now = cell[cell["steps_budget"] == budget]
             counts = now.groupby("width").size()
             # Only decide on widths whose every (lr, seed) is in: never from a half-trained point.
@@ -120,15 +141,15 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             widths = (_next_widths(rates, cfg.widths_at(n), cfg.success_threshold)
                       if cfg.width_search == "adaptive" and depth > 0 else ())
             for width in widths:
-                wanted += plan.members_at(cfg, n, depth, width, steps=budget)
+                wanted += members_at(cfg, n, depth, width, steps=budget)
             if widths:
                 continue
             for w, lr in _edge_lrs(complete, rates, cfg).items():
-                wanted += plan.members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
+                wanted += members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
             if (budget * BUDGET_FACTOR <= cfg.max_steps
                   and _settled_budget_limited(complete, cfg.success_threshold)):
                 for w in sorted(complete["width"].unique()):
-                    wanted += plan.members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
+                    wanted += members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted
 
 

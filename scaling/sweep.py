@@ -18,7 +18,7 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from scaling import cost, rounds, search
+from scaling import probes, rounds, search
 from scaling.config import Config
 from scaling.errors import UserError
 from scaling.plan import plan_buckets
@@ -101,7 +101,7 @@ def _calibration(plans: list[RoundPlan], workers: int) -> Calibration:
 
     if plans and plans[-1].calibration.matches(jax.default_backend(), jax.devices()[0].device_kind):
         return plans[-1].calibration
-    return Calibration(cost.load(probe=True), workers)
+    return Calibration(probes.load_or_calibrate(), workers)
 
 
 def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibration: Calibration,

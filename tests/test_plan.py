@@ -8,9 +8,10 @@ from scaling import config
 from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.forecast import parse_oracle, simulate, total, upper_bound
-from scaling.plan import _bytes_per_member, grid_members, plan_buckets
+from scaling.plan import _bytes_per_member, plan_buckets
 from scaling.population import padding_waste
 from scaling.population import rung as width_rung
+from scaling.search import grid_members
 
 CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\n'
                    'widths = {max = 16, search = "grid"}\n[search]\nseeds = 2\nmin_depth_widths = []\n')
@@ -101,13 +102,13 @@ def test_the_forecast_replays_the_search_and_stays_under_its_bound():
 
 
 def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkeypatch):
-    from scaling import cost
+    from scaling import cost, probes
 
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path))
     tiny = {"warm-up": (3, 1, 2, 2, 20), "latency": (3, 1, 2, 2, 400), "deep": (3, 3, 2, 2, 20),
             "narrow": (6, 2, 1, 32, 20), "large": (6, 2, 16, 8, 20), "wide": (6, 2, 32, 4, 20)}
     assert not cost.load().calibrated  # nothing cached yet: the built-in default
-    model = cost.calibrate(tiny)
+    model = probes.calibrate(tiny)
     assert model.calibrated and model.compile_s + model.compile_s_per_layer > 0 and model.step_latency_s > 0
     assert len(model.unit_s) == 4 and all(0 <= p < float("inf") for p in model.unit_s) and any(model.unit_s)
     assert cost.load() == model  # read back from the cache: the next sweep needs no probe

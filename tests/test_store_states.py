@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY
 
 from analysis.report import FITS, REPORT, SUMMARY
-from scaling import config, plan
+from scaling import config, search
 from scaling.cli import main
 from scaling.population import MemberResult
 from scaling.store import LOCK_NAME, STORE_NAME, Store
@@ -28,7 +28,7 @@ def _store(out, result_of, count=None, end=True, text=TINY):
     cfg = config.parse(text)
     store = Store.open(out)
     run_id = store.start_run(cfg)
-    members = plan.grid_members(cfg)[:count]
+    members = search.grid_members(cfg)[:count]
     store.insert(run_id, "r0b0", members, [result_of(m) for m in members])
     if end:
         store.end_run(run_id)
