@@ -13,7 +13,7 @@ import pandas as pd
 from scaling import config as config_mod
 from scaling.config import Config
 from scaling.errors import UserError
-from scaling.store import STORE_NAME, connect_readonly, read_members, read_runs
+from scaling.results import STORE_NAME, connect_readonly, read_members, read_runs
 
 
 def _read(dir: str | Path, reader) -> pd.DataFrame:

@@ -253,7 +253,8 @@ def test_a_member_is_defined_once_and_round_trips_through_the_store(member_facto
     import dataclasses
 
     from scaling.population import Member, MemberResult
-    from scaling.store import MEMBER_COLUMNS, _row, member_of
+    from scaling.results import MEMBER_COLUMNS, member_of
+    from scaling.store import _row
 
     member = member_factory(n=3, depth=2, width=5, lr=3e-3, seed=4, steps=700)
     result = MemberResult(steps_run=300, solved=True, step_solved=300, final_loss=float("nan"),
