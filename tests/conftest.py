@@ -17,6 +17,7 @@ os.environ["SCALING_CACHE"] = tempfile.mkdtemp(prefix="scaling-test-cache-")
 
 import jax  # noqa: E402  (after JAX_PLATFORMS)
 import pytest  # noqa: E402
+from configs import TINY  # noqa: E402
 
 from scaling.population import Member  # noqa: E402
 
@@ -46,23 +47,6 @@ def member_factory():
     return lambda **fields: dataclasses.replace(DEFAULT_MEMBER, **fields)
 
 
-TINY = """
-[experiment]
-name = "tiny"
-description = "A seconds-long sweep for the tests."
-[task]
-n = [2, 4]
-[model]
-depths = {fixed = [1, 2], log2 = [1]}
-widths = {max = 8}
-[train]
-lrs = [3e-2]
-steps = 400
-eval_every = 100
-[search]
-seeds = 3
-min_depth_widths = [2, 4]
-"""
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import TINY
+from configs import TINY
 
 from scaling import config
 from scaling.cost import CostModel

@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import TINY
+from configs import TINY
 
 from analysis.report import FITS, REPORT, SUMMARY
 from scaling import config

@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import TINY
+from configs import TINY
 
 from scaling.store import STORE_NAME
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY
+from configs import TINY
 
 from analysis.report import FITS, REPORT, SUMMARY
 from scaling import config, search

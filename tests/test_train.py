@@ -1,3 +1,6 @@
+"""The population trainer (scaling.train): a member trains the same alone or padded in any bucket, solved and
+diverged members freeze, and members of different n, widths and depths share one program."""
+
 import dataclasses
 import time
 
@@ -7,8 +10,7 @@ import numpy as np
 import pytest
 
 from scaling.population import make_bucket, padding_waste
-from scaling.programs import Programs
-from scaling.steps import compiler_options, init_population, train_chunk
+from scaling.steps import init_population, train_chunk
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
 
@@ -52,18 +54,6 @@ def test_results_do_not_depend_on_bucket_mates_or_order(member_factory):
     for mine, theirs in [(base[0], shuffled[3]), (base[1], shuffled[1]), (base[0], roomy[0]), (base[1], roomy[1])]:
         assert abs(mine.final_loss - theirs.final_loss) < 1e-5
         assert (mine.solved, mine.steps_run) == (theirs.solved, theirs.steps_run)
-
-
-def test_one_compile_per_bucket_shape(member_factory):
-    members = [member_factory(n=3, depth=2, width=7, seed=s, lr=1e-9, steps=200) for s in range(4)]
-    bucket = make_bucket(members, eval_every=40)
-    with Programs() as programs:
-        train_bucket(bucket, programs=programs)
-        # Five chunks, one chunk program and the population's start (nothing solves at lr 1e-9: no compaction).
-        assert programs.compiles == 2
-        relabelled = [member_factory(n=3, depth=2, width=7, seed=s + 10, lr=2e-9, steps=200) for s in range(4)]
-        train_bucket(make_bucket(relabelled, eval_every=40), programs=programs)
-        assert programs.compiles == 2  # new seeds and learning rates reuse the compiled programs
 
 
 def test_xor_is_solved_at_width_four_or_more(member_factory):
@@ -150,60 +140,3 @@ def test_members_of_different_n_packed_in_one_program_train_as_alone(member_fact
         train_bucket(mixed_bucket)[0].final_loss, abs=1e-5)
 
 
-def test_the_benchmarks_step_loop_trains_the_engines_networks():
-    """make bench's one-model step loop is a fair baseline: alone and unpadded, the same members solve."""
-    from benchmarks import bench
-
-    members = [m for m in bench.workload() if m.width == 32 and m.seed < 2]
-    loop = bench._step_loop(members)
-    engine = train_bucket(make_bucket(members, eval_every=bench.EVAL_EVERY))
-    assert loop["members"] == 2 and loop["compiles"] == 3  # init, step and check, for one width
-    assert loop["solved"] == sum(r.solved for r in engine) > 0
-
-
-def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
-    """compiler_options (LLVM at O1 on a CPU) buys compile time only: the same members, compiled with XLA's
-    defaults, reach the same losses up to float rounding and solve at the same steps. (Over hundreds of steps
-    the rounding can grow, as training near w* is chaotic: one of these members differed by 1e-4 at 400.)"""
-    assert compiler_options() == ({"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None)
-    bucket = make_bucket([member_factory(n=4, depth=d, width=w, seed=s, lr=3e-2, steps=100)
-                          for d, w in ((1, 4), (2, 3), (3, 6)) for s in range(3)], eval_every=50)
-    engine = train_bucket(bucket, programs=Programs())
-    defaults = train_bucket(bucket, programs=Programs(xla_defaults=True))
-    assert sum(r.solved for r in engine) > 0
-    for a, b in zip(engine, defaults):
-        assert abs(a.final_loss - b.final_loss) < 1e-6
-        assert (a.solved, a.step_solved, a.steps_run) == (b.solved, b.step_solved, b.steps_run)
-
-
-@pytest.mark.parametrize("n, depth, width, init, optimizer",
-                         [(5, 3, 6, "he", "adam"), (3, 1, 4, "rademacher", "momentum"), (4, 0, 1, "lecun", "sgd")])
-def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
-                                                                            width, init, optimizer):
-    """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every
-    array of the state, with its dtype and shape, equals what the bucket shape's init program computes, for
-    members of other n, depths, widths and learning rates padded together. (64 draws per call, so that these
-    few members span several calls, the last one padded.)"""
-    from scaling import host_init
-
-    monkeypatch.setattr(host_init, "DRAWS_PER_CALL", 64)
-    members = [member_factory(n=max(2, n - s % 2) if depth else n, depth=max(1, depth - s % 2) if depth else 0,
-                              width=max(1, width - s % 3), seed=s, lr=(1e-2, 3e-3)[s % 2], init=init,
-                              optimizer=optimizer) for s in range(6)]
-    bucket = make_bucket(members, eval_every=50)
-    args = (jnp.asarray(np.stack([m.key_data(0) for m in members])),
-            *(jnp.asarray([getattr(m, f) for m in members], jnp.int32) for f in ("n", "depth", "width")),
-            jnp.asarray([m.lr for m in members], jnp.float32))
-    programs = Programs()
-    host = programs.init(bucket.spec, len(members), None)(*args)
-    compiled = init_population(*args, spec=bucket.spec)
-    assert jax.tree.structure(host) == jax.tree.structure(compiled)
-    for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(compiled)):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
-    assert np.any(np.asarray(host.params["out_kernel"]) != 0)
-    # Another bucket shape with the same init compiles nothing new to start from.
-    before = programs.compiles
-    wider = make_bucket(members + [member_factory(n=n, depth=depth, width=width + 7, init=init, optimizer=optimizer)],
-                        eval_every=50)
-    programs.init(wider.spec, len(wider.members), None)
-    assert programs.compiles == before

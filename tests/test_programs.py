@@ -1,0 +1,142 @@
+"""The compile cache (scaling.programs) and its programs (scaling.steps): each compiled once per shape, in the
+background where it can, with XLA options that change compile time only; a population started on the host
+equals the compiled init program."""
+
+import sqlite3
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from configs import MONOTONE, TINY
+
+from scaling import config, search
+from scaling.population import make_bucket
+from scaling.programs import Programs
+from scaling.rounds import Calibration
+from scaling.steps import compiler_options, init_population
+from scaling.store import STORE_NAME
+from scaling.sweep import _queue_next_round, run_sweep
+from scaling.train import train_bucket
+
+
+def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
+    """While a round trains, the programs of the next round are queued as if every member failed, then as if
+    every one solved (the gallop climbs, or the cells settle)."""
+    from scaling import cost
+    from scaling.plan import plan_buckets
+
+    cfg = config.parse(MONOTONE)
+    model, programs = cost.load(), Programs()
+    round0 = search.wanted_members(cfg, pd.DataFrame())
+    _queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), programs, None)
+    programs.wait_idle()
+    climb = search.wanted_members(cfg, search.with_assumed_rows(pd.DataFrame(), round0, lambda m: False))
+    expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}
+    assert expected and all(programs.has("chunk", spec, slots, None) for spec, slots in expected)
+    assert programs.compiles >= 2 * len(expected)  # an init and a chunk program for each guessed bucket
+    # Guesses are not known shapes until a round asks for them: plans must not depend on which guesses started.
+    assert programs.shapes() == set()
+    spec, slots = next(iter(expected))
+    compiled = programs.compiles
+    programs.chunk(spec, slots, None)
+    assert programs.shapes() == {(spec, slots)} and programs.compiles == compiled  # asked for: known, not recompiled
+
+
+def test_a_program_needed_now_does_not_wait_behind_the_queue():
+    import threading
+
+    from scaling.population import make_bucket
+
+    cfg = config.parse(MONOTONE)
+    bucket = make_bucket(search.wanted_members(cfg, pd.DataFrame())[:4], eval_every=cfg.eval_every)
+    programs, release = Programs(), threading.Event()
+    programs._pool.submit(release.wait)  # the one background thread is busy
+    programs.prefetch(bucket)  # queued behind it
+    compiled = threading.Event()
+    asker = threading.Thread(target=lambda: (programs.chunk(bucket.spec, bucket.slots, None), compiled.set()))
+    asker.start()
+    try:
+        assert compiled.wait(60), "the chunk program waited behind the busy background thread"
+        assert programs.compiles == 1 and programs.shapes() == {(bucket.spec, bucket.slots)}
+    finally:
+        release.set()
+        asker.join()
+    programs.wait_idle()
+    assert programs.compiles == 2  # the init program, from the queue; the chunk program was not compiled twice
+
+
+def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_path):
+    """Counted by the sweep's compile cache: programs repeat across rounds (far fewer than one per bucket and
+    round), and an identical second sweep with the same cache compiles none (no silent recompiles)."""
+    with Programs() as programs:
+        first = run_sweep(config.parse(TINY), tmp_path / "a", progress=False, programs=programs)
+        chunk_shapes = programs.shapes()
+        assert first.compiles == programs.compiles and first.compile_s > 0
+        # chunk, compaction and start-up programs
+        assert first.compiles <= 3 * len(chunk_shapes) and first.compiles <= 24
+        second = run_sweep(config.parse(TINY), tmp_path / "b", progress=False, programs=programs)
+        assert second.trained == first.trained and second.compiles == 0 and programs.compiles == first.compiles
+    with sqlite3.connect(tmp_path / "a" / STORE_NAME) as conn:
+        assert conn.execute("SELECT compiles FROM runs").fetchone()[0] == first.compiles
+
+
+def test_one_compile_per_bucket_shape(member_factory):
+    members = [member_factory(n=3, depth=2, width=7, seed=s, lr=1e-9, steps=200) for s in range(4)]
+    bucket = make_bucket(members, eval_every=40)
+    with Programs() as programs:
+        train_bucket(bucket, programs=programs)
+        # Five chunks, one chunk program and the population's start (nothing solves at lr 1e-9: no compaction).
+        assert programs.compiles == 2
+        relabelled = [member_factory(n=3, depth=2, width=7, seed=s + 10, lr=2e-9, steps=200) for s in range(4)]
+        train_bucket(make_bucket(relabelled, eval_every=40), programs=programs)
+        assert programs.compiles == 2  # new seeds and learning rates reuse the compiled programs
+
+
+def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
+    """compiler_options (LLVM at O1 on a CPU) buys compile time only: the same members, compiled with XLA's
+    defaults, reach the same losses up to float rounding and solve at the same steps. (Over hundreds of steps
+    the rounding can grow, as training near w* is chaotic: one of these members differed by 1e-4 at 400.)"""
+    assert compiler_options() == ({"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None)
+    bucket = make_bucket([member_factory(n=4, depth=d, width=w, seed=s, lr=3e-2, steps=100)
+                          for d, w in ((1, 4), (2, 3), (3, 6)) for s in range(3)], eval_every=50)
+    engine = train_bucket(bucket, programs=Programs())
+    defaults = train_bucket(bucket, programs=Programs(xla_defaults=True))
+    assert sum(r.solved for r in engine) > 0
+    for a, b in zip(engine, defaults):
+        assert abs(a.final_loss - b.final_loss) < 1e-6
+        assert (a.solved, a.step_solved, a.steps_run) == (b.solved, b.step_solved, b.steps_run)
+
+
+@pytest.mark.parametrize("n, depth, width, init, optimizer",
+                         [(5, 3, 6, "he", "adam"), (3, 1, 4, "rademacher", "momentum"), (4, 0, 1, "lecun", "sgd")])
+def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
+                                                                            width, init, optimizer):
+    """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every
+    array of the state, with its dtype and shape, equals what the bucket shape's init program computes, for
+    members of other n, depths, widths and learning rates padded together. (64 draws per call, so that these
+    few members span several calls, the last one padded.)"""
+    from scaling import host_init
+
+    monkeypatch.setattr(host_init, "DRAWS_PER_CALL", 64)
+    members = [member_factory(n=max(2, n - s % 2) if depth else n, depth=max(1, depth - s % 2) if depth else 0,
+                              width=max(1, width - s % 3), seed=s, lr=(1e-2, 3e-3)[s % 2], init=init,
+                              optimizer=optimizer) for s in range(6)]
+    bucket = make_bucket(members, eval_every=50)
+    args = (jnp.asarray(np.stack([m.key_data(0) for m in members])),
+            *(jnp.asarray([getattr(m, f) for m in members], jnp.int32) for f in ("n", "depth", "width")),
+            jnp.asarray([m.lr for m in members], jnp.float32))
+    programs = Programs()
+    host = programs.init(bucket.spec, len(members), None)(*args)
+    compiled = init_population(*args, spec=bucket.spec)
+    assert jax.tree.structure(host) == jax.tree.structure(compiled)
+    for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(compiled)):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
+    assert np.any(np.asarray(host.params["out_kernel"]) != 0)
+    # Another bucket shape with the same init compiles nothing new to start from.
+    before = programs.compiles
+    wider = make_bucket(members + [member_factory(n=n, depth=depth, width=width + 7, init=init, optimizer=optimizer)],
+                        eval_every=50)
+    programs.init(wider.spec, len(wider.members), None)
+    assert programs.compiles == before
