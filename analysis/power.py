@@ -24,7 +24,7 @@ from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
 from analysis.measure import measure_cube
 from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from scaling import search
-from scaling.config import Config
+from scaling.config import Config, WidthSearch
 
 POWER = 0.8
 MAX_N = 20  # widths grow fast with n: past this a design is out of reach of any laptop or GPU week
@@ -164,7 +164,7 @@ def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> 
     while grid[-1] < 2 * top:
         grid.append(grid[-1] * 2)
     variant = dataclasses.replace(cfg, ns=ns, seeds=design.seeds,
-                                  widths=tuple(grid) if cfg.width_search == "adaptive" else cfg.widths)
+                                  widths=tuple(grid) if cfg.width_search == WidthSearch.ADAPTIVE else cfg.widths)
     total = forecast.total(forecast.simulate(variant, wstar, model, workers=workers))
     return total.compile_s + total.train_wall_s
 

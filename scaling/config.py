@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import math
@@ -18,6 +19,14 @@ from scaling.population import member_bytes
 from scaling.tasks import check_bits
 
 
+class WidthSearch(enum.StrEnum):
+    """How the widths of a cell are chosen (equal to its string, so the config hash is unchanged)."""
+
+    ADAPTIVE = "adaptive"  # the coarse grid from below, then bisection to w* (scaling.search)
+    GRID = "grid"  # exactly the listed widths
+    PER_N = "per_n"  # one width per n, times_n * n
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     name: str
@@ -28,7 +37,7 @@ class Config:
     depths: tuple[int, ...]  # fixed depths, at every n
     depth_log2: tuple[int, ...]  # a schedule tied to n: depth ceil(log2 n) + k for each k
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
-    width_search: str  # "adaptive" (coarse grid, then bisection), "grid" (exactly `widths`) or "per_n"
+    width_search: WidthSearch
     width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
     activation: str
     init: str
@@ -121,7 +130,8 @@ REQUIRED = object()
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
     "task": {"kind": "parity", "n": REQUIRED, "encoding": "pm1"},
-    "model": {"depths": [1, 2, 3], "widths": {"max": 64, "search": "adaptive"}, "activation": "relu", "init": "he"},
+    "model": {"depths": [1, 2, 3], "widths": {"min": 1, "max": 64, "search": WidthSearch.ADAPTIVE},
+              "activation": "relu", "init": "he"},
     "train": {"optimizer": "adam", "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100, "loss": "bce",
               "max_batch_rows": 65536},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
@@ -192,31 +202,33 @@ def _ns(r: _Reader) -> tuple[int, ...]:
     return ns
 
 
-def _widths(r: _Reader) -> tuple[tuple[int, ...], str, int | None]:
+def _widths(r: _Reader) -> tuple[tuple[int, ...], WidthSearch, int | None]:
     v = r.get("widths")
     if isinstance(v, list):
-        return r.int_list("widths", 1), "grid", None
+        return r.int_list("widths", 1), WidthSearch.GRID, None
     if not isinstance(v, dict):
         raise r.fail("widths", f"must be a list or a table like {{max = 64, search = \"adaptive\"}}, got {v!r}")
     if "times_n" in v:  # widths = {times_n = 2}: one width per n, 2n (Tesauro & Janssens' N-2N-1 networks)
         if set(v) != {"times_n"}:
             raise r.fail("widths", "times_n stands alone, e.g. widths = {times_n = 2}")
-        return (), "per_n", r.int_("widths.times_n", 1, v["times_n"])
+        return (), WidthSearch.PER_N, r.int_("widths.times_n", 1, v["times_n"])
     unknown = set(v) - {"max", "min", "search"}
     if unknown:
         raise r.fail("widths", f"unknown key {sorted(unknown)[0]!r}; expected max, min, search (or times_n alone)")
-    hi, lo = r.int_("widths.max", 1, v.get("max", 64)), r.int_("widths.min", 1, v.get("min", 1))
+    default = SCHEMA["model"]["widths"]  # a table sets only what it changes
+    hi = r.int_("widths.max", 1, v.get("max", default["max"]))
+    lo = r.int_("widths.min", 1, v.get("min", default["min"]))
     if hi < lo:
         raise r.fail("widths", f"max ({hi}) is below min ({lo})")
-    search = v.get("search", "adaptive")
-    if search not in ("adaptive", "grid"):
+    search = v.get("search", default["search"])
+    if search not in (WidthSearch.ADAPTIVE, WidthSearch.GRID):
         raise r.fail("widths.search", f"must be 'adaptive' or 'grid', got {search!r}")
     coarse, w = [], lo
     while w < hi:
         coarse.append(w)
         w *= 2
     coarse.append(hi)
-    return tuple(coarse), search, None
+    return tuple(coarse), WidthSearch(search), None
 
 
 def _depths(r: _Reader, n_max: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from scaling import plan, search
-from scaling.config import Config
+from scaling.config import Config, WidthSearch
 from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.population import Bucket, Member
@@ -155,7 +155,7 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
         float(f"{max(cfg.lrs) * search.LR_FACTOR**k:.6g}") for k in range(1, cfg.lr_extend + 1))
     for n in cfg.ns:
         widths = set(cfg.widths_at(n))
-        if cfg.width_search == "adaptive" and len(cfg.widths_at(n)) > 1:
+        if cfg.width_search == WidthSearch.ADAPTIVE and len(cfg.widths_at(n)) > 1:
             lo, hi = cfg.widths_at(n)[-2:]
             while hi - lo > 1:  # the bisection that climbs the whole top gap
                 lo = (lo + hi) // 2

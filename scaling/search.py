@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from scaling.config import Config
+from scaling.config import Config, WidthSearch
 from scaling.population import SHARED_FIELDS, Member
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
@@ -51,7 +51,7 @@ def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = 
 def grid_members(cfg: Config) -> list[Member]:
     """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
     the search climbs from there), and the depth grid at every min-depth width."""
-    first = (lambda ws: ws[:1]) if cfg.width_search == "adaptive" else (lambda ws: ws)
+    first = (lambda ws: ws[:1]) if cfg.width_search == WidthSearch.ADAPTIVE else (lambda ws: ws)
     points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
     points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
                for d in range(1, cfg.min_depth_max_at(n) + 1)}
@@ -139,7 +139,7 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 continue
             rates = crossfit_rates(complete, ["width"])
             widths = (_next_widths(rates, cfg.widths_at(n), cfg.success_threshold)
-                      if cfg.width_search == "adaptive" and depth > 0 else ())
+                      if cfg.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
             for width in widths:
                 wanted += members_at(cfg, n, depth, width, steps=budget)
             if widths:
