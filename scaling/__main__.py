@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 
-_ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume", "analyze": "the outputs are unchanged"}
+_ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume",
+                 "analyze": "the outputs are whole (all from before, or all from this analysis)"}
 
 
 def run(argv: list[str] | None = None) -> None:

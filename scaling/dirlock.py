@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from scaling.errors import UserError
@@ -40,13 +41,20 @@ class DirLock:
             except FileNotFoundError:
                 current = None
             mine = os.fstat(self.fd)
+            if not stat.S_ISREG(mine.st_mode) or mine.st_nlink > 1:  # a hard link would have us overwrite a file
+                os.close(self.fd)
+                raise UserError(str(self.path), "is not a plain lock file of its own (a link or a special file); "
+                                                "remove it")
             if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
                 break
             os.close(self.fd)  # removed (or replaced) by the sweep that held it: lock the new one
         else:
             raise UserError(str(self.path), "keeps being replaced while this sweep tries to lock it")
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the holder's pid, for the message another sweep gets; a full disk only loses the pid
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         try:

@@ -49,6 +49,8 @@ def parse_oracle(expr: str) -> Callable[[int, int], float]:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as e:
         raise UserError(where, f"{expr!r} is not an expression ({e.msg})") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise UserError(where, f"{expr[:40]!r}... nests too deeply") from None
     for node in ast.walk(tree):
         if not isinstance(node, _NODES):
             raise UserError(where, f"{expr!r} uses {type(node).__name__}; allowed: numbers, n, d, + - * / // % **, "
@@ -60,7 +62,12 @@ def parse_oracle(expr: str) -> Callable[[int, int], float]:
             raise UserError(where, f"{expr!r} names {node.id!r}; use n (bits) and d (depth)")
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
             raise UserError(where, f"{expr!r} calls something other than {', '.join(sorted(_FUNCTIONS))}")
-    code = compile(ast.fix_missing_locations(_Floats().visit(tree)), where, "eval")
+    try:
+        code = compile(ast.fix_missing_locations(_Floats().visit(tree)), where, "eval")
+    except OverflowError:
+        raise UserError(where, f"{expr[:40]!r}... holds a number too large for a float") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise UserError(where, f"{expr[:40]!r}... nests too deeply") from None
 
     def wstar(n: int, d: int) -> float:
         try:

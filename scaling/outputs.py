@@ -8,9 +8,12 @@ in DIR/.outputs, so that --fresh removes exactly those and never needs to know w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 
 from scaling.errors import UserError
@@ -25,14 +28,28 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+# Never outputs, whatever an edited manifest says: the store, SQLite's files beside it, the lock, the manifest.
+_RESERVED = {"results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", ".lock", MANIFEST}
+
+
 def _listed(out_dir: Path) -> list[str]:
-    """The manifest's names that stay inside out_dir (an edited manifest cannot point elsewhere)."""
+    """The manifest's names of plain files inside out_dir (an edited manifest cannot point elsewhere, through a
+    link, or at the store)."""
     try:
         names = json.loads((out_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return []
-    return [n for n in names if isinstance(n, str) and n and not PurePosixPath(n).is_absolute()
-            and ".." not in PurePosixPath(n).parts]
+    if not isinstance(names, list):
+        return []
+    root = out_dir.resolve()
+
+    def ok(name) -> bool:
+        if not isinstance(name, str) or name in _RESERVED or PurePosixPath(name).is_absolute():
+            return False
+        inside = (out_dir / name).resolve().parent.is_relative_to(root)  # no folder that links elsewhere
+        return inside and not {"..", "."} & set(PurePosixPath(name).parts)
+
+    return [n for n in names if ok(n)]
 
 
 def write_outputs(out_dir: Path, files: dict[str, bytes | str]) -> list[Path]:
@@ -42,6 +59,20 @@ def write_outputs(out_dir: Path, files: dict[str, bytes | str]) -> list[Path]:
     paths = {out_dir / name: data for name, data in files.items()}
     write_atomic({out_dir / MANIFEST: json.dumps(names, indent=0), **paths})  # listed before they exist
     return list(paths)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT, SIGTERM and SIGHUP back in the main thread for the block (delivered right after it)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def write_atomic(files: dict[Path, bytes | str]) -> None:
@@ -72,10 +103,11 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
                 f.write(raw)
                 f.flush()
                 os.fsync(f.fileno())
-        while temps:
-            tmp, current = temps[0]
-            os.replace(tmp, current)
-            temps.pop(0)
+        with _signals_held():  # a Ctrl-C or SIGTERM waits for the renames: the outputs change all together
+            while temps:
+                tmp, current = temps[0]
+                os.replace(tmp, current)
+                temps.pop(0)
     except OSError as e:
         raise UserError(str(current), f"cannot write ({e.strerror or e}); the previous outputs are intact") from None
     finally:

@@ -114,7 +114,6 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     wanted = grid_members(cfg)
     if df.empty:
         return wanted
-    expected = len(cfg.lrs) * cfg.seeds
     cells = dict(iter(df.groupby(["n", "depth"])))
     for n in cfg.ns:
         for depth in cfg.depths_at(n):
@@ -129,13 +128,14 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
                     wanted += members_at(cfg, n, depth, int(width), steps=budget)
             now = cell[cell["steps_budget"] == budget]
-            counts = now.groupby("width").size()
-            # Only decide on widths whose every (lr, seed) is in: never from a half-trained point.
+            # Only decide on widths whose every (lr, seed) is in, the config's learning rates and any added at
+            # an edge: never from a half-trained point.
             lr_counts = now.groupby(["width", "lr"]).size()
             partial = set(lr_counts[lr_counts < cfg.seeds].index.get_level_values("width"))
-            full = counts[(counts >= expected) & ~counts.index.isin(partial)].index
+            lrs_of = now.groupby("width")["lr"].agg(set)
+            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.lrs) <= lrs]
             complete = now[now["width"].isin(full)]
-            if complete.empty or len(counts) != len(complete["width"].unique()):
+            if complete.empty or len(lrs_of) != len(full):
                 continue
             rates = crossfit_rates(complete, ["width"])
             widths = (_next_widths(rates, cfg.widths_at(n), cfg.success_threshold)

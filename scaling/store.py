@@ -71,8 +71,8 @@ def _check_out_dir(out_dir: Path) -> None:
                                           "choose a new or empty --out")
 
 
-def _remove_store(path: Path) -> None:
-    """--fresh: delete a store of this project (never an unrelated file) with SQLite's side files."""
+def _check_removable(path: Path) -> None:
+    """--fresh deletes a store of this project only, never an unrelated file named like one."""
     if path.exists() and path.stat().st_size:  # an empty file is a store whose first write failed
         try:
             with contextlib.closing(sqlite3.connect(f"{sqlite_uri(path)}?mode=ro", uri=True)) as conn:
@@ -82,6 +82,10 @@ def _remove_store(path: Path) -> None:
         if not ours:
             raise UserError(str(path), "is not a results store of scaling; --fresh deletes only those: move it "
                                        "away or choose another --out")
+
+
+def _remove_store(path: Path) -> None:
+    """--fresh: delete the store (checked by _check_removable) with SQLite's side files."""
     for p in (path, *(Path(f"{path}{s}") for s in SIDE_SUFFIXES)):
         try:
             p.unlink(missing_ok=True)
@@ -117,8 +121,9 @@ class Store:
         lock = DirLock(out)
         try:
             if fresh:
-                _remove_store(path)
+                _check_removable(path)  # before anything is deleted
                 remove_outputs(out)
+                _remove_store(path)
             existed = path.exists() and path.stat().st_size > 0  # an empty file: its first write failed
             conn = sqlite3.connect(path, isolation_level=None, timeout=30)  # rolls back a hot journal
             if existed:
@@ -129,7 +134,7 @@ class Store:
         except BaseException as e:
             lock.release()
             if created:  # leave no trace of a directory this call made
-                for p in (path, *(Path(f"{path}{s}") for s in SIDE_SUFFIXES), out / LOCK_NAME):
+                for p in (path, *(Path(f"{path}{s}") for s in SIDE_SUFFIXES)):  # the lock went with release()
                     p.unlink(missing_ok=True)
                 out.rmdir()
             if isinstance(e, sqlite3.Error):
@@ -156,6 +161,10 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 self._refuse_another_config(cfg)
+                # Runs of another config that stored no member (a crash before their first bucket) give way,
+                # with the plans they stored: the new config never trains another config's plan.
+                self.conn.execute("DELETE FROM plans WHERE run_id IN (SELECT run_id FROM runs WHERE config_hash "
+                                  "!= ?)", (cfg.hash(),))
                 self.conn.execute("DELETE FROM runs WHERE config_hash != ? AND run_id NOT IN "
                                   "(SELECT DISTINCT run_id FROM members)", (cfg.hash(),))
                 cur = self.conn.execute(f"INSERT INTO runs ({', '.join(RUN_START)}) "

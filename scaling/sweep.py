@@ -223,7 +223,7 @@ def run_sweep(
                     with bar_lock:
                         bar.update(finished)
                 return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
-                                    model=calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
+                                    model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
 
             results_in_order = train_concurrently([b for _, b in pending], workers, train)
             try:

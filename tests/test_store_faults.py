@@ -111,6 +111,28 @@ def test_a_run_that_crashed_before_its_first_bucket_does_not_block_the_corrected
     assert hashes == [config.parse(TINY).hash()] and run_id > 1
 
 
+def test_a_plan_of_a_config_that_crashed_before_its_first_bucket_is_never_trained(tmp_path):
+    """A run of another config that stored its round plan but no bucket gives way with its plan: the corrected
+    config trains its own members only."""
+    from scaling import search
+    from scaling.cost import load
+    from scaling.population import make_bucket
+    from scaling.rounds import Calibration, RoundPlan
+    from scaling.sweep import run_sweep
+
+    wrong = config.parse(TINY.replace("steps = 400", "steps = 500"))
+    store = Store.open(tmp_path)
+    run_id = store.start_run(wrong)
+    bucket = make_bucket(search.grid_members(wrong)[:4], eval_every=wrong.eval_every)
+    store.save_plan(run_id, 0, RoundPlan(0, (bucket,), Calibration(load(), 2)).to_json())
+    store.close()  # as if it crashed after storing its plan
+    run_sweep(config.parse(TINY), tmp_path, progress=False, workers=2)
+    with _connect(tmp_path / STORE_NAME) as conn:
+        budgets = {r[0] for r in conn.execute("SELECT DISTINCT steps_budget FROM members")}
+        hashes = {r[0] for r in conn.execute("SELECT config_hash FROM runs")}
+    assert budgets == {400} and hashes == {config.parse(TINY).hash()}
+
+
 def test_fresh_removes_this_projects_outputs_and_nothing_else(store_copy):
     write_outputs(store_copy, {SUMMARY: "old", FITS: "old", REPORT: "old", "figures/units_vs_bits.png": "old"})
     write_outputs(store_copy, {"figures/units_vs_bits.pdf": "old"})  # a second writer adds to the list

@@ -56,14 +56,15 @@ def test_two_sweeps_started_at_once_one_runs_and_the_other_is_refused(tmp_path):
 # stop could change what a resume trains: a round planned but not trained, a bucket mid-training, a bucket
 # trained but not committed, and one just committed.
 _KILLED_AT = """
-import os, signal, sys
+import os, signal, sys, threading
 moment, k = sys.argv[1], int(sys.argv[2])
-calls = [0]
+calls, lock = [0], threading.Lock()
 
-def tick():
-    calls[0] += 1
-    if calls[0] == k:
-        os.kill(os.getpid(), signal.SIGKILL)
+def tick():  # training threads call it concurrently
+    with lock:
+        calls[0] += 1
+        if calls[0] >= k:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 def after(owner, name):
     real = getattr(owner, name)
@@ -131,6 +132,7 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     env = {**os.environ, "SCALING_WORKERS": "2"}  # the reference trained on two threads
+    kills = 0
     for i, (moment, at) in enumerate(moments):
         out = tmp_path / f"out{i}"
         command = ["-m", "scaling"] if moment == "timed" else ["-c", _KILLED_AT, moment, str(at)]
@@ -143,6 +145,9 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
             time.sleep(at)
             proc.kill()
         proc.communicate(timeout=300)
+        if moment == "timed" and proc.returncode == 0:
+            continue  # a fast machine finished the sweep first: nothing was stopped
+        kills += 1
         assert proc.returncode == -signal.SIGKILL, (moment, at, proc.returncode)
         stopped = _rows(out)
         assert len(stopped) < len(theirs), (moment, at)
@@ -152,6 +157,7 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
         assert len(mine) == len(theirs), (moment, at)
         _assert_same_rows(mine, theirs)
         assert _plans(out) == their_plans, (moment, at)
+    assert kills >= 4
 
 
 @pytest.mark.parametrize("lost", ["one learning rate of a width", "one seed", "a whole width"])
@@ -204,6 +210,9 @@ def test_ctrl_c_from_the_first_moment_on_exits_130_with_one_line(tmp_path):
         proc = _sweep(path, tmp_path / f"out{i}")
         _handlers_installed(proc)
         time.sleep(delay)
+        if proc.poll() is not None and delay >= 1.0:  # a fast machine with warm caches finished first
+            assert proc.returncode == 0
+            continue
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=120)[1]
         assert proc.returncode == 130, (delay, proc.returncode, err)

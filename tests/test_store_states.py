@@ -124,6 +124,10 @@ def test_the_lock_is_never_followed_through_a_link_and_a_refused_sweep_leaves_no
     _error_line(capsys, main(["sweep", str(path), "--out", str(out)]), "symbolic link")
     assert target.read_text() == "keep me" and not (out / STORE_NAME).exists()
     (out / LOCK_NAME).unlink()
+    (out / LOCK_NAME).hardlink_to(target)  # a hard link: the same file under two names
+    _error_line(capsys, main(["sweep", str(path), "--out", str(out)]), "not a plain lock file")
+    assert target.read_text() == "keep me"
+    (out / LOCK_NAME).unlink()
     _store(out, FAILED, text=TINY.replace("steps = 400", "steps = 500"))  # a store of another config
     _error_line(capsys, main(["sweep", str(path), "--out", str(out)]), "another config")
     assert not (out / LOCK_NAME).exists()
@@ -159,10 +163,11 @@ def test_an_output_in_the_way_is_refused_before_any_output_is_replaced(tmp_path,
 @pytest.mark.parametrize("expr, expected", [
     ("9**9**9", "fails at n = 2"), ("ceil(9)**9**9", "fails at n = 2"), ("", "is empty"),
     ("(1e308*10)-(1e308*10)", "finite number > 0"), ("0*n - 1", "finite number > 0"), ("'a'*99", "only numbers"),
+    ("1" * 400, "too large for a float"), ("+" * 499 + "n", "nests too deeply"),
 ])
 def test_assume_wstar_is_bounded_and_checked(tmp_path, capsys, expr, expected):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     start = time.monotonic()
-    _error_line(capsys, main(["plan", str(path), "--assume-wstar", expr]), expected)
+    _error_line(capsys, main(["plan", str(path), f"--assume-wstar={expr}"]), expected)
     assert time.monotonic() - start < 60  # it used to run for ever; the bound is generous for a loaded machine
