@@ -24,7 +24,8 @@ from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
 from analysis.measure import measure_cube
 from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from scaling import search
-from scaling.config import Config, WidthSearch
+from scaling.config import Config
+from scaling.schema import WidthSearch
 
 POWER = 0.8
 MAX_N = 20  # widths grow fast with n: past this a design is out of reach of any laptop or GPU week

@@ -20,7 +20,8 @@ import pandas as pd
 
 from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
 from analysis.measure import CellMeasure, measure_cells
-from scaling.config import Config, log2_depth
+from scaling.config import Config
+from scaling.schema import log2_depth
 from scaling.stats import latest_budget, summarize, width_cells
 
 REPS = 100  # seed-bootstrap replicates: the calibration ran with these, so the report calls as it was calibrated

@@ -17,10 +17,11 @@ from collections.abc import Callable
 import pandas as pd
 
 from scaling import plan, search
-from scaling.config import Config, WidthSearch
+from scaling.config import Config
 from scaling.cost import CostModel
 from scaling.errors import UserError
 from scaling.population import Bucket, Member
+from scaling.schema import WidthSearch
 
 # Every value is a float, so that no expression can build a huge integer ("9**9**9"): a float overflows at once.
 _FUNCTIONS = {f: (lambda fn: lambda *x: float(fn(*x)))(getattr(math, f))

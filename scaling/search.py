@@ -32,8 +32,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from scaling.config import Config, WidthSearch
+from scaling.config import Config
 from scaling.population import SHARED_FIELDS, Member
+from scaling.schema import WidthSearch
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
 
