@@ -16,7 +16,9 @@ import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
+from scaling.dirlock import LOCK_NAME
 from scaling.errors import UserError
+from scaling.results import SIDE_SUFFIXES, STORE_NAME
 
 MANIFEST = ".outputs"  # JSON list of the names, relative to DIR, of every output written there
 
@@ -29,7 +31,7 @@ def _file_mode() -> int:
 
 
 # Never outputs, whatever an edited manifest says: the store, SQLite's files beside it, the lock, the manifest.
-_RESERVED = {"results.sqlite", "results.sqlite-wal", "results.sqlite-shm", "results.sqlite-journal", ".lock", MANIFEST}
+_RESERVED = {STORE_NAME, *(STORE_NAME + suffix for suffix in SIDE_SUFFIXES), LOCK_NAME, MANIFEST}
 
 
 def _listed(out_dir: Path) -> list[str]:

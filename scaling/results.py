@@ -137,9 +137,19 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
         raise UserError(str(path), f"cannot be read ({e})") from None
 
 
-def stored_members(df: pd.DataFrame) -> set[Member]:
-    """The identities of the members in a members frame (what a resumed sweep skips)."""
-    return {member_of(r) for r in df.to_dict("records")}
+# What tells the members of one store apart: the store holds one config's members (Store.start_run checks the
+# hash), so the fields that config fixes need no comparing.
+STORE_KEY = ("n", "depth", "width", "lr", "seed", "steps_budget")
+
+
+def store_key(m: Member) -> tuple:
+    """A member's STORE_KEY values, as a row of its store holds them."""
+    return (m.n, m.depth, m.width, m.lr, m.seed, m.steps)
+
+
+def stored_keys(df: pd.DataFrame) -> set[tuple]:
+    """The STORE_KEY of every row of a members frame (of rows with at least those columns)."""
+    return set() if df.empty else set(df[list(STORE_KEY)].itertuples(index=False, name=None))
 
 
 # Columns that every row must fill with a number; the others may be NULL (step_solved of an unsolved member, the

@@ -16,6 +16,7 @@ import json
 
 from scaling.cost import CostModel
 from scaling.population import Bucket, BucketSpec, Member
+from scaling.results import store_key
 
 PLAN_VERSION = 1
 
@@ -44,10 +45,11 @@ class RoundPlan:
         """The members table's `bucket` value of the plan's bucket at `index`."""
         return f"r{self.round}b{index}"
 
-    def unfinished(self, stored: set[Member]) -> list[tuple[int, Bucket]]:
-        """(index, bucket) of the buckets with no stored member. A bucket is committed whole, so one with some
-        members stored was committed (and rows deleted by hand since are the search's to ask for again)."""
-        return [(i, b) for i, b in enumerate(self.buckets) if not any(m in stored for m in b.members)]
+    def unfinished(self, stored: set[tuple]) -> list[tuple[int, Bucket]]:
+        """(index, bucket) of the buckets with no stored member (`stored`: results.stored_keys). A bucket is
+        committed whole, so one with some members stored was committed (and rows deleted by hand since are the
+        search's to ask for again)."""
+        return [(i, b) for i, b in enumerate(self.buckets) if not any(store_key(m) in stored for m in b.members)]
 
     def to_json(self) -> str:
         buckets = [{"spec": dataclasses.asdict(b.spec), "steps": b.steps, "slots_min": b.slots_min,

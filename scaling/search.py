@@ -34,6 +34,7 @@ import pandas as pd
 
 from scaling.config import Config
 from scaling.population import SHARED_FIELDS, Member
+from scaling.results import store_key, stored_keys
 from scaling.schema import WidthSearch
 from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
 
@@ -123,7 +124,7 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 continue
             for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
                 wanted += members_at(cfg, n, depth, int(width), steps=int(steps),
-                                          lrs=tuple(sorted(set(cfg.lrs) | set(lrs.tolist()))))
+                                     lrs=tuple(sorted(set(cfg.lrs) | set(lrs.tolist()))))
             budget = int(cell["steps_budget"].max())
             if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
@@ -154,13 +155,11 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     return wanted
 
 
-_KEY = ["n", "depth", "width", "lr", "seed", "steps_budget"]  # a member of this config, as the store names it
-
-
-def missing_members(cfg: Config, df: pd.DataFrame) -> set[Member]:
-    """The members the search wants that `df` (this config's rows) lacks: what the sweep trains next."""
-    have = set() if df.empty else set(df[_KEY].itertuples(index=False, name=None))
-    return {m for m in wanted_members(cfg, df) if (m.n, m.depth, m.width, m.lr, m.seed, m.steps) not in have}
+def missing_members(cfg: Config, df: pd.DataFrame, stored: set[tuple] | None = None) -> set[Member]:
+    """The members the search wants that `df` (this config's rows) lacks: what the sweep trains next.
+    `stored`: stored_keys(df), when the caller has it already."""
+    stored = stored_keys(df) if stored is None else stored
+    return {m for m in wanted_members(cfg, df) if store_key(m) not in stored}
 
 
 def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:

@@ -35,11 +35,10 @@ from scaling.results import (
     is_ours,
     read_members,
     sqlite_uri,
-    stored_members,
     tables_of,
 )
 
-__all__ = ["LOCK_NAME", "STORE_NAME", "DirLock", "Store", "stored_members"]
+__all__ = ["LOCK_NAME", "STORE_NAME", "DirLock", "Store"]
 
 
 def _now() -> str:

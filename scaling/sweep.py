@@ -24,9 +24,10 @@ from scaling.errors import UserError
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, Member, MemberResult, padding_waste
 from scaling.programs import Programs, population_slots
+from scaling.results import stored_keys
 from scaling.rounds import Calibration, RoundPlan
 from scaling.stats import summarize
-from scaling.store import Store, stored_members
+from scaling.store import Store
 from scaling.train import train_bucket
 
 log = logging.getLogger(__name__)
@@ -97,25 +98,25 @@ def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibra
 def _calibration(plans: list[RoundPlan], workers: int) -> Calibration:
     """The calibration of the store's latest plan when it was measured on this kind of device (so that a resume
     plans as the stopped run would have), else this machine's cost model (probed once per machine)."""
-    import jax
-
     if plans and plans[-1].calibration.matches(jax.default_backend(), jax.devices()[0].device_kind):
         return plans[-1].calibration
     return Calibration(probes.load_or_calibrate(), workers)
 
 
 def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibration: Calibration,
-               slots) -> RoundPlan | None:
-    """The latest stored plan while it has buckets without stored rows (a stopped round), else a new plan of
-    the members the search wants and the store lacks (None: the sweep is done)."""
-    if plans and plans[-1].unfinished(stored_members(df)):
-        return plans[-1]
-    todo = sorted(search.missing_members(cfg, df))
+               slots) -> tuple[RoundPlan, list[tuple[int, Bucket]]] | None:
+    """(plan, its buckets to train): the latest stored plan while it has buckets without stored rows (a stopped
+    round), else a new plan of the members the search wants and the store lacks (None: the sweep is done)."""
+    stored = stored_keys(df)
+    if plans and (pending := plans[-1].unfinished(stored)):
+        return plans[-1], pending
+    todo = sorted(search.missing_members(cfg, df, stored))
     if not todo:
         return None
     buckets = plan_buckets(todo, cfg, calibration.model, known=rounds.program_shapes(plans, slots),
                            workers=calibration.workers)
-    return RoundPlan(plans[-1].round + 1 if plans else 0, tuple(buckets), calibration)
+    plan = RoundPlan(plans[-1].round + 1 if plans else 0, tuple(buckets), calibration)
+    return plan, list(enumerate(plan.buckets))
 
 
 class _Stopped(Exception):
@@ -189,8 +190,8 @@ def run_sweep(
         slots = lambda bucket: population_slots(bucket, mesh)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
-        while (plan := _next_plan(cfg, df, plans, calibration, slots)) is not None:
-            pending = plan.unfinished(stored_members(df))
+        while (planned := _next_plan(cfg, df, plans, calibration, slots)) is not None:
+            plan, pending = planned
             again = trained_members.intersection(m for _, b in pending for m in b.members)
             if again:  # never loop for ever on members that do not stay stored
                 raise UserError(str(store.path), f"{len(again)} members that this sweep trained and stored are "
@@ -214,7 +215,7 @@ def run_sweep(
             if min(workers, len(pending)) < cores:  # a core is left: compile for the next round meanwhile
                 todo = [m for _, b in pending for m in b.members]
                 _queue_next_round(cfg, df, todo, calibration, free_shapes, programs, mesh)
-            bar_lock = threading.Lock()
+            bar_lock, solved = threading.Lock(), int(df["solved"].sum())
 
             def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
                 def on_chunk(finished: int, live: int) -> None:
@@ -231,16 +232,16 @@ def run_sweep(
                     store.insert(run_id, plan.label(i), bucket.members, results)
                     trained_buckets.append(bucket)
                     trained_members.update(bucket.members)
-                    df = store.frame()
+                    solved += sum(r.solved for r in results)
                     c = compiled()
                     with bar_lock:
                         bar.set_postfix_str(f"round {plan.round} bucket {i + 1}/{len(plan.buckets)} "
-                                            f"solved {int(df['solved'].sum())} compiled {c['compiles']} "
-                                            f"({c['compile_s']:.0f} s)")
+                                            f"solved {solved} compiled {c['compiles']} ({c['compile_s']:.0f} s)")
                     if on_bucket is not None:
                         on_bucket(bucket)
             finally:
                 results_in_order.close()  # stops the workers now, not whenever the generator is collected
+            df = store.frame()  # the round's rows, read once: what the search asks next
             rounds_run += 1
         summary = summarize(df, cfg)
         counts = compiled()
