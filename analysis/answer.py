@@ -110,7 +110,7 @@ def power_line(group: str, result: dict | None, cfg) -> str:
     cost = f": about {_duration(found['cost_s'])} on this machine" if "cost_s" in found else ""
     caveat = (" The run fits neither class within its noise, so this holds only if what the laws miss stays small."
               if result.get("fits_neither") else "")
-    current = found["n_max"] == max(cfg.ns) and found["seeds"] == cfg.seeds
+    current = found["n_max"] == max(cfg.task.ns) and found["seeds"] == cfg.search.seeds
     return (f"- {label(group)}: " + ("this design decides it" if current else
             f"to decide it, measure up to n = {found['n_max']} with {found['seeds']} seeds{cost}")
             + f" (called right in {', '.join(f'{v:.0%} ({k})' for k, v in found['right'].items())} of "

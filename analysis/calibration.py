@@ -82,7 +82,7 @@ lrs = {list(lrs)}
 seeds = {design.seeds}
 min_depth_widths = []
 """, "<calibration>")
-    return dataclasses.replace(cfg, widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
+    return cfg.replace(widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
 
 
 def solve_probability(truth: Callable, n, width, lr_factor) -> np.ndarray:
@@ -93,7 +93,7 @@ def solve_probability(truth: Callable, n, width, lr_factor) -> np.ndarray:
 
 def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None) -> pd.DataFrame:
     """A members table as a sweep of cfg would leave it, with outcomes drawn from the truth."""
-    lrs = sorted(cfg.lrs)
+    lrs = sorted(cfg.train.lrs)
     factor = scale_lr or {lr: (1.0 if i == len(lrs) // 2 else RATE_FACTOR) for i, lr in enumerate(lrs)}
     df, done = pd.DataFrame(), set()
     while True:
@@ -206,7 +206,7 @@ def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = REPS) ->
     rows = []
     for block in range(blocks):
         members = df[df["seed"] % blocks == block].assign(seed=lambda d: d["seed"] // blocks)
-        verdict = judge(members, dataclasses.replace(cfg, seeds=cfg.seeds // blocks), reps=reps, seed=block)
+        verdict = judge(members, cfg.replace(seeds=cfg.search.seeds // blocks), reps=reps, seed=block)
         rows += [{"block": block, "group": name, "call": g.call,
                   "w50": None if g.w50_call is None else g.w50_call.call} for name, g in verdict.groups.items()]
     return pd.DataFrame(rows)

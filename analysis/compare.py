@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.fits import FAMILIES, Fit, FitError, akaike_weights, fit_curve
+from analysis.intervals import interval95
 
 # resample(rng) -> (x, y) of one bootstrap replicate (censored points already left out).
 Resampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -176,6 +177,6 @@ def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: n
     for f, rows in draws.items():
         if rows:
             arr = np.stack(rows)
-            comparison.boot_ci[f] = {name: (float(np.percentile(arr[:, i], 2.5)), float(np.percentile(arr[:, i], 97.5)))
+            comparison.boot_ci[f] = {name: tuple(map(float, interval95(arr[:, i])))
                                      for i, name in enumerate(FAMILIES[f].names)}
     comparison.table["boot_win_rate"] = comparison.table["family"].map(comparison.win_rate)

@@ -79,8 +79,9 @@ def depth_curves(base: pd.DataFrame, cfg: Config) -> list[Curve]:
         width_of = dict(zip(rows["n"], rows["width"]))
         members = base[base["width"] == base["n"].map(width_of)]
         y = np.where(rows["censored"], rows["bound"], rows["L_star"]).astype(float)
+        resample = _star_resampler(members, "depth", cfg.search.success_threshold)
         curves.append(Curve(f"L_star/{group}", "L_star", group, rows["n"].to_numpy(float), y,
-                            rows["censored"].to_numpy(bool), _star_resampler(members, "depth", cfg.success_threshold)))
+                            rows["censored"].to_numpy(bool), resample))
     return curves
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.intervals import interval95
 from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law
 
 UNDECIDED = "undecided"
@@ -61,7 +62,7 @@ class GrowthCall:
     def ci(self, law: str, name: str) -> tuple[float, float]:
         """95 % seed-bootstrap percentile interval of one parameter."""
         i = LAWS[law].names.index(name)
-        return tuple(float(v) for v in np.percentile(self.reps[law][:, i], [2.5, 97.5]))
+        return tuple(map(float, interval95(self.reps[law][:, i])))
 
     def as_dict(self) -> dict:
         return {"call": self.call, "class_weight": self.class_weight, "class_win_rate": self.class_win_rate,

@@ -61,7 +61,7 @@ def _width_cell(row) -> str:
 def _edge_note(stars: pd.DataFrame, cfg: Config) -> str:
     at_edge = stars[stars["lr_at_edge"].fillna(False).astype(bool)] if "lr_at_edge" in stars else stars.iloc[:0]
     rule = (f"The search extends the learning rates beyond the grid's edge at transition widths, up to "
-            f"{cfg.lr_extend} factor(s) of 3 (search.lr_extend).")
+            f"{cfg.search.lr_extend} factor(s) of 3 (search.lr_extend).")
     if at_edge.empty:
         return rule + " No cell's best learning rate at w* stayed at the edge of the rates tested there."
     cells = ", ".join(f"(n = {int(r.n)}, depth {int(r.depth)}, lr {num(r.best_lr)})" for r in at_edge.itertuples())
@@ -150,19 +150,19 @@ KNOWN = """- One hidden layer of threshold or ReLU units: n units suffice (Rumel
 
 
 def _setup(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame) -> str:
-    last = runs.iloc[-1]
+    last, task, model, train, search = runs.iloc[-1], cfg.task, cfg.model, cfg.train, cfg.search
     commit = last["git_commit"] if isinstance(last["git_commit"], str) and last["git_commit"] else "unknown"
-    l_star_max = (str(cfg.min_depth_max) if cfg.min_depth_max is not None else
-                  "⌈log2 n⌉ + 2" if cfg.min_depth_times_n else "the largest depth")
+    l_star_max = (str(cfg.search.min_depth_max) if cfg.search.min_depth_max is not None else
+                  "⌈log2 n⌉ + 2" if cfg.search.min_depth_times_n else "the largest depth")
     return _table(["setting", "value"], [
-        ["task", f"{cfg.task}, n = {', '.join(map(str, cfg.ns))}, encoding {cfg.encoding}"],
-        ["model", f"depths {list(cfg.depths)}" + "".join(f", ⌈log2 n⌉ + {k}" for k in cfg.depth_log2) + ", widths "
-         + (f"{cfg.width_per_n}n" if cfg.width_per_n else f"{cfg.width_search} up to {cfg.max_width}")
-         + f", {cfg.activation}, init {cfg.init}"],
-        ["training", f"{cfg.optimizer}, lrs {list(cfg.lrs)}, loss {cfg.loss}, budget {cfg.steps} steps"
-         + (f" (budget-limited cells rerun at 2x up to {cfg.max_steps})" if cfg.max_steps > cfg.steps else "")
-         + f", evaluated every {cfg.eval_every}"],
-        ["search", f"{cfg.seeds} seeds per point, threshold {cfg.success_threshold}, L* at "
+        ["task", f"{task.kind}, n = {', '.join(map(str, task.ns))}, encoding {task.encoding}"],
+        ["model", f"depths {list(model.depths)}" + "".join(f", ⌈log2 n⌉ + {k}" for k in model.depth_log2) + ", widths "
+         + (f"{model.width_per_n}n" if model.width_per_n else f"{model.width_search} up to {cfg.max_width}")
+         + f", {model.activation}, init {model.init}"],
+        ["training", f"{train.optimizer}, lrs {list(train.lrs)}, loss {train.loss}, budget {train.steps} steps"
+         + (f" (budget-limited cells rerun at 2x up to {search.max_steps})" if search.max_steps > train.steps else "")
+         + f", evaluated every {train.eval_every}"],
+        ["search", f"{cfg.search.seeds} seeds per point, threshold {cfg.search.success_threshold}, L* at "
          + f"{', '.join(cfg.min_depth_groups) or 'no width'} up to depth {l_star_max}"],
         ["members trained", f"{len(df)} ({int(df['solved'].sum())} solved, {int(df['diverged'].sum())} diverged)"],
         ["provenance", f"jax {last['jax_version']}, flax {last['flax_version']}, optax {last['optax_version']}, "
@@ -228,14 +228,14 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         cells = [depth_rows[(depth_rows["n"] == n) & (depth_rows["group"] == g)] for g in d_groups]
         l_rows.append([n] + [f"{_star_cell(c.iloc[0], 'L_star')} at width {int(c['width'].iloc[0])}" if len(c)
                              else "n/a" for c in cells])
-    l_star_max = (str(cfg.min_depth_max) if cfg.min_depth_max is not None else
-                  "⌈log2 n⌉ + 2" if cfg.min_depth_times_n else "the largest depth at n")
+    l_star_max = (str(cfg.search.min_depth_max) if cfg.search.min_depth_max is not None else
+                  "⌈log2 n⌉ + 2" if cfg.search.min_depth_times_n else "the largest depth at n")
     parts = [
-        f"# {cfg.name}: hidden units that gradient training needs for n-bit parity",
+        f"# {cfg.experiment.name}: hidden units that gradient training needs for n-bit parity",
         *[f"> **Warning:** {w}" for w in warnings],
         plain_answer(verdict, powers),
         source,
-        cfg.description.strip(),
+        cfg.experiment.description.strip(),
         "## Verdict", verdict_section(verdict, powers, cfg),
         "## Setup", _setup(cfg, df, runs),
         "## Definitions", DEFINITIONS,
@@ -247,7 +247,8 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         _table(["n"] + [f"depth {d}" for d in depths], _cell_rows(stars, depths, lambda r, d: _width_cell(r))),
         _edge_note(stars, cfg),
         "## w* against the step budget",
-        f"w* re-read from the stored solve steps at 1/8, 1/4, 1/2 and all of each cell's budget ({cfg.steps} steps); "
+        f"w* re-read from the stored solve steps at 1/8, 1/4, 1/2 and all of each cell's budget "
+        f"({cfg.train.steps} steps); "
         f"✓: budget-converged (w* did not fall between half the budget and the whole). {limited} of {len(stars)} "
         f"cells are budget-limited; they are left out of the fits.",
         _table(["n"] + [f"depth {d}" for d in depths],
@@ -263,7 +264,7 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
                   _table(["n"] + [g.replace("=", " ") for g in d_groups], l_rows)]
     parts += ["## Steps to solve",
               "Median steps to solve at the first tested width >= 2n of each cell and its best learning rate. Steps "
-              f"are exact with full batches, read every {cfg.eval_every} steps with mini-batches.",
+              f"are exact with full batches, read every {cfg.train.eval_every} steps with mini-batches.",
               "\n".join(_steps_text(fits, skipped, steps)) or "No steps-to-solve curve had 5 uncensored points."]
     parts += ["## Fits"]
     for g in verdict.groups.values():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
+from analysis.intervals import interval95
 from scaling.stats import crossfit_counts
 
 _PSEUDO = 0.5
@@ -169,8 +170,7 @@ def w50_frame(cells: dict[tuple, CellMeasure]) -> pd.DataFrame:
     """One row per cell: W50 with its seed-bootstrap 95 % interval, where it lies, and its log noise."""
     rows = []
     for m in cells.values():
-        reps = m.w50_reps[np.isfinite(m.w50_reps)]
-        lo, hi = np.percentile(reps, [2.5, 97.5]) if len(reps) else (np.nan, np.nan)
+        lo, hi = interval95(m.w50_reps)
         rows.append({"n": m.n, "depth": m.depth, "widths": len(m.widths), "bound": m.bound, "w50": m.w50,
                      "w50_lo": lo, "w50_hi": hi, "beyond": m.beyond, "w50_log_sd": m.w50_log_sd(),
                      "slope": m.slope})

@@ -112,10 +112,10 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         return None
     truths, scale = _truths(g), _scale(g, verdict.cells)
     rng = np.random.default_rng(seed)
-    n_min, reach = min(cfg.ns), _curve(*max(truths.values(), key=lambda t: _curve(*t)(max(cfg.ns) + 8)))
-    top = max([n for n in range(max(cfg.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.ns))
-    n_max = max(cfg.ns)
-    largest = Design(min(n_max + N_STEPS[-1], top), cfg.seeds, n_min)
+    n_min, reach = min(cfg.task.ns), _curve(*max(truths.values(), key=lambda t: _curve(*t)(max(cfg.task.ns) + 8)))
+    top = max([n for n in range(max(cfg.task.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.task.ns))
+    n_max = max(cfg.task.ns)
+    largest = Design(min(n_max + N_STEPS[-1], top), cfg.search.seeds, n_min)
     widths = {growth: _tested_widths(largest, _curve(*truths[growth])) for growth in truths}
     tried, found = [], None
 
@@ -123,16 +123,16 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         right = {}
         for growth in truths:  # the second truth only where the first is called right often enough
             right[growth] = design_power(design, _curve(*truths[growth]), growth, widths[growth], scale, repeats,
-                                         cfg.success_threshold, reps, rng)
+                                         cfg.search.success_threshold, reps, rng)
             if right[growth] < POWER:
                 break
         tried.append(DesignPower(design, right, len(truths)))
         return tried[-1]
 
-    if attempt(Design(largest.n_max, cfg.seeds * SEED_FACTORS[-1], n_min)).decides:
+    if attempt(Design(largest.n_max, cfg.search.seeds * SEED_FACTORS[-1], n_min)).decides:
         for factor in SEED_FACTORS:  # the largest design decides: find the smallest n at each seed level
             for step in N_STEPS:
-                design = Design(min(n_max + step, largest.n_max), cfg.seeds * factor, n_min)
+                design = Design(min(n_max + step, largest.n_max), cfg.search.seeds * factor, n_min)
                 if found is not None and _size(design) >= _size(found.design):
                     break  # no smaller than the design already found: nothing to gain at this seed level
                 result = next((t for t in tried if t.design == design), None) or attempt(design)
@@ -161,11 +161,11 @@ def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> 
 
     ns = tuple(range(design.n_min, design.n_max + 1))
     top = max(wstar(n, d) for n in ns for d in cfg.depths_at(n) if d > 0)
-    grid = [cfg.widths[0]]
+    grid = [cfg.model.widths[0]]
     while grid[-1] < 2 * top:
         grid.append(grid[-1] * 2)
-    variant = dataclasses.replace(cfg, ns=ns, seeds=design.seeds,
-                                  widths=tuple(grid) if cfg.width_search == WidthSearch.ADAPTIVE else cfg.widths)
+    variant = cfg.replace(ns=ns, seeds=design.seeds,
+                          widths=tuple(grid) if cfg.model.width_search == WidthSearch.ADAPTIVE else cfg.model.widths)
     total = forecast.total(forecast.simulate(variant, wstar, model, workers=workers))
     return total.compile_s + total.train_wall_s
 
@@ -192,10 +192,10 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
         from scaling.sweep import default_workers, make_mesh
 
         model = cost_model.load()
-        workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
+        workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)
         for result in powers.values():
             if result is not None and result["decides"] is not None:
                 found = result["decides"]
-                design = Design(found["n_max"], found["seeds"], min(cfg.ns))
+                design = Design(found["n_max"], found["seeds"], min(cfg.task.ns))
                 result["decides"]["cost_s"] = design_cost(cfg, design, wstar, model, workers)
     return powers

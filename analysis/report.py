@@ -14,6 +14,7 @@ from analysis.compare import Bootstrap, FitComparison, compare_fits
 from analysis.curves import Curve, depth_curves, steps_curves, steps_frame
 from analysis.data import load, load_config, load_runs
 from analysis.fits import FitError
+from analysis.intervals import interval95
 from analysis.laws import LAWS
 from analysis.markdown import render_report
 from analysis.measure import w50_frame
@@ -41,9 +42,8 @@ def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray,
     for _ in range(reps):
         for x, y in zip(*curve.resample(rng)):
             draws[x].append(y)
-    lo = np.array([np.percentile(draws[x], 2.5) if draws[x] else np.nan for x in curve.x])
-    hi = np.array([np.percentile(draws[x], 97.5) if draws[x] else np.nan for x in curve.x])
-    return lo, hi
+    lo, hi = zip(*(interval95(draws[x]) for x in curve.x)) if len(curve.x) else ((), ())
+    return np.array(lo, float), np.array(hi, float)
 
 
 def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], dict[str, str]]:
@@ -67,7 +67,7 @@ def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, .
             continue
         own = np.array([not g.group.startswith("depth=log2") or depth_of[int(n)] not in fixed for n in points.x])
         scale = np.array([depth_of[int(n)] if quantity == "units" else 1 for n in points.x], float)
-        lo, hi = (np.nanpercentile(points.reps, q, axis=0) * scale for q in (2.5, 97.5))
+        lo, hi = (bound * scale for bound in interval95(points.reps, axis=0))
         frames.append(pd.DataFrame({"curve": f"{quantity}/{g.group}", "quantity": quantity, "group": g.group,
                                     "n": points.x, "y": points.y * scale, "censored": False, "limited": False,
                                     "lo": lo, "hi": hi})[own])
@@ -79,7 +79,7 @@ def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitCompar
     points, fitted, weights = [], [], []
     for g in verdict.groups.values():
         depth_of = {n: d for n, d in g.cells}
-        points += _group_points(g, depth_of, cfg.depths)
+        points += _group_points(g, depth_of, cfg.model.depths)
         for quantity, call, pts in (("w50", g.w50_call, g.w50), ("w_star", g.w_star_call, g.w_star)):
             if call is None:
                 continue
@@ -150,10 +150,10 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
         raise UserError(str(dir), "the store has no trained members yet")
     verdict = judge(df, cfg, reps)
     shaped = latest_budget(width_cells(df, cfg))  # w* at each cell's largest budget
-    base = df[df["steps_budget"] == cfg.steps]  # L* compares depths at one budget
+    base = df[df["steps_budget"] == cfg.train.steps]  # L* compares depths at one budget
     w50 = w50_frame(verdict.cells)
     summary = verdict.summary.merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
-    by_budget = min_width_by_budget(shaped, cfg.success_threshold)
+    by_budget = min_width_by_budget(shaped, cfg.search.success_threshold)
     stars = summary[summary["kind"] == "min_width"]
     other = depth_curves(base, cfg) + steps_curves(shaped, sorted(set(shaped["depth"])))
     fits, skipped = fit_all(other, reps)
@@ -162,7 +162,7 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
     fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
     fits_json["verdict"] = verdict.as_dict() | {"power": powers}
-    theory = unit_counts(cfg.ns)
+    theory = unit_counts(cfg.task.ns)
     rates = crossfit_rates(shaped, ["n", "depth", "width"])
     bases = {name: comp.fits["exponential"].params["b"] for name, comp in fits.items()
              if name.startswith("steps/") and "exponential" in comp.fits}

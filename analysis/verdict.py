@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
+from analysis.intervals import interval95
 from analysis.measure import CellMeasure, measure_cells
 from scaling.config import Config
 from scaling.schema import log2_depth
@@ -99,8 +100,8 @@ def _call(points: Points, refine: bool) -> GrowthCall | None:
 def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: set,
                   refine: bool = True) -> GroupVerdict:
     """The call of one depth group from its measured cells (limited, censored: the (n, depth) cells that are)."""
-    keys = [(n, cfg.group_depth(group, n)) for n in cfg.ns if (n, cfg.group_depth(group, n)) in cells]
-    own = not group.startswith("depth=log2") or any(d not in cfg.depths for _, d in keys)
+    keys = [(n, cfg.group_depth(group, n)) for n in cfg.task.ns if (n, cfg.group_depth(group, n)) in cells]
+    own = not group.startswith("depth=log2") or any(d not in cfg.model.depths for _, d in keys)
     measured = [cells[k] for k in keys]
     w50, w_star = _points(measured, limited, "w50"), _points(measured, limited, "w_star")
     reasons = []
@@ -127,8 +128,7 @@ def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: 
 
 
 def _interval(values: np.ndarray) -> list[float]:
-    values = values[np.isfinite(values)]
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) else [float("nan")] * 2
+    return [float(v) for v in interval95(values)]
 
 
 def _parameters(depth: int, width, n: int):
@@ -201,9 +201,9 @@ def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0) -> Ver
     limited = key(stars[~stars["budget_converged"].fillna(True).astype(bool) & ~stars["censored"].astype(bool)]) \
         if len(stars) else set()
     censored = key(stars[stars["censored"].astype(bool)]) if len(stars) else set()
-    cells = measure_cells(shaped, cfg.success_threshold, reps, seed)
+    cells = measure_cells(shaped, cfg.search.success_threshold, reps, seed)
     groups = {g: group_verdict(g, cfg, cells, limited, censored) for g in cfg.depth_groups if g != "depth=0"}
-    shallow_depth = 1 if 1 in cfg.depths else None
+    shallow_depth = 1 if 1 in cfg.model.depths else None
     shallow = None
     first = groups.get("depth=1")
     if first is not None and first.w50_call is not None:

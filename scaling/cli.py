@@ -39,16 +39,16 @@ def _sweep(args) -> None:
     from scaling.sweep import run_sweep
 
     cfg = config.load(args.config)
-    out = args.out or f"results/{cfg.name}"
+    out = args.out or f"results/{cfg.experiment.name}"
     outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, progress=True)
-    print(f"{cfg.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
+    print(f"{cfg.experiment.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
           f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time; "
           f"training threads waited {outcome.compile_wait_s:.0f} s for them) -> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
         if not table.empty:
-            print(f"\n{title}, threshold {cfg.success_threshold}:\n{table.to_string()}")
+            print(f"\n{title}, threshold {cfg.search.success_threshold}:\n{table.to_string()}")
 
 
 def _plan(args) -> None:
@@ -64,7 +64,7 @@ def _plan(args) -> None:
     cfg = config.load(args.config)
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
-    workers = default_workers(make_mesh(cfg.devices), cfg.bucket_mib)
+    workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)
     model = probes.load_or_calibrate()
     print("\n".join(describe(cfg, model, forecast(cfg, model, args.assume_wstar, workers), workers, args.assume_wstar)))
 

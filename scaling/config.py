@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Task, WidthSearch
 from scaling.errors import UserError
-from scaling.names import ACTIVATIONS, ENCODINGS, INITS, LOSSES, OPTIMIZERS, TASKS
 from scaling.population import member_bytes
 from scaling.schema import (
     MAX_BUCKET_MIB,
@@ -22,7 +22,6 @@ from scaling.schema import (
     MAX_STEPS,
     SCHEMA,
     Reader,
-    WidthSearch,
     depths_of,
     log2_depth,
     lrs_of,
@@ -33,25 +32,41 @@ from scaling.schema import (
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Experiment:
     name: str
     description: str
-    task: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSection:
+    kind: Task
     ns: tuple[int, ...]
-    encoding: str
+    encoding: Encoding
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
     depths: tuple[int, ...]  # fixed depths, at every n
     depth_log2: tuple[int, ...]  # a schedule tied to n: depth ceil(log2 n) + k for each k
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
     width_search: WidthSearch
     width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
-    activation: str
-    init: str
-    optimizer: str
+    activation: Activation
+    init: Init
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+    optimizer: Optimizer
     lrs: tuple[float, ...]
     steps: int
     eval_every: int
-    loss: str
+    loss: Loss
     max_batch_rows: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
     seeds: int
     success_threshold: float
     min_depth_widths: tuple[int, ...]
@@ -59,28 +74,63 @@ class Config:
     min_depth_max: int | None  # None: ceil(log2 n) + 2 with times_n, else the largest depth at n
     lr_extend: int  # at a transition width, a best learning rate at the grid's edge adds lr x 3 (or / 3), this often
     max_steps: int  # budget rule: a budget-limited cell is rerun at twice its budget while that stays <= this
-    run_seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    seed: int
     devices: int | None  # None = all visible devices
     bucket_mib: int
     pad_depth: bool
+
+
+# The fields of the config hash, named as they have been since the first stored run (section, field, name):
+# the run's and the experiment's sections change no member, so they are left out.
+_HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding")] + [
+    (section, f.name, f.name) for section, cls in (("model", Model), ("train", Train), ("search", Search))
+    for f in dataclasses.fields(cls)] + [("run", "seed", "run_seed")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A validated experiment file, one frozen section per [section] of the file."""
+
+    experiment: Experiment
+    task: TaskSection
+    model: Model
+    train: Train
+    search: Search
+    run: Run
     source: str = ""  # the file's text, kept for provenance
+
+    def replace(self, **fields) -> Config:
+        """A copy with some fields changed, each named as in its section: cfg.replace(seeds=4, pad_depth=False)."""
+        sections = {}
+        for key, value in fields.items():
+            section = next((f.name for f in dataclasses.fields(self) if f.name != "source" and key in {
+                g.name for g in dataclasses.fields(getattr(self, f.name))}), None)
+            if section is None:
+                raise TypeError(f"no section of Config has a field {key!r}")
+            sections.setdefault(section, {})[key] = value
+        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **changes)
+                                            for s, changes in sections.items()})
 
     @property
     def max_width(self) -> int:
-        return max(w for n in self.ns for w in self.widths_at(n))
+        return max(w for n in self.task.ns for w in self.widths_at(n))
 
     def widths_at(self, n: int) -> tuple[int, ...]:
         """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
-        return (self.width_per_n * n,) if self.width_per_n else self.widths
+        return (self.model.width_per_n * n,) if self.model.width_per_n else self.model.widths
 
     def depths_at(self, n: int) -> tuple[int, ...]:
         """Every depth whose w* is searched at n: the fixed ones and the log2 schedule's."""
-        return tuple(sorted(set(self.depths) | {log2_depth(n) + k for k in self.depth_log2}))
+        return tuple(sorted(set(self.model.depths) | {log2_depth(n) + k for k in self.model.depth_log2}))
 
     @property
     def depth_groups(self) -> tuple[str, ...]:
         """One label per curve of w* over n: "depth=2" for a fixed depth, "depth=log2+1" for the schedule."""
-        return tuple(f"depth={d}" for d in self.depths) + tuple(f"depth=log2+{k}" for k in self.depth_log2)
+        return tuple(f"depth={d}" for d in self.model.depths) + tuple(f"depth=log2+{k}" for k in self.model.depth_log2)
 
     @staticmethod
     def group_depth(group: str, n: int) -> int:
@@ -89,29 +139,27 @@ class Config:
         return log2_depth(n) + int(value[len("log2+"):]) if value.startswith("log2+") else int(value)
 
     def min_depth_widths_at(self, n: int) -> tuple[int, ...]:
-        return (self.min_depth_times_n * n,) if self.min_depth_times_n else self.min_depth_widths
+        return (self.search.min_depth_times_n * n,) if self.search.min_depth_times_n else self.search.min_depth_widths
 
     @property
     def min_depth_groups(self) -> tuple[str, ...]:
         """One label per L* curve: "width=4", or "width=1n" for widths proportional to n."""
-        return (f"width={self.min_depth_times_n}n",) if self.min_depth_times_n else tuple(
-            f"width={w}" for w in self.min_depth_widths)
+        return (f"width={self.search.min_depth_times_n}n",) if self.search.min_depth_times_n else tuple(
+            f"width={w}" for w in self.search.min_depth_widths)
 
     def min_depth_max_at(self, n: int) -> int:
         """L* is searched over depths 1..this at n."""
-        if self.min_depth_max is not None:
-            return self.min_depth_max
-        return log2_depth(n) + 2 if self.min_depth_times_n else max(self.depths_at(n))
+        if self.search.min_depth_max is not None:
+            return self.search.min_depth_max
+        return log2_depth(n) + 2 if self.search.min_depth_times_n else max(self.depths_at(n))
 
     def lr_range(self) -> tuple[float, float]:
         """The learning rates the search may add: up to lr_extend factors of 3 beyond the grid's edges."""
-        return min(self.lrs) / 3**self.lr_extend, max(self.lrs) * 3**self.lr_extend
+        return min(self.train.lrs) / 3**self.search.lr_extend, max(self.train.lrs) * 3**self.search.lr_extend
 
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
-        fields = dataclasses.asdict(self)
-        for k in ("name", "description", "source", "devices", "bucket_mib", "pad_depth"):
-            fields.pop(k)
+        fields = {name: getattr(getattr(self, section), field) for section, field, name in _HASHED}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -157,35 +205,21 @@ def parse(text: str, path: str = "<config>") -> Config:
         raise r["experiment"].fail("name", f"names the results directory (results/NAME), so it must be printable, "
                                            f"without path separators or NUL, and not . or ..; got {name!r}")
     cfg = Config(
-        name=name,
-        description=r["experiment"].str_("description"),
-        task=r["task"].str_("kind", TASKS),
-        ns=ns,
-        encoding=r["task"].str_("encoding", ENCODINGS),
-        depths=depths,
-        depth_log2=depth_log2,
-        widths=widths,
-        width_search=width_search,
-        width_per_n=width_per_n,
-        activation=r["model"].str_("activation", ACTIVATIONS),
-        init=r["model"].str_("init", INITS),
-        optimizer=r["train"].str_("optimizer", OPTIMIZERS),
-        lrs=lrs_of(r["train"]),
-        steps=steps,
-        eval_every=eval_every,
-        loss=r["train"].str_("loss", LOSSES),
-        max_batch_rows=r["train"].int_("max_batch_rows", 1),
-        seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS),
-        success_threshold=float(threshold),
-        min_depth_widths=min_depth_widths,
-        min_depth_times_n=min_depth_times_n,
-        min_depth_max=None if min_depth_max is None else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
-        max_steps=max_steps,
-        lr_extend=r["search"].int_("lr_extend", 0, hi=8),
-        run_seed=r["run"].int_("seed", 0),
-        devices=None if devices == "all" else devices,
-        bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB),
-        pad_depth=pad_depth,
+        experiment=Experiment(name=name, description=r["experiment"].str_("description")),
+        task=TaskSection(kind=r["task"].choice("kind", Task), ns=ns, encoding=r["task"].choice("encoding", Encoding)),
+        model=Model(depths=depths, depth_log2=depth_log2, widths=widths, width_search=width_search,
+                    width_per_n=width_per_n, activation=r["model"].choice("activation", Activation),
+                    init=r["model"].choice("init", Init)),
+        train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
+                    eval_every=eval_every, loss=r["train"].choice("loss", Loss),
+                    max_batch_rows=r["train"].int_("max_batch_rows", 1)),
+        search=Search(seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS), success_threshold=float(threshold),
+                      min_depth_widths=min_depth_widths, min_depth_times_n=min_depth_times_n,
+                      min_depth_max=None if min_depth_max is None
+                      else r["search"].int_("min_depth_max", 1, hi=MAX_DEPTH),
+                      lr_extend=r["search"].int_("lr_extend", 0, hi=8), max_steps=max_steps),
+        run=Run(seed=r["run"].int_("seed", 0), devices=None if devices == "all" else devices,
+                bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB), pad_depth=pad_depth),
         source=text,
     )
     _check_size(cfg, path)
@@ -210,14 +244,14 @@ def _check_lrs(cfg: Config, r: Reader) -> None:
 def _check_size(cfg: Config, path: str) -> None:
     """Refuse a config whose first round, or whose largest member, would not fit in memory."""
     points = sum(len(cfg.depths_at(n)) * len(cfg.widths_at(n))
-                 + len(cfg.min_depth_widths_at(n)) * cfg.min_depth_max_at(n) for n in cfg.ns)
-    members = points * len(cfg.lrs) * cfg.seeds
+                 + len(cfg.min_depth_widths_at(n)) * cfg.min_depth_max_at(n) for n in cfg.task.ns)
+    members = points * len(cfg.train.lrs) * cfg.search.seeds
     if members > MAX_MEMBERS:
         raise UserError(f"{path}: [search] seeds", f"the first round would plan {members:,} members (points x "
                                                    f"lrs x seeds), over the limit of {MAX_MEMBERS:,}")
-    budget = cfg.bucket_mib * 2**20
-    for n in cfg.ns:
-        rows = min(2**n, cfg.max_batch_rows)
+    budget = cfg.run.bucket_mib * 2**20
+    for n in cfg.task.ns:
+        rows = min(2**n, cfg.train.max_batch_rows)
         shapes = [(max(cfg.depths_at(n)), max(cfg.widths_at(n)), "[model] widths")]
         if cfg.min_depth_widths_at(n):
             shapes.append((cfg.min_depth_max_at(n), max(cfg.min_depth_widths_at(n)), "[search] min_depth_widths"))
@@ -226,7 +260,7 @@ def _check_size(cfg: Config, path: str) -> None:
             if need > budget:
                 raise UserError(f"{path}: {key}", f"one member of width {width} and depth {depth} at n = {n} "
                                                   f"needs about {need / 2**20:,.0f} MiB, over run.bucket_mib = "
-                                                  f"{cfg.bucket_mib}; use smaller widths or raise bucket_mib")
+                                                  f"{cfg.run.bucket_mib}; use smaller widths or raise bucket_mib")
 
 
 def load(path: str | Path) -> Config:

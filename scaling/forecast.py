@@ -141,17 +141,17 @@ def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 
 
 def _width_grid(cfg: Config) -> list[Member]:
     """Every coarse width at every (n, depth): what round 0 trained before the search grew widths from below."""
-    return [m for n in cfg.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)
+    return [m for n in cfg.task.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)
             for m in search.members_at(cfg, n, d, w)]
 
 
 def _budget_factor(cfg: Config) -> int:
     """Sum of the budgets that the budget rule may try, in units of train.steps (1 + 2 + 4 + ...)."""
-    total, budget = 0, cfg.steps
-    while budget <= cfg.max_steps:
+    total, budget = 0, cfg.train.steps
+    while budget <= cfg.search.max_steps:
         total += budget
         budget *= search.BUDGET_FACTOR
-    return total // cfg.steps
+    return total // cfg.train.steps
 
 
 def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
@@ -159,18 +159,19 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
     bisection (within the widest gap), at every budget the budget rule may reach, with every learning rate the
     edge rule may add; plus the min-depth grid."""
     members = []
-    extra_lrs = tuple(float(f"{min(cfg.lrs) / search.LR_FACTOR**k:.6g}") for k in range(1, cfg.lr_extend + 1)) + tuple(
-        float(f"{max(cfg.lrs) * search.LR_FACTOR**k:.6g}") for k in range(1, cfg.lr_extend + 1))
-    for n in cfg.ns:
+    factors = [search.LR_FACTOR**k for k in range(1, cfg.search.lr_extend + 1)]
+    extra_lrs = tuple(float(f"{min(cfg.train.lrs) / f:.6g}") for f in factors) + tuple(
+        float(f"{max(cfg.train.lrs) * f:.6g}") for f in factors)
+    for n in cfg.task.ns:
         widths = set(cfg.widths_at(n))
-        if cfg.width_search == WidthSearch.ADAPTIVE and len(cfg.widths_at(n)) > 1:
+        if cfg.model.width_search == WidthSearch.ADAPTIVE and len(cfg.widths_at(n)) > 1:
             lo, hi = cfg.widths_at(n)[-2:]
             while hi - lo > 1:  # the bisection that climbs the whole top gap
                 lo = (lo + hi) // 2
                 widths.add(lo)
         for depth in cfg.depths_at(n):
             for width in sorted(widths):
-                members += search.members_at(cfg, n, depth, width, lrs=cfg.lrs + extra_lrs)
+                members += search.members_at(cfg, n, depth, width, lrs=cfg.train.lrs + extra_lrs)
     tally = _tally(members, cfg, model, workers)
     factor = _budget_factor(cfg)
     for field in ("members", "padded_flops", "useful_flops", "train_s", "train_wall_s"):
@@ -229,7 +230,8 @@ def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, wor
 def describe(cfg: Config, model: CostModel, out: dict, workers: int = 1, assume_wstar: str | None = None) -> list[str]:
     """The lines `scaling plan` prints for a forecast."""
     source = "calibrated" if model.calibrated else "built-in default, not calibrated"
-    lines = [f"{cfg.name}: the plan on this {model.backend} ({model.device}; cost model {source}; {workers} bucket"
+    lines = [f"{cfg.experiment.name}: the plan on this {model.backend} ({model.device}; cost model {source}; "
+             f"{workers} bucket"
              f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.",
              f"  round 0:              {out['round0'].line()}",
              f"  whole search, bound:  {out['upper_bound'].line()}",

@@ -13,43 +13,32 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from scaling.model import _HIDDEN_GAIN, _OUTPUT_STREAM
+from scaling.model import INITS, OUTPUT_STREAM, unit_draw, weight_scale
 from scaling.population import BucketSpec
 
 DRAWS_PER_CALL = 2**15  # positions per call of the draw program: one compiled shape for every bucket
 
 
-def sampler(init: str) -> str:
-    """The distribution of an init's unit-variance draws (inits differ otherwise only in their gain)."""
-    return "rademacher" if init == "rademacher" else "normal"
-
-
 @functools.partial(jax.jit, static_argnames=("distribution",))
 def draw(key_data_Qx2, stream_Q, row_Q, col_Q, distribution: str) -> jax.Array:
-    """Unit-variance draws at each position, as scaling.model._position_values draws them from the member's
-    key (folded with 0, as the init program folds it)."""
-    sample = jax.random.rademacher if distribution == "rademacher" else jax.random.normal
-
+    """Unit-variance draws at each position, from the member's key folded with 0 (as the init program folds it)."""
     def one(key_data, stream, row, col):
-        key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 0)
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), row), col)
-        return sample(key, (), jnp.float32)
+        return unit_draw(jax.random.fold_in(jax.random.wrap_key_data(key_data), 0), stream, row, col, distribution)
 
     return jax.vmap(one)(key_data_Qx2, stream_Q, row_Q, col_Q)
 
 
 def _blocks(n: int, depth: int, width: int, depth_max: int, init: str) -> list[tuple[str, int, int, int, float]]:
     """The real (unpadded) weight blocks of one member: (parameter, stream, rows, cols, scale)."""
-    gain = _HIDDEN_GAIN[init]
-    scale = lambda g, fan_in: float(np.sqrt(np.float32(g) / np.float32(fan_in)))  # float32, as in _scaled
+    gain = INITS[init][0]
+    scale = lambda g, fan_in: float(weight_scale(g, fan_in))
     if depth_max == 0:
-        return [("out_kernel", _OUTPUT_STREAM, n, 1, scale(1.0, n))]
+        return [("out_kernel", OUTPUT_STREAM, n, 1, scale(1.0, n))]
     return ([("in_kernel", 0, n, width, scale(gain, n))]
             + [("hidden_kernel", layer, width, width, scale(gain, width)) for layer in range(1, depth)]
-            + [("out_kernel", _OUTPUT_STREAM, width, 1, scale(1.0, width))])
+            + [("out_kernel", OUTPUT_STREAM, width, 1, scale(1.0, width))])
 
 
 def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, width_P, draw_fn) -> tuple[dict, dict]:

@@ -16,15 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling import names
-from scaling.names import INITS
+from scaling.choices import Activation, Init
 from scaling.population import count_parameters  # noqa: F401  (re-exported: the model's parameter count)
 
-ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
-assert tuple(ACTIVATIONS) == names.ACTIVATIONS, "scaling.names.ACTIVATIONS must list exactly these"
-# Variance gain of hidden layers per init; the output layer is linear, so it always uses gain 1.
-_HIDDEN_GAIN = {"he": 2.0, "lecun": 1.0, "rademacher": 1.0}
-_OUTPUT_STREAM = 2**20
+ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
+# Per init: the variance gain of hidden layers (the output layer is linear, so it always uses gain 1) and the
+# distribution of its unit-variance draws.
+INITS = {Init.HE: (2.0, "normal"), Init.LECUN: (1.0, "normal"), Init.RADEMACHER: (1.0, "rademacher")}
+SAMPLERS = {"normal": jax.random.normal, "rademacher": jax.random.rademacher}
+OUTPUT_STREAM = 2**20  # the output layer's stream, fixed so that it does not move when a bucket pads the depth
 
 # Full float32 matmuls: on GPUs the default may round inputs to TF32, which breaks the padding invariance
 # (a padded member drifted 3e-4 in loss from the same member alone on an H100) and the exact constructions.
@@ -38,20 +38,28 @@ class Mask(nnx.Variable):
     """A non-trainable 0/1 switch (padded units and gated layers)."""
 
 
-def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: str) -> list[jax.Array]:
+def unit_draw(key: jax.Array, stream, row, col, distribution: str) -> jax.Array:
+    """The unit-variance draw of one weight position: a function of (key, stream, row, col) alone. Both
+    initialisers use it: the model's (below) and the host's shape-generic one (scaling.host_init)."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), row), col)
+    return SAMPLERS[distribution](key, (), jnp.float32)
+
+
+def weight_scale(gain, fan_in):
+    """The factor of a unit-variance draw for a layer of this fan-in (float32, as every initialiser computes it)."""
+    return jnp.sqrt(jnp.float32(gain) / jnp.float32(fan_in))
+
+
+def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: Init) -> list[jax.Array]:
     """Unit-variance draws for each (stream, rows, cols) block: the value at (i, j) of a block depends only on
     (key, stream, i, j), never on rows or cols. Every block comes from one vectorised draw over all positions,
     so the program holds a single threefry chain, whatever the depth (each chain costs about a second of XLA
     compile on a CPU)."""
-    draw = jax.random.rademacher if init == "rademacher" else jax.random.normal
+    distribution = INITS[init][1]
     stream_Q, i_Q, j_Q = (np.concatenate(parts) for parts in zip(*(
         (np.full(r * c, s), np.repeat(np.arange(r), c), np.tile(np.arange(c), r)) for s, r, c in blocks)))
-
-    def one(stream, i, j):
-        return draw(jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), i), j), (), jnp.float32)
-
-    values_Q = jax.vmap(one)(jnp.asarray(stream_Q, jnp.uint32), jnp.asarray(i_Q, jnp.uint32),
-                             jnp.asarray(j_Q, jnp.uint32))
+    values_Q = jax.vmap(lambda s, i, j: unit_draw(key, s, i, j, distribution))(
+        jnp.asarray(stream_Q, jnp.uint32), jnp.asarray(i_Q, jnp.uint32), jnp.asarray(j_Q, jnp.uint32))
     ends = np.cumsum([r * c for _, r, c in blocks])
     return [part.reshape(r, c) for part, (_, r, c) in zip(jnp.split(values_Q, ends[:-1]), blocks)]
 
@@ -60,7 +68,7 @@ def _scaled(values_RxC, fan_in, real_rows, real_cols, gain):
     """A kernel scaled by the TRUE fan-in; entries outside the real block are zero."""
     rows, cols = values_RxC.shape
     real_RxC = (jnp.arange(rows)[:, None] < real_rows) & (jnp.arange(cols)[None, :] < real_cols)
-    return jnp.where(real_RxC, values_RxC * jnp.sqrt(gain / fan_in), 0.0)
+    return jnp.where(real_RxC, values_RxC * weight_scale(gain, fan_in), 0.0)
 
 
 class MLP(nnx.Module):
@@ -75,30 +83,25 @@ class MLP(nnx.Module):
         key: jax.Array,
         depth_max: int | None = None,
         width_max: int | None = None,
-        activation: str = "relu",
-        init: str = "he",
+        activation: Activation = Activation.RELU,
+        init: Init = Init.HE,
         n_real: int | jax.Array | None = None,
     ):
         """n_in is the input width of the arrays; n_real (traced or not, default n_in) the member's own bits."""
         n_real = n_in if n_real is None else n_real
         depth_max = int(depth) if depth_max is None else depth_max
         width_max = int(width) if width_max is None else width_max
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-        self.activation = activation
-        gain = _HIDDEN_GAIN[init]
-        # Layer l draws from stream l; the output layer's stream is fixed, so it does not move when the bucket
-        # pads the depth.
+        self.activation = Activation(activation)  # a ValueError names an unknown one
+        gain = INITS[Init(init)][0]
+        # Layer l draws from stream l; the output layer draws from OUTPUT_STREAM.
         W, D = width_max, depth_max
         if depth_max == 0:
-            (out_NxO,) = _position_values(key, [(_OUTPUT_STREAM, n_in, 1)], init)
+            (out_NxO,) = _position_values(key, [(OUTPUT_STREAM, n_in, 1)], init)
             self.out_kernel = nnx.Param(_scaled(out_NxO, n_real, n_real, 1, 1.0))
             self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
             return
         in_NxW, *hidden, out_WxO = _position_values(
-            key, [(0, n_in, W), *((layer, W, W) for layer in range(1, D)), (_OUTPUT_STREAM, W, 1)], init)
+            key, [(0, n_in, W), *((layer, W, W) for layer in range(1, D)), (OUTPUT_STREAM, W, 1)], init)
         self.input_mask = Mask((jnp.arange(n_in) < n_real).astype(jnp.float32))
         self.unit_mask = Mask((jnp.arange(W) < width).astype(jnp.float32))
         self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))

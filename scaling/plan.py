@@ -22,13 +22,13 @@ def _bytes_per_member(bucket: Bucket) -> int:
 
 
 def _make(members: list[Member], cfg: Config) -> Bucket:
-    return make_bucket(members, eval_every=cfg.eval_every, max_batch_rows=cfg.max_batch_rows,
+    return make_bucket(members, eval_every=cfg.train.eval_every, max_batch_rows=cfg.train.max_batch_rows,
                        width_max=rung(max(m.width for m in members)))  # widths from the ladder
 
 
 def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
     whole = _make(members, cfg)
-    per_bucket = max(1, cfg.bucket_mib * 2**20 // _bytes_per_member(whole))
+    per_bucket = max(1, cfg.run.bucket_mib * 2**20 // _bytes_per_member(whole))
     return [whole] if len(members) <= per_bucket else [
         _make(members[i:i + per_bucket], cfg) for i in range(0, len(members), per_bucket)]
 
@@ -45,7 +45,7 @@ def _families(members: list[Member], cfg: Config, band: int, share_depths: bool
     families: dict[tuple, dict[int, list[Member]]] = defaultdict(lambda: defaultdict(list))
     for m in sorted(members):
         depth_key = -1 if share_depths and m.depth > 0 else m.depth
-        mixable = m.depth > 0 and 2**m.n <= cfg.max_batch_rows
+        mixable = m.depth > 0 and 2**m.n <= cfg.train.max_batch_rows
         n_key = ("n", m.n) if not mixable else ("band", -1 if band == 0 else (m.n - low) // band)
         families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][rung(m.width)].append(m)
     return families
@@ -71,7 +71,7 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
 
     Bucket widths come from the ladder (population.rung). The plans costed pack full-batch members of 1
     (each n apart), 2 or 4 consecutive n, or every n, into shared programs, each with one program per
-    hidden depth or (cfg.pad_depth) with every depth padded to the deepest; the one with the smallest
+    hidden depth or (cfg.run.pad_depth) with every depth padded to the deepest; the one with the smallest
     predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
     `known`: (spec, population size) of programs already compiled, which cost nothing more. With fewer
     buckets than `workers` (training threads), the longest are split so that every worker trains (_spread).
@@ -79,7 +79,7 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     model = model or cost.default_model("cpu", "unknown")
     known = known or set()
     plans = []
-    for band, share_depths in itertools.product(N_BANDS, (False, True) if cfg.pad_depth else (False,)):
+    for band, share_depths in itertools.product(N_BANDS, (False, True) if cfg.run.pad_depth else (False,)):
         buckets = [b for rungs in _families(members, cfg, band, share_depths).values()
                    for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], buckets))
@@ -108,9 +108,9 @@ def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set, cfg: Co
         if (b.spec, b.slots) not in have:
             train_s = lambda spec, slots: b.steps * model.step_s(spec, slots)
             fits = [(spec, slots) for spec, slots in have if slots >= b.slots and
-                    (spec == b.spec or _holds(spec, b.spec, cfg.pad_depth)) and
+                    (spec == b.spec or _holds(spec, b.spec, cfg.run.pad_depth)) and
                     len(b.members) * member_bytes(spec.n, spec.depth_max, spec.width_max, spec.batch_rows)
-                    <= cfg.bucket_mib * 2**20]
+                    <= cfg.run.bucket_mib * 2**20]
             if fits:
                 spec, slots = min(fits, key=lambda shape: (train_s(*shape), shape[1]))
                 if train_s(spec, slots) - train_s(b.spec, b.slots) < model.program_s(b.spec):

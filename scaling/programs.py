@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from scaling import host_init
+from scaling.model import INITS
 from scaling.population import Bucket, BucketSpec
 from scaling.steps import (
     compiler_options,
@@ -133,7 +134,7 @@ class Programs:
         """The key and lowering of what starts a population: the shape-generic draw program where
         host_init_applies, else the bucket shape's init program."""
         if host_init_applies(mesh):
-            distribution = host_init.sampler(spec.init)
+            distribution = INITS[spec.init][1]
             return ("draw", distribution), self._lower_draw(distribution)
         return ("init", spec, cap, mesh), self._lower_init(spec, cap, mesh)
 

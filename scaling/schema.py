@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
+from typing import Any, TypeVar
 
+from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Task, WidthSearch
 from scaling.errors import UserError
 from scaling.tasks import check_bits
-
-
-class WidthSearch(enum.StrEnum):
-    """How the widths of a cell are chosen (equal to its string, so the config hash is unchanged)."""
-
-    ADAPTIVE = "adaptive"  # the coarse grid from below, then bisection to w* (scaling.search)
-    GRID = "grid"  # exactly the listed widths
-    PER_N = "per_n"  # one width per n, times_n * n
 
 
 def log2_depth(n: int) -> int:
@@ -33,17 +26,18 @@ MAX_SEEDS = 10_000
 MAX_MEMBERS = 2_000_000  # the first round's members are planned in memory at once (paper.toml: 192,000)
 MAX_BUCKET_MIB = 2**20
 
+Choice = TypeVar("Choice", bound=enum.StrEnum)
 REQUIRED = object()
 # section -> key -> default. The single source of defaults (min_depth_max = None: ceil(log2 n) + 2 when L* is
 # searched at widths proportional to n, else the largest depth at n; max_steps = None: train.steps, so no
 # cell is rerun at a larger budget).
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
-    "task": {"kind": "parity", "n": REQUIRED, "encoding": "pm1"},
+    "task": {"kind": Task.PARITY, "n": REQUIRED, "encoding": Encoding.PM1},
     "model": {"depths": [1, 2, 3], "widths": {"min": 1, "max": 64, "search": WidthSearch.ADAPTIVE},
-              "activation": "relu", "init": "he"},
-    "train": {"optimizer": "adam", "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100, "loss": "bce",
-              "max_batch_rows": 65536},
+              "activation": Activation.RELU, "init": Init.HE},
+    "train": {"optimizer": Optimizer.ADAM, "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100,
+              "loss": Loss.BCE, "max_batch_rows": 65536},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
                "max_steps": None, "lr_extend": 1},
     "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
@@ -77,13 +71,18 @@ class Reader:
             raise self.fail(key, f"must be <= {hi}, got {v}")
         return v
 
-    def str_(self, key: str, choices=None) -> str:
+    def str_(self, key: str) -> str:
         v = self.get(key)
         if not isinstance(v, str):
             raise self.fail(key, f"must be a string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}, got {v!r}")
         return v
+
+    def choice(self, key: str, choices: type[Choice]) -> Choice:
+        """One of an enum's values, returned as its member."""
+        v = self.str_(key)
+        if v not in tuple(choices):
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {v!r}")
+        return choices(v)
 
     def int_list(self, key: str, lo: int, value: Any = None, hi: int | None = None) -> tuple[int, ...]:
         v = self.get(key) if value is None else value

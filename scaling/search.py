@@ -45,17 +45,21 @@ def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = 
     (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
     per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
     width = 0 if depth == 0 else width
-    shared = {f: getattr(cfg, f) for f in SHARED_FIELDS}  # the config names them as Member does
-    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.steps)
-            for lr, seed in itertools.product(lrs or cfg.lrs, range(cfg.seeds))]
+    # Plain strings, not the config's enums: a member's identity (and its key) is the repr of its fields.
+    shared = dict(task=str(cfg.task.kind), encoding=str(cfg.task.encoding), activation=str(cfg.model.activation),
+                  init=str(cfg.model.init), optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss))
+    assert set(shared) == set(SHARED_FIELDS)
+    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.train.steps)
+            for lr, seed in itertools.product(lrs or cfg.train.lrs, range(cfg.search.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:
     """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
     the search climbs from there), and the depth grid at every min-depth width."""
-    first = (lambda ws: ws[:1]) if cfg.width_search == WidthSearch.ADAPTIVE else (lambda ws: ws)
-    points = {(n, d, 0 if d == 0 else w) for n in cfg.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
-    points |= {(n, d, w) for n in cfg.ns for w in cfg.min_depth_widths_at(n)
+    first = (lambda ws: ws[:1]) if cfg.model.width_search == WidthSearch.ADAPTIVE else (lambda ws: ws)
+    points = {(n, d, 0 if d == 0 else w)
+              for n in cfg.task.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
+    points |= {(n, d, w) for n in cfg.task.ns for w in cfg.min_depth_widths_at(n)
                for d in range(1, cfg.min_depth_max_at(n) + 1)}
     return [m for p in sorted(points) for m in members_at(cfg, *p)]
 
@@ -89,7 +93,7 @@ def _edge_lrs(cell: pd.DataFrame, rates: pd.DataFrame, cfg: Config) -> dict[int,
     """Transition width -> the learning rate one step beyond the grid edge towards which success still rises
     (`rates`: the cell's cross-fitted rates per width)."""
     widths = rates["width"].to_numpy()
-    star = monotone_min(widths, (rates["rate"] >= cfg.success_threshold).to_numpy())
+    star = monotone_min(widths, (rates["rate"] >= cfg.search.success_threshold).to_numpy())
     if star is None:
         return {}
     transition = [int(star)] + ([int(widths[widths < star].max())] if np.any(widths < star) else [])
@@ -117,39 +121,39 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     if df.empty:
         return wanted
     cells = dict(iter(df.groupby(["n", "depth"])))
-    for n in cfg.ns:
+    for n in cfg.task.ns:
         for depth in cfg.depths_at(n):
             cell = cells.get((n, depth))
             if cell is None:
                 continue
             for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
                 wanted += members_at(cfg, n, depth, int(width), steps=int(steps),
-                                     lrs=tuple(sorted(set(cfg.lrs) | set(lrs.tolist()))))
+                                     lrs=tuple(sorted(set(cfg.train.lrs) | set(lrs.tolist()))))
             budget = int(cell["steps_budget"].max())
-            if budget > cfg.steps:  # a rerun: every width tested at a smaller budget, at this one
+            if budget > cfg.train.steps:  # a rerun: every width tested at a smaller budget, at this one
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
                     wanted += members_at(cfg, n, depth, int(width), steps=budget)
             now = cell[cell["steps_budget"] == budget]
             # Only decide on widths whose every (lr, seed) is in, the config's learning rates and any added at
             # an edge: never from a half-trained point.
             lr_counts = now.groupby(["width", "lr"]).size()
-            partial = set(lr_counts[lr_counts < cfg.seeds].index.get_level_values("width"))
+            partial = set(lr_counts[lr_counts < cfg.search.seeds].index.get_level_values("width"))
             lrs_of = now.groupby("width")["lr"].agg(set)
-            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.lrs) <= lrs]
+            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs]
             complete = now[now["width"].isin(full)]
             if complete.empty or len(lrs_of) != len(full):
                 continue
             rates = crossfit_rates(complete, ["width"])
-            widths = (_next_widths(rates, cfg.widths_at(n), cfg.success_threshold)
-                      if cfg.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
+            widths = (_next_widths(rates, cfg.widths_at(n), cfg.search.success_threshold)
+                      if cfg.model.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
             for width in widths:
                 wanted += members_at(cfg, n, depth, width, steps=budget)
             if widths:
                 continue
             for w, lr in _edge_lrs(complete, rates, cfg).items():
                 wanted += members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
-            if (budget * BUDGET_FACTOR <= cfg.max_steps
-                  and _settled_budget_limited(complete, cfg.success_threshold)):
+            if (budget * BUDGET_FACTOR <= cfg.search.max_steps
+                  and _settled_budget_limited(complete, cfg.search.success_threshold)):
                 for w in sorted(complete["width"].unique()):
                     wanted += members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted

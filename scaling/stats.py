@@ -197,20 +197,21 @@ def width_cells(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """The members of the (n, depth) cells whose w* the config searches (fixed depths and the log2 schedule)."""
     if df.empty:
         return df
-    wanted = pd.MultiIndex.from_tuples([(n, d) for n in cfg.ns for d in cfg.depths_at(n)], names=["n", "depth"])
+    wanted = pd.MultiIndex.from_tuples([(n, d) for n in cfg.task.ns for d in cfg.depths_at(n)], names=["n", "depth"])
     return df[pd.MultiIndex.from_frame(df[["n", "depth"]]).isin(wanted)]
 
 
 def min_depth_rows(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """L*(n, width) for every L* width of the config (width k * n when min_depth_widths = {times_n = k}), at
     the base budget so that depths are compared at one budget; column `group` names the curve."""
-    base = df[df["steps_budget"] == cfg.steps] if not df.empty else df
-    if cfg.min_depth_times_n:
-        k = cfg.min_depth_times_n
-        parts = [min_depth(base[base["n"] == n], k * n, cfg.success_threshold).assign(group=f"width={k}n")
-                 for n in cfg.ns]
+    base = df[df["steps_budget"] == cfg.train.steps] if not df.empty else df
+    if cfg.search.min_depth_times_n:
+        k = cfg.search.min_depth_times_n
+        parts = [min_depth(base[base["n"] == n], k * n, cfg.search.success_threshold).assign(group=f"width={k}n")
+                 for n in cfg.task.ns]
     else:
-        parts = [min_depth(base, w, cfg.success_threshold).assign(group=f"width={w}") for w in cfg.min_depth_widths]
+        parts = [min_depth(base, w, cfg.search.success_threshold).assign(group=f"width={w}")
+                 for w in cfg.search.min_depth_widths]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -233,8 +234,8 @@ def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     parts = []
     if not df.empty:
         shaped = latest_budget(width_cells(df, cfg))
-        width_rows = min_width(shaped, cfg.success_threshold)
-        converged = budget_convergence(min_width_by_budget(shaped, cfg.success_threshold))
+        width_rows = min_width(shaped, cfg.search.success_threshold)
+        converged = budget_convergence(min_width_by_budget(shaped, cfg.search.success_threshold))
         width_rows = width_rows.merge(converged, on=["n", "depth"], how="left")
         width_rows["lr_at_edge"] = _lr_at_edge(shaped, width_rows)
         width_rows.insert(0, "kind", "min_width")

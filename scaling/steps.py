@@ -17,16 +17,21 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaling import host_init, names
+from scaling import host_init
+from scaling.choices import Loss, Optimizer
 from scaling.model import forward, init_member, param_mask
 from scaling.population import BucketSpec
 
 OPTIMIZERS = {
-    "adam": optax.adam,
-    "sgd": optax.sgd,
-    "momentum": lambda learning_rate: optax.sgd(learning_rate, momentum=0.9),
+    Optimizer.ADAM: optax.adam,
+    Optimizer.SGD: optax.sgd,
+    Optimizer.MOMENTUM: lambda learning_rate: optax.sgd(learning_rate, momentum=0.9),
 }
-assert tuple(OPTIMIZERS) == names.OPTIMIZERS, "scaling.names.OPTIMIZERS must list exactly these"
+# Per-row losses on a logit: binary cross-entropy, or the squared error against a +-1 target.
+LOSSES = {
+    Loss.BCE: optax.sigmoid_binary_cross_entropy,
+    Loss.MSE: lambda logits_R, y_R: (logits_R - (2.0 * y_R - 1.0)) ** 2,
+}
 
 
 class PopState(NamedTuple):
@@ -54,10 +59,7 @@ def optimizer(name: str, lr) -> optax.GradientTransformation:
 
 def loss(logits_R: jax.Array, y_R: jax.Array, valid_R: jax.Array, kind: str) -> jax.Array:
     """The mean loss over the member's own rows (valid_R): rows of a larger n's table are left out."""
-    if kind == "bce":
-        per_row_R = optax.sigmoid_binary_cross_entropy(logits_R, y_R)
-    else:
-        per_row_R = (logits_R - (2.0 * y_R - 1.0)) ** 2  # mse on the logit against a +-1 target
+    per_row_R = LOSSES[kind](logits_R, y_R)
     return jnp.sum(jnp.where(valid_R, per_row_R, 0.0)) / jnp.sum(valid_R)
 
 
@@ -147,16 +149,14 @@ def host_population(draw, spec: BucketSpec, key_data_Px2, n_P, depth_P, width_P,
     each member's learning rate, and the optimizer's defaults (Adam's b1, b2, eps)."""
     keys, n, depth, width, lr = (np.asarray(a) for a in (key_data_Px2, n_P, depth_P, width_P, lr_P))
     params, masks = host_init.initial_params(spec, keys, n, depth, width, draw)
+    # optax's own init, traced for shapes only (no program to compile per bucket shape), then filled: zeros,
+    # and the hyperparameters from optax's defaults (Adam's b1, b2, eps) with each member's learning rate.
     opt_shapes = jax.eval_shape(jax.vmap(lambda p, rate: optimizer(spec.optimizer, rate).init(p)), params, lr)
-    hyperparams = optimizer(spec.optimizer, 0.0).init({}).hyperparams
-    defaults = {**{name: np.asarray(value) for name, value in hyperparams.items()}, "learning_rate": lr}
-
-    def start(path, leaf):
-        if getattr(path[0], "name", None) == "hyperparams":
-            return np.broadcast_to(defaults[path[1].key], leaf.shape).astype(leaf.dtype)
-        return np.zeros(leaf.shape, leaf.dtype)
-
-    opt_state = jax.tree_util.tree_map_with_path(start, opt_shapes)
+    defaults = {**optimizer(spec.optimizer, 0.0).init({}).hyperparams, "learning_rate": lr}
+    hyperparams = {name: np.broadcast_to(defaults[name], leaf.shape).astype(leaf.dtype)
+                   for name, leaf in optax.tree_utils.tree_get(opt_shapes, "hyperparams").items()}
+    opt_state = optax.tree_utils.tree_set(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), opt_shapes),
+                                          hyperparams=hyperparams)
     state = PopState(params, opt_state, masks, keys, np.left_shift(1, n).astype(np.int32), np.ones(len(n), bool),
                      np.full(len(n), -1, np.int32))
     return jax.device_put(state)

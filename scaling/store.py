@@ -147,7 +147,7 @@ class Store:
         import optax
 
         devices = jax.devices()
-        provenance = (cfg.name, cfg.source, cfg.hash(), jax.__version__, flax.__version__, optax.__version__,
+        provenance = (cfg.experiment.name, cfg.source, cfg.hash(), jax.__version__, flax.__version__, optax.__version__,
                       platform.python_version(), jax.default_backend(), devices[0].device_kind, len(devices),
                       _git_commit(), _now())
         try:

@@ -169,8 +169,8 @@ def run_sweep(
             return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,
                              programs=own, workers=workers)
     start = time.perf_counter()
-    mesh = make_mesh(devices if devices is not None else cfg.devices)
-    workers, cores = workers or default_workers(mesh, cfg.bucket_mib), _cores()
+    mesh = make_mesh(devices if devices is not None else cfg.run.devices)
+    workers, cores = workers or default_workers(mesh, cfg.run.bucket_mib), _cores()
     programs.set_compile_threads(max(1, cores - workers))  # an accelerator's host compiles on its spare cores
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
@@ -223,7 +223,7 @@ def run_sweep(
                         raise _Stopped
                     with bar_lock:
                         bar.update(finished)
-                return train_bucket(bucket, run_seed=cfg.run_seed, mesh=mesh, programs=programs,
+                return train_bucket(bucket, run_seed=cfg.run.seed, mesh=mesh, programs=programs,
                                     model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
 
             results_in_order = train_concurrently([b for _, b in pending], workers, train)

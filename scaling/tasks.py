@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from scaling.choices import Encoding, Task
 from scaling.errors import UserError
-from scaling.names import ENCODINGS, TASKS
 
 MAX_BITS = 20
 # The full table of the largest supported n (2^20 rows x 20 bits, float32) is 80 MiB; anything that
@@ -47,20 +47,22 @@ def check_bits(n: int, where: str = "task.n") -> None:
 def parity_table(n: int, encoding: str = "pm1") -> Table:
     """All 2^n rows of n-bit parity; bit i of row r is (r >> i) & 1 and the label is the XOR of the bits."""
     check_bits(n)
-    if encoding not in ENCODINGS:
-        raise UserError("task.encoding", f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    if encoding not in tuple(Encoding):
+        raise UserError("task.encoding", f"unknown encoding {encoding!r}; choose one of {', '.join(Encoding)}")
     rows_R = np.arange(2**n, dtype=np.int64)
     bits_RxN = ((rows_R[:, None] >> np.arange(n)[None, :]) & 1).astype(np.int8)
     y_R = (bits_RxN.sum(axis=1) % 2).astype(np.float32)
     x_RxN = bits_RxN.astype(np.float32)
-    if encoding == "pm1":
+    if encoding == Encoding.PM1:
         x_RxN = 2.0 * x_RxN - 1.0
     return Table(x_RxN=x_RxN, y_R=y_R)
 
 
+TABLES = {Task.PARITY: parity_table}  # the table builder of each task
+
+
 def make_table(task: str, n: int, encoding: str) -> Table:
-    """The table of a named task (only parity for now: an explicit registry, not string dispatch)."""
-    builders = {"parity": parity_table}
-    if task not in builders:
-        raise UserError("task.kind", f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    return builders[task](n, encoding)
+    """The table of a named task."""
+    if task not in TABLES:
+        raise UserError("task.kind", f"unknown task {task!r}; choose one of {', '.join(Task)}")
+    return TABLES[task](n, encoding)

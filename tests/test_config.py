@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 
 from scaling import config
+from scaling.choices import Activation, Optimizer
 from scaling.cli import main
 from scaling.errors import UserError
 
@@ -14,12 +17,12 @@ n = [2, 3]
 
 def test_defaults_and_ranges():
     cfg = config.parse(BASE)
-    assert cfg.ns == (2, 3) and cfg.depths == (1, 2, 3) and cfg.widths == (1, 2, 4, 8, 16, 32, 64)
-    assert cfg.width_search == "adaptive" and cfg.seeds == 8 and cfg.min_depth_max_at(2) == 3
-    assert config.parse(BASE.replace("[2, 3]", "{values = [2, 5]}")).ns == (2, 5)
-    assert config.parse(BASE.replace("[2, 3]", "[2, 4, 6]")).ns == (2, 4, 6)
-    assert config.parse(BASE + "[model]\nwidths = [3, 5]\n").width_search == "grid"
-    assert config.parse(BASE + "[model]\nwidths = {max = 24, min = 3}\n").widths == (3, 6, 12, 24)
+    assert cfg.task.ns == (2, 3) and cfg.model.depths == (1, 2, 3) and cfg.model.widths == (1, 2, 4, 8, 16, 32, 64)
+    assert cfg.model.width_search == "adaptive" and cfg.search.seeds == 8 and cfg.min_depth_max_at(2) == 3
+    assert config.parse(BASE.replace("[2, 3]", "{values = [2, 5]}")).task.ns == (2, 5)
+    assert config.parse(BASE.replace("[2, 3]", "[2, 4, 6]")).task.ns == (2, 4, 6)
+    assert config.parse(BASE + "[model]\nwidths = [3, 5]\n").model.width_search == "grid"
+    assert config.parse(BASE + "[model]\nwidths = {max = 24, min = 3}\n").model.widths == (3, 6, 12, 24)
 
 
 def test_depth_schedules_tied_to_n():
@@ -40,6 +43,23 @@ def test_hash_ignores_prose_but_not_science():
     a = config.parse(BASE)
     assert a.hash() == config.parse(BASE.replace('name = "t"', 'name = "t"\ndescription = "x"')).hash()
     assert a.hash() != config.parse(BASE + "[train]\nsteps = 1000\n").hash()
+
+
+def test_the_hash_of_every_shipped_experiment_is_the_one_its_stores_carry():
+    """The hash names a study's stored rows: a change to how Config is laid out must not change it."""
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    assert config.load(experiments / "default.toml").hash() == "7567384667ef8dec"
+    assert config.load(experiments / "n10.toml").hash() == "fe0fb70d578df2e1"
+
+
+def test_sections_are_typed_and_replace_finds_a_fields_section():
+    cfg = config.parse(BASE + "[model]\nactivation = \"tanh\"\n")
+    assert cfg.model.activation is Activation.TANH and cfg.train.optimizer is Optimizer.ADAM
+    changed = cfg.replace(seeds=2, pad_depth=False)
+    assert (changed.search.seeds, changed.run.pad_depth, changed.model) == (2, False, cfg.model)
+    assert changed.hash() != cfg.hash() and cfg.search.seeds == 8
+    with pytest.raises(TypeError, match="no section"):
+        cfg.replace(sedes=2)
 
 
 @pytest.mark.parametrize("extra, where, problem", [

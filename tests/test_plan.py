@@ -40,9 +40,9 @@ def test_the_cost_model_chooses_between_tight_buckets_and_few_programs():
     assert {m.depth for m in hidden[0].members} == {1, 3}
     assert padding_waste(tight) < padding_waste(few) and len(tight) > len(few)
     depth0 = [m for m in members if m.depth == 0]
-    assert {m.width for m in depth0} == {0} and len(depth0) == 2 * len(CFG.lrs) * CFG.seeds  # once per n
+    assert {m.width for m in depth0} == {0} and len(depth0) == 2 * len(CFG.train.lrs) * CFG.search.seeds  # once per n
     # Without pad_depth, depths never share a program, however costly the compiles.
-    by_depth = plan_buckets(members, dataclasses.replace(CFG, pad_depth=False), COMPILE_BOUND)
+    by_depth = plan_buckets(members, CFG.replace(pad_depth=False), COMPILE_BOUND)
     assert all(len({m.depth for m in b.members}) == 1 for b in by_depth) and len(by_depth) == len(few) + 1
     assert padding_waste(by_depth) < padding_waste(few)
 
@@ -53,9 +53,9 @@ def test_width_ladder():
 
 
 def test_memory_budget_splits_large_groups():
-    wide = dataclasses.replace(CFG, ns=(10,), widths=(32, 64))  # about 2-4 MiB per member at 1024 rows
+    wide = CFG.replace(ns=(10,), widths=(32, 64))  # about 2-4 MiB per member at 1024 rows
     members = grid_members(wide)
-    roomy, tight = plan_buckets(members, wide), plan_buckets(members, dataclasses.replace(wide, bucket_mib=8))
+    roomy, tight = plan_buckets(members, wide), plan_buckets(members, wide.replace(bucket_mib=8))
     assert len(tight) > len(roomy)
     assert all(len(b.members) == 1 or len(b.members) * _bytes_per_member(b) <= 8 * 2**20 for b in tight)
     assert sorted(m for b in tight for m in b.members) == sorted(members)
@@ -148,9 +148,9 @@ def test_a_bucket_trains_in_a_compiled_wider_or_deeper_program_when_that_is_chea
     assert len(reused) == 1 and reused[0].spec == wider and reused[0].members == own[0].members
     assert plan_buckets(members, CFG, FLOPS_BOUND, known=known)[0].spec == own[0].spec  # compiles are free
     assert plan_buckets(members, CFG, COMPILE_BOUND, known={(other_n, own[0].slots)})[0].spec == own[0].spec
-    no_depth_padding = dataclasses.replace(CFG, pad_depth=False)
+    no_depth_padding = CFG.replace(pad_depth=False)
     assert plan_buckets(members, no_depth_padding, COMPILE_BOUND, known=known)[0].spec == own[0].spec
     huge = {(dataclasses.replace(wider, width_max=256), own[0].slots)}  # about 3 MiB per member
     assert plan_buckets(members, CFG, COMPILE_BOUND, known=huge)[0].spec.width_max == 256
-    tight_memory = dataclasses.replace(CFG, bucket_mib=1)
+    tight_memory = CFG.replace(bucket_mib=1)
     assert plan_buckets(members, tight_memory, COMPILE_BOUND, known=huge)[0].spec == own[0].spec

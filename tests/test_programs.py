@@ -50,7 +50,7 @@ def test_a_program_needed_now_does_not_wait_behind_the_queue():
     from scaling.population import make_bucket
 
     cfg = config.parse(MONOTONE)
-    bucket = make_bucket(search.wanted_members(cfg, pd.DataFrame())[:4], eval_every=cfg.eval_every)
+    bucket = make_bucket(search.wanted_members(cfg, pd.DataFrame())[:4], eval_every=cfg.train.eval_every)
     programs, release = Programs(), threading.Event()
     programs._pool.submit(release.wait)  # the one background thread is busy
     programs.prefetch(bucket)  # queued behind it

@@ -1,7 +1,6 @@
 """The adaptive search (scaling.search): galloping, bisection, the confirming width, the budget and the
 learning-rate edge rules, against oracles and against the exhaustive grid."""
 
-import dataclasses
 
 import pandas as pd
 from configs import MONOTONE, TINY
@@ -63,7 +62,7 @@ def test_bisection_finds_every_threshold_with_few_widths():
             assert stars.loc[cell, "censored"] and stars.loc[cell, "bound"] == 64
         else:
             assert stars.loc[cell, "w_star"] == k, cell
-    assert set(df["steps_budget"]) == {cfg.steps}  # nothing budget-limited: the budget rule never fires
+    assert set(df["steps_budget"]) == {cfg.train.steps}  # nothing budget-limited: the budget rule never fires
     widths_tested = df.groupby(["n", "depth"])["width"].nunique()
     assert widths_tested.max() <= 7 + 6  # the coarse grid plus log2(32) bisection steps, not all 64 widths
 
@@ -74,7 +73,7 @@ def test_galloping_matches_the_exhaustive_grid_with_fewer_members_and_never_trai
     thresholds = {(2, 1): 1, (2, 2): 37, (3, 1): 33, (3, 2): 65, (4, 1): 5, (4, 2): 20}
     oracle = lambda m: 10 if m.width >= thresholds[(m.n, m.depth)] else None
     gallop = _search_against(cfg, oracle)
-    exhaustive = _search_against(dataclasses.replace(cfg, widths=tuple(range(1, 65)), width_search="grid"), oracle)
+    exhaustive = _search_against(cfg.replace(widths=tuple(range(1, 65)), width_search="grid"), oracle)
     pick = lambda df: min_width(df).set_index(["n", "depth"])[["w_star", "censored", "bound"]].sort_index()
     mine, theirs = pick(gallop), pick(exhaustive)
     pd.testing.assert_frame_equal(mine[["w_star", "censored"]], theirs[["w_star", "censored"]])
@@ -122,7 +121,7 @@ def test_the_learning_rate_edge_rule_extends_the_grid_at_transition_widths_up_to
                        .replace("min_depth_widths = [2, 4]", "min_depth_widths = []\nlr_extend = 1"))
     need = lambda lr: 8 if lr < 0.02 else 6 if lr < 0.05 else 4
     df = _search_against(cfg, lambda m: 10 if m.width >= need(m.lr) else None)
-    extended = df[~df["lr"].isin(cfg.lrs)]
+    extended = df[~df["lr"].isin(cfg.train.lrs)]
     assert set(extended["lr"]) == {0.09} and set(extended["width"]) <= {5, 6, 7, 8}  # never below: no gain there
     summary = summarize(df, cfg).set_index("n")
     assert summary.loc[3, "w_star"] == 6 and summary.loc[3, "best_lr"] in (0.03, 0.09)

@@ -123,7 +123,7 @@ def test_a_plan_of_a_config_that_crashed_before_its_first_bucket_is_never_traine
     wrong = config.parse(TINY.replace("steps = 400", "steps = 500"))
     store = Store.open(tmp_path)
     run_id = store.start_run(wrong)
-    bucket = make_bucket(search.grid_members(wrong)[:4], eval_every=wrong.eval_every)
+    bucket = make_bucket(search.grid_members(wrong)[:4], eval_every=wrong.train.eval_every)
     store.save_plan(run_id, 0, RoundPlan(0, (bucket,), Calibration(load(), 2)).to_json())
     store.close()  # as if it crashed after storing its plan
     run_sweep(config.parse(TINY), tmp_path, progress=False, workers=2)

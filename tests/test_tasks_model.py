@@ -8,6 +8,14 @@ from scaling.model import MLP, count_parameters, forward, init_member, split_par
 from scaling.tasks import MAX_BITS, parity_table, table_bytes
 
 
+def test_every_choice_of_an_experiment_file_has_one_implementation():
+    from scaling import choices, model, steps, tasks
+    for registry, choice in ((model.ACTIVATIONS, choices.Activation), (model.INITS, choices.Init),
+                             (steps.OPTIMIZERS, choices.Optimizer), (steps.LOSSES, choices.Loss),
+                             (tasks.TABLES, choices.Task)):
+        assert set(registry) == set(choice), choice.__name__
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 10])
 def test_parity_table_is_complete_and_correct(n):
     table = parity_table(n, "01")

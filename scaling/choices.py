@@ -1,0 +1,46 @@
+"""Every choice an experiment file makes by name, as one enum each (a StrEnum equals its string, so stored
+rows, config hashes and messages read as before). Kept free of jax so that config validation,
+`scaling --help` and `import analysis` stay light; the implementations are keyed by these enums
+(model.ACTIVATIONS, model.INITS, steps.OPTIMIZERS, steps.LOSSES, tasks.TABLES)."""
+
+import enum
+
+
+class Task(enum.StrEnum):
+    PARITY = "parity"
+
+
+class Encoding(enum.StrEnum):
+    PM1 = "pm1"  # bits as -1/+1
+    ZERO_ONE = "01"
+
+
+class Activation(enum.StrEnum):
+    RELU = "relu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+
+
+class Init(enum.StrEnum):
+    HE = "he"
+    LECUN = "lecun"
+    RADEMACHER = "rademacher"
+
+
+class Optimizer(enum.StrEnum):
+    ADAM = "adam"
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+
+
+class Loss(enum.StrEnum):
+    BCE = "bce"
+    MSE = "mse"
+
+
+class WidthSearch(enum.StrEnum):
+    """How the widths of a cell are chosen."""
+
+    ADAPTIVE = "adaptive"  # the coarse grid from below, then bisection to w* (scaling.search)
+    GRID = "grid"  # exactly the listed widths
+    PER_N = "per_n"  # one width per n, times_n * n
