@@ -11,7 +11,7 @@ comma  := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: sweep analyze test lint bench profile clean venv readme-figure
+.PHONY: sweep analyze test lint bench profile clean venv readme-figure device-check bench-cluster
 
 venv: $(STAMP)
 
@@ -37,9 +37,19 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/scaling bench --out bench.json
 
+# Two local processes of one cluster, one core each, against one process on one core (the bench workload).
+bench-cluster: $(STAMP)
+	$(BIN)/scaling bench --processes 2 --out bench-cluster.json
+
 # Where a training step's time goes, and how well the cost model predicts it (a few minutes).
 profile: $(STAMP)
 	$(BIN)/python -m benchmarks.profile
+
+# On a machine with a GPU or TPU (installs the accelerator build of jax): the default sweep cold, a measured
+# subset of paper.toml against its forecast, and that subset against a CPU run; every figure in one JSON file.
+# About 8 minutes on one GPU; never part of CI.
+device-check: $(STAMP)
+	$(BIN)/python -m benchmarks.device_check --out device-check.json
 
 # The README's figure: copied from a real `make sweep` (never edited by hand).
 readme-figure:

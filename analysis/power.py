@@ -189,7 +189,7 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
     wstar = _assumed_wstar(powers) if cost else None
     if wstar is not None:
         from scaling import cost as cost_model
-        from scaling.sweep import default_workers, make_mesh
+        from scaling.devices import default_workers, make_mesh
 
         model = cost_model.load()
         workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)

@@ -24,15 +24,31 @@ def run(argv: list[str] | None = None) -> None:
 
     def interrupted(signum, frame) -> None:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        cluster = getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None)
+        if cluster is not None and cluster.leader:  # the whole cluster stops with process 0
+            cluster.abort(f"process 0 was {how}")
         sys.stderr.write(f"scaling {command}: {how}{after}\n")
         sys.stderr.flush()
         os._exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupted)
+    if {"--distributed", "--coordinator"} & set(args) or os.environ.get("SCALING_COORDINATOR"):
+        # A cluster's process: the distributed runtime's C++ warnings (such as its note on recoverable tasks,
+        # which scaling.cluster enables to report a lost process itself) would break the one-line messages. 1 is
+        # what importing jax sets, and so what a parent that imported it passes on; 0 asks for every message.
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") in ("", "1"):
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     from scaling.cli import main
 
-    sys.exit(main(argv))
+    code = main(argv)
+    if code and getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None) is not None:
+        # A failed process of a cluster leaves at once: jax's exit handler would wait for the lost processes and
+        # then abort with a C++ stack trace.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sqlite3
@@ -35,12 +36,55 @@ def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 def _sweep(args) -> None:
+    from scaling import cluster as clusters
     from scaling import config
-    from scaling.sweep import run_sweep
 
     cfg = config.load(args.config)
     out = args.out or f"results/{cfg.experiment.name}"
-    outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, progress=True)
+    join = clusters.join_from({"distributed": args.distributed, "coordinator": args.coordinator,
+                               "processes": args.num_processes, "process_id": args.process_id,
+                               "heartbeat_s": args.heartbeat})
+    if join is None:
+        from scaling.sweep import run_sweep
+
+        return _report_sweep(cfg, out, run_sweep(cfg, out, fresh=args.fresh, devices=args.devices))
+    cluster = clusters.join(join)
+    import jax
+
+    from scaling.devices import default_workers, make_mesh
+    from scaling.sweep import follow_sweep, run_sweep
+
+    mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
+    threads = default_workers(mesh, cfg.run.bucket_mib)
+    try:
+        clusters.handshake(cluster, clusters.fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
+        if not cluster.leader:
+            trained = follow_sweep(cfg, cluster, args.devices)
+            logging.getLogger("scaling").info("process %d: trained %d buckets; process 0 stored their rows",
+                                              cluster.process_id, trained)
+            jax.distributed.shutdown()
+            return
+        outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, cluster=cluster)
+    except BaseException as e:
+        if cluster.leader:
+            cluster.abort(f"process 0 stopped: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                          lost=getattr(e, "peer", None))
+        else:
+            cluster.bye()
+        raise
+    jax.distributed.shutdown()
+    _report_sweep(cfg, out, outcome)
+
+
+def _launch(args) -> None:
+    from scaling.launch import launch
+
+    code = launch(args.processes, args.command, args.devices_per_process, args.heartbeat, args.pin_cores)
+    if code:
+        raise SystemExit(code)
+
+
+def _report_sweep(cfg, out: str, outcome) -> None:
     print(f"{cfg.experiment.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
           f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time; "
@@ -53,8 +97,8 @@ def _sweep(args) -> None:
 
 def _plan(args) -> None:
     from scaling import config, probes
+    from scaling.devices import default_workers, make_mesh
     from scaling.forecast import describe, forecast, parse_oracle
-    from scaling.sweep import default_workers, make_mesh
 
     if args.power:
         _power(args.power)
@@ -64,9 +108,16 @@ def _plan(args) -> None:
     cfg = config.load(args.config)
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
-    workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)
+    cluster = args.processes is not None or args.devices is not None
+    processes, devices = args.processes or 1, args.devices or 1
+    if cluster and args.assume_wstar is None:
+        raise UserError("--processes/--devices", "forecast the whole search, so they need --assume-wstar")
+    if processes < 1 or devices < 1:
+        raise UserError("--processes/--devices", f"must be at least 1, got {processes} and {devices}")
+    workers = default_workers(make_mesh(cfg.run.devices) if not cluster else None, cfg.run.bucket_mib)
     model = probes.load_or_calibrate()
-    print("\n".join(describe(cfg, model, forecast(cfg, model, args.assume_wstar, workers), workers, args.assume_wstar)))
+    out = forecast(cfg, model, args.assume_wstar, workers, processes, devices)
+    print("\n".join(describe(cfg, model, out, workers, args.assume_wstar)))
 
 
 def _power(dir: str) -> None:
@@ -96,9 +147,14 @@ def _analyze(args) -> None:
 
 
 def _bench(args) -> None:
+    if args.processes is not None:
+        from benchmarks.cluster_bench import run_cluster_bench
+
+        print(json.dumps(run_cluster_bench(args.processes, args.out or "bench-cluster.json"), indent=1))
+        return
     from benchmarks.bench import run_bench
 
-    run_bench(args.out)
+    run_bench(args.out or "bench.json")
 
 
 def _construct(args) -> None:
@@ -117,7 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default results/<experiment name>)")
     p.add_argument("--fresh", action="store_true", help="delete the store in --out and start over")
     p.add_argument("--devices", type=int, help="shard the population over N devices (default: the file's run.devices)")
+    group = p.add_argument_group("many processes (README, \"Many hosts\"); each flag also reads SCALING_<NAME>")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a jax.distributed cluster found by auto-detection (TPU pod, SLURM, Open MPI)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (SCALING_COORDINATOR)")
+    group.add_argument("--num-processes", type=int, metavar="N", help="processes in the cluster "
+                                                                       "(SCALING_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (SCALING_PROCESS_ID)")
+    group.add_argument("--heartbeat", type=int, metavar="S", help="seconds of silence after which a process "
+                       "counts as lost and the cluster stops (SCALING_HEARTBEAT_S, default 30)")
     p.set_defaults(func=_sweep)
+    p = sub.add_parser("launch", help="run a sweep as N local processes of one jax.distributed cluster")
+    p.add_argument("--processes", type=int, required=True, metavar="N")
+    p.add_argument("--devices-per-process", type=int, metavar="K", help="CPU devices of each process "
+                                                                       "(JAX_NUM_CPU_DEVICES)")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S",
+                   help="seconds of silence after which a process counts as lost (default 30)")
+    p.add_argument("--pin-cores", action="store_true", help="run process i on core i alone (for benchmarks)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- sweep CONFIG [--out DIR]")
+    p.set_defaults(func=_launch)
     p = sub.add_parser("plan", help="forecast a sweep's members, buckets, programs, FLOPs and time; trains and writes "
                                     "nothing")
     p.add_argument("config", nargs="?", help="experiment file, e.g. experiments/paper.toml")
@@ -125,12 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "DIR (a power analysis simulated from its own curves and noise)")
     p.add_argument("--assume-wstar", metavar="EXPR",
                    help='replay the whole search against an assumed w*(n, d), e.g. "2*n" or "2**(n-1)/d"')
+    p.add_argument("--processes", type=int, metavar="P", help="with --assume-wstar: the search's wall time and "
+                                                               "parallel efficiency on P processes (a cluster)")
+    p.add_argument("--devices", type=int, metavar="D", help="... of D devices each (default 1)")
     p.set_defaults(func=_plan)
     p = sub.add_parser("analyze", help="fits, figures and REPORT.md from a results directory")
     p.add_argument("dir")
     p.set_defaults(func=_analyze)
     p = sub.add_parser("bench", help="throughput benchmark, written as JSON")
-    p.add_argument("--out", default="bench.json")
+    p.add_argument("--out", help="the JSON file (default bench.json, or bench-cluster.json with --processes)")
+    p.add_argument("--processes", type=int, metavar="P", help="instead: P local processes of one cluster, one core "
+                                                               "each, against one process on one core")
     p.set_defaults(func=_bench)
     p = sub.add_parser("construct", help="build a network by hand and check it on all 2^n rows")
     p.add_argument("kind")
@@ -174,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             args.func(args)
     except UserError as e:
         print(f"scaling {command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:  # in-process callers; the console script exits on Ctrl-C itself (scaling.__main__)
         print(f"scaling {command}: interrupted; finished buckets are saved, rerun to resume", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from scaling import plan, search
+from scaling.cluster import deal
 from scaling.config import Config
 from scaling.cost import CostModel
 from scaling.errors import UserError
@@ -95,9 +96,25 @@ class Tally:
     compile_s: float = 0.0
     train_s: float = 0.0  # the buckets' training seconds, one after another
     train_wall_s: float = 0.0  # the same on the sweep's workers: each round ends with its last bucket
+    wall_s: float = 0.0  # compiles and training on a cluster's processes (the slowest one ends each round)
 
-    def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1) -> None:
-        """Count one round of buckets, trained in order on `workers` threads (scaling.sweep)."""
+    def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1, processes: int = 1,
+            devices: int = 1, seen: list[set] | None = None) -> None:
+        """Count one round of buckets, trained in order on `workers` threads (scaling.sweep); on a cluster, dealt
+        to `processes` (scaling.cluster.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
+        seen = seen if seen is not None else [set(known) for _ in range(processes)]
+        threads = workers if devices == 1 else 1  # a mesh is kept busy by one bucket
+        owners = deal(buckets, model, [threads] * processes)
+        walls = []
+        for process, shapes in enumerate(seen):
+            mine = [b for b, owner in zip(buckets, owners) if owner == process]
+            new = {(b.spec, b.slots) for b in mine} - shapes
+            shapes |= new
+            finish = [0.0] * threads
+            for b in mine:  # the population splits over the devices of the process's mesh
+                finish[finish.index(min(finish))] += b.steps * model.step_s(b.spec, -(-b.slots // devices))
+            walls.append(sum(model.program_s(spec) for spec, _ in new) + max(finish))
+        self.wall_s += max(walls)
         forecast = model.forecast(buckets, known)
         self.members += sum(len(b.members) for b in buckets)
         self.buckets += len(buckets)
@@ -187,18 +204,22 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
 
 
 def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200,
-             workers: int = 1) -> list[Tally]:
-    """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth)."""
+             workers: int = 1, processes: int = 1, devices: int = 1) -> list[Tally]:
+    """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth); on
+    `processes` of `devices` each (Tally.wall_s)."""
     df = pd.DataFrame()
     done: set[Member] = set()
     known: set = set()
+    seen: list[set] = [set() for _ in range(processes)]
+    threads = (workers if devices == 1 else 1) * processes  # a cluster plans for every process's threads
     rounds: list[Tally] = []
     for _ in range(max_rounds):
         todo = sorted({m for m in search.wanted_members(cfg, df) if m not in done})
         if not todo:
             return rounds
         tally = Tally()
-        tally.add(plan.plan_buckets(todo, cfg, model, known, workers), model, known, workers)
+        tally.add(plan.plan_buckets(todo, cfg, model, known, threads), model, known, workers, processes, devices,
+                  seen)
         rounds.append(tally)
         df = search.with_assumed_rows(df, todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
         done.update(todo)
@@ -213,17 +234,24 @@ def total(tallies: list[Tally]) -> Tally:
     return out
 
 
-def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1) -> dict:
+def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1,
+             processes: int = 1, devices: int = 1) -> dict:
     """The forecast of a sweep that trains `workers` buckets at once: Tally of round 0 ("round0"), the whole
     search's bound ("upper_bound") and the full width grid ("full_grid"); with an assumed w*, every round of
-    the replayed search ("rounds") and their total ("search")."""
+    the replayed search ("rounds") and their total ("search"), and with processes or devices, the search's wall
+    time on them and on one process of as many devices ("cluster")."""
     oracle = parse_oracle(assume_wstar) if assume_wstar is not None else None
     out = {"round0": _tally(search.grid_members(cfg), cfg, model, workers),
            "upper_bound": upper_bound(cfg, model, workers),
            "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, workers)}
     if oracle is not None:
-        rounds = simulate(cfg, oracle, model, workers=workers)
+        rounds = simulate(cfg, oracle, model, workers=workers, processes=processes, devices=devices)
         out["rounds"], out["search"] = rounds, total(rounds)
+        if processes > 1 or devices > 1:
+            alone = total(simulate(cfg, oracle, model, workers=workers, devices=devices)).wall_s
+            wall = out["search"].wall_s
+            out["cluster"] = {"processes": processes, "devices": devices, "wall_s": wall, "one_process_s": alone,
+                              "efficiency": alone / (processes * wall) if wall > 0 else float("nan")}
     return out
 
 
@@ -239,4 +267,10 @@ def describe(cfg: Config, model: CostModel, out: dict, workers: int = 1, assume_
     if "rounds" in out:
         rounds = len(out["rounds"])
         lines.append(f"  with w* = {assume_wstar}: {rounds} round{'' if rounds == 1 else 's'}, {out['search'].line()}")
+    if "cluster" in out:
+        c = out["cluster"]
+        lines.append(f"  on {c['processes']} process{'es' if c['processes'] > 1 else ''} x {c['devices']} device"
+                     f"{'s' if c['devices'] > 1 else ''} (a forecast: whole budgets, buckets dealt whole): "
+                     f"{_duration(c['wall_s'])}; one process of {c['devices']} device{'s' if c['devices'] > 1 else ''}"
+                     f": {_duration(c['one_process_s'])}; parallel efficiency {c['efficiency']:.0%}")
     return lines

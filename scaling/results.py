@@ -34,10 +34,11 @@ RUN_COLUMNS = {"run_id": "INTEGER PRIMARY KEY AUTOINCREMENT", "config_name": "TE
                "config_hash": "TEXT", "jax_version": "TEXT", "flax_version": "TEXT", "optax_version": "TEXT",
                "python_version": "TEXT", "backend": "TEXT", "device_kind": "TEXT", "device_count": "INTEGER",
                "git_commit": "TEXT", "started_at": "TEXT", "ended_at": "TEXT", "compiles": "INTEGER",
-               "compile_s": "REAL"}
-# Written when a run ends. compiles and compile_s came later: a store without them gains them (ALTER TABLE).
+               "compile_s": "REAL", "processes": "INTEGER", "hosts": "TEXT"}
+# device_count counts the devices of every process; hosts is a JSON list, one host name per process.
+# Written when a run ends. Columns added later: a store without them gains them (ALTER TABLE).
 RUN_END = ("ended_at", "compiles", "compile_s")
-ADDED_LATER = ("compiles", "compile_s")
+ADDED_LATER = ("compiles", "compile_s", "processes", "hosts")
 RUN_START = [c for c in RUN_COLUMNS if c != "run_id" and c not in RUN_END]
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import platform
 import sqlite3
 import subprocess
@@ -140,16 +141,18 @@ class Store:
                 raise UserError(str(path), f"cannot open the results store ({e})") from None
             raise
 
-    def start_run(self, cfg: Config) -> int:
-        """Check that the store belongs to cfg and record this run, in one transaction."""
+    def start_run(self, cfg: Config, hosts: list[str] | None = None) -> int:
+        """Check that the store belongs to cfg and record this run, in one transaction. `hosts`: the host name
+        of each process of a cluster (default: this process alone)."""
         import flax
         import jax
         import optax
 
-        devices = jax.devices()
+        devices = jax.devices()  # of every process
+        hosts = hosts or [platform.node()]
         provenance = (cfg.experiment.name, cfg.source, cfg.hash(), jax.__version__, flax.__version__, optax.__version__,
                       platform.python_version(), jax.default_backend(), devices[0].device_kind, len(devices),
-                      _git_commit(), _now())
+                      _git_commit(), _now(), len(hosts), json.dumps(hosts))
         try:
             self._refuse_another_config(cfg)  # before the first write, so a refused store stays byte for byte
             self.conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them

@@ -6,20 +6,20 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
-import numpy as np
 import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from scaling import probes, rounds, search
+from scaling.cluster import Cluster, finish, follow, lead_round
 from scaling.config import Config
+from scaling.devices import cores, default_workers, make_mesh
 from scaling.errors import UserError
 from scaling.plan import plan_buckets
 from scaling.population import Bucket, Member, MemberResult, padding_waste
@@ -45,41 +45,6 @@ class SweepOutcome:
     compiles: int = 0  # XLA programs compiled by this call
     compile_s: float = 0.0  # the compiler's seconds, summed over its threads (mostly while buckets trained)
     compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the workers
-
-
-def make_mesh(devices: int | None) -> Mesh | None:
-    """A 1-D mesh over the population axis, or None for a single device."""
-    available = jax.devices()
-    count = len(available) if devices is None else devices
-    if count < 1:
-        raise UserError("--devices", f"must be at least 1, got {count}")
-    if count > len(available):
-        raise UserError("--devices", f"asked for {count} devices but only {len(available)} are visible "
-                                     f"({available[0].platform})")
-    return None if count == 1 else Mesh(np.array(available[:count]), ("pop",))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
-    """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
-    a bucket's small matmuls on one thread, so on this 2-core machine two buckets trained at once in 1.15 s
-    instead of 2.14 s, with the same rows bit for bit (benchmarks.profile.workers_check). No more than half the
-    memory holds buckets of `bucket_mib` each. An accelerator or a mesh is kept busy by one bucket."""
-    value = os.environ.get("SCALING_WORKERS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise UserError("SCALING_WORKERS", f"must be a whole number of at least 1, got {value!r}")
-        return int(value)
-    if mesh is not None or jax.default_backend() != "cpu":
-        return 1
-    cores = _cores()
-    if bucket_mib:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        cores = min(cores, max(1, memory // 2 // (bucket_mib * 2**20)))
-    return cores
 
 
 def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
@@ -141,6 +106,30 @@ def train_concurrently(buckets: list[Bucket], workers: int,
             stop.set()
 
 
+def trainer(cfg: Config, plan: RoundPlan, free_shapes: set, mesh: Mesh | None, programs: Programs,
+            finished: Callable[[int], None] = lambda count: None) -> Callable[[Bucket, threading.Event], list]:
+    """train(bucket, stop) of one round: as the plan says (its cost model, and the program shapes counted as
+    compiled), stopping at the next chunk once `stop` is set; finished(count) after every chunk."""
+    def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
+        def on_chunk(done: int, live: int) -> None:
+            if stop.is_set():
+                raise _Stopped
+            finished(done)
+        return train_bucket(bucket, run_seed=cfg.run.seed, mesh=mesh, programs=programs,
+                            model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
+    return train
+
+
+def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> int:
+    """A cluster's process other than 0: train the buckets process 0 deals until it says done (nothing is
+    written here: process 0 stores every row). Returns the number of buckets trained."""
+    mesh = make_mesh(devices if devices is not None else cfg.run.devices)
+    workers = default_workers(mesh, cfg.run.bucket_mib)
+    with Programs() as programs:
+        programs.set_compile_threads(max(1, cores() - workers))
+        return follow(cluster, lambda plan, free: trainer(cfg, plan, free, mesh, programs), workers)
+
+
 def _load_plan(text: str, store: Store) -> RoundPlan:
     try:
         return RoundPlan.from_json(text)
@@ -159,23 +148,25 @@ def run_sweep(
     on_bucket: Callable[[Bucket], None] | None = None,
     programs: Programs | None = None,
     workers: int | None = None,
+    cluster: Cluster | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
     committed bucket by bucket in plan order, so a stop loses only the buckets in training and those that
     finished while an earlier one still trained; a resume trains those again as the stored plan has them.
-    `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it."""
+    `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it.
+    `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.cluster)."""
     if programs is None:
         with Programs() as own:
             return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,
-                             programs=own, workers=workers)
+                             programs=own, workers=workers, cluster=cluster)
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.run.devices)
-    workers, cores = workers or default_workers(mesh, cfg.run.bucket_mib), _cores()
-    programs.set_compile_threads(max(1, cores - workers))  # an accelerator's host compiles on its spare cores
+    workers, spare = workers or default_workers(mesh, cfg.run.bucket_mib), cores()
+    programs.set_compile_threads(max(1, spare - workers))  # an accelerator's host compiles on its spare cores
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
-        run_id = store.start_run(cfg)
+        run_id = store.start_run(cfg, hosts=cluster.hosts if cluster else None)
     except BaseException:
         store.close()
         raise
@@ -186,7 +177,8 @@ def run_sweep(
     compiled = lambda: {k: v - compiled_before[k] for k, v in programs.counters().items()}
     try:
         plans = [_load_plan(text, store) for text in store.plans()]
-        calibration = _calibration(plans, workers)
+        # A cluster's plans spread buckets over the training threads of all its processes.
+        calibration = _calibration(plans, sum(cluster.threads) if cluster else workers)
         slots = lambda bucket: population_slots(bucket, mesh)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
@@ -212,27 +204,29 @@ def run_sweep(
             programs.cancel_pending()  # guesses for this round that never started
             for _, bucket in pending[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
-            if min(workers, len(pending)) < cores:  # a core is left: compile for the next round meanwhile
+            if min(workers, len(pending)) < spare:  # a core is left: compile for the next round meanwhile
                 todo = [m for _, b in pending for m in b.members]
                 _queue_next_round(cfg, df, todo, calibration, free_shapes, programs, mesh)
             bar_lock, solved = threading.Lock(), int(df["solved"].sum())
 
-            def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
-                def on_chunk(finished: int, live: int) -> None:
-                    if stop.is_set():
-                        raise _Stopped
-                    with bar_lock:
-                        bar.update(finished)
-                return train_bucket(bucket, run_seed=cfg.run.seed, mesh=mesh, programs=programs,
-                                    model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
+            def finished(count: int) -> None:
+                with bar_lock:
+                    bar.update(count)
 
-            results_in_order = train_concurrently([b for _, b in pending], workers, train)
+            train = trainer(cfg, plan, free_shapes, mesh, programs, finished)
+            if cluster is None:
+                arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently([b for _, b in pending],
+                                                                                       workers, train)))
+            else:
+                arrivals = lead_round(cluster, rounds_run, plan, pending, free_shapes, train, workers)
             try:
-                for (i, bucket), results in zip(pending, results_in_order):
+                for i, bucket, results, remote in arrivals:
                     store.insert(run_id, plan.label(i), bucket.members, results)
                     trained_buckets.append(bucket)
                     trained_members.update(bucket.members)
                     solved += sum(r.solved for r in results)
+                    if remote:
+                        finished(len(results))
                     c = compiled()
                     with bar_lock:
                         bar.set_postfix_str(f"round {plan.round} bucket {i + 1}/{len(plan.buckets)} "
@@ -240,9 +234,13 @@ def run_sweep(
                     if on_bucket is not None:
                         on_bucket(bucket)
             finally:
-                results_in_order.close()  # stops the workers now, not whenever the generator is collected
+                arrivals.close()  # stops the workers now, not whenever the generator is collected
             df = store.frame()  # the round's rows, read once: what the search asks next
             rounds_run += 1
+        if cluster is not None:
+            finish(cluster)
+            log.info("cluster of %d processes: %d rounds; process 0 waited %.1f s for the others at the rounds' ends; "
+                     "key-value traffic %.2f s", cluster.processes, rounds_run, cluster.waited_s, cluster.kv_s)
         summary = summarize(df, cfg)
         counts = compiled()
         store.end_run(run_id, compiles=counts["compiles"], compile_s=round(counts["compile_s"], 3))

@@ -7,9 +7,10 @@ import pytest
 from configs import TINY
 
 from scaling import config, plan, sweep
+from scaling.devices import default_workers
 from scaling.errors import UserError
 from scaling.store import STORE_NAME
-from scaling.sweep import _Stopped, default_workers, run_sweep, train_concurrently
+from scaling.sweep import _Stopped, run_sweep, train_concurrently
 
 KEY = ["n", "depth", "width", "lr", "seed"]
 RESULT = ["steps_run", "solved", "step_solved", "diverged"]

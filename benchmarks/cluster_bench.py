@@ -1,0 +1,77 @@
+"""`scaling bench --processes P`: the bench workload's sweep (benchmarks.bench.WORKLOAD) on one process pinned
+to one core, against P local processes of one cluster (scaling launch), each pinned to a core of its own; every
+process trains one bucket at a time. Each way runs twice: cold (an empty persistent compile cache: every process
+compiles its own programs) and warm (the cache the cold run filled). The rows of every way must be the rows of
+the single process (outcomes exact). Where the time goes: process 0's log line gives its waits for the others
+at the rounds' ends and its key-value traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench import WORKLOAD
+from scaling.errors import UserError
+
+_CLUSTER_LINE = re.compile(r"(\d+) rounds; process 0 waited ([\d.]+) s .*?key-value traffic ([\d.]+) s")
+
+
+def _run(args: list[str], env: dict, core: int | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+    run = subprocess.run([sys.executable, "-m", "scaling", *args], env=env, capture_output=True, text=True,
+                         preexec_fn=pin)
+    if run.returncode != 0:
+        raise UserError("scaling bench --processes", f"`scaling {' '.join(args)}` failed: {run.stderr[-500:]}")
+    return time.perf_counter() - start, run.stderr
+
+
+def _rows(out: Path) -> list:
+    import sqlite3
+
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        return conn.execute("SELECT n, depth, width, lr, seed, steps_budget, solved, steps_run, step_solved "
+                            "FROM members ORDER BY n, depth, width, lr, seed, steps_budget").fetchall()
+
+
+def run_cluster_bench(processes: int, out: str | Path = "bench-cluster.json") -> dict:
+    if processes < 2:
+        raise UserError("--processes", f"compares P >= 2 processes with one, got {processes}")
+    if len(os.sched_getaffinity(0)) < processes:
+        raise UserError("--processes", f"pins each process to a core of its own; this machine lets it use "
+                                       f"{len(os.sched_getaffinity(0))} cores")
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    config = work / "bench.toml"
+    config.write_text(WORKLOAD)
+    results: dict = {"processes": processes, "workload": "benchmarks.bench.WORKLOAD"}
+    rows = {}
+    for way in ("one", "cluster"):
+        env = {**os.environ, "SCALING_WORKERS": "1", "SCALING_JAX_CACHE": str(work / f"cache-{way}")}
+        for temperature in ("cold", "warm"):
+            store = work / f"{way}-{temperature}"
+            sweep = ["sweep", str(config), "--out", str(store)]
+            if way == "one":
+                wall, _ = _run(sweep, env, core=min(os.sched_getaffinity(0)))
+            else:
+                wall, log = _run(["launch", "--processes", str(processes), "--pin-cores", "--", *sweep], env)
+                found = _CLUSTER_LINE.search(log)
+                if found:
+                    results[f"{temperature}_rounds"] = int(found.group(1))
+                    results[f"{temperature}_process0_waited_s"] = float(found.group(2))
+                    results[f"{temperature}_key_value_s"] = float(found.group(3))
+            results[f"{way}_{temperature}_s"] = round(wall, 2)
+            rows[(way, temperature)] = _rows(store)
+            print(f"{way} process{'es' if way == 'cluster' else ''}, {temperature}: {wall:.1f} s", flush=True)
+    for temperature in ("cold", "warm"):
+        one, cluster = results[f"one_{temperature}_s"], results[f"cluster_{temperature}_s"]
+        results[f"{temperature}_speedup"] = round(one / cluster, 2)
+        results[f"{temperature}_same_rows"] = rows[("one", temperature)] == rows[("cluster", temperature)]
+    Path(out).write_text(json.dumps(results, indent=1))
+    return results

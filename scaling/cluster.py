@@ -1,0 +1,346 @@
+"""One sweep over every process of a jax.distributed cluster: process 0 plans, stores and deals whole buckets;
+every process trains the buckets it is dealt on its own devices and hands their rows back.
+
+Process 0 is the only one that touches the results directory (lock, store, outputs, progress bar). The others
+may share no filesystem with it: they get each round's plan from process 0, and give back their results, through
+the key-value store of JAX's distributed runtime (the coordination service that jax.distributed.initialize
+starts on process 0). Nothing else travels between processes: a bucket's rows depend only on its plan (its
+members, the cost model it was planned with, and the program shapes counted as compiled), never on where it
+trained, so a cluster stores the rows of a single process that trains the same plans.
+
+Why whole buckets, and not one population sharded over a global mesh: a bucket's host loop reads every
+member's loss after each chunk (tens of milliseconds of work on a CPU), and a global population would turn each
+read into a cross-process gather, and each compile into one that every process must do in lockstep. Dealt whole,
+buckets need no traffic while they train, and each process compiles only its own programs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from scaling.cost import CostModel
+from scaling.errors import UserError
+from scaling.population import Bucket, BucketSpec, MemberResult
+from scaling.rounds import RoundPlan
+
+PREFIX = "scaling/"
+POLL_S = 0.2  # how often a waiting process looks for what it waits for
+DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster (at most 60 s, as issued)
+ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
+ENVIRONMENT = {"coordinator": "SCALING_COORDINATOR", "processes": "SCALING_NUM_PROCESSES",
+               "process_id": "SCALING_PROCESS_ID", "heartbeat_s": "SCALING_HEARTBEAT_S"}
+
+
+class ClusterError(UserError):
+    """A process left the cluster, or the processes disagree: one line, exit code 1."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    """How this process joins a cluster; None fields are left to jax.distributed's auto-detection (TPU pods,
+    SLURM, Open MPI)."""
+
+    coordinator: str | None = None
+    processes: int | None = None
+    process_id: int | None = None
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+
+
+def join_from(flags: dict, environ=os.environ) -> Join | None:
+    """The Join of the command line's flags (None where not given) over the SCALING_* environment variables, or
+    None for a single process: neither flags, nor variables, nor `distributed` (auto-detection)."""
+    values = {}
+    for field, variable in ENVIRONMENT.items():
+        value = flags.get(field)
+        if value is None and environ.get(variable, "").strip():
+            raw = environ[variable].strip()
+            if field != "coordinator":
+                if not raw.isdigit():
+                    raise UserError(variable, f"must be a whole number, got {raw!r}")
+                raw = int(raw)
+            value = raw
+        if value is not None:
+            values[field] = value
+    if not values and not flags.get("distributed"):
+        return None
+    join = Join(**values)
+    if join.heartbeat_s < 1:
+        raise UserError("--heartbeat", f"must be at least 1 second, got {join.heartbeat_s}")
+    if join.processes is not None and join.processes < 1:
+        raise UserError("--num-processes", f"must be at least 1, got {join.processes}")
+    if join.process_id is not None and join.processes is not None and not 0 <= join.process_id < join.processes:
+        raise UserError("--process-id", f"must lie in 0..{join.processes - 1}, got {join.process_id}")
+    return join
+
+
+class Cluster:
+    """This process's view of the cluster: its id, the others, and the runtime's key-value store."""
+
+    def __init__(self, client, process_id: int, processes: int, heartbeat_s: int):
+        self.client, self.process_id, self.processes, self.heartbeat_s = client, process_id, processes, heartbeat_s
+        self.hosts: list[str] = [platform.node()] * processes  # process 0 learns the others' in the handshake
+        self.threads: list[int] = [1] * processes  # buckets each process trains at once (from the handshake)
+        self.waited_s = 0.0  # process 0: seconds it waited for the others once its own buckets of a round were done
+        self.kv_s = 0.0  # seconds spent in the key-value store's calls
+        self._beats: dict[int, tuple[str | None, float]] = {}  # peer -> (its last beat seen, when it changed)
+        self._stop_beating = threading.Event()
+        threading.Thread(target=self._beat, name="scaling-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        """Count up under alive/<id> several times per heartbeat: the others' sign that this process lives. (The
+        runtime's own liveness query, get_live_nodes, blocks until every process asks, so it cannot serve.) A
+        process other than 0 also watches process 0 here, from the moment it joins: when process 0 aborts or
+        falls silent it leaves at once, with one line, before the runtime notices and aborts it with a C++ trace."""
+        count = 0
+        while not self._stop_beating.wait(min(1.0, self.heartbeat_s / 5)):
+            count += 1
+            try:
+                self.client.key_value_set(f"{PREFIX}alive/{self.process_id}", str(count), True)
+                if not self.leader:
+                    self.check([0])
+            except ClusterError as e:
+                if self._stop_beating.is_set():  # done: process 0 may leave now
+                    return
+                self.bye()
+                print(f"scaling sweep: error: {e}", file=sys.stderr, flush=True)
+                os._exit(e.exit_code)
+            except Exception:  # noqa: BLE001 (the coordinator is gone: check() says so on the next beat)
+                continue
+
+    @property
+    def leader(self) -> bool:
+        return self.process_id == 0
+
+    def set(self, key: str, text: str) -> None:
+        start = time.perf_counter()
+        self._call(self.client.key_value_set, PREFIX + key, text)
+        self.kv_s += time.perf_counter() - start
+
+    def try_get(self, key: str) -> str | None:
+        start = time.perf_counter()
+        try:
+            return self.client.key_value_try_get(PREFIX + key)
+        except Exception as e:  # NOT_FOUND, or the coordination service is gone
+            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+                return None
+            raise self._lost(0, e) from None
+        finally:
+            self.kv_s += time.perf_counter() - start
+
+    def wait(self, key: str, peers: list[int]) -> str:
+        """The value of `key` once some process sets it, checking meanwhile that `peers` are alive."""
+        while (value := self.try_get(key)) is None:
+            self.check(peers)
+            time.sleep(POLL_S)
+        return value
+
+    def check(self, peers: list[int]) -> None:
+        """Raise ClusterError when process 0 has aborted, or one of `peers` has left the cluster."""
+        if not self.leader and (reason := self.try_get("abort")) is not None:
+            raise ClusterError("process 0", reason)
+        now = time.monotonic()
+        for peer in peers:
+            beat = self.try_get(f"alive/{peer}")
+            last, since = self._beats.get(peer, (None, now))
+            if beat != last or peer not in self._beats:
+                self._beats[peer] = (beat, now)
+            elif now - since > self.heartbeat_s:
+                raise self._lost(peer)
+
+    def leave(self) -> None:
+        """Wait until every process is done, so that process 0 (which serves the key-value store) leaves last."""
+        self._stop_beating.set()  # from here on, process 0 may end at any moment
+        self._call(self.client.wait_at_barrier, PREFIX + "end", 1000 * (2 * self.heartbeat_s + 60))
+
+    def abort(self, reason: str, lost: int | None = None) -> None:
+        """Process 0 stops: tell the others (they exit with `reason`) and give them a moment to leave first, since
+        the runtime aborts a process whose coordinator is gone, with a C++ stack trace. Never raises."""
+        try:
+            self.client.key_value_set(PREFIX + "abort", reason)
+            deadline = time.monotonic() + min(self.heartbeat_s, 5)
+            while time.monotonic() < deadline and any(self.try_get(f"bye/{peer}") is None
+                                                      for peer in range(1, self.processes) if peer != lost):
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 (the others find out from the coordinator's loss instead)
+            pass
+
+    def bye(self) -> None:
+        """A process other than 0 leaves after an error (process 0 waits for this before it stops); never raises."""
+        try:
+            self.client.key_value_set(f"{PREFIX}bye/{self.process_id}", "bye", True)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except Exception as e:  # the coordination service (process 0) is gone
+            raise self._lost(0, e) from None
+
+    def _lost(self, peer: int, error: Exception | None = None) -> ClusterError:
+        where = f"process {peer} ({self.hosts[peer]})"
+        detail = f" ({str(error).splitlines()[0][:120]})" if error is not None else ""
+        error = ClusterError(where, f"left the cluster (no heartbeat within {self.heartbeat_s} s){detail}; the "
+                                    "stored buckets are whole: relaunch the same command to resume")
+        error.peer = peer
+        return error
+
+
+def join(j: Join) -> Cluster:
+    """jax.distributed.initialize, with gloo collectives on a CPU and the heartbeat of `j`; before any jax work."""
+    import jax
+    from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # ignored by other backends
+    jax.config.update("jax_enable_recoverability", True)  # a lost process is ours to report, in one line
+    jax.config.update("jax_enable_preemption_service", False)  # unused; it logs errors when a process is lost
+    try:
+        jax.distributed.initialize(coordinator_address=j.coordinator, num_processes=j.processes,
+                                   process_id=j.process_id, heartbeat_timeout_seconds=j.heartbeat_s,
+                                   initialization_timeout=max(60, 2 * j.heartbeat_s))
+    except (RuntimeError, ValueError) as e:
+        raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
+    global ACTIVE
+    ACTIVE = Cluster(distributed.global_state.client, jax.process_index(), jax.process_count(), j.heartbeat_s)
+    return ACTIVE
+
+
+def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> dict:
+    """What every process must agree on before a sweep starts (all but its host and its training threads)."""
+    import importlib.metadata
+
+    import jax
+
+    return {"config": hashlib.sha256(cfg_source.encode()).hexdigest()[:16], "out": out,
+            "version": f"scaling {importlib.metadata.version('scaling')}, jax {jax.__version__}",
+            "devices per process": local_devices, "host": platform.node(), "threads": threads}
+
+
+def handshake(cluster: Cluster, mine: dict) -> None:
+    """Every process shows process 0 its fingerprint; process 0 refuses a cluster whose processes differ."""
+    if not cluster.leader:
+        cluster.set(f"hello/{cluster.process_id}", json.dumps(mine))
+        verdict = cluster.wait("verdict", [0])
+        if verdict != "ok":
+            raise ClusterError("process 0", verdict)
+        return
+    problem = None
+    cluster.threads[0] = int(mine["threads"])
+    for peer in range(1, cluster.processes):
+        theirs = json.loads(cluster.wait(f"hello/{peer}", [peer]))
+        cluster.hosts[peer], cluster.threads[peer] = theirs["host"], int(theirs["threads"])
+        for field in mine:
+            if field not in ("host", "threads") and theirs.get(field) != mine[field] and problem is None:
+                problem = (f"process {peer} ({theirs['host']}) was launched with another {field} "
+                           f"({theirs.get(field)!r}, process 0 has {mine[field]!r}); launch every process with the "
+                           "same command and version")
+    cluster.set("verdict", problem or "ok")
+    if problem:
+        raise ClusterError("scaling sweep", problem)
+
+
+def deal(buckets: list[Bucket], model: CostModel, threads: list[int]) -> list[int]:
+    """The process of each bucket: in plan order, each to the process whose first training thread is free
+    soonest (process p trains threads[p] buckets at once), by the plan's own cost model."""
+    free = [[0.0] * count for count in threads]
+    owners = []
+    for bucket in buckets:
+        process = min(range(len(threads)), key=lambda p: (min(free[p]), p))
+        finish = free[process]
+        finish[finish.index(min(finish))] += model.train_s(bucket)
+        owners.append(process)
+    return owners
+
+
+def _encode_results(results: list[MemberResult]) -> str:
+    return json.dumps([dataclasses.astuple(r) for r in results])  # floats as repr: exact; NaN allowed
+
+
+def _decode_results(text: str) -> list[MemberResult]:
+    return [MemberResult(*row) for row in json.loads(text)]
+
+
+Train = Callable[[Bucket, threading.Event], list[MemberResult]]
+
+
+def lead_round(cluster: Cluster, seq: int, plan: RoundPlan, pending: list[tuple[int, Bucket]],
+               free_shapes: set, train: Train, workers: int
+               ) -> Iterator[tuple[int, Bucket, list[MemberResult], bool]]:
+    """Process 0's part of one round: deal `pending`, hand the round to the others, train its own buckets on
+    `workers` threads, and yield (index, bucket, results, trained elsewhere) of every pending bucket as they
+    arrive."""
+    owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads)
+    cluster.set(f"round/{seq}", json.dumps({
+        "plan": plan.to_json(), "pending": [i for i, _ in pending], "owners": owners,
+        "free": [[dataclasses.asdict(spec), size] for spec, size in sorted(free_shapes, key=repr)]}))
+    remote = {i: (b, owner) for (i, b), owner in zip(pending, owners) if owner != 0}
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+        futures = {pool.submit(train, b, stop): (i, b) for (i, b), owner in zip(pending, owners) if owner == 0}
+        try:
+            last_check = time.monotonic()
+            while futures or remote:
+                done, _ = concurrent.futures.wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED")
+                for future in done:
+                    i, bucket = futures.pop(future)
+                    yield i, bucket, future.result(), False
+                for i, (bucket, _) in list(remote.items()):
+                    if (text := cluster.try_get(f"result/{seq}/{i}")) is not None:
+                        del remote[i]
+                        yield i, bucket, _decode_results(text), True
+                if time.monotonic() - last_check >= 1.0:  # every process, working or not, must stay alive
+                    cluster.check(list(range(1, cluster.processes)))
+                    last_check = time.monotonic()
+                if not futures and remote:
+                    time.sleep(POLL_S)
+                    cluster.waited_s += POLL_S
+        finally:
+            for future in futures:
+                future.cancel()
+            stop.set()
+
+
+def finish(cluster: Cluster) -> None:
+    """Process 0 tells the others that the sweep is done, and waits until every one has heard it."""
+    cluster.set("round/done", "done")
+    cluster.leave()
+
+
+def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], workers: int) -> int:
+    """A process other than 0: train what process 0 deals, round after round, until it says done; returns the
+    number of buckets trained here. (Its heartbeat thread ends the process when process 0 is lost.)"""
+    seq = trained = 0
+    stop = threading.Event()
+    try:
+        while True:
+            while (text := cluster.try_get(f"round/{seq}")) is None:
+                if cluster.try_get("round/done") is not None:
+                    cluster.leave()
+                    return trained
+                time.sleep(POLL_S)
+            message = json.loads(text)
+            plan = RoundPlan.from_json(message["plan"])
+            free = {(BucketSpec(**spec), size) for spec, size in message["free"]}
+            mine = [(i, plan.buckets[i]) for i, owner in zip(message["pending"], message["owners"])
+                    if owner == cluster.process_id]
+            train = make_train(plan, free)
+            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+                futures = [(i, pool.submit(train, b, stop)) for i, b in mine]
+                for i, future in futures:
+                    results = future.result()
+                    cluster.set(f"result/{seq}/{i}", _encode_results(results))
+                    trained += 1
+            seq += 1
+    finally:
+        stop.set()

@@ -1,0 +1,129 @@
+"""Sweeps over a local jax.distributed cluster: the rows of one process, one writer, and its faults."""
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from configs import TINY
+
+from scaling.launch import free_port
+from scaling.store import STORE_NAME
+
+KEY = ["n", "depth", "width", "lr", "seed", "steps_budget"]
+OUTCOME = ["solved", "steps_run", "step_solved", "diverged"]
+CONFIG = TINY.replace("seeds = 3", "seeds = 2").replace("min_depth_widths = [2, 4]", "min_depth_widths = [2]")
+HEARTBEAT_S = 5
+
+
+def _env(devices: int, **extra) -> dict:
+    return {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), **extra}
+
+
+def _member(config, out: str, process: int, port: int, cwd, config_path=None) -> subprocess.Popen:
+    """One process of a 2-process cluster, started by hand (as a batch system would)."""
+    args = [sys.executable, "-m", "scaling", "sweep", str(config_path or config), "--out", out,
+            "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(process),
+            "--heartbeat", str(HEARTBEAT_S)]
+    return subprocess.Popen(args, cwd=cwd, env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _rows(out) -> pd.DataFrame:
+    with contextlib.closing(sqlite3.connect(f"file:{out / STORE_NAME}?mode=ro", uri=True)) as conn:
+        return pd.read_sql_query("SELECT * FROM members", conn).sort_values(KEY).reset_index(drop=True)
+
+
+def _same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Every outcome exact, every final loss within 1e-3 relative."""
+    assert len(got) == len(want) > 0 and (got[KEY].to_numpy() == want[KEY].to_numpy()).all()
+    pd.testing.assert_frame_equal(got[OUTCOME], want[OUTCOME])
+    np.testing.assert_allclose(got["final_loss"], want["final_loss"], rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cluster") / "cluster.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_process(config_file, tmp_path_factory):
+    """The rows of one process with two devices and two training threads: the plans of a 2 x 2 cluster (each
+    process trains one bucket at a time on its mesh of two devices, so the cluster plans for two threads)."""
+    out = tmp_path_factory.mktemp("one") / "out"
+    run = subprocess.run([sys.executable, "-m", "scaling", "sweep", str(config_file), "--out", str(out)],
+                         env=_env(2, SCALING_WORKERS="2"), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return _rows(out)
+
+
+def test_launch_two_processes_of_two_devices_store_the_rows_of_one_process(config_file, one_process, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "scaling", "launch", "--processes", "2", "--devices-per-process",
+                          "2", "--", "sweep", str(config_file), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    _same_rows(_rows(out), one_process)
+    with contextlib.closing(sqlite3.connect(out / STORE_NAME)) as conn:
+        processes, devices, hosts = conn.execute("SELECT processes, device_count, hosts FROM runs").fetchone()
+    assert (processes, devices, len(json.loads(hosts))) == (2, 4, 2)
+
+
+def test_a_killed_process_stops_the_cluster_in_one_line_and_a_relaunch_resumes_to_the_same_rows(
+        config_file, one_process, tmp_path):
+    """Process 1 runs in a directory of its own, with the same relative --out: it never creates it (only
+    process 0 touches the results directory)."""
+    here, there = tmp_path / "host0", tmp_path / "host1"
+    here.mkdir(), there.mkdir()
+    port = free_port()
+    leader, other = _member(config_file, "out", 0, port, here), _member(config_file, "out", 1, port, there)
+    deadline = time.monotonic() + 120
+    while not (here / "out" / STORE_NAME).exists() or _rows_or_none(here / "out") is None:
+        assert leader.poll() is None and time.monotonic() < deadline, leader.stderr.read()
+        time.sleep(0.05)
+    other.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    _, err = leader.communicate(timeout=HEARTBEAT_S + 30)
+    waited = time.monotonic() - killed
+    other.wait()
+    assert leader.returncode == 1 and waited < HEARTBEAT_S + 15, (leader.returncode, waited, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "process 1" in lines[0] and "left the cluster" in lines[0], err
+    assert not (there / "out").exists()
+    stopped = len(_rows(here / "out"))
+    port = free_port()
+    leader, other = _member(config_file, "out", 0, port, here), _member(config_file, "out", 1, port, there)
+    for p in (leader, other):
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    _same_rows(_rows(here / "out"), one_process)
+    assert stopped < len(one_process) and not (there / "out").exists()
+
+
+def _rows_or_none(out):
+    try:
+        rows = _rows(out)
+    except (sqlite3.Error, pd.errors.DatabaseError):
+        return None
+    return rows if len(rows) else None
+
+
+def test_processes_launched_with_different_configs_are_refused_before_anything_is_written(config_file, tmp_path):
+    other_config = tmp_path / "other.toml"
+    other_config.write_text(CONFIG.replace("steps = 400", "steps = 300"))
+    port = free_port()
+    leader = _member(config_file, "out", 0, port, tmp_path)
+    other = _member(config_file, "out", 1, port, tmp_path, config_path=other_config)
+    errors = [p.communicate(timeout=120)[1] for p in (leader, other)]
+    assert leader.returncode == 1 and other.returncode == 1, errors
+    for err in errors:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "another config" in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
