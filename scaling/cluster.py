@@ -7,16 +7,10 @@ the key-value store of JAX's distributed runtime (the coordination service that 
 starts on process 0). Nothing else travels between processes: a bucket's rows depend only on its plan (its
 members, the cost model it was planned with, and the program shapes counted as compiled), never on where it
 trained, so a cluster stores the rows of a single process that trains the same plans.
-
-Why whole buckets, and not one population sharded over a global mesh: a bucket's host loop reads every
-member's loss after each chunk (tens of milliseconds of work on a CPU), and a global population would turn each
-read into a cross-process gather, and each compile into one that every process must do in lockstep. Dealt whole,
-buckets need no traffic while they train, and each process compiles only its own programs.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -25,16 +19,12 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 
-from scaling.cost import CostModel
 from scaling.errors import UserError
-from scaling.population import Bucket, BucketSpec, MemberResult
-from scaling.rounds import RoundPlan
 
 PREFIX = "scaling/"
-POLL_S = 0.2  # how often a waiting process looks for what it waits for
-DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster (at most 60 s, as issued)
+POLL_S = 0.02  # how often process 0 looks for the others' results (a key-value call takes about 0.2 ms)
+DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
 ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
 ENVIRONMENT = {"coordinator": "SCALING_COORDINATOR", "processes": "SCALING_NUM_PROCESSES",
                "process_id": "SCALING_PROCESS_ID", "heartbeat_s": "SCALING_HEARTBEAT_S"}
@@ -91,6 +81,7 @@ class Cluster:
         self.client, self.process_id, self.processes, self.heartbeat_s = client, process_id, processes, heartbeat_s
         self.hosts: list[str] = [platform.node()] * processes  # process 0 learns the others' in the handshake
         self.threads: list[int] = [1] * processes  # buckets each process trains at once (from the handshake)
+        self.shapes: list[set] = [set() for _ in range(processes)]  # bucket shapes dealt to each process so far
         self.waited_s = 0.0  # process 0: seconds it waited for the others once its own buckets of a round were done
         self.kv_s = 0.0  # seconds spent in the key-value store's calls
         self._beats: dict[int, tuple[str | None, float]] = {}  # peer -> (its last beat seen, when it changed)
@@ -138,12 +129,25 @@ class Cluster:
         finally:
             self.kv_s += time.perf_counter() - start
 
-    def wait(self, key: str, peers: list[int]) -> str:
-        """The value of `key` once some process sets it, checking meanwhile that `peers` are alive."""
-        while (value := self.try_get(key)) is None:
-            self.check(peers)
-            time.sleep(POLL_S)
-        return value
+    def wait(self, key: str, peers: list[int] = ()) -> str:
+        """The value of `key` as soon as some process sets it, checking every second that `peers` are alive."""
+        while True:
+            start = time.perf_counter()
+            try:
+                return self.client.blocking_key_value_get(PREFIX + key, 1000)
+            except Exception as e:  # DEADLINE_EXCEEDED after a second, or the coordination service is gone
+                if "DEADLINE_EXCEEDED" not in str(e):
+                    raise self._lost(0, e) from None
+            finally:
+                self.kv_s += time.perf_counter() - start
+            self.check(list(peers))
+
+    def results(self, seq: int) -> list[tuple[int, str]]:
+        """(bucket index, encoded results) of every bucket of round `seq` that another process has handed in."""
+        start = time.perf_counter()
+        entries = self._call(self.client.key_value_dir_get, f"{PREFIX}result/{seq}/")
+        self.kv_s += time.perf_counter() - start
+        return [(int(key.rsplit("/", 1)[1]), value) for key, value in entries]
 
     def check(self, peers: list[int]) -> None:
         """Raise ClusterError when process 0 has aborted, or one of `peers` has left the cluster."""
@@ -248,99 +252,3 @@ def handshake(cluster: Cluster, mine: dict) -> None:
     cluster.set("verdict", problem or "ok")
     if problem:
         raise ClusterError("scaling sweep", problem)
-
-
-def deal(buckets: list[Bucket], model: CostModel, threads: list[int]) -> list[int]:
-    """The process of each bucket: in plan order, each to the process whose first training thread is free
-    soonest (process p trains threads[p] buckets at once), by the plan's own cost model."""
-    free = [[0.0] * count for count in threads]
-    owners = []
-    for bucket in buckets:
-        process = min(range(len(threads)), key=lambda p: (min(free[p]), p))
-        finish = free[process]
-        finish[finish.index(min(finish))] += model.train_s(bucket)
-        owners.append(process)
-    return owners
-
-
-def _encode_results(results: list[MemberResult]) -> str:
-    return json.dumps([dataclasses.astuple(r) for r in results])  # floats as repr: exact; NaN allowed
-
-
-def _decode_results(text: str) -> list[MemberResult]:
-    return [MemberResult(*row) for row in json.loads(text)]
-
-
-Train = Callable[[Bucket, threading.Event], list[MemberResult]]
-
-
-def lead_round(cluster: Cluster, seq: int, plan: RoundPlan, pending: list[tuple[int, Bucket]],
-               free_shapes: set, train: Train, workers: int
-               ) -> Iterator[tuple[int, Bucket, list[MemberResult], bool]]:
-    """Process 0's part of one round: deal `pending`, hand the round to the others, train its own buckets on
-    `workers` threads, and yield (index, bucket, results, trained elsewhere) of every pending bucket as they
-    arrive."""
-    owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads)
-    cluster.set(f"round/{seq}", json.dumps({
-        "plan": plan.to_json(), "pending": [i for i, _ in pending], "owners": owners,
-        "free": [[dataclasses.asdict(spec), size] for spec, size in sorted(free_shapes, key=repr)]}))
-    remote = {i: (b, owner) for (i, b), owner in zip(pending, owners) if owner != 0}
-    stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
-        futures = {pool.submit(train, b, stop): (i, b) for (i, b), owner in zip(pending, owners) if owner == 0}
-        try:
-            last_check = time.monotonic()
-            while futures or remote:
-                done, _ = concurrent.futures.wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED")
-                for future in done:
-                    i, bucket = futures.pop(future)
-                    yield i, bucket, future.result(), False
-                for i, (bucket, _) in list(remote.items()):
-                    if (text := cluster.try_get(f"result/{seq}/{i}")) is not None:
-                        del remote[i]
-                        yield i, bucket, _decode_results(text), True
-                if time.monotonic() - last_check >= 1.0:  # every process, working or not, must stay alive
-                    cluster.check(list(range(1, cluster.processes)))
-                    last_check = time.monotonic()
-                if not futures and remote:
-                    time.sleep(POLL_S)
-                    cluster.waited_s += POLL_S
-        finally:
-            for future in futures:
-                future.cancel()
-            stop.set()
-
-
-def finish(cluster: Cluster) -> None:
-    """Process 0 tells the others that the sweep is done, and waits until every one has heard it."""
-    cluster.set("round/done", "done")
-    cluster.leave()
-
-
-def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], workers: int) -> int:
-    """A process other than 0: train what process 0 deals, round after round, until it says done; returns the
-    number of buckets trained here. (Its heartbeat thread ends the process when process 0 is lost.)"""
-    seq = trained = 0
-    stop = threading.Event()
-    try:
-        while True:
-            while (text := cluster.try_get(f"round/{seq}")) is None:
-                if cluster.try_get("round/done") is not None:
-                    cluster.leave()
-                    return trained
-                time.sleep(POLL_S)
-            message = json.loads(text)
-            plan = RoundPlan.from_json(message["plan"])
-            free = {(BucketSpec(**spec), size) for spec, size in message["free"]}
-            mine = [(i, plan.buckets[i]) for i, owner in zip(message["pending"], message["owners"])
-                    if owner == cluster.process_id]
-            train = make_train(plan, free)
-            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
-                futures = [(i, pool.submit(train, b, stop)) for i, b in mine]
-                for i, future in futures:
-                    results = future.result()
-                    cluster.set(f"result/{seq}/{i}", _encode_results(results))
-                    trained += 1
-            seq += 1
-    finally:
-        stop.set()

@@ -17,8 +17,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from scaling import probes, rounds, search
-from scaling.cluster import Cluster, finish, follow, lead_round
+from scaling.cluster import Cluster
 from scaling.config import Config
+from scaling.dealer import deal, finish, follow, lead_round
 from scaling.devices import cores, default_workers, make_mesh
 from scaling.errors import UserError
 from scaling.plan import plan_buckets
@@ -127,7 +128,8 @@ def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> i
     workers = default_workers(mesh, cfg.run.bucket_mib)
     with Programs() as programs:
         programs.set_compile_threads(max(1, cores() - workers))
-        return follow(cluster, lambda plan, free: trainer(cfg, plan, free, mesh, programs), workers)
+        return follow(cluster, lambda plan, free: trainer(cfg, plan, free, mesh, programs),
+                      lambda bucket: programs.prefetch(bucket, mesh), workers)
 
 
 def _load_plan(text: str, store: Store) -> RoundPlan:
@@ -166,7 +168,7 @@ def run_sweep(
     compiled_before = programs.counters()
     store = Store.open(out_dir, fresh=fresh)
     try:
-        run_id = store.start_run(cfg, hosts=cluster.hosts if cluster else None)
+        run_id = store.start_run(cfg, hosts=cluster.hosts) if cluster else store.start_run(cfg)
     except BaseException:
         store.close()
         raise
@@ -202,7 +204,11 @@ def run_sweep(
             free_shapes = rounds.program_shapes(plans, slots)
             bar.total += sum(len(b.members) for _, b in pending)
             programs.cancel_pending()  # guesses for this round that never started
-            for _, bucket in pending[1:]:  # compiled in the background, in order, while earlier buckets train
+            # A cluster deals the round first (each process compiles and trains only its own buckets).
+            owners = (deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes)
+                      if cluster else None)
+            own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
+            for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
             if min(workers, len(pending)) < spare:  # a core is left: compile for the next round meanwhile
                 todo = [m for _, b in pending for m in b.members]
@@ -218,7 +224,7 @@ def run_sweep(
                 arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently([b for _, b in pending],
                                                                                        workers, train)))
             else:
-                arrivals = lead_round(cluster, rounds_run, plan, pending, free_shapes, train, workers)
+                arrivals = lead_round(cluster, rounds_run, plan, pending, owners, free_shapes, train, workers)
             try:
                 for i, bucket, results, remote in arrivals:
                     store.insert(run_id, plan.label(i), bucket.members, results)
@@ -238,7 +244,7 @@ def run_sweep(
             df = store.frame()  # the round's rows, read once: what the search asks next
             rounds_run += 1
         if cluster is not None:
-            finish(cluster)
+            finish(cluster, rounds_run)
             log.info("cluster of %d processes: %d rounds; process 0 waited %.1f s for the others at the rounds' ends; "
                      "key-value traffic %.2f s", cluster.processes, rounds_run, cluster.waited_s, cluster.kv_s)
         summary = summarize(df, cfg)
