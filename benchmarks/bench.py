@@ -1,6 +1,6 @@
 """`make bench`: the engine against its baselines on one workload, as ratios measured in the same run.
 
-The workload (issue 9): w* of n = 10 parity at depth 2 over widths 1..32, 8 seeds, Adam at 1e-2, 2000 steps,
+The workload: w* of n = 10 parity at depth 2 over widths 1..32, 8 seeds, Adam at 1e-2, 2000 steps,
 full batches, solved members checked every 100 steps. Each way runs cold (its own compiles included, the
 persistent compile cache off, fresh in-memory programs), but for sweep_warm:
   sweep       `scaling sweep` of the workload's config: the galloping search, planned buckets, early stops
@@ -9,9 +9,9 @@ persistent compile cache off, fresh in-memory programs), but for sweep_warm:
   naive_vmap  one jit(vmap) of all 256 members padded to width 32, every member for the whole budget
   one_by_one  a Python loop over models, each trained alone by the engine's compiled scan (one program per
               width), stopping when solved
-  step_loop   one model at a time in the shape of the issue's PyTorch loop: one jitted Adam step per Python
+  step_loop   one model at a time in the shape of the PyTorch loop: one jitted Adam step per Python
               call, a check of all rows every 100 steps
-  torch_loop  the issue's PyTorch loop itself (benchmarks.bench_torch), only where torch is installed
+  torch_loop  the PyTorch loop itself (benchmarks.bench_torch), only where torch is installed
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`make bench`'s PyTorch baseline, the loop that issue 9 measured: one model at a time, one optimizer step per
+"""`make bench`'s PyTorch baseline, a plain PyTorch training loop: one model at a time, one optimizer step per
 Python iteration, a check of every row each eval_every steps. It runs only where torch is importable; torch is
 not a dependency of the toolkit (install it into .venv to add this baseline).
 

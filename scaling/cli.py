@@ -48,7 +48,7 @@ def _sweep(args) -> None:
         from scaling.sweep import run_sweep
 
         return _report_sweep(cfg, out, run_sweep(cfg, out, fresh=args.fresh, devices=args.devices))
-    cluster = clusters.join(join)
+    cluster = clusters.join(join, on_lost=_leave_cluster)
     import jax
 
     from scaling.devices import default_workers, make_mesh
@@ -74,6 +74,12 @@ def _sweep(args) -> None:
         raise
     jax.distributed.shutdown()
     _report_sweep(cfg, out, outcome)
+
+
+def _leave_cluster(error: UserError) -> None:
+    """A process other than 0 whose process 0 is lost: one line, and out at once (from the heartbeat thread)."""
+    print(f"scaling sweep: error: {error}", file=sys.stderr, flush=True)
+    os._exit(getattr(error, "exit_code", 1))
 
 
 def _launch(args) -> None:

@@ -16,14 +16,14 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import threading
 import time
+from collections.abc import Callable
 
 from scaling.errors import UserError
 
 PREFIX = "scaling/"
-POLL_S = 0.02  # how often process 0 looks for the others' results (a key-value call takes about 0.2 ms)
+POLL_S = 0.05  # how often process 0 looks for the others' results (a key-value call takes 0.2-0.7 ms)
 DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
 ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
 ENVIRONMENT = {"coordinator": "SCALING_COORDINATOR", "processes": "SCALING_NUM_PROCESSES",
@@ -77,7 +77,11 @@ def join_from(flags: dict, environ=os.environ) -> Join | None:
 class Cluster:
     """This process's view of the cluster: its id, the others, and the runtime's key-value store."""
 
-    def __init__(self, client, process_id: int, processes: int, heartbeat_s: int):
+    def __init__(self, client, process_id: int, processes: int, heartbeat_s: int,
+                 on_lost: Callable[[ClusterError], None] | None = None):
+        """on_lost(error): how a process other than 0 leaves when process 0 is lost (the command line prints one
+        line and exits at once); without it, the heartbeat thread just stops."""
+        self.on_lost = on_lost
         self.client, self.process_id, self.processes, self.heartbeat_s = client, process_id, processes, heartbeat_s
         self.hosts: list[str] = [platform.node()] * processes  # process 0 learns the others' in the handshake
         self.threads: list[int] = [1] * processes  # buckets each process trains at once (from the handshake)
@@ -101,11 +105,10 @@ class Cluster:
                 if not self.leader:
                     self.check([0])
             except ClusterError as e:
-                if self._stop_beating.is_set():  # done: process 0 may leave now
+                if self._stop_beating.is_set() or self.on_lost is None:  # done: process 0 may leave now
                     return
                 self.bye()
-                print(f"scaling sweep: error: {e}", file=sys.stderr, flush=True)
-                os._exit(e.exit_code)
+                self.on_lost(e)
             except Exception:  # noqa: BLE001 (the coordinator is gone: check() says so on the next beat)
                 continue
 
@@ -201,7 +204,7 @@ class Cluster:
         return error
 
 
-def join(j: Join) -> Cluster:
+def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Cluster:
     """jax.distributed.initialize, with gloo collectives on a CPU and the heartbeat of `j`; before any jax work."""
     import jax
     from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
@@ -216,7 +219,8 @@ def join(j: Join) -> Cluster:
     except (RuntimeError, ValueError) as e:
         raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
     global ACTIVE
-    ACTIVE = Cluster(distributed.global_state.client, jax.process_index(), jax.process_count(), j.heartbeat_s)
+    ACTIVE = Cluster(distributed.global_state.client, jax.process_index(), jax.process_count(), j.heartbeat_s,
+                     on_lost)
     return ACTIVE
 
 
@@ -226,8 +230,12 @@ def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> 
 
     import jax
 
+    try:
+        version = importlib.metadata.version("scaling")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "unknown"
     return {"config": hashlib.sha256(cfg_source.encode()).hexdigest()[:16], "out": out,
-            "version": f"scaling {importlib.metadata.version('scaling')}, jax {jax.__version__}",
+            "version": f"scaling {version}, jax {jax.__version__}",
             "devices per process": local_devices, "host": platform.node(), "threads": threads}
 
 

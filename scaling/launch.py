@@ -10,6 +10,7 @@ others stop within the heartbeat; any still running after that are killed.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -19,6 +20,8 @@ import time
 
 from scaling.cluster import DEFAULT_HEARTBEAT_S, ENVIRONMENT
 from scaling.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -70,8 +73,8 @@ def launch(processes: int, command: list[str], devices_per_process: int | None =
             for child in children:
                 if child.poll() is None:
                     child.kill()
-                    print(f"scaling launch: process {children.index(child)} did not stop within the heartbeat "
-                          f"after another failed; killed", file=sys.stderr)
+                    log.warning("process %d did not stop within the heartbeat after another failed; killed",
+                                children.index(child))
         time.sleep(0.1)
     codes = [child.wait() for child in children]
     return codes[0] or next((c for c in codes if c), 0)
