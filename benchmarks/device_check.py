@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu = {**accel, "JAX_PLATFORMS": "cpu", "SCALING_JAX_CACHE": str(work / "jax-cache-cpu")}
     if args.cpu:
         accel = cpu
-    probe = subprocess.run([sys.executable, "-c", "import jax; d = jax.devices()[0]; print(d.platform, "
-                            "d.device_kind, jax.device_count(), jax.__version__)"],
-                           env=accel, capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
-    figures: dict = {"platform": probe[0], "device": probe[1].strip()}
+    probe = subprocess.run([sys.executable, "-c", "import jax, json; d = jax.devices()[0]; print(json.dumps("
+                            "{'platform': d.platform, 'device': d.device_kind, 'devices': jax.device_count(), "
+                            "'jax': jax.__version__}))"], env=accel, capture_output=True, text=True, check=True)
+    figures: dict = json.loads(probe.stdout.strip().splitlines()[-1])
     if not args.cpu:
         wall, log = _scaling(["sweep", "experiments/default.toml", "--out", str(work / "default")], accel)
         figures["default_sweep"] = {"wall_s": round(wall, 1), "summary": log.strip().splitlines()[-1][:400]}

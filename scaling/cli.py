@@ -69,6 +69,8 @@ def _sweep(args) -> None:
         if cluster.leader:
             cluster.abort(f"process 0 stopped: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                           lost=getattr(e, "peer", None))
+        elif not isinstance(e, clusters.ClusterError):  # a failure of its own: process 0 stops with it
+            cluster.bye(str(e).splitlines()[0] if str(e) else type(e).__name__)
         else:
             cluster.bye()
         raise

@@ -158,6 +158,8 @@ class Cluster:
             raise ClusterError("process 0", reason)
         now = time.monotonic()
         for peer in peers:
+            if peer and (reason := self.try_get(f"failed/{peer}")) is not None:
+                raise ClusterError(f"process {peer} ({self.hosts[peer]})", f"stopped: {reason}")
             beat = self.try_get(f"alive/{peer}")
             last, since = self._beats.get(peer, (None, now))
             if beat != last or peer not in self._beats:
@@ -182,9 +184,12 @@ class Cluster:
         except Exception:  # noqa: BLE001 (the others find out from the coordinator's loss instead)
             pass
 
-    def bye(self) -> None:
-        """A process other than 0 leaves after an error (process 0 waits for this before it stops); never raises."""
+    def bye(self, reason: str | None = None) -> None:
+        """A process other than 0 leaves after an error (process 0 waits for this before it stops; with a reason,
+        process 0 stops with it); never raises."""
         try:
+            if reason is not None:
+                self.client.key_value_set(f"{PREFIX}failed/{self.process_id}", reason, True)
             self.client.key_value_set(f"{PREFIX}bye/{self.process_id}", "bye", True)
         except Exception:  # noqa: BLE001
             pass
