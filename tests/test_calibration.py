@@ -70,7 +70,7 @@ def test_the_true_class_is_called_in_80_percent_at_the_recommended_design(truth)
     """For a truth run at the CPU default's design, the power analysis recommends a design; 40 draws of the
     truth at that design are called for the true class in at least 80 %. Not for max(3, n + 1): from this
     draw (a noise curve 2.4 sd steeper than typical, 1.56 n^0.87 fitted best) the analysis names 12x16, where
-    the truth is called in 30 % of draws. The README states that limit of a post-hoc power analysis."""
+    the truth is called in 30 % of draws. docs/VERDICT.md states that limit of a post-hoc power analysis."""
     design = Design(10, 16)
     cfg = calibration.synthetic_config(design, calibration.max_width_for(TRUTHS[truth].curve, design))
     df = calibration.draw_store(cfg, TRUTHS[truth].curve, np.random.default_rng(7))
