@@ -27,6 +27,8 @@ def run(argv: list[str] | None = None) -> None:
         cluster = getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None)
         if cluster is not None and cluster.leader:  # the whole cluster stops with process 0
             cluster.abort(f"process 0 was {how}")
+        elif cluster is not None:  # process 0 stops at once, saying why
+            cluster.bye(f"process {cluster.process_id} was {how}")
         sys.stderr.write(f"scaling {command}: {how}{after}\n")
         sys.stderr.flush()
         os._exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
@@ -41,7 +43,14 @@ def run(argv: list[str] | None = None) -> None:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     from scaling.cli import main
 
-    code = main(argv)
+    try:
+        code = main(argv)
+    except Exception as e:  # noqa: BLE001 (a bug or a device fault; one process alone shows its traceback)
+        if getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None) is None:
+            raise
+        detail = str(e).splitlines()[0] if str(e) else ""
+        sys.stderr.write(f"scaling {command}: error: {type(e).__name__}: {detail}\n")
+        code = 1  # the command line has told the other processes already
     if code and getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None) is not None:
         # A failed process of a cluster leaves at once: jax's exit handler would wait for the lost processes and
         # then abort with a C++ stack trace.

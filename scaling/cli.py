@@ -117,7 +117,8 @@ def _plan(args) -> None:
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     cluster = args.processes is not None or args.devices is not None
-    processes, devices = args.processes or 1, args.devices or 1
+    processes = 1 if args.processes is None else args.processes
+    devices = 1 if args.devices is None else args.devices
     if cluster and args.assume_wstar is None:
         raise UserError("--processes/--devices", "forecast the whole search, so they need --assume-wstar")
     if processes < 1 or devices < 1:

@@ -11,6 +11,7 @@ trained, so a cluster stores the rows of a single process that trains the same p
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -18,11 +19,13 @@ import os
 import platform
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
 from scaling.errors import UserError
 
 PREFIX = "scaling/"
+PART_CHARS = 2**20  # characters per part of a large value (scaling.cluster.Cluster.put)
 POLL_S = 0.05  # how often process 0 looks for the others' results (a key-value call takes 0.2-0.7 ms)
 DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
 ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
@@ -62,8 +65,8 @@ def join_from(flags: dict, environ=os.environ) -> Join | None:
             value = raw
         if value is not None:
             values[field] = value
-    if not values and not flags.get("distributed"):
-        return None
+    if not set(values) - {"heartbeat_s"} and not flags.get("distributed"):
+        return None  # a heartbeat alone (or a leftover SCALING_HEARTBEAT_S) makes no cluster
     join = Join(**values)
     if join.heartbeat_s < 1:
         raise UserError("--heartbeat", f"must be at least 1 second, got {join.heartbeat_s}")
@@ -102,15 +105,17 @@ class Cluster:
             count += 1
             try:
                 self.client.key_value_set(f"{PREFIX}alive/{self.process_id}", str(count), True)
-                if not self.leader:
-                    self.check([0])
+            except Exception:  # noqa: BLE001 (the coordinator is gone: the check below says so)
+                pass
+            if self.leader:
+                continue
+            try:
+                self.check([0])
             except ClusterError as e:
                 if self._stop_beating.is_set() or self.on_lost is None:  # done: process 0 may leave now
                     return
                 self.bye()
                 self.on_lost(e)
-            except Exception:  # noqa: BLE001 (the coordinator is gone: check() says so on the next beat)
-                continue
 
     @property
     def leader(self) -> bool:
@@ -145,12 +150,38 @@ class Cluster:
                 self.kv_s += time.perf_counter() - start
             self.check(list(peers))
 
+    def put(self, key: str, text: str) -> None:
+        """Set a value of any size: compressed, in parts well under the RPC limit (gRPC's default is 4 MiB; a
+        round plan of paper.toml is about 12 MB of JSON), the count of parts last."""
+        data = base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+        parts = [data[i:i + PART_CHARS] for i in range(0, len(data), PART_CHARS)] or [""]
+        for k, part in enumerate(parts):
+            self.set(f"parts/{key}/{k}", part)
+        self.set(key, str(len(parts)))
+
+    def _assemble(self, key: str, count: str, once: bool = False) -> str:
+        """The value put() under `key` in `count` parts; `once`: its only reader deletes it (a result)."""
+        data = "".join(self.try_get(f"parts/{key}/{k}") or "" for k in range(int(count)))
+        for k in range(int(count)) if once else ():
+            self._call(self.client.key_value_delete, f"{PREFIX}parts/{key}/{k}")
+        return zlib.decompress(base64.b64decode(data)).decode()
+
+    def take(self, key: str, peers: list[int] = ()) -> str:
+        """The value that some process put() under `key`, once it is there (checking `peers` meanwhile)."""
+        return self._assemble(key, self.wait(key, peers))
+
     def results(self, seq: int) -> list[tuple[int, str]]:
-        """(bucket index, encoded results) of every bucket of round `seq` that another process has handed in."""
+        """(bucket index, results) of the buckets of round `seq` that other processes handed in since the last
+        call (each is read once, then deleted)."""
         start = time.perf_counter()
         entries = self._call(self.client.key_value_dir_get, f"{PREFIX}result/{seq}/")
         self.kv_s += time.perf_counter() - start
-        return [(int(key.rsplit("/", 1)[1]), value) for key, value in entries]
+        found = []
+        for key, count in entries:
+            name = key[len(PREFIX):]
+            found.append((int(name.rsplit("/", 1)[1]), self._assemble(name, count, once=True)))
+            self._call(self.client.key_value_delete, key)
+        return found
 
     def check(self, peers: list[int]) -> None:
         """Raise ClusterError when process 0 has aborted, or one of `peers` has left the cluster."""
@@ -176,7 +207,7 @@ class Cluster:
         """Process 0 stops: tell the others (they exit with `reason`) and give them a moment to leave first, since
         the runtime aborts a process whose coordinator is gone, with a C++ stack trace. Never raises."""
         try:
-            self.client.key_value_set(PREFIX + "abort", reason)
+            self.client.key_value_set(PREFIX + "abort", reason, True)
             deadline = time.monotonic() + min(self.heartbeat_s, 5)
             while time.monotonic() < deadline and any(self.try_get(f"bye/{peer}") is None
                                                       for peer in range(1, self.processes) if peer != lost):
@@ -241,16 +272,18 @@ def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> 
         version = "unknown"
     return {"config": hashlib.sha256(cfg_source.encode()).hexdigest()[:16], "out": out,
             "version": f"scaling {version}, jax {jax.__version__}",
-            "devices per process": local_devices, "host": platform.node(), "threads": threads}
+            "devices per process": f"{local_devices} x {jax.local_devices()[0].device_kind}",
+            "host": platform.node(), "threads": threads}
 
 
 def handshake(cluster: Cluster, mine: dict) -> None:
     """Every process shows process 0 its fingerprint; process 0 refuses a cluster whose processes differ."""
     if not cluster.leader:
         cluster.set(f"hello/{cluster.process_id}", json.dumps(mine))
-        verdict = cluster.wait("verdict", [0])
-        if verdict != "ok":
-            raise ClusterError("process 0", verdict)
+        verdict = json.loads(cluster.wait("verdict", [0]))
+        cluster.hosts = verdict["hosts"]
+        if verdict["problem"]:
+            raise ClusterError("process 0", verdict["problem"])
         return
     problem = None
     cluster.threads[0] = int(mine["threads"])
@@ -262,6 +295,6 @@ def handshake(cluster: Cluster, mine: dict) -> None:
                 problem = (f"process {peer} ({theirs['host']}) was launched with another {field} "
                            f"({theirs.get(field)!r}, process 0 has {mine[field]!r}); launch every process with the "
                            "same command and version")
-    cluster.set("verdict", problem or "ok")
+    cluster.set("verdict", json.dumps({"problem": problem, "hosts": cluster.hosts}))
     if problem:
         raise ClusterError("scaling sweep", problem)

@@ -61,7 +61,7 @@ def lead_round(cluster: Cluster, seq: int, plan: RoundPlan, pending: list[tuple[
     """Process 0's part of one round: hand the round and its deal (`owners`, from deal) to the others, train its
     own buckets on `workers` threads, and yield (index, bucket, results, trained elsewhere) of every pending
     bucket as they arrive."""
-    cluster.set(f"round/{seq}", json.dumps({
+    cluster.put(f"round/{seq}", json.dumps({
         "plan": plan.to_json(), "pending": [i for i, _ in pending], "owners": owners,
         "free": [[dataclasses.asdict(spec), size] for spec, size in sorted(free_shapes, key=repr)]}))
     remote = {i: b for (i, b), owner in zip(pending, owners) if owner != 0}
@@ -94,7 +94,7 @@ def lead_round(cluster: Cluster, seq: int, plan: RoundPlan, pending: list[tuple[
 
 def finish(cluster: Cluster, seq: int) -> None:
     """Process 0 tells the others that the sweep is done (as round `seq`), and waits until every one has heard."""
-    cluster.set(f"round/{seq}", json.dumps({"done": True}))
+    cluster.put(f"round/{seq}", json.dumps({"done": True}))
     cluster.leave()
 
 
@@ -107,7 +107,7 @@ def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], pref
     stop = threading.Event()
     try:
         while True:
-            message = json.loads(cluster.wait(f"round/{seq}"))
+            message = json.loads(cluster.take(f"round/{seq}"))
             if message.get("done"):
                 cluster.leave()
                 return trained
@@ -119,11 +119,16 @@ def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], pref
                 prefetch(bucket)
             train = make_train(plan, free)
             with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
-                futures = [(i, pool.submit(train, b, stop)) for i, b in mine]
-                for i, future in futures:
-                    results = future.result()
-                    cluster.set(f"result/{seq}/{i}", _encode_results(results))
-                    trained += 1
+                futures = {pool.submit(train, b, stop): i for i, b in mine}
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        cluster.put(f"result/{seq}/{futures[future]}", _encode_results(future.result()))
+                        trained += 1
+                except BaseException:  # the others stop at their next chunk, and nothing queued starts
+                    stop.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
             seq += 1
     finally:
         stop.set()

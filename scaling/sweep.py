@@ -153,8 +153,9 @@ def run_sweep(
     cluster: Cluster | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
-    committed bucket by bucket in plan order, so a stop loses only the buckets in training and those that
-    finished while an earlier one still trained; a resume trains those again as the stored plan has them.
+    committed bucket by bucket in plan order (on a cluster, as they arrive), so a stop loses only the buckets in
+    training and those that finished while an earlier one still trained; a resume trains those again as the
+    stored plan has them.
     `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it.
     `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.cluster)."""
     if programs is None:

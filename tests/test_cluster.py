@@ -127,3 +127,30 @@ def test_processes_launched_with_different_configs_are_refused_before_anything_i
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "another config" in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+_PUT_AND_TAKE = """
+import sys
+from scaling import cluster
+cluster.PART_CHARS = 7  # many parts
+c = cluster.join(cluster.Join(f"localhost:{sys.argv[2]}", 2, int(sys.argv[1]), 5))
+text = "".join(chr(0x41 + (i * 7919) % 900) for i in range(5000))  # hard to compress, not only ASCII
+if c.leader:
+    c.put("big", text)
+    print(c.take("back", [1]) == text[::-1], flush=True)
+else:
+    assert c.take("big", [0]) == text
+    c.put("back", text[::-1])
+c.leave()
+"""
+
+
+def test_large_values_travel_in_parts_and_arrive_whole(tmp_path):
+    script = tmp_path / "put_and_take.py"
+    script.write_text(_PUT_AND_TAKE)
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port)], env=_env(1), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0].strip() == "True"
