@@ -36,8 +36,7 @@ def run(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupted)
     if {"--distributed", "--coordinator"} & set(args) or os.environ.get("SCALING_COORDINATOR"):
-        # A cluster's process: the distributed runtime's C++ warnings (such as its note on recoverable tasks,
-        # which scaling.cluster enables to report a lost process itself) would break the one-line messages. 1 is
+        # A cluster's process: the distributed runtime's C++ warnings would break the one-line messages. 1 is
         # what importing jax sets, and so what a parent that imported it passes on; 0 asks for every message.
         if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") in ("", "1"):
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -246,11 +246,13 @@ def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Clus
     from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # ignored by other backends
-    jax.config.update("jax_enable_recoverability", True)  # a lost process is ours to report, in one line
     jax.config.update("jax_enable_preemption_service", False)  # unused; it logs errors when a process is lost
     try:
         jax.distributed.initialize(coordinator_address=j.coordinator, num_processes=j.processes,
-                                   process_id=j.process_id, heartbeat_timeout_seconds=j.heartbeat_s,
+                                   process_id=j.process_id,
+                                   # The runtime's own heartbeat, which aborts every process with a C++ trace,
+                                   # waits longer than ours, which reports a lost process in one line first.
+                                   heartbeat_timeout_seconds=2 * j.heartbeat_s + 10,
                                    initialization_timeout=max(60, 2 * j.heartbeat_s))
     except (RuntimeError, ValueError) as e:
         raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
