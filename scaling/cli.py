@@ -54,9 +54,9 @@ def _sweep(args) -> None:
     from scaling.devices import default_workers, make_mesh
     from scaling.sweep import follow_sweep, run_sweep
 
-    mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
-    threads = default_workers(mesh, cfg.run.bucket_mib)
-    try:
+    try:  # from here on, a failure tells the other processes
+        mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
+        threads = default_workers(mesh, cfg.run.bucket_mib)
         clusters.handshake(cluster, clusters.fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
         if not cluster.leader:
             trained = follow_sweep(cfg, cluster, args.devices)
