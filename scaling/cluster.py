@@ -122,37 +122,21 @@ class Cluster:
         return self.process_id == 0
 
     def set(self, key: str, text: str) -> None:
-        start = time.perf_counter()
         self._call(self.client.key_value_set, PREFIX + key, text)
-        self.kv_s += time.perf_counter() - start
 
     def try_get(self, key: str) -> str | None:
-        start = time.perf_counter()
-        try:
-            return self.client.key_value_try_get(PREFIX + key)
-        except Exception as e:  # NOT_FOUND, or the coordination service is gone
-            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
-                return None
-            raise self._lost(0, e) from None
-        finally:
-            self.kv_s += time.perf_counter() - start
+        return self._call(self.client.key_value_try_get, PREFIX + key, expected="not_found")
 
     def wait(self, key: str, peers: list[int] = ()) -> str:
         """The value of `key` as soon as some process sets it, checking every second that `peers` are alive."""
-        while True:
-            start = time.perf_counter()
-            try:
-                return self.client.blocking_key_value_get(PREFIX + key, 1000)
-            except Exception as e:  # DEADLINE_EXCEEDED after a second, or the coordination service is gone
-                if "DEADLINE_EXCEEDED" not in str(e):
-                    raise self._lost(0, e) from None
-            finally:
-                self.kv_s += time.perf_counter() - start
+        while (value := self._call(self.client.blocking_key_value_get, PREFIX + key, 1000,
+                                   expected="deadline_exceeded")) is None:
             self.check(list(peers))
+        return value
 
     def put(self, key: str, text: str) -> None:
-        """Set a value of any size: compressed, in parts well under the RPC limit (gRPC's default is 4 MiB; a
-        round plan of paper.toml is about 12 MB of JSON), the count of parts last."""
+        """Set a value of any size: compressed, in parts well under the RPC limit (gRPC's default is 4 MiB; round 0
+        of paper.toml plans 84,480 members, 5.4 MB of JSON, 0.22 MB compressed), the count of parts last."""
         data = base64.b64encode(zlib.compress(text.encode(), 6)).decode()
         parts = [data[i:i + PART_CHARS] for i in range(0, len(data), PART_CHARS)] or [""]
         for k, part in enumerate(parts):
@@ -173,9 +157,7 @@ class Cluster:
     def results(self, seq: int) -> list[tuple[int, str]]:
         """(bucket index, results) of the buckets of round `seq` that other processes handed in since the last
         call (each is read once, then deleted)."""
-        start = time.perf_counter()
         entries = self._call(self.client.key_value_dir_get, f"{PREFIX}result/{seq}/")
-        self.kv_s += time.perf_counter() - start
         found = []
         for key, count in entries:
             name = key[len(PREFIX):]
@@ -225,11 +207,19 @@ class Cluster:
         except Exception:  # noqa: BLE001
             pass
 
-    def _call(self, method, *args):
+    def _call(self, method, *args, expected: str = ""):
+        """One timed call of the key-value store. A failure whose status is `expected` (NOT_FOUND, or a wait's
+        DEADLINE_EXCEEDED) returns None; any other means the coordination service (process 0) is gone."""
+        start = time.perf_counter()
         try:
             return method(*args)
-        except Exception as e:  # the coordination service (process 0) is gone
+        except Exception as e:  # noqa: BLE001 (the runtime raises its own error type for every status)
+            status = str(e).lower().replace(" ", "_")
+            if expected and expected in status:
+                return None
             raise self._lost(0, e) from None
+        finally:
+            self.kv_s += time.perf_counter() - start
 
     def _lost(self, peer: int, error: Exception | None = None) -> ClusterError:
         where = f"process {peer} ({self.hosts[peer]})"
