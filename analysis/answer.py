@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from analysis.claims import Claim
 from analysis.growth import RULE, UNDECIDED
 from analysis.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL
 from analysis.verdict import AGREE_ALPHA, GroupVerdict, Verdict
@@ -60,41 +61,38 @@ def group_line(g: GroupVerdict) -> str:
     return text
 
 
-def _shallow(verdict: Verdict) -> str:
-    s = verdict.shallow
-    if s is None:
-        return "The shallow base cannot be estimated: depth 1 has no fitted W50 curve."
-    relation = {"below": "significantly below", "above": "significantly above", "consistent": "consistent with"}
-    return (f"**Shallow**: fitted as a * b^n, W50 at depth 1 has base b = {num(s['base'])} "
-            f"[{num(s['ci95'][0])}, {num(s['ci95'][1])}] (95 % seed bootstrap), "
-            f"{relation[s['against_2']]} the lecture's 2.")
+def _interval(outcome, digits: int) -> str:
+    return (f"{num(outcome.estimate, digits)} [{num(outcome.ci95[0], digits)}, {num(outcome.ci95[1], digits)}] at "
+            f"{outcome.at}")
 
 
-def _deep(verdict: Verdict) -> str:
-    slope = verdict.deep["slope"]
-    if slope is None:
-        return "**Deep**: too few measured cells at depth ⌈log2 n⌉ to test O(n)."
-    words = {"supported": "O(n) is supported: the interval lies at or below 1",
-             "contradicted": "the units grow faster than n: the interval lies above 1",
-             "not decided": "O(n) is not decided: the interval contains 1"}[slope["o_of_n"]]
-    return (f"**Deep**: total units depth × W50 at depth ⌈log2 n⌉ (n = {slope['n'][0]}..{slope['n'][-1]}) grow "
-            f"as n^s with s = {num(slope['slope'])} [{num(slope['ci95'][0])}, {num(slope['ci95'][1])}]; {words}.")
+def _controls(c: Claim) -> str:
+    return ", ".join(f"{k['network']}: {k['got']}" for k in c.controls)
 
 
-def _versus(verdict: Verdict) -> str:
-    rows = verdict.deep["per_n"]
-    if not rows:
-        return "**Deep against shallow**: no n has measured W50 both at depth 1 and at a deeper ⌈log2 n⌉."
-    parts = [f"n = {r['n']} (depth {r['deep_depth']}): {num(r['units'], 2)} units "
-             f"[{num(r['units_ci95'][0], 2)}, {num(r['units_ci95'][1], 2)}], {num(r['parameters'], 3)} parameters "
-             f"[{num(r['parameters_ci95'][0], 3)}, {num(r['parameters_ci95'][1], 3)}]" for r in rows]
-    fewer = [r["n"] for r in rows if r["units_ci95"][1] < 0]
-    more = [r["n"] for r in rows if r["units_ci95"][0] > 0]
-    summary = (f" Depth ⌈log2 n⌉ needed significantly fewer total units at n = {', '.join(map(str, fewer))}"
-               if fewer else " Depth ⌈log2 n⌉ needed significantly fewer total units at no n")
-    summary += f", and more at n = {', '.join(map(str, more))}." if more else "."
-    return ("**Deep against shallow** (depth ⌈log2 n⌉ minus depth 1, from W50, 95 % seed bootstrap): "
-            + "; ".join(parts) + "." + summary)
+def claim_line(c: Claim) -> str:
+    """One claim: its test's reading with the interval, and the controls it passed; or why it is withheld."""
+    if not c.reported:
+        failed = "; ".join(f"it reads {k['network']} as \"{k['got']}\" where the answer is \"{k['expected']}\""
+                           for k in c.failed_controls)
+        return (f"- *{c.statement}*: **withheld**, its test ({c.quantity}) fails a hand-built control over this "
+                f"range ({failed}).")
+    return (f"- *{c.statement}*: **{c.expected_of.get(c.outcome.reading, c.outcome.reading)}**. {c.quantity}: "
+            f"{_interval(c.outcome, 3)} (95 % seed bootstrap). Controls, read by the same test with this run's "
+            f"noise: {_controls(c)}.")
+
+
+def per_n_line(c: Claim) -> str:
+    return (f"- {c.quantity}: " + "; ".join(f"n = {r['n']}: {num(r['value'], 3)} [{num(r['ci95'][0], 3)}, "
+                                            f"{num(r['ci95'][1], 3)}]" for r in c.per_n) + ".")
+
+
+def claims_section(verdict: Verdict) -> list[str]:
+    if not verdict.claims:
+        return ["No claim can be tested: depth 1 and depth ⌈log2 n⌉ each need W50 at 3 or more n."]
+    lines = [claim_line(c) for c in verdict.claims]
+    per_n = [per_n_line(c) for c in verdict.claims if c.per_n and c.reported]
+    return lines + (["", "Per n (95 % seed bootstrap):", *per_n] if per_n else [])
 
 
 def power_line(group: str, result: dict | None, cfg) -> str:
@@ -147,16 +145,14 @@ def plain_answer(verdict: Verdict, powers: dict) -> str:
     else:
         text += (f"Over this range of n, the width that gradient training needs at one hidden layer grows "
                  f"{shallow.call}ly. ")
-    if verdict.shallow is not None:
-        s = verdict.shallow
-        text += (f"Fitted as an exponential, its base is {num(s['base'])} [{num(s['ci95'][0])}, {num(s['ci95'][1])}], "
-                 + ("far below the lecture's 2: " if s["against_2"] == "below" else "against the lecture's 2: ")
-                 + "the 2^(n-1) of the DNF circuit is not what training needs. ")
-    slope = verdict.deep["slope"]
-    if slope is not None:
-        text += (f"At depth ⌈log2 n⌉ the total units grow as n^{num(slope['slope'], 2)} "
-                 f"[{num(slope['ci95'][0], 2)}, {num(slope['ci95'][1], 2)}]: the claim's O(n) is "
-                 f"{slope['o_of_n']}. ")
+    reported = [c for c in verdict.claims if c.reported]
+    if reported:
+        text += "Tested claim by claim, each test first checked on the hand-built networks: " + "; ".join(
+            f"{c.statement}: {c.expected_of.get(c.outcome.reading, c.outcome.reading)} ({c.quantity} "
+            f"{_interval(c.outcome, 3)})" for c in reported) + ". "
+    withheld = [c.key for c in verdict.claims if not c.reported]
+    if withheld:
+        text += f"{len(withheld)} claim test(s) failed a control over this range and are withheld. "
     decided = [label(g) for g, v in verdict.groups.items() if v.call != UNDECIDED]
     undecided = [g for g, v in verdict.groups.items() if v.call == UNDECIDED and v.own]
     if decided:
@@ -181,7 +177,7 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
              f"class does (chi^2 p >= {RULE.alpha}), it predicts the {RULE.held_out} largest n best out of sample, "
              f"and w* agrees (not called the other way, and W50's class not rejected at p < {AGREE_ALPHA:.2g}).", ""]
     lines += [group_line(g) for g in verdict.groups.values()]
-    lines += ["", _shallow(verdict), "", _deep(verdict), "", _versus(verdict), "",
+    lines += ["", "### The lecture's claims, tested", *claims_section(verdict), "",
               "The claim's 2^(n-1) is exact for AND/OR (DNF) circuits, not for ReLU networks: n ReLU units express "
               "parity at depth 1 (one_layer), and O(log n) layers of width 2 in depth (sawtooth). What is measured "
               "here is what gradient training finds within the budget, bounded by the range of n and by censoring.",

@@ -65,16 +65,18 @@ class Design:
         return f"n={self.n_min}..{self.n_max}, {self.seeds} seeds"
 
 
-def synthetic_config(design: Design, max_width: int, lrs=LRS) -> Config:
-    """One depth, the default's width search from 2 up to max_width (a simulation: no memory check), no L*
-    search."""
+def synthetic_config(design: Design, max_width: int, lrs=LRS, deep: bool = False, profile: str = "constant") -> Config:
+    """Depth 1 (and with `deep`, depth ceil(log2 n) as well), the default's width search from 2 up to max_width
+    (a simulation: no memory check), no L* search."""
+    depths = '{fixed = [1], log2 = [0]}' if deep else "[1]"
     cfg = config.parse(f"""
 [experiment]
 name = "calibration"
 [task]
 n = [{design.n_min}, {design.n_max}]
 [model]
-depths = [1]
+depths = {depths}
+profile = "{profile}"
 widths = {{min = 2, max = 4, search = "adaptive"}}
 [train]
 lrs = {list(lrs)}
@@ -85,14 +87,16 @@ min_depth_widths = []
     return cfg.replace(widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
 
 
-def solve_probability(truth: Callable, n, width, lr_factor) -> np.ndarray:
-    """P(solved) of a member: logistic in width around T(n) x lr_factor, with scale SCALE x that."""
-    centre = truth(np.asarray(n, float)) * lr_factor
+def solve_probability(w50, width, lr_factor) -> np.ndarray:
+    """P(solved) of a member: logistic in width around its W50 x lr_factor, with scale SCALE x that."""
+    centre = np.asarray(w50, float) * lr_factor
     return expit((np.asarray(width, float) - centre) / (SCALE * centre))
 
 
-def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None) -> pd.DataFrame:
-    """A members table as a sweep of cfg would leave it, with outcomes drawn from the truth."""
+def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None,
+               deep_truth: Callable | None = None) -> pd.DataFrame:
+    """A members table as a sweep of cfg would leave it, with outcomes drawn from the truth (the W50 at depth 1;
+    deep_truth, the first-layer W50 at every other depth, where given)."""
     lrs = sorted(cfg.train.lrs)
     factor = scale_lr or {lr: (1.0 if i == len(lrs) // 2 else RATE_FACTOR) for i, lr in enumerate(lrs)}
     df, done = pd.DataFrame(), set()
@@ -100,12 +104,14 @@ def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr:
         todo = [m for m in search.wanted_members(cfg, df) if m not in done]
         if not todo:
             return df
-        p = solve_probability(truth, [m.n for m in todo], [m.width for m in todo],
-                              [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
+        n = np.array([m.n for m in todo], float)
+        w50 = np.where(np.array([m.depth for m in todo]) == 1, truth(n), (deep_truth or truth)(n))
+        p = solve_probability(w50, [m.width for m in todo], [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
         solved = rng.random(len(todo)) < p
         rows = pd.DataFrame({"n": [m.n for m in todo], "depth": [m.depth for m in todo],
                              "width": [m.width for m in todo], "lr": [m.lr for m in todo],
                              "seed": [m.seed for m in todo], "steps_budget": [m.steps for m in todo],
+                             "profile": [m.profile for m in todo],
                              "solved": solved, "step_solved": np.where(solved, 1.0, np.nan)})
         df = rows if df.empty else pd.concat([df, rows], ignore_index=True)
         done.update(todo)
@@ -185,7 +191,7 @@ def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: in
 
     rng = np.random.default_rng(seed)
     widths = _tested_widths(Design(n, 2), truth.curve)[n]
-    p = solve_probability(truth.curve, n, widths, 1.0)
+    p = solve_probability(truth.curve(np.float64(n)), widths, 1.0)
     rows = []
     for _ in range(draws):
         solved = (rng.random((len(widths), 1, seeds)) < p[:, None, None]).astype(float)

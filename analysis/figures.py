@@ -86,13 +86,13 @@ def units_vs_bits(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFra
 
 
 def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame) -> Figure:
-    """Shallow against deep in total hidden units (depth x W50), with fits and every construction."""
+    """Shallow against deep in total hidden units at W50, with fits and every construction."""
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
         _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: p["group"].replace("=", " "))
         _theory(ax, theory, list(THEORY_STYLE))
-        _finish(ax, "input bits $n$", "total hidden units (depth $\\times$ W50)")
+        _finish(ax, "input bits $n$", "total hidden units at W50")
         ax.set_title("Shallow vs deep: total hidden units")
         _legend_below(ax)
     return fig

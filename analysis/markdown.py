@@ -9,6 +9,7 @@ from analysis.compare import FitComparison
 from analysis.laws import LAWS
 from analysis.verdict import Verdict
 from scaling.config import Config
+from scaling.population import hidden_units
 
 
 def _ended(timestamp) -> str:
@@ -132,7 +133,11 @@ DEFINITIONS = """- **Solved**: every one of the 2^n rows is classified correctly
 - **One seed**: w\\* (or L\\*) re-read as if every tested width (depth) had solved one more, and one fewer,
   held-out seed. Where that range is more than w\\* itself, one seed decides the cell, and a change of float
   rounding alone (another bucket shape, kernel or machine) can move it within the range.
-- **Units** = depth × width (hidden units in total).
+- **Width profile**: the later layers' widths follow the first layer's width w, the width searched: "constant"
+  (every layer w, so units = depth × w) or "halving" (w, ⌈w/2⌉, ⌈w/4⌉, ... at least 2: the XOR tree's shape).
+- **Units**: hidden units in total of a network at first-layer width w in the run's width profile (at a
+  fractional W50, interpolated between the integer widths around it). A construction counts the units of the
+  smallest network of that profile that holds it, so that both are counted alike.
 - **Growth laws** (W50 and w\\* curves): """ + ", ".join(law.formula for law in LAWS.values()) + """; offsets are
   floors (a >= 0), shifted exponentials have base >= 1.1 and powers degree <= 3. Each is fitted to log y by least
   squares weighted with each point's measured noise; chi^2 tests its fit, AICc (chi^2 + 2K + correction) ranks
@@ -215,7 +220,8 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     kinds = list(dict.fromkeys(theory["kind"])) if len(theory) else []
 
     def units_cell(row, d):
-        return f"> {d * row['bound']}" if row["censored"] else num(row["units"])
+        return (f"> {num(hidden_units(row['bound'], d, str(cfg.model.profile)))}" if row["censored"]
+                else num(row["units"]))
 
     u_rows = _cell_rows(stars, depths, units_cell)
     for row in u_rows:
@@ -255,8 +261,9 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
                [[n] + [_budget_cell(by_budget[(by_budget["n"] == n) & (by_budget["depth"] == d)]) for d in depths]
                 for n in sorted(stars["n"].unique())]),
         "## Total hidden units against the constructions",
-        "Trained: depth × w*. Constructions: hidden units really used by the hand-built networks "
-        "(`scaling construct KIND --n N`), computed by code.",
+        f"Trained: hidden units at w* ({cfg.model.profile} width profile). Constructions: hidden units of the "
+        f"smallest {cfg.model.profile}-profile network that holds each hand-built network (`scaling construct "
+        f"KIND --n N`), computed by code.",
         _table(["n"] + [f"trained depth {d}" for d in depths] + kinds, u_rows),
     ]
     if l_rows:

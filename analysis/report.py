@@ -24,6 +24,7 @@ from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import write_outputs
+from scaling.population import hidden_units
 from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
 
 PNG_DPI = 200
@@ -58,18 +59,27 @@ def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], d
     return done, skipped
 
 
-def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, ...]) -> list[pd.DataFrame]:
-    """Points of one depth group: W50, w* and units = depth x W50, each with its seed-bootstrap interval; a
+def _units(width, depth: int, profile: str) -> np.ndarray:
+    """Hidden units in total at first-layer widths (population.hidden_units of the run's width profile)."""
+    return np.vectorize(lambda w: hidden_units(w, depth, profile) if np.isfinite(w) else np.nan,
+                        otypes=[float])(np.asarray(width, float))
+
+
+def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, ...],
+                  profile: str) -> list[pd.DataFrame]:
+    """Points of one depth group: W50, w* and the hidden units at W50, each with its seed-bootstrap interval; a
     log2 group only where its depth is its own (elsewhere its points are a fixed depth's)."""
     frames = []
     for quantity, points in (("w50", g.w50), ("w_star", g.w_star), ("units", g.w50)):
         if not len(points.x):
             continue
         own = np.array([not g.group.startswith("depth=log2") or depth_of[int(n)] not in fixed for n in points.x])
-        scale = np.array([depth_of[int(n)] if quantity == "units" else 1 for n in points.x], float)
-        lo, hi = (bound * scale for bound in interval95(points.reps, axis=0))
+        as_units = lambda w, i: _units(w, depth_of[int(points.x[i])], profile) if quantity == "units" else w
+        lo, hi = (np.array([as_units(v, i) for i, v in enumerate(bound)], float)
+                  for bound in interval95(points.reps, axis=0))
+        y = np.array([as_units(v, i) for i, v in enumerate(points.y)], float)
         frames.append(pd.DataFrame({"curve": f"{quantity}/{g.group}", "quantity": quantity, "group": g.group,
-                                    "n": points.x, "y": points.y * scale, "censored": False, "limited": False,
+                                    "n": points.x, "y": y, "censored": False, "limited": False,
                                     "lo": lo, "hi": hi})[own])
     return frames
 
@@ -79,7 +89,7 @@ def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitCompar
     points, fitted, weights = [], [], []
     for g in verdict.groups.values():
         depth_of = {n: d for n, d in g.cells}
-        points += _group_points(g, depth_of, cfg.model.depths)
+        points += _group_points(g, depth_of, cfg.model.depths, str(cfg.model.profile))
         for quantity, call, pts in (("w50", g.w50_call, g.w50), ("w_star", g.w_star_call, g.w_star)):
             if call is None:
                 continue
@@ -92,7 +102,8 @@ def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitCompar
                                             "y": call.predict(law, grid)}))
                 if quantity == "w50" and np.ptp([depth_of[int(n)] for n in pts.x]) == 0:
                     fitted.append(pd.DataFrame({"curve": f"units/{g.group}", "family": law, "rank": rank, "n": grid,
-                                                "y": depth_of[int(pts.x[0])] * call.predict(law, grid)}))
+                                                "y": _units(call.predict(law, grid), depth_of[int(pts.x[0])],
+                                                            str(cfg.model.profile))}))
             weights.append(call.table[["law", "weight", "win_rate"]].rename(
                 columns={"law": "family", "win_rate": "boot_win_rate"}).assign(curve=name))
     for c in other:
@@ -162,7 +173,8 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
     fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
     fits_json["verdict"] = verdict.as_dict() | {"power": powers}
-    theory = unit_counts(cfg.task.ns)
+    theory = unit_counts(cfg.task.ns)  # counted as the measurements are: in the run's width profile
+    theory = theory.assign(units=theory[f"units_{cfg.model.profile}"]) if len(theory) else theory
     rates = crossfit_rates(shaped, ["n", "depth", "width"])
     bases = {name: comp.fits["exponential"].params["b"] for name, comp in fits.items()
              if name.startswith("steps/") and "exponential" in comp.fits}

@@ -5,10 +5,9 @@ Per depth group (a fixed depth, or depth ceil(log2 n) + k), the growth of W50 is
 claim, exponential against polynomial (analysis.growth), with each point's seed-bootstrap noise. W50 is the
 primary estimate (it uses every tested width); w* is called the same way, and a call stands only where the
 two agree. A group whose cells all belong to fixed depths (the log2 schedule at n <= 8 with depths 1-3) is
-the same data relabelled: it is not fitted as a curve of its own. Then the claims, tested as claims:
-- shallow: the exponential base of W50 at depth 1 with its interval, against the lecture's 2;
-- deep: the total units depth x W50 at depth ceil(log2 n), their log-log slope against n (O(n) is slope <= 1);
-- deep against shallow: units and parameters at depth ceil(log2 n) minus depth 1, per n, with intervals.
+the same data relabelled: it is not fitted as a curve of its own. Then the lecture's claims, each in a quantity
+that the range decides and each checked on the constructions first (analysis.claims), on W50 at depth 1 and on
+the hidden units at W50 at depth ceil(log2 n), counted in the run's width profile.
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from analysis.claims import Claim, Curve, deep_claims, shallow_claims
 from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
-from analysis.intervals import interval95
 from analysis.measure import CellMeasure, measure_cells
 from scaling.config import Config
+from scaling.constructions import unit_counts
+from scaling.population import hidden_units
 from scaling.schema import log2_depth
 from scaling.stats import latest_budget, summarize, width_cells
 
@@ -38,6 +39,7 @@ LOG_SD_FLOOR = {"w50": 0.02, "w_star": 0.08}
 # w* agrees with W50's call unless it is called the other way, or rejects W50's class outright: w* is
 # discrete and its noise only approximate, so it confirms at a stricter level than the call itself.
 AGREE_ALPHA = RULE.alpha / 5
+MIN_CLAIM_POINTS = 3  # measured n per curve before a claim is tested (the growth factor needs 3 at least)
 
 
 @dataclasses.dataclass
@@ -127,45 +129,42 @@ def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: 
                         sum(k in censored for k in keys), sum(k in limited for k in keys))
 
 
-def _interval(values: np.ndarray) -> list[float]:
-    return [float(v) for v in interval95(values)]
+def _inflated(y: np.ndarray, reps: np.ndarray) -> np.ndarray:
+    """Replicates spread BOOT_INFLATION["w50"] times wider around the point in log space: the estimator check
+    finds the bootstrap of log W50 that much short of its true spread."""
+    reps = np.where(np.isfinite(reps) & (reps > 0), reps, y)
+    return y * (reps / y) ** BOOT_INFLATION["w50"]
 
 
-def _parameters(depth: int, width, n: int):
-    """Trainable parameters at a (possibly fractional) width: population.count_parameters, for W50."""
-    return n * width + width + (depth - 1) * (width * width + width) + width + 1
+def _units_curve(cells: list[CellMeasure], profile: str) -> Curve:
+    """Hidden units at W50 (population.hidden_units of the run's width profile), with inflated replicates."""
+    units = np.vectorize(lambda w, d: hidden_units(w, d, profile), otypes=[float])
+    y = np.array([c.w50 for c in cells])
+    reps = np.stack([_inflated(c.w50, c.w50_reps) for c in cells], axis=1)
+    depth = np.array([c.depth for c in cells])
+    return Curve([c.n for c in cells], units(y, depth), units(reps, depth[None, :]))
 
 
-def _deep_claims(cells: dict, shallow: int | None) -> dict:
-    """Units at depth ceil(log2 n): their log-log slope with a bootstrap interval; and per n the difference in
-    units and parameters between depth ceil(log2 n) and the shallow depth, with intervals."""
-    deep = {n: cells[(n, log2_depth(n))] for n, _ in cells if (n, log2_depth(n)) in cells}
-    deep = {n: c for n, c in sorted(deep.items()) if not c.beyond and np.isfinite(c.w50_log_sd())}
-    out: dict = {"slope": None, "per_n": []}
-    if len(deep) >= 3:
-        ns = np.array(list(deep), float)
-        units = np.array([log2_depth(int(n)) * deep[n].w50 for n in deep])
-        reps = np.stack([log2_depth(int(n)) * np.where(np.isfinite(deep[n].w50_reps), deep[n].w50_reps, deep[n].w50)
-                         for n in deep], axis=1)
-        sd = np.hypot(BOOT_INFLATION["w50"] * np.array([deep[n].w50_log_sd() for n in deep]), LOG_SD_FLOOR["w50"])
-        design = np.stack([np.ones_like(ns), np.log(ns)], axis=1) / sd[:, None]
-        slope = lambda u: np.linalg.lstsq(design, (np.log(u) / sd).T, rcond=None)[0][1]
-        lo, hi = _interval(slope(reps))
-        out["slope"] = {"n": [int(n) for n in ns], "units": units.tolist(), "slope": float(slope(units[None])[0]),
-                        "ci95": [lo, hi],
-                        "o_of_n": "supported" if hi <= 1 else "contradicted" if lo > 1 else "not decided"}
-    for n, c in deep.items():
-        d = log2_depth(n)
-        base = cells.get((n, shallow))
-        if shallow is None or d == shallow or base is None or base.beyond or not np.isfinite(base.w50):
-            continue
-        rep = lambda m: np.where(np.isfinite(m.w50_reps), m.w50_reps, m.w50)
-        units = d * rep(c) - shallow * rep(base)
-        params = _parameters(d, rep(c), n) - _parameters(shallow, rep(base), n)
-        out["per_n"].append({"n": n, "deep_depth": d, "units": float(d * c.w50 - shallow * base.w50),
-                             "units_ci95": _interval(units),
-                             "parameters": float(_parameters(d, c.w50, n) - _parameters(shallow, base.w50, n)),
-                             "parameters_ci95": _interval(params)})
+def _measured(c: CellMeasure | None, limited: set) -> bool:
+    return c is not None and not c.beyond and np.isfinite(c.w50_log_sd()) and (c.n, c.depth) not in limited
+
+
+def _claims(cells: dict, limited: set, cfg: Config) -> list[Claim]:
+    """The lecture's claims (analysis.claims) on W50 at depth 1 and the units at depth ceil(log2 n), with the
+    constructions, counted in the run's width profile, as controls."""
+    profile = str(cfg.model.profile)
+    ns = sorted({n for n, _ in cells})
+    theory = unit_counts(ns).set_index(["kind", "n"])[f"units_{profile}"] if ns else None
+    of = lambda kind, at: np.array([float(theory[(kind, int(n))]) for n in at])
+    shallow = [cells.get((n, 1)) for n in ns] if 1 in cfg.model.depths else []
+    shallow = [c for c in shallow if _measured(c, limited)]
+    deep = [c for c in (cells.get((n, log2_depth(n))) for n in ns if log2_depth(n) > 1) if _measured(c, limited)]
+    out: list[Claim] = []
+    shallow_units = _units_curve(shallow, profile) if len(shallow) >= MIN_CLAIM_POINTS else None
+    if shallow_units is not None:
+        out += shallow_claims(shallow_units, lambda kind: of(kind, shallow_units.n))
+    if len(deep) >= MIN_CLAIM_POINTS:
+        out += deep_claims(_units_curve(deep, profile), shallow_units, of, of)
     return out
 
 
@@ -174,8 +173,7 @@ class Verdict:
     groups: dict[str, GroupVerdict]
     cells: dict[tuple, CellMeasure]
     summary: pd.DataFrame  # stats.summarize
-    shallow: dict | None  # the exponential base at depth 1
-    deep: dict
+    claims: list[Claim]  # the lecture's claims, each with its test, interval and controls (analysis.claims)
 
     def as_dict(self) -> dict:
         groups = {}
@@ -188,8 +186,7 @@ class Verdict:
                 "w50": None if g.w50_call is None else g.w50_call.as_dict(),
                 "w_star": None if g.w_star_call is None else g.w_star_call.as_dict(),
                 "left_out": {"w50": g.w50.left_out, "w_star": g.w_star.left_out}}
-        return {"groups": groups, "shallow": self.shallow, "deep": self.deep,
-                "rule": dataclasses.asdict(RULE)}
+        return {"groups": groups, "claims": [c.as_dict() for c in self.claims], "rule": dataclasses.asdict(RULE)}
 
 
 def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0) -> Verdict:
@@ -203,11 +200,4 @@ def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0) -> Ver
     censored = key(stars[stars["censored"].astype(bool)]) if len(stars) else set()
     cells = measure_cells(shaped, cfg.search.success_threshold, reps, seed)
     groups = {g: group_verdict(g, cfg, cells, limited, censored) for g in cfg.depth_groups if g != "depth=0"}
-    shallow_depth = 1 if 1 in cfg.model.depths else None
-    shallow = None
-    first = groups.get("depth=1")
-    if first is not None and first.w50_call is not None:
-        lo, hi = first.w50_call.ci("exponential", "b")
-        b = float(first.w50_call.params["exponential"][1])
-        shallow = {"base": b, "ci95": [lo, hi], "against_2": "below" if hi < 2 else "above" if lo > 2 else "consistent"}
-    return Verdict(groups, cells, summary, shallow, _deep_claims(cells, shallow_depth))
+    return Verdict(groups, cells, summary, _claims(cells, limited, cfg))

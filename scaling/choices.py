@@ -38,6 +38,13 @@ class Loss(enum.StrEnum):
     MSE = "mse"
 
 
+class Profile(enum.StrEnum):
+    """How the widths of a network's hidden layers follow its first layer's width."""
+
+    CONSTANT = "constant"  # every layer as wide as the first
+    HALVING = "halving"  # each layer half the one before (rounded up), at least 2: the XOR tree's shape
+
+
 class WidthSearch(enum.StrEnum):
     """How the widths of a cell are chosen."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Task, WidthSearch
+from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
 from scaling.errors import UserError
 from scaling.population import member_bytes
 from scaling.schema import (
@@ -51,6 +51,7 @@ class Model:
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
     width_search: WidthSearch
     width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
+    profile: Profile  # the widths of the later layers, from the first layer's (the searched width)
     activation: Activation
     init: Init
 
@@ -89,6 +90,9 @@ class Run:
 _HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding")] + [
     (section, f.name, f.name) for section, cls in (("model", Model), ("train", Train), ("search", Search))
     for f in dataclasses.fields(cls)] + [("run", "seed", "run_seed")]
+# Fields added after stores existed, hashed only when they differ from their default, so that every earlier
+# experiment file keeps its hash (and its stores).
+_HASHED_UNLESS = {"profile": Profile.CONSTANT}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,7 @@ class Config:
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
         fields = {name: getattr(getattr(self, section), field) for section, field, name in _HASHED}
+        fields = {k: v for k, v in fields.items() if k not in _HASHED_UNLESS or v != _HASHED_UNLESS[k]}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -208,7 +213,8 @@ def parse(text: str, path: str = "<config>") -> Config:
         experiment=Experiment(name=name, description=r["experiment"].str_("description")),
         task=TaskSection(kind=r["task"].choice("kind", Task), ns=ns, encoding=r["task"].choice("encoding", Encoding)),
         model=Model(depths=depths, depth_log2=depth_log2, widths=widths, width_search=width_search,
-                    width_per_n=width_per_n, activation=r["model"].choice("activation", Activation),
+                    width_per_n=width_per_n, profile=r["model"].choice("profile", Profile),
+                    activation=r["model"].choice("activation", Activation),
                     init=r["model"].choice("init", Init)),
         train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
                     eval_every=eval_every, loss=r["train"].choice("loss", Loss),

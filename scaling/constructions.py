@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import UserError
+from scaling.population import hidden_units, layer_widths, padded_layer_widths
 from scaling.tasks import MAX_BITS, parity_table
 
 # A layer is (kernel_IxO, bias_O); the last layer maps to the single logit.
@@ -94,6 +95,28 @@ class Construction:
     width: int  # the widest layer
     units: int  # hidden units really used (non-zero in and out), not depth x padded width
     parameters: int  # non-zero weights and biases
+    layer_units: tuple[int, ...] = ()  # units really used in each hidden layer
+
+    def family_width(self, profile: str) -> int:
+        """The smallest first-layer width whose network of this depth and width profile holds this one: the
+        width at which the trained family could express it (population.layer_widths)."""
+        return next(w for w in range(1, max(self.layer_units, default=0) * 2 + 2)
+                    if all(a >= b for a, b in zip(layer_widths(w, self.depth, profile), self.layer_units)))
+
+    def family_units(self, profile: str) -> int:
+        """Hidden units of that family network: what a measurement at this depth and profile would count."""
+        return int(hidden_units(self.family_width(profile), self.depth, profile)) if self.depth else 0
+
+    def in_family(self, profile: str) -> Construction:
+        """This network with the unit masks of its family network (every unit outside it switched off), so that
+        check() proves the family holds it."""
+        if self.depth == 0:
+            return self
+        widths_D = padded_layer_widths(self.family_width(profile), self.depth, self.depth, profile)
+        if widths_D.max() > self.width:
+            raise ValueError(f"{self.kind} needs no wider family network than its own padding")
+        unit_mask = (np.arange(self.width)[None, :] < widths_D[:, None]).astype(np.float32)
+        return dataclasses.replace(self, masks={**self.masks, "unit_mask": unit_mask})
 
 
 def _to_encoding(layers: list[Layer], encoding: str) -> list[Layer]:
@@ -120,8 +143,8 @@ def build(kind: str, n: int, encoding: str = "pm1") -> Construction:
     layers = _to_encoding(BUILDERS[kind](n), encoding)
     hidden, (out_kernel, out_bias) = layers[:-1], layers[-1]
     depth = len(hidden)
-    used = sum(int(np.sum(np.any(k != 0, axis=0) & np.any(nxt[0] != 0, axis=1)))
-               for k, nxt in zip([h[0] for h in hidden], layers[1:]))
+    layer_units = tuple(int(np.sum(np.any(k != 0, axis=0) & np.any(nxt[0] != 0, axis=1)))
+                        for k, nxt in zip([h[0] for h in hidden], layers[1:]))
     nonzero = sum(int(np.count_nonzero(k) + np.count_nonzero(b)) for k, b in layers)
     f32 = lambda a: np.asarray(a, np.float32)  # numpy, so that unit counts need no jax; forward takes these as is
     if depth == 0:
@@ -136,8 +159,8 @@ def build(kind: str, n: int, encoding: str = "pm1") -> Construction:
             "hidden_bias": f32(np.array([pad_cols(b) for _, b in hidden[1:]]).reshape(-1, width)),
             "out_kernel": f32(pad_rows(out_kernel)), "out_bias": f32(out_bias),
         }
-        masks = {"unit_mask": f32(np.ones(width)), "layer_gate": f32(np.ones(depth - 1))}
-    return Construction(kind, n, encoding, params, masks, depth, width, used, nonzero)
+        masks = {"unit_mask": f32(np.ones((depth, width))), "layer_gate": f32(np.ones(depth - 1))}
+    return Construction(kind, n, encoding, params, masks, depth, width, sum(layer_units), nonzero, layer_units)
 
 
 def check(c: Construction) -> tuple[int | None, float]:
@@ -158,12 +181,16 @@ def describe(kind: str, n: int) -> str:
     first_wrong, err = check(c)
     verdict = (f"exact on all 2^{n} = {2**n} rows (max |logit - (parity - 1/2)| = {err:.2g})" if first_wrong is None
                else f"WRONG: first failing row {first_wrong} (bits {first_wrong:0{n}b}, low bit last)")
+    family = "; ".join(f"{p} profile: first width {c.family_width(p)}, {c.family_units(p)} units"
+                       for p in ("constant", "halving")) if c.depth else "no hidden layer"
     return (f"{kind} n={n}: depth {c.depth}, width {c.width}, {c.units} hidden units, "
-            f"{c.parameters} non-zero parameters; {verdict}")
+            f"{c.parameters} non-zero parameters; {verdict}. Smallest trained-family network that holds it: "
+            f"{family}")
 
 
 def unit_counts(ns) -> pd.DataFrame:
-    """Hidden units every construction really uses, per n: the theory lines of figures and REPORT.md."""
+    """Hidden units every construction really uses, per n: the theory lines of figures and REPORT.md; and
+    units_constant, units_halving: the units of the smallest network of each width profile that holds it."""
     rows = []
     for n in ns:
         for kind in BUILDERS:
@@ -172,5 +199,6 @@ def unit_counts(ns) -> pd.DataFrame:
             except UserError:
                 continue  # too large to build and check (dnf beyond n = 14)
             rows.append({"kind": kind, "n": int(n), "depth": c.depth, "width": c.width, "units": c.units,
-                         "parameters": c.parameters})
+                         "parameters": c.parameters,
+                         **{f"units_{p}": c.family_units(p) for p in ("constant", "halving")}})
     return pd.DataFrame(rows)

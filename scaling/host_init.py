@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from scaling.model import INITS, OUTPUT_STREAM, unit_draw, weight_scale
-from scaling.population import BucketSpec
+from scaling.population import BucketSpec, layer_widths, padded_layer_widths
 
 DRAWS_PER_CALL = 2**15  # positions per call of the draw program: one compiled shape for every bucket
 
@@ -30,15 +30,18 @@ def draw(key_data_Qx2, stream_Q, row_Q, col_Q, distribution: str) -> jax.Array:
     return jax.vmap(one)(key_data_Qx2, stream_Q, row_Q, col_Q)
 
 
-def _blocks(n: int, depth: int, width: int, depth_max: int, init: str) -> list[tuple[str, int, int, int, float]]:
+def _blocks(n: int, depth: int, width: int, depth_max: int, init: str,
+            profile: str) -> list[tuple[str, int, int, int, float]]:
     """The real (unpadded) weight blocks of one member: (parameter, stream, rows, cols, scale)."""
     gain = INITS[init][0]
     scale = lambda g, fan_in: float(weight_scale(g, fan_in))
     if depth_max == 0:
         return [("out_kernel", OUTPUT_STREAM, n, 1, scale(1.0, n))]
-    return ([("in_kernel", 0, n, width, scale(gain, n))]
-            + [("hidden_kernel", layer, width, width, scale(gain, width)) for layer in range(1, depth)]
-            + [("out_kernel", OUTPUT_STREAM, width, 1, scale(1.0, width))])
+    w = layer_widths(width, depth, profile)
+    return ([("in_kernel", 0, n, w[0], scale(gain, n))]
+            + [("hidden_kernel", layer, w[layer - 1], w[layer], scale(gain, w[layer - 1]))
+               for layer in range(1, depth)]
+            + [("out_kernel", OUTPUT_STREAM, w[-1], 1, scale(1.0, w[-1]))])
 
 
 def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, width_P, draw_fn) -> tuple[dict, dict]:
@@ -54,7 +57,8 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
                   "hidden_kernel": np.zeros((P, D - 1, W, W), f32), "hidden_bias": np.zeros((P, D - 1, W), f32),
                   "out_kernel": np.zeros((P, W, 1), f32), "out_bias": np.zeros((P, 1), f32)}
         masks = {"input_mask": (np.arange(N)[None, :] < n_P[:, None]).astype(f32),
-                 "unit_mask": (np.arange(W)[None, :] < width_P[:, None]).astype(f32),
+                 "unit_mask": (np.arange(W) < padded_layer_widths(width_P, depth_P, D, spec.profile)[..., None]
+                               ).astype(f32),
                  "layer_gate": (np.arange(1, D)[None, :] < depth_P[:, None]).astype(f32)}
     # Every real position of every member in one flat list (members of one shape share their positions), drawn
     # in calls of DRAWS_PER_CALL, then laid into the padded arrays one shape and block at a time.
@@ -62,7 +66,7 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
     groups = [(shape, np.flatnonzero((shapes == shape).all(axis=1))) for shape in np.unique(shapes, axis=0)]
     keys, streams, rows, cols, places = [], [], [], [], []
     for (n, depth, width), members in groups:
-        blocks = _blocks(int(n), int(depth), int(width), D, spec.init)
+        blocks = _blocks(int(n), int(depth), int(width), D, spec.init, spec.profile)
         stream_T = np.concatenate([np.full(r * c, stream, np.uint32) for _, stream, r, c, _ in blocks])
         row_T = np.concatenate([np.repeat(np.arange(r, dtype=np.uint32), c) for _, _, r, c, _ in blocks])
         col_T = np.concatenate([np.tile(np.arange(c, dtype=np.uint32), r) for _, _, r, c, _ in blocks])

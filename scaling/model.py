@@ -1,8 +1,9 @@
 """The MLP family: a Flax NNX definition plus the pure forward pass that the hot loop uses.
 
-One hidden width for all layers, `depth` hidden layers (0 = logistic regression), one logit out.
+`depth` hidden layers (0 = logistic regression), one logit out. The first layer has `width` units; the later
+layers follow the width profile (population.layer_widths): as wide as the first, or halving layer by layer.
 A member may live padded inside a bucket of width `width_max`, depth `depth_max` and `n_in_max` input bits:
-- padded units are switched off by `unit_mask` and their parameters start (and stay) at zero;
+- padded units are switched off by `unit_mask` (one row per layer) and their parameters start (and stay) at zero;
 - padded inputs (bits beyond the member's own n) meet input-kernel rows that start (and stay) at zero;
 - padded layers are gated identities (`layer_gate` = 0 passes h through unchanged).
 Initial values depend on each weight's position and the member's key, never on the padded shape,
@@ -16,8 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.choices import Activation, Init
-from scaling.population import count_parameters  # noqa: F401  (re-exported: the model's parameter count)
+from scaling.choices import Activation, Init, Profile
+from scaling.population import (
+    count_parameters,  # noqa: F401  (re-exported: the model's parameter count)
+    padded_layer_widths,
+)
 
 ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
 # Per init: the variance gain of hidden layers (the output layer is linear, so it always uses gain 1) and the
@@ -86,6 +90,7 @@ class MLP(nnx.Module):
         activation: Activation = Activation.RELU,
         init: Init = Init.HE,
         n_real: int | jax.Array | None = None,
+        profile: Profile = Profile.CONSTANT,
     ):
         """n_in is the input width of the arrays; n_real (traced or not, default n_in) the member's own bits."""
         n_real = n_in if n_real is None else n_real
@@ -102,16 +107,19 @@ class MLP(nnx.Module):
             return
         in_NxW, *hidden, out_WxO = _position_values(
             key, [(0, n_in, W), *((layer, W, W) for layer in range(1, D)), (OUTPUT_STREAM, W, 1)], init)
+        widths_D = padded_layer_widths(width, depth, D, Profile(profile), xp=jnp)
         self.input_mask = Mask((jnp.arange(n_in) < n_real).astype(jnp.float32))
-        self.unit_mask = Mask((jnp.arange(W) < width).astype(jnp.float32))
+        self.unit_mask = Mask((jnp.arange(W)[None, :] < widths_D[:, None]).astype(jnp.float32))
         self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))
-        self.in_kernel = nnx.Param(_scaled(in_NxW, n_real, n_real, width, gain))
+        self.in_kernel = nnx.Param(_scaled(in_NxW, n_real, n_real, widths_D[0], gain))
         self.in_bias = nnx.Param(jnp.zeros((W,), jnp.float32))
-        hidden_LxWxW = jnp.stack([_scaled(h_WxW, width, width, width, gain) for h_WxW in hidden]
+        # Hidden layer l (1..D-1) maps layer l-1's units to layer l's: its fan-in is the width of layer l-1.
+        hidden_LxWxW = jnp.stack([_scaled(h_WxW, widths_D[layer - 1], widths_D[layer - 1], widths_D[layer], gain)
+                                  for layer, h_WxW in enumerate(hidden, start=1)]
                                  ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
         self.hidden_kernel = nnx.Param(hidden_LxWxW * self.layer_gate[...][:, None, None])
         self.hidden_bias = nnx.Param(jnp.zeros((D - 1, W), jnp.float32))
-        self.out_kernel = nnx.Param(_scaled(out_WxO, width, width, 1, 1.0))
+        self.out_kernel = nnx.Param(_scaled(out_WxO, widths_D[D - 1], widths_D[D - 1], 1, 1.0))
         self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
 
     def __call__(self, x_RxN: jax.Array) -> jax.Array:
@@ -149,11 +157,12 @@ def forward(params: Params, masks: Masks, x_RxN: jax.Array, activation: str) -> 
 
 def forward_rows_major(params: Params, masks: Masks, x_RxN: jax.Array, act) -> jax.Array:
     """forward (hidden layers only) on activations (rows, units)."""
-    unit_1xW = masks["unit_mask"][None, :]
-    h_RxW = act(jnp.matmul(x_RxN, params["in_kernel"], precision=_HIGHEST) + params["in_bias"][None, :]) * unit_1xW
+    unit_DxW = masks["unit_mask"]
+    h_RxW = act(jnp.matmul(x_RxN, params["in_kernel"], precision=_HIGHEST) + params["in_bias"][None, :]) \
+        * unit_DxW[0][None, :]
     for layer in range(params["hidden_kernel"].shape[0]):
         pre_RxW = jnp.matmul(h_RxW, params["hidden_kernel"][layer], precision=_HIGHEST)
-        new_RxW = act(pre_RxW + params["hidden_bias"][layer][None, :]) * unit_1xW
+        new_RxW = act(pre_RxW + params["hidden_bias"][layer][None, :]) * unit_DxW[layer + 1][None, :]
         h_RxW = jnp.where(masks["layer_gate"][layer] > 0, new_RxW, h_RxW)
     return jnp.matmul(h_RxW, params["out_kernel"], precision=_HIGHEST)[:, 0] + params["out_bias"][0]
 
@@ -162,11 +171,12 @@ def forward_rows_minor(params: Params, masks: Masks, x_RxN: jax.Array, act) -> j
     """forward (hidden layers only) on transposed activations (units, rows): the same function as
     forward_rows_major, with other float rounding."""
     x_NxR = x_RxN.T
-    unit_Wx1 = masks["unit_mask"][:, None]
-    h_WxR = act(jnp.matmul(params["in_kernel"].T, x_NxR, precision=_HIGHEST) + params["in_bias"][:, None]) * unit_Wx1
+    unit_DxW = masks["unit_mask"]
+    h_WxR = act(jnp.matmul(params["in_kernel"].T, x_NxR, precision=_HIGHEST) + params["in_bias"][:, None]) \
+        * unit_DxW[0][:, None]
     for layer in range(params["hidden_kernel"].shape[0]):
         pre_WxR = jnp.matmul(params["hidden_kernel"][layer].T, h_WxR, precision=_HIGHEST)
-        new_WxR = act(pre_WxR + params["hidden_bias"][layer][:, None]) * unit_Wx1
+        new_WxR = act(pre_WxR + params["hidden_bias"][layer][:, None]) * unit_DxW[layer + 1][:, None]
         h_WxR = jnp.where(masks["layer_gate"][layer] > 0, new_WxR, h_WxR)
     return jnp.matmul(params["out_kernel"].T, h_WxR, precision=_HIGHEST)[0] + params["out_bias"][0]
 
@@ -175,19 +185,19 @@ def param_mask(params: Params, masks: Masks) -> Params:
     """1 where a parameter belongs to the member's real network, 0 where it is padding."""
     if "in_kernel" not in params:
         return jax.tree.map(jnp.ones_like, params)
-    unit_W, gate_L = masks["unit_mask"], masks["layer_gate"]
+    unit_DxW, gate_L = masks["unit_mask"], masks["layer_gate"]
     return {
-        "in_kernel": masks["input_mask"][:, None] * unit_W[None, :],
-        "in_bias": unit_W,
-        "hidden_kernel": gate_L[:, None, None] * unit_W[None, :, None] * unit_W[None, None, :],
-        "hidden_bias": gate_L[:, None] * unit_W[None, :],
-        "out_kernel": unit_W[:, None],
+        "in_kernel": masks["input_mask"][:, None] * unit_DxW[0][None, :],
+        "in_bias": unit_DxW[0],
+        "hidden_kernel": gate_L[:, None, None] * unit_DxW[:-1, :, None] * unit_DxW[1:, None, :],
+        "hidden_bias": gate_L[:, None] * unit_DxW[1:],
+        "out_kernel": unit_DxW[-1][:, None],
         "out_bias": jnp.ones_like(params["out_bias"]),
     }
 
 
 def init_member(n_in: int, depth, width, key, *, depth_max: int, width_max: int, activation: str, init: str,
-                n_real=None):
+                n_real=None, profile: str = "constant"):
     """Pure (params, masks) of one member, for use under jax.vmap (n_real: its own bits, when below n_in)."""
     return split_params(MLP(n_in, depth, width, key=key, depth_max=depth_max, width_max=width_max,
-                            activation=activation, init=init, n_real=n_real))
+                            activation=activation, init=init, n_real=n_real, profile=profile))

@@ -26,13 +26,15 @@ class Member:
     lr: float
     seed: int
     steps: int
+    profile: str = "constant"  # the later layers' widths (layer_widths); last, so that stored plans still read
 
     def key_data(self, run_seed: int) -> np.ndarray:
         """Raw threefry key (uint32[2]) derived from the identity alone, never from a place in a population.
 
         The optimizer, learning rate, loss and budget are left out on purpose: the members of one
         (network, seed) start from the same weights and see the same mini-batches at every learning
-        rate, so learning rates are compared on common random numbers.
+        rate, so learning rates are compared on common random numbers. So is the width profile: a halving
+        network draws the weights of the constant one at the positions it keeps.
         """
         ident = (run_seed, *(getattr(self, f) for f in MEMBER_FIELDS if f not in _NOT_IN_KEY))
         digest = hashlib.blake2b(repr(ident).encode(), digest_size=8).digest()
@@ -41,7 +43,7 @@ class Member:
 
 MEMBER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Member))
 # Left out of the initialisation key (see Member.key_data), so learning rates share initial weights.
-_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps"})
+_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps", "profile"})
 # What may differ between the members of one bucket; every other field is shared by its compiled program.
 # Members of different n share a program through padded inputs (BucketSpec.n is the largest n).
 PER_MEMBER_FIELDS = ("n", "depth", "width", "lr", "seed", "steps")
@@ -76,13 +78,57 @@ class BucketSpec:
     width_max: int
     eval_every: int
     batch_rows: int  # rows per step; 2^n (the whole table) when it fits
+    profile: str = "constant"  # last, so that stored plans still read
 
 
-def forward_madds(n: int, depth: int, width: int) -> int:
+def layer_widths(width: int, depth: int, profile: str = "constant") -> tuple[int, ...]:
+    """The width of each hidden layer of a member whose first layer has `width` units. "halving": each layer
+    half the one before, rounded up, and at least 2 (or the first width, if below 2): the shape of the XOR tree,
+    whose layers hold n, ceil(n/2), ..., 2 units."""
+    if profile == "constant":
+        return (width,) * depth
+    return tuple(max(min(width, 2), -(-width // 2**layer)) for layer in range(depth))
+
+
+def padded_layer_widths(width, depth, depth_max: int, profile: str, xp=np):
+    """layer_widths over the depth_max layers of a padded bucket, for arrays of widths and depths (numpy, or
+    jax.numpy for traced values): shape (*width.shape, depth_max). A gated layer beyond a member's depth repeats
+    its last real layer (the layer it passes through)."""
+    width, depth = xp.asarray(width)[..., None], xp.asarray(depth)[..., None]
+    if profile == "constant":
+        return xp.broadcast_to(width, (*width.shape[:-1], depth_max)).astype(xp.int32)
+    layer = xp.minimum(xp.arange(depth_max), xp.maximum(depth - 1, 0))
+    halved = (width + xp.left_shift(1, layer) - 1) // xp.left_shift(1, layer)
+    return xp.maximum(xp.minimum(width, 2), halved).astype(xp.int32)
+
+
+def hidden_units(width: float, depth: int, profile: str = "constant") -> float:
+    """Hidden units in total at a first-layer width; a fractional width (W50) interpolates linearly between
+    the integer widths around it."""
+    lo = int(np.floor(width))
+    at = lambda w: sum(layer_widths(w, depth, profile))
+    return float(at(lo) + (width - lo) * (at(lo + 1) - at(lo)))
+
+
+def count_parameters(depth: int, width: float, n_in: int, profile: str = "constant") -> float:
+    """Trainable parameters of an unpadded member (a fractional width interpolates, as hidden_units)."""
+    if depth == 0:
+        return n_in + 1
+
+    def at(w: int) -> int:
+        sizes = (n_in, *layer_widths(w, depth, profile), 1)
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+    lo = int(np.floor(width))
+    return at(lo) if width == lo else float(at(lo) + (width - lo) * (at(lo + 1) - at(lo)))
+
+
+def forward_madds(n: int, depth: int, width: int, profile: str = "constant") -> int:
     """Multiply-adds of one forward pass over one row, for an unpadded member."""
     if depth == 0:
         return n
-    return n * width + (depth - 1) * width * width + width
+    sizes = (n, *layer_widths(width, depth, profile), 1)
+    return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
 # A training step costs about three forward passes (forward, and backward through activations and weights),
@@ -126,15 +172,9 @@ class Bucket:
         member's own network on its own rows."""
         spec = self.spec
         padded = forward_madds(spec.n, spec.depth_max, spec.width_max) * spec.batch_rows * self.slots
-        useful = sum(forward_madds(m.n, m.depth, m.width) * min(2**m.n, spec.batch_rows) for m in self.members)
+        useful = sum(forward_madds(m.n, m.depth, m.width, m.profile) * min(2**m.n, spec.batch_rows)
+                     for m in self.members)
         return TRAIN_FLOPS_PER_MADD * padded, TRAIN_FLOPS_PER_MADD * useful
-
-
-def count_parameters(depth: int, width: int, n_in: int) -> int:
-    """Trainable parameters of an unpadded member."""
-    if depth == 0:
-        return n_in + 1
-    return n_in * width + width + (depth - 1) * (width * width + width) + width + 1
 
 
 def member_bytes(n: int, depth: int, width: int, batch_rows: int) -> int:

@@ -39,6 +39,9 @@ RUN_COLUMNS = {"run_id": "INTEGER PRIMARY KEY AUTOINCREMENT", "config_name": "TE
 # Written when a run ends. Columns added later: a store without them gains them (ALTER TABLE).
 RUN_END = ("ended_at", "compiles", "compile_s")
 ADDED_LATER = ("compiles", "compile_s", "processes", "hosts")
+# Member columns added later, with the value every earlier row had: a store without one gains it (ALTER TABLE),
+# and a reader fills it in.
+MEMBERS_ADDED_LATER = {"profile": "constant"}
 RUN_START = [c for c in RUN_COLUMNS if c != "run_id" and c not in RUN_END]
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});
@@ -100,7 +103,8 @@ def check_store(conn: sqlite3.Connection, path: Path, writer: bool = False) -> N
             raise UserError(str(path), f"has no {table} table (it was dropped or never written); "
                                        "start over with --fresh or another --out")
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-        missing = [c for c in columns if c not in have and not (table == "runs" and c in ADDED_LATER)]
+        later = ADDED_LATER if table == "runs" else MEMBERS_ADDED_LATER
+        missing = [c for c in columns if c not in have and c not in later]
         if missing:
             raise UserError(str(path), f"was written by another version of scaling (its {table} table lacks "
                                        f"{', '.join(missing)}); read it with that version, or start over with --fresh")
@@ -163,6 +167,9 @@ def read_members(conn: sqlite3.Connection) -> pd.DataFrame:
     """The members table, numbers as numbers (NULL as NaN where a column may be empty); ValueError naming the
     column when an edited or damaged store holds NULL or text where a number belongs."""
     df = pd.read_sql_query("SELECT * FROM members ORDER BY rowid", conn)
+    for col, value in MEMBERS_ADDED_LATER.items():
+        if col not in df:
+            df[col] = value
     for col in (*_REQUIRED, *_OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
         odd = values.isna() & (df[col].notna() | (col in _REQUIRED))

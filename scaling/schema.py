@@ -8,7 +8,7 @@ import enum
 import math
 from typing import Any, TypeVar
 
-from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Task, WidthSearch
+from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
 from scaling.errors import UserError
 from scaling.tasks import check_bits
 
@@ -35,7 +35,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
     "task": {"kind": Task.PARITY, "n": REQUIRED, "encoding": Encoding.PM1},
     "model": {"depths": [1, 2, 3], "widths": {"min": 1, "max": 64, "search": WidthSearch.ADAPTIVE},
-              "activation": Activation.RELU, "init": Init.HE},
+              "profile": Profile.CONSTANT, "activation": Activation.RELU, "init": Init.HE},
     "train": {"optimizer": Optimizer.ADAM, "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100,
               "loss": Loss.BCE, "max_batch_rows": 65536},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,

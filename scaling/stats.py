@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from scaling.population import hidden_units
+
 if TYPE_CHECKING:
     from scaling.config import Config
 
@@ -130,11 +132,14 @@ def min_width(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """w*(n, depth): smallest width whose best-lr success rate reaches the threshold and stays there above.
 
     A censored cell (nothing passes up to `bound`, the largest tested width) has w_star = NaN, never a guess.
-    The rate columns describe w* itself (or the bound when censored); units = depth * w*. one_seed_lo and
+    The rate columns describe w* itself (or the bound when censored); units = the hidden units in total at
+    first-layer width w* (depth x w* with the constant width profile; population.hidden_units). one_seed_lo and
     one_seed_hi are w* had every tested width solved one more, or one fewer, held-out seed (NaN: censored).
     """
     out = _minimum(df, ["n", "depth"], "width", threshold, "w_star")
-    out.insert(3, "units", out["depth"] * out["w_star"])
+    profile = str(df["profile"].iloc[0]) if "profile" in df and len(df) else "constant"  # one per store
+    out.insert(3, "units", [hidden_units(w, int(d), profile) if np.isfinite(w) else np.nan
+                            for w, d in zip(out["w_star"], out["depth"])])
     return out
 
 

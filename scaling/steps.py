@@ -70,6 +70,7 @@ def init_population(key_data_Px2, n_P, depth_P, width_P, lr_P, spec: BucketSpec)
         params, masks = init_member(
             spec.n, depth, width, jax.random.fold_in(key, 0), n_real=n,
             depth_max=spec.depth_max, width_max=spec.width_max, activation=spec.activation, init=spec.init,
+            profile=spec.profile,
         )
         return params, optimizer(spec.optimizer, lr).init(params), masks
 

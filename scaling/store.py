@@ -27,6 +27,8 @@ from scaling.results import (
     ADDED_LATER,
     APPLICATION_ID,
     INSERT_MEMBER,
+    MEMBER_COLUMNS,
+    MEMBERS_ADDED_LATER,
     RUN_COLUMNS,
     RUN_START,
     SCHEMA,
@@ -160,6 +162,11 @@ class Store:
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
             for column in (c for c in ADDED_LATER if c not in have):
                 self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {RUN_COLUMNS[column]}")
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(members)")}
+            for column, value in MEMBERS_ADDED_LATER.items():
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE members ADD COLUMN {column} {MEMBER_COLUMNS[column]} "
+                                      f"DEFAULT '{value}'")
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 self._refuse_another_config(cfg)

@@ -101,3 +101,13 @@ def test_cli_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
     assert not out.exists()
     assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(out)]) == 2
     assert "no such experiment file" in capsys.readouterr().err
+
+
+def test_the_width_profile_is_read_checked_and_hashed_only_when_it_changes_the_networks():
+    constant = config.parse(BASE)
+    assert constant.model.profile == "constant"
+    assert config.parse(BASE + '[model]\nprofile = "constant"\n').hash() == constant.hash()
+    halving = config.parse(BASE + '[model]\nprofile = "halving"\n')
+    assert halving.model.profile == "halving" and halving.hash() != constant.hash()
+    with pytest.raises(UserError, match=r"\[model\] profile.*must be one of constant, halving"):
+        config.parse(BASE + '[model]\nprofile = "tapered"\n')

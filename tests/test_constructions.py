@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -27,6 +28,27 @@ def test_unit_counts_are_counted_not_typed():
         xor = counts.loc[("xor_tree", n)]
         assert xor["depth"] == k and xor["width"] <= n
         assert 2 * (n - 1) <= xor["units"] <= 2 * (n - 1) + k  # merges, plus odd ones passed through
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_the_trained_family_holds_every_construction_and_counts_it_in_its_own_units(kind):
+    """Each construction, masked to the smallest network of each width profile that holds it, is still exact:
+    the units that the measurements count are units the family really has. The XOR tree's own shape is the
+    halving profile at first width n (about 2n units); with one width for every layer it costs n x ceil(log2 n)."""
+    for n in range(2, 12):
+        c = build(kind, n)
+        for profile in ("constant", "halving"):
+            first_wrong, _ = check(c.in_family(profile))
+            assert first_wrong is None, (kind, n, profile)
+        if kind == "xor_tree":
+            k = math.ceil(math.log2(n))
+            assert (c.family_width("halving"), c.family_units("halving")) == (n, c.units)
+            assert (c.family_width("constant"), c.family_units("constant")) == (n, n * k)
+        if kind == "sawtooth":
+            assert c.family_units("halving") == c.family_units("constant") == c.units
+    narrow = build("xor_tree", 8)
+    cut = dataclasses.replace(narrow, layer_units=(7, 4, 2))  # one unit short of the first layer
+    assert check(cut.in_family("halving"))[0] is not None
 
 
 def test_a_broken_network_is_caught():

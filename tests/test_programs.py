@@ -109,10 +109,11 @@ def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
         assert (a.solved, a.step_solved, a.steps_run) == (b.solved, b.step_solved, b.steps_run)
 
 
-@pytest.mark.parametrize("n, depth, width, init, optimizer",
-                         [(5, 3, 6, "he", "adam"), (3, 1, 4, "rademacher", "momentum"), (4, 0, 1, "lecun", "sgd")])
+@pytest.mark.parametrize("n, depth, width, init, optimizer, profile",
+                         [(5, 3, 6, "he", "adam", "constant"), (3, 1, 4, "rademacher", "momentum", "constant"),
+                          (4, 0, 1, "lecun", "sgd", "constant"), (6, 4, 9, "he", "adam", "halving")])
 def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
-                                                                            width, init, optimizer):
+                                                                            width, init, optimizer, profile):
     """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every
     array of the state, with its dtype and shape, equals what the bucket shape's init program computes, for
     members of other n, depths, widths and learning rates padded together. (64 draws per call, so that these
@@ -122,7 +123,7 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
     monkeypatch.setattr(host_init, "DRAWS_PER_CALL", 64)
     members = [member_factory(n=max(2, n - s % 2) if depth else n, depth=max(1, depth - s % 2) if depth else 0,
                               width=max(1, width - s % 3), seed=s, lr=(1e-2, 3e-3)[s % 2], init=init,
-                              optimizer=optimizer) for s in range(6)]
+                              optimizer=optimizer, profile=profile) for s in range(6)]
     bucket = make_bucket(members, eval_every=50)
     args = (jnp.asarray(np.stack([m.key_data(0) for m in members])),
             *(jnp.asarray([getattr(m, f) for m in members], jnp.int32) for f in ("n", "depth", "width")),
@@ -136,7 +137,7 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
     assert np.any(np.asarray(host.params["out_kernel"]) != 0)
     # Another bucket shape with the same init compiles nothing new to start from.
     before = programs.compiles
-    wider = make_bucket(members + [member_factory(n=n, depth=depth, width=width + 7, init=init, optimizer=optimizer)],
-                        eval_every=50)
+    wider = make_bucket(members + [member_factory(n=n, depth=depth, width=width + 7, init=init, optimizer=optimizer,
+                                                  profile=profile)], eval_every=50)
     programs.init(wider.spec, len(wider.members), None)
     assert programs.compiles == before

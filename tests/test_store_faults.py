@@ -294,3 +294,23 @@ def test_analysis_and_the_cli_help_do_not_load_jax():
               "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_a_store_from_before_the_width_profile_is_read_and_resumed(store_copy, tmp_path):
+    """A store written before members had a width profile: its rows read as the constant profile, and a
+    sweep of its config resumes into it (gaining the column) without retraining anything."""
+    from analysis.data import load
+
+    path = store_copy / STORE_NAME
+    with _connect(path) as conn:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(members)") if r[1] != "profile"]
+        conn.execute(f"CREATE TABLE old AS SELECT {', '.join(columns)} FROM members")
+        conn.execute("DROP TABLE members")
+        conn.execute("ALTER TABLE old RENAME TO members")
+        rows = conn.execute("SELECT COUNT(*) FROM members").fetchone()[0]
+    before = load(store_copy)
+    assert len(before) == rows and set(before["profile"]) == {"constant"}
+    assert main(["sweep", str(_write_tiny(tmp_path)), "--out", str(store_copy)]) == 0
+    with _connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*), MIN(profile), MAX(profile) FROM members").fetchone() == (
+            rows, "constant", "constant")

@@ -135,7 +135,8 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "scaling", "sweep", str(bad), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().endswith("[model] colour: unknown key; expected one of depths, widths, activation, init")
+    assert proc.stderr.strip().endswith("[model] colour: unknown key; expected one of depths, widths, profile, "
+                                        "activation, init")
     assert not (tmp_path / "o").exists()
 
 

@@ -28,6 +28,29 @@ def test_padding_invariance(member_factory):
     assert (alone.solved, alone.step_solved, alone.steps_run) == (padded.solved, padded.step_solved, padded.steps_run)
 
 
+def test_a_halving_member_trains_the_same_alone_or_padded(member_factory):
+    """The halving width profile (layers of 7, 4, 2 units) alone and padded among wider and deeper halving
+    members; its units beyond each layer's width stay exactly zero."""
+    target = member_factory(n=5, depth=3, width=7, lr=1e-2, seed=3, steps=300, profile="halving")
+    others = [member_factory(n=5, depth=4, width=12, seed=1, steps=300, profile="halving"),
+              member_factory(n=4, depth=1, width=3, seed=2, lr=3e-2, steps=300, profile="halving")]
+    alone_bucket = make_bucket([target], eval_every=100)
+    alone = train_bucket(alone_bucket)[0]
+    padded = train_bucket(make_bucket(others + [target], eval_every=100))[2]
+    assert abs(alone.final_loss - padded.final_loss) < 1e-5
+    assert (alone.solved, alone.step_solved, alone.steps_run) == (padded.solved, padded.step_solved, padded.steps_run)
+    spec = alone_bucket.spec
+    state = init_population(jnp.asarray(target.key_data(0)[None]), jnp.asarray([5]), jnp.asarray([3]),
+                            jnp.asarray([7]), jnp.asarray([1e-2], jnp.float32), spec=spec)
+    table = parity_table(5)
+    state, _ = train_chunk(state, jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(50),
+                           spec=spec)
+    p = jax.device_get(state.params)
+    assert np.all(p["hidden_kernel"][0][0][:, 4:] == 0) and np.all(p["hidden_bias"][0][0][4:] == 0)
+    assert np.all(p["hidden_kernel"][0][1][:, 2:] == 0) and np.all(p["hidden_kernel"][0][1][4:] == 0)
+    assert np.all(p["out_kernel"][0][2:] == 0) and np.any(p["out_kernel"][0][:2] != 0)
+
+
 def test_padded_parameters_stay_exactly_zero(member_factory):
     bucket = make_bucket([member_factory(n=3, depth=1, width=3, lr=0.1),
                           member_factory(n=3, depth=3, width=8, lr=0.1)], eval_every=50)
