@@ -79,7 +79,7 @@ def claim_line(c: Claim) -> str:
                 f"range ({failed}).")
     return (f"- *{c.statement}*: **{c.expected_of.get(c.outcome.reading, c.outcome.reading)}**. {c.quantity}: "
             f"{_interval(c.outcome, 3)} (95 % seed bootstrap). Controls, read by the same test with this run's "
-            f"noise: {_controls(c)}.")
+            f"noise: {_controls(c)}." + (f" {c.note}" if c.note else ""))
 
 
 def per_n_line(c: Claim) -> str:

@@ -154,8 +154,8 @@ def _claims(cells: dict, limited: set, cfg: Config) -> list[Claim]:
     constructions, counted in the run's width profile, as controls."""
     profile = str(cfg.model.profile)
     ns = sorted({n for n, _ in cells})
-    theory = unit_counts(ns).set_index(["kind", "n"])[f"units_{profile}"] if ns else None
-    of = lambda kind, at: np.array([float(theory[(kind, int(n))]) for n in at])
+    theory = unit_counts(ns).set_index(["kind", "n"]) if ns else None
+    of = lambda kind, at, column=f"units_{profile}": np.array([float(theory[column][(kind, int(n))]) for n in at])
     shallow = [cells.get((n, 1)) for n in ns] if 1 in cfg.model.depths else []
     shallow = [c for c in shallow if _measured(c, limited)]
     deep = [c for c in (cells.get((n, log2_depth(n))) for n in ns if log2_depth(n) > 1) if _measured(c, limited)]
@@ -164,7 +164,8 @@ def _claims(cells: dict, limited: set, cfg: Config) -> list[Claim]:
     if shallow_units is not None:
         out += shallow_claims(shallow_units, lambda kind: of(kind, shallow_units.n))
     if len(deep) >= MIN_CLAIM_POINTS:
-        out += deep_claims(_units_curve(deep, profile), shallow_units, of, of)
+        out += deep_claims(_units_curve(deep, profile), shallow_units, of,
+                           lambda kind, at: of(kind, at, "units"), profile)
     return out
 
 
