@@ -98,21 +98,23 @@ def claims_section(verdict: Verdict) -> list[str]:
 def power_line(group: str, result: dict | None, cfg) -> str:
     if result is None:
         return f"- {label(group)}: no fitted W50 curve to simulate from."
+    if not result["truths"]:
+        return f"- {label(group)}: nothing is promised: {result['reason']}."
     found = result["decides"]
-    truths = "; ".join(f"{growth}: {LAWS[t['law']].formula} ({', '.join(num(v) for v in t['params'])})"
-                       for growth, t in result["truths"].items())
+    truths = "; ".join(f"{LAWS[t['law']].formula} ({', '.join(num(v) for v in t['params'])}, {t['growth']})"
+                       for t in result["truths"].values())
     if found is None:
         last = result["tried"][-1]
-        return (f"- {label(group)}: no design up to n = {last['n_max']} with {last['seeds']} seeds decides it in "
-                f"{result['repeats']} simulated repeats per truth ({truths}).")
+        return (f"- {label(group)}: no design up to n = {last['n_max']} with {last['seeds']} seeds decides it: "
+                f"at most, not every law that fits this run ({truths}) is called for its class in 80 % of "
+                f"simulated runs, confirmed by {result['confirm_repeats']} fresh ones.")
     cost = f": about {_duration(found['cost_s'])} on this machine" if "cost_s" in found else ""
-    caveat = (" The run fits neither class within its noise, so this holds only if what the laws miss stays small."
-              if result.get("fits_neither") else "")
     current = found["n_max"] == max(cfg.task.ns) and found["seeds"] == cfg.search.seeds
     return (f"- {label(group)}: " + ("this design decides it" if current else
             f"to decide it, measure up to n = {found['n_max']} with {found['seeds']} seeds{cost}")
-            + f" (called right in {', '.join(f'{v:.0%} ({k})' for k, v in found['right'].items())} of "
-            f"{result['repeats']} repeats per truth; truths {truths}).{caveat}")
+            + f" (every law that fits this run called for its class in at least "
+            f"{min(found['right'].values()):.0%} of {result['confirm_repeats']} fresh simulated runs, Wilson lower "
+            f"bound {found['wilson_lower']:.0%}; truths {truths}).")
 
 
 def _rejections(g: GroupVerdict) -> str:
@@ -158,10 +160,15 @@ def plain_answer(verdict: Verdict, powers: dict) -> str:
     if decided:
         text += f"Growth is called at {', '.join(decided)}. "
     needs = [(g, powers[g]["decides"]) for g in undecided if powers.get(g) and powers[g]["decides"]]
+    silent = [g for g in undecided if powers.get(g) and not powers[g]["truths"]]
+    if silent:
+        text += (f"No law fits {', '.join(label(g) for g in silent)} within its noise, so no design can be "
+                 "promised for it. ")
     if needs:
         text += "To decide the rest: " + "; ".join(f"{label(g)} needs n up to {d['n_max']} with {d['seeds']} seeds"
                                                    for g, d in needs) + " (power analysis below). "
-    beyond = [(g, powers[g]["tried"][-1]) for g in undecided if powers.get(g) and not powers[g]["decides"]]
+    beyond = [(g, powers[g]["tried"][-1]) for g in undecided
+              if powers.get(g) and powers[g]["truths"] and not powers[g]["decides"]]
     if beyond:
         text += " ".join(f"No design up to n = {t['n_max']} with {t['seeds']} seeds decides {label(g)}."
                          for g, t in beyond)
@@ -187,12 +194,13 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
               "`tests/test_calibration.py` checks it, and `python -m analysis.calibration` prints the full table of "
               "false and true calls per design (README, \"How far to trust the verdict\").",
               "", "### What would decide it (power analysis)",
-              "Simulated from this run's own fitted curves and noise: for each group, the best exponential and the "
-              "best polynomial law are taken as truths, and a design decides the group when each is called right "
-              "in at least 80 % of repeats. Costs are the cost model's forecast for the whole experiment file at "
-              "that design (`scaling plan --power DIR`). It is a post-hoc estimate, conditional on this run's "
-              "fitted curves and noise: a run that was lucky (a steep noise curve, an easy law fitted best) "
-              "names too small a design (README, \"How far to trust the verdict\")."]
+              "Simulated from this run's own fitted curves and noise: for each group, every law that fits within "
+              "the measured noise is taken as a truth (none: nothing is promised); designs are screened with a few "
+              "simulated runs, and a design is named only when 100 fresh runs per truth call each for its class "
+              "with a Wilson 95 % lower bound of at least 80 %. Costs are the cost model's forecast for the whole "
+              "experiment file at that design (`scaling plan --power DIR`). It is a post-hoc estimate, conditional "
+              "on this run's fitted curves and noise: a run that was lucky (a steep noise curve, an easy law "
+              "fitted best) names too small a design (README, \"How far to trust the verdict\")."]
     lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or [
         "- no group to simulate."]
     return "\n".join(lines)

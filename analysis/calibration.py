@@ -25,33 +25,17 @@ import pandas as pd
 from scipy.special import expit
 
 from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.truths import SETS, TRUTHS, Truth
 from analysis.verdict import REPS, judge
 from scaling import config, search
 from scaling.config import Config
+from scaling.schema import WidthSearch
+from scaling.stats import wilson
 
 SCALE = 0.2
 RATE_FACTOR = 1.3
+GEOMETRIC = tuple(int(round(2 ** (k / 2))) for k in range(2, 41))  # 2, 3, 4, 6, 8, 11, 16, 23, ...: x sqrt(2)
 LRS = (3e-3, 1e-2, 3e-2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Truth:
-    name: str
-    growth: str
-    curve: Callable[[np.ndarray], np.ndarray]
-
-
-TRUTHS = {t.name: t for t in (
-    Truth("0.75*2^n", EXPONENTIAL, lambda n: 0.75 * 2.0**n),
-    Truth("1.75*1.3^n", EXPONENTIAL, lambda n: 1.75 * 1.3**n),
-    Truth("2.2*1.17^n", EXPONENTIAL, lambda n: 2.2 * 1.17**n),
-    Truth("max(3,n+1)", POLYNOMIAL, lambda n: np.maximum(3.0, n + 1.0)),
-    Truth("0.75*n^1.5", POLYNOMIAL, lambda n: 0.75 * n**1.5),
-    # Offset-and-curvature truths that chose the laws (analysis.laws): a floor with polynomial growth, and one
-    # with exponential growth.
-    Truth("3+0.1*n^2", POLYNOMIAL, lambda n: 3.0 + 0.1 * n**2),
-    Truth("2+0.25*1.5^n", EXPONENTIAL, lambda n: 2.0 + 0.25 * 1.5**n),
-)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +49,11 @@ class Design:
         return f"n={self.n_min}..{self.n_max}, {self.seeds} seeds"
 
 
-def synthetic_config(design: Design, max_width: int, lrs=LRS, deep: bool = False, profile: str = "constant") -> Config:
+def synthetic_config(design: Design, max_width: int, lrs=LRS, deep: bool = False, profile: str = "constant",
+                     grid: str = "adaptive") -> Config:
     """Depth 1 (and with `deep`, depth ceil(log2 n) as well), the default's width search from 2 up to max_width
-    (a simulation: no memory check), no L* search."""
+    (a simulation: no memory check), no L* search. grid = "geometric": instead, every width of GEOMETRIC up to
+    max_width at every n, as users also run."""
     depths = '{fixed = [1], log2 = [0]}' if deep else "[1]"
     cfg = config.parse(f"""
 [experiment]
@@ -84,6 +70,8 @@ lrs = {list(lrs)}
 seeds = {design.seeds}
 min_depth_widths = []
 """, "<calibration>")
+    if grid == "geometric":
+        return cfg.replace(widths=tuple(w for w in GEOMETRIC if w <= max_width), width_search=WidthSearch.GRID)
     return cfg.replace(widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
 
 
@@ -122,17 +110,18 @@ def max_width_for(truth: Callable, design: Design) -> int:
     return int(2 ** np.ceil(np.log2(max(4.0, 2.5 * RATE_FACTOR * float(truth(np.float64(design.n_max)))))))
 
 
-def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=None) -> pd.DataFrame:
+def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=None,
+        grid: str = "adaptive") -> pd.DataFrame:
     """One row per (truth, design, draw): the group's call and each test's outcome."""
     rows = []
     rng = np.random.default_rng(seed)
     for design in designs:
         for truth in truths:
-            cfg = synthetic_config(design, max_width_for(truth.curve, design))
+            cfg = synthetic_config(design, max_width_for(truth.curve, design), grid=grid)
             for draw in range(draws):
                 verdict = judge(draw_store(cfg, truth.curve, rng), cfg, reps=reps, seed=draw)
                 group = verdict.groups["depth=1"]
-                rows.append({"truth": truth.name, "growth": truth.growth, "design": design.label,
+                rows.append({"truth": truth.name, "growth": truth.growth, "design": design.label, "grid": grid,
                              "n_max": design.n_max, "seeds": design.seeds, "draw": draw, "call": group.call,
                              "w50_call": group.w50_call.call if group.w50_call else "not fitted"})
                 if progress:
@@ -141,12 +130,15 @@ def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=N
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per truth x design: draws, true calls and false calls (the other class called), as rates."""
+    """Per truth x design (x width grid): draws, true calls and false calls (the other class called), as rates,
+    and the Wilson 95 % upper bound of the false-call rate."""
     called = results.assign(true=results["call"] == results["growth"],
                             false=results["call"].isin([EXPONENTIAL, POLYNOMIAL])
                             & (results["call"] != results["growth"]))
-    out = called.groupby(["truth", "growth", "design", "n_max", "seeds"], as_index=False, sort=False).agg(
+    keys = ["truth", "growth", "design", "n_max", "seeds"] + (["grid"] if "grid" in results else [])
+    out = called.groupby(keys, as_index=False, sort=False).agg(
         draws=("draw", "size"), true_call=("true", "mean"), false_call=("false", "mean"))
+    out["false_upper"] = wilson(np.round(out["false_call"] * out["draws"]), out["draws"])[1]
     return out.sort_values(["n_max", "seeds", "truth"], ignore_index=True)
 
 
@@ -225,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", default=",".join(f"{d.n_max}x{d.seeds}" for d in DESIGNS),
                         help='largest n x seeds, comma-separated, e.g. "10x16,14x32"')
     parser.add_argument("--truth", action="append", choices=list(TRUTHS), help="a truth (repeat; default: all)")
+    parser.add_argument("--set", choices=list(SETS), help="only the truths that chose the rule, or those held out")
+    parser.add_argument("--grid", choices=["adaptive", "geometric"], default="adaptive",
+                        help="the project's adaptive width search, or every width of a x sqrt(2) grid")
     parser.add_argument("--out", help="write the per-draw results as CSV")
     parser.add_argument("--laws", choices=list(_variants()), help="judge with another set of laws (the variants that "
                                                                   "analysis.laws was chosen against)")
@@ -246,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     designs = [Design(*map(int, d.split("x"))) for d in args.designs.split(",")]
     with law_variant(args.laws):
-        results = run([TRUTHS[t] for t in args.truth or TRUTHS], designs, args.draws, args.reps)
+        chosen = args.truth or list(SETS[args.set] if args.set else TRUTHS)
+        results = run([TRUTHS[t] for t in chosen], designs, args.draws, args.reps, grid=args.grid)
     if args.out:
         results.to_csv(args.out, index=False)
     print(table(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

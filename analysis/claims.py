@@ -31,7 +31,8 @@ CONTROL_REPS = 200
 
 @dataclasses.dataclass
 class Curve:
-    """A count over n: point values and (R, M) bootstrap replicates (non-finite entries fall back to the point)."""
+    """A count over n: point values and (R, M) bootstrap replicates (NaN: a replicate without the quantity, a
+    failure that enters no interval, never the point in its place)."""
 
     n: np.ndarray
     y: np.ndarray
@@ -39,10 +40,13 @@ class Curve:
 
     def __post_init__(self):
         self.n, self.y = np.asarray(self.n, int), np.asarray(self.y, float)
-        self.reps = np.where(np.isfinite(self.reps) & (self.reps > 0), self.reps, self.y)
+        self.reps = np.where(np.isfinite(self.reps) & (self.reps > 0), self.reps, np.nan)
 
     def log_sd(self) -> np.ndarray:
-        return np.std(np.log(self.reps), axis=0) if len(self.reps) else np.zeros(len(self.n))
+        if not len(self.reps):
+            return np.zeros(len(self.n))
+        with np.errstate(invalid="ignore"):
+            return np.nan_to_num(np.nanstd(np.log(self.reps), axis=0))
 
     def at(self, ns) -> Curve:
         keep = np.isin(self.n, list(ns))

@@ -1,8 +1,9 @@
 """The growth call of one curve: exponential against polynomial, with each point's measured noise.
 
-The claim is stated at the level of a class (2^(n-1) against O(n)), so the call is made there too: the
-Akaike weights of the laws in each class are summed (analysis.laws), and so are their wins across seed
-bootstrap replicates. A class is called only when every test agrees:
+The claim is stated at the level of a class (2^(n-1) against O(n)), so the call is made there too: each class
+has prior weight 1/2 shared by its laws (four polynomial laws do not outvote two exponential ones), the laws'
+Akaike weights are summed per class, and a bootstrap replicate is won by the class with the larger
+prior-weighted evidence. A class is called only when every test agrees:
 - its summed Akaike weight and its bootstrap win rate both reach RULE.weight and RULE.win_rate;
 - its best law fits within the measured noise (chi^2 goodness of fit, p >= RULE.alpha);
 - no law of the other class does: when both classes fit within the noise the data cannot tell them apart,
@@ -21,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.intervals import interval95
-from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law
+from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law, free_parameters
 
 UNDECIDED = "undecided"
 MIN_POINTS = 5  # below this, three-parameter laws leave no degrees of freedom to test their fit
@@ -49,7 +50,8 @@ class GrowthCall:
     reasons: list[str]  # why the call is undecided (empty when decided)
     x: np.ndarray
     params: dict[str, np.ndarray]  # law -> point params
-    reps: dict[str, np.ndarray]  # law -> bootstrap params (R x K)
+    reps: dict[str, np.ndarray]  # law -> bootstrap params of the replicates that did not fail (R' x K)
+    tau: float = 0.0  # the between-cell noise of log y added to every point's (between_cell_sd)
 
     def predict(self, law: str, x) -> np.ndarray:
         return LAWS[law].predict(x, self.params[law])
@@ -65,7 +67,8 @@ class GrowthCall:
         return tuple(map(float, interval95(self.reps[law][:, i])))
 
     def as_dict(self) -> dict:
-        return {"call": self.call, "class_weight": self.class_weight, "class_win_rate": self.class_win_rate,
+        return {"call": self.call, "between_cell_sd": self.tau, "class_weight": self.class_weight,
+                "class_win_rate": self.class_win_rate,
                 "class_fit_p": self.class_fits, "predicts_best": self.predicts_best, "reasons": self.reasons,
                 "laws": [{**{k: v for k, v in row.items() if k != "params"},
                           "formula": LAWS[row["law"]].formula,
@@ -86,39 +89,78 @@ def _held_out_score(x, logy, sigma, law, held_out: int) -> float:
     return float(np.mean(((logy[-held_out:] - np.log(pred)) / sigma[-held_out:]) ** 2))
 
 
+def between_cell_sd(x, logy, sigma) -> float:
+    """tau: the scatter of log y between cells beyond their seed noise, which more seeds do not shrink (a coarse
+    learning-rate grid, edge extensions in some cells only, budgets, odd against even n). Estimated from the
+    data, not from any law: the second differences of log y over equally spaced n, less their seed variance
+    (method of moments). Every law is smooth in log space (an exponential is a line there), so curvature adds
+    little, and what it adds makes the tests more cautious, never bolder."""
+    x, logy, sigma = (np.asarray(v, float) for v in (x, logy, sigma))
+    i = np.array([j for j in range(1, len(x) - 1) if np.isclose(x[j] - x[j - 1], x[j + 1] - x[j])], int)
+    if not len(i):
+        return 0.0
+    d = logy[i - 1] - 2 * logy[i] + logy[i + 1]
+    seed_var = sigma[i - 1] ** 2 + 4 * sigma[i] ** 2 + sigma[i + 1] ** 2
+    return float(np.sqrt(max(0.0, float(np.mean(d * d - seed_var)) / 6.0)))
+
+
+def _class_priors(names) -> dict[str, float]:
+    """Each class gets half the prior weight, shared equally by its laws, however many laws it has."""
+    count = {g: sum(LAWS[n].growth == g for n in names) for g in (EXPONENTIAL, POLYNOMIAL)}
+    present = sum(c > 0 for c in count.values())
+    return {n: 1.0 / (present * count[LAWS[n].growth]) for n in names}
+
+
 def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = True) -> GrowthCall:
     """The growth call of y(x) (ascending x, y > 0) with per-point noise sigma (standard error of log y) and
-    bootstrap replicates of y (R x M; non-finite entries fall back to the point). `refine` polishes the
-    point fits' shapes beyond their grids (simulations skip it: the grid decides the same calls)."""
+    bootstrap replicates of y (R x M). A replicate with a non-finite entry failed: it wins for no class and
+    enters no interval. `refine` polishes the point fits' shapes beyond their grids (simulations skip it: the
+    grid decides the same calls).
+
+    Each point's noise is its seed noise and the between-cell term tau (between_cell_sd); each class has prior
+    weight 1/2; a parameter held at its bound is not counted as fitted (laws.free_parameters)."""
     x, y, sigma = (np.asarray(v, float) for v in (x, y, sigma))
     laws = tuple(LAWS) if laws is None else laws
     m = len(x)
     if m < MIN_POINTS:
         raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {m}")
     logy = np.log(y)
+    ok = np.all(np.isfinite(reps_RxM) & (reps_RxM > 0), axis=1)
     reps = np.where(np.isfinite(reps_RxM) & (reps_RxM > 0), reps_RxM, y)
+    tau = between_cell_sd(x, logy, sigma)
+    sigma = np.hypot(sigma, tau)
+    prior = _class_priors(laws)
     rows, params, boot, boot_aicc = [], {}, {}, {}
     for name in laws:
         law = LAWS[name]
         p, chi2 = fit_law(law, x, logy, sigma, refine=refine)
         boot[name], chi2_r = fit_law(law, x, np.log(reps), sigma)
-        boot_aicc[name] = aicc(chi2_r, m, law.k)
+        boot_aicc[name] = aicc(chi2_r, m, free_parameters(law, boot[name]))
         params[name] = p[0]
-        dof = m - law.k
-        rows.append({"law": name, "growth": law.growth, "k": law.k, "chi2": float(chi2[0]), "dof": dof,
-                     "p_fit": float(stats.chi2.sf(chi2[0], dof)), "aicc": float(aicc(chi2[0], m, law.k)),
+        k = int(free_parameters(law, p)[0])
+        dof = m - k
+        rows.append({"law": name, "growth": law.growth, "k": k, "chi2": float(chi2[0]), "dof": dof,
+                     "p_fit": float(stats.chi2.sf(chi2[0], dof)) if dof > 0 else float(chi2[0] < 1e-9),
+                     "aicc": float(aicc(chi2[0], m, k)), "prior": prior[name],
                      "oos": _held_out_score(x, logy, sigma, name, rule.held_out)})
     table = pd.DataFrame(rows)
     finite = np.isfinite(table["aicc"])
     delta = table["aicc"] - table.loc[finite, "aicc"].min()
-    weight = np.where(finite, np.exp(-0.5 * delta.where(finite, 0.0)), 0.0)
+    weight = np.where(finite, table["prior"] * np.exp(-0.5 * delta.where(finite, 0.0)), 0.0)
     table["delta"], table["weight"] = delta, weight / weight.sum()
-    winners = np.array(list(boot_aicc))[np.argmin(np.stack(list(boot_aicc.values())), axis=0)]
+    names = np.array(list(boot_aicc))
+    aicc_LxR = np.stack(list(boot_aicc.values()))
+    winners = np.where(ok, names[np.argmin(np.where(np.isfinite(aicc_LxR), aicc_LxR, np.inf), axis=0)], "")
     table["win_rate"] = [float(np.mean(winners == name)) for name in table["law"]]
-    table = table.sort_values("aicc", ignore_index=True)
     classes = (EXPONENTIAL, POLYNOMIAL)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rel = np.exp(-0.5 * (aicc_LxR - np.nanmin(np.where(np.isfinite(aicc_LxR), aicc_LxR, np.nan), axis=0)))
+    evidence = {c: np.nansum([prior[n] * rel[i] for i, n in enumerate(names) if LAWS[n].growth == c], axis=0)
+                for c in classes}
+    class_winner = np.where(evidence[EXPONENTIAL] > evidence[POLYNOMIAL], EXPONENTIAL, POLYNOMIAL)
+    table = table.sort_values("aicc", ignore_index=True)
     class_weight = {c: float(table.loc[table["growth"] == c, "weight"].sum()) for c in classes}
-    class_win = {c: float(table.loc[table["growth"] == c, "win_rate"].sum()) for c in classes}
+    class_win = {c: float(np.mean(ok & (class_winner == c))) for c in classes}
     class_fits = {c: float(table.loc[table["growth"] == c, "p_fit"].max()) for c in classes}
     oos = table[np.isfinite(table["oos"])]
     predicts = str(oos.sort_values("oos")["growth"].iloc[0]) if len(oos) else None
@@ -136,4 +178,4 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = T
     if predicts is not None and predicts != lead:
         reasons.append(f"a {other} law predicts the {rule.held_out} largest n best out of sample")
     return GrowthCall(UNDECIDED if reasons else lead, table, class_weight, class_win, class_fits, predicts, reasons,
-                      x, params, boot)
+                      x, params, {law: b[ok] for law, b in boot.items()}, tau)

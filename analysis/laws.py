@@ -52,6 +52,7 @@ class Law:
     shapes: np.ndarray | None = None  # the grid over the shape parameter; None for two-parameter laws
     floor: bool = False  # the offset a is a floor: a >= 0
     slope_max: float = np.inf  # log-linear laws: the largest p1 (the power law's degree)
+    slope_min: float = -np.inf  # log-linear laws: the smallest p1
 
     @property
     def k(self) -> int:
@@ -60,6 +61,8 @@ class Law:
     def predict(self, x, params) -> np.ndarray:
         """y at x for reported params (a 1-D sequence in `names` order)."""
         x, p = np.asarray(x, float), np.asarray(params, float)
+        if self.log_linear and self.shapes is not None:  # params (a, k, b) of a * n^k * b^n
+            return p[0] * x ** p[1] * p[2] ** x
         if self.log_linear:  # params (a, b) of a * b^n, or (a, k) of a * n^k
             return p[0] * (p[1] ** x if self.name == "exponential" else x ** p[1])
         return p[0] + p[1] * self.basis(x, p[2] if self.shapes is not None else 0.0)
@@ -69,6 +72,10 @@ LAWS: dict[str, Law] = {law.name: law for law in (
     Law("exponential", "a * b^n", EXPONENTIAL, ("a", "b"), lambda x, s: x, True),
     Law("shifted_exponential", "a + b * c^n", EXPONENTIAL, ("a", "b", "c"), lambda x, c: c**x, False,
         1 + np.geomspace(0.1, 3.0, 48), floor=True),
+    # A polynomial prefactor on an exponential (n * 1.2^n): without it the exponential laws, all convex in log
+    # space, miss such a truth and only the polynomial class fits it over a short range.
+    Law("power_exponential", "a * n^k * b^n", EXPONENTIAL, ("a", "k", "b"), lambda x, s: np.log(x), True,
+        1 + np.geomspace(0.1, 3.0, 48), slope_max=MAX_DEGREE, slope_min=0.0),
     Law("power", "a * n^k", POLYNOMIAL, ("a", "k"), lambda x, s: np.log(x), True, slope_max=MAX_DEGREE),
     Law("shifted_power", "a + b * n^k", POLYNOMIAL, ("a", "b", "k"), lambda x, k: x**k, False,
         np.geomspace(0.1, MAX_DEGREE, 40), floor=True),
@@ -137,14 +144,10 @@ def fit_law(law: Law, x, logy, sigma, refine: bool = False) -> tuple[np.ndarray,
     `refine` polishes the shape of each row beyond the grid (for point fits; replicates keep the grid)."""
     x, logy = np.asarray(x, float), np.atleast_2d(np.asarray(logy, float))
     sigma = np.broadcast_to(np.asarray(sigma, float), logy.shape)
+    if law.log_linear and law.shapes is not None:
+        return _fit_power_exponential(law, x, logy, sigma, refine)
     if law.log_linear:
-        g, w = law.basis(x, 0.0), 1.0 / sigma**2
-        p0, p1 = _solve2(np.sum(w, -1), np.sum(w * g, -1), np.sum(w * g * g, -1), np.sum(w * logy, -1),
-                         np.sum(w * g * logy, -1))
-        capped = p1 > law.slope_max  # the constrained optimum lies on the cap: p0 in closed form there
-        p1 = np.where(capped, law.slope_max, p1)
-        p0 = np.where(capped, np.sum(w * (logy - law.slope_max * g), -1) / np.sum(w, -1), p0)
-        chi2 = np.sum(((logy - p0[:, None] - p1[:, None] * g) / sigma) ** 2, -1)
+        p0, p1, chi2 = _log_linear(law, law.basis(x, 0.0), logy, sigma)
         params = np.stack([np.exp(p0), np.exp(p1) if law.name == "exponential" else p1], axis=1)
         return params, chi2
     if law.shapes is None:
@@ -169,7 +172,58 @@ def fit_law(law: Law, x, logy, sigma, refine: bool = False) -> tuple[np.ndarray,
     return params, chi2
 
 
+def _log_linear(law: Law, g, logy, sigma):
+    """log y = p0 + p1 g by weighted least squares for every leading index, p1 held within its bounds (the
+    constrained optimum lies on the bound, where p0 has a closed form). Returns p0, p1, chi2."""
+    w = 1.0 / sigma**2
+    p0, p1 = _solve2(np.sum(w, -1), np.sum(w * g, -1), np.sum(w * g * g, -1), np.sum(w * logy, -1),
+                     np.sum(w * g * logy, -1))
+    bounded = np.clip(p1, law.slope_min, law.slope_max)
+    p0 = np.where(bounded != p1, np.sum(w * (logy - bounded[..., None] * g), -1) / np.sum(w, -1), p0)
+    chi2 = np.sum(((logy - p0[..., None] - bounded[..., None] * g) / sigma) ** 2, -1)
+    return p0, bounded, chi2
+
+
+def _fit_power_exponential(law: Law, x, logy, sigma, refine: bool):
+    """a * n^k * b^n: (log a, k) in closed form for each base b of the grid, the best b per row (then, with
+    `refine`, a bounded search between the grid's neighbours)."""
+    g, grid = np.log(x), law.shapes
+    target_RxGxM = logy[:, None, :] - np.log(grid)[None, :, None] * x
+    p0, p1, chi2 = _log_linear(law, g, target_RxGxM, sigma[:, None, :])  # (R, G)
+    best = np.argmin(chi2, axis=1)
+    rows = np.arange(len(logy))
+    params = np.stack([np.exp(p0[rows, best]), p1[rows, best], grid[best]], axis=1)
+    chi2 = chi2[rows, best]
+    if refine:
+        for r in rows:
+            lo, hi = grid[max(best[r] - 1, 0)], grid[min(best[r] + 1, len(grid) - 1)]
+            one = lambda b: _log_linear(law, g, logy[r] - np.log(b) * x, sigma[r])
+            sol = optimize.minimize_scalar(lambda b: float(one(b)[2]), bounds=(lo, hi), method="bounded",
+                                           options={"xatol": 1e-10})
+            if sol.fun < chi2[r]:
+                q0, q1, c = one(sol.x)
+                params[r], chi2[r] = (float(np.exp(q0)), float(q1), float(sol.x)), float(c)
+    return params, chi2
+
+
+def free_parameters(law: Law, params_RxK) -> np.ndarray:
+    """Parameters of each fit that are not held at a bound (R,): a floor at 0, the power's degree cap, or a
+    shape at an end of its range. A parameter at its bound is fixed by the bound, not fitted, so it counts
+    neither in the degrees of freedom nor in AICc's penalty."""
+    p = np.atleast_2d(np.asarray(params_RxK, float))
+    active = np.zeros(len(p), int)
+    if law.floor:
+        active += p[:, 0] <= 0
+    if law.log_linear:
+        active += np.isclose(p[:, 1], law.slope_max) | np.isclose(p[:, 1], law.slope_min)
+    if law.shapes is not None:
+        active += np.isclose(p[:, 2], law.shapes[0]) | np.isclose(p[:, 2], law.shapes[-1])
+    return law.k - active
+
+
 def aicc(chi2, m: int, k: int) -> np.ndarray:
-    """AICc with known noise: chi^2 + 2K + 2K(K+1)/(m-K-1) (AIC where m <= K + 1)."""
-    correction = 2 * k * (k + 1) / (m - k - 1) if m - k - 1 > 0 else 0.0
+    """AICc with known noise: chi^2 + 2K + 2K(K+1)/(m-K-1) (AIC where m <= K + 1); k may be an array."""
+    k = np.asarray(k, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correction = np.where(m - k - 1 > 0, 2 * k * (k + 1) / (m - k - 1), 0.0)
     return np.asarray(chi2, float) + 2 * k + correction

@@ -1,13 +1,15 @@
 """Power analysis: which design would decide each depth group, simulated from the run's own curves and noise.
 
-For a depth group whose W50 curve was fitted, the candidate truths are the best exponential law and the best
-polynomial law of that fit, each where it still fits within the measured noise (a class the run already
-rejects is not simulated); the seed noise is the cells' own logistic slope. A design (largest n, seeds
-per point) is simulated `repeats` times under each truth: the widths are those the project's search tests
-when every member at or above the truth solves (a replay of scaling.search), the outcomes are drawn per seed,
-and each draw is judged by the same group rule as the report (analysis.verdict). A design decides the group
-when each candidate truth is called right in at least POWER of its repeats. The cost of the smallest such design comes
-from the cost model, as `scaling plan --assume-wstar` forecasts it.
+For a depth group whose W50 curve was fitted, the candidate truths are every law of that fit that fits within
+the measured noise (where none does, nothing is simulated and nothing is promised); the seed noise is the cells'
+own logistic slope. A design (largest n, seeds per point) is simulated under each truth: the widths are those
+the project's search tests when every member at or above the truth solves (a replay of scaling.search), the
+outcomes are drawn per seed, and each draw is judged by the same group rule as the report (analysis.verdict).
+Designs are screened with `repeats` draws per truth (each truth called for its class in at least POWER of
+them); the smallest that passes is then simulated again with CONFIRM_REPEATS fresh draws per truth, and named
+only where the Wilson 95 % lower bound of every truth's rate of right calls is at least POWER (else the next
+design is tried). The cost of the named design comes from the cost model, as `scaling plan --assume-wstar`
+forecasts it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from scipy.special import expit
 
 from analysis.calibration import RATE_FACTOR, Design, synthetic_config
 from analysis.growth import RULE
-from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.laws import LAWS
 from analysis.measure import measure_cube
 from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from scaling import search
 from scaling.config import Config
 from scaling.schema import WidthSearch
+from scaling.stats import wilson
 
 POWER = 0.8
+CONFIRM_REPEATS = 100  # fresh draws per truth before a design is named; its Wilson lower bound must reach POWER
 MAX_N = 20  # widths grow fast with n: past this a design is out of reach of any laptop or GPU week
 MAX_WIDTH = 2**16  # nor is a design whose exponential truth needs wider layers than this at its largest n
 N_STEPS = (0, 2, 4, 8, 12)
@@ -37,21 +41,30 @@ SEED_FACTORS = (1, 2, 4)
 @dataclasses.dataclass
 class DesignPower:
     design: Design
-    right: dict[str, float]  # truth growth -> share of repeats called right
-
+    right: dict[str, float]  # truth law -> share of repeats called for its class
     truths: int  # how many truths were simulated
+    repeats: int = 0
 
     @property
     def decides(self) -> bool:
         return len(self.right) == self.truths and min(self.right.values()) >= POWER
 
+    @property
+    def lower(self) -> float:
+        """The smallest Wilson 95 % lower bound of a truth's rate of right calls."""
+        return float(min(wilson(round(r * self.repeats), self.repeats)[0] for r in self.right.values()))
+
 
 def _truths(group: GroupVerdict) -> dict[str, tuple[str, np.ndarray]]:
-    """growth -> (law, params): the best law of each class that still fits the run within its noise (a class
-    the data already reject is no truth to simulate); both where neither fits."""
-    call = group.w50_call
-    plausible = [g for g in (EXPONENTIAL, POLYNOMIAL) if call.class_fits[g] >= RULE.alpha] or [EXPONENTIAL, POLYNOMIAL]
-    return {growth: (law, call.params[law]) for growth in plausible for law in [call.best(growth)]}
+    """law -> (law, params) for every law that fits the run within its measured noise (none where none does:
+    a law the data reject is no truth to simulate)."""
+    call, truths = group.w50_call, {}
+    grid = np.linspace(call.x.min(), call.x.max() + N_STEPS[-1], 50)
+    for law in call.table.loc[call.table["p_fit"] >= RULE.alpha, "law"]:  # best first; the same curve once
+        curve = call.predict(law, grid)
+        if not any(np.allclose(curve, call.predict(other, grid), rtol=1e-3) for other in truths):
+            truths[law] = (law, call.params[law])
+    return truths
 
 
 def _curve(law: str, params: np.ndarray):
@@ -103,7 +116,7 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
 
 
 def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = REPS,
-                seed: int = 0) -> dict | None:
+                seed: int = 0, confirm: int = CONFIRM_REPEATS) -> dict | None:
     """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
     decides, each seed level's smallest deciding n, and the smallest of those by members. None where the group
     has no fitted W50."""
@@ -111,42 +124,53 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
     if g.w50_call is None:
         return None
     truths, scale = _truths(g), _scale(g, verdict.cells)
+    if not truths:
+        return {"truths": {}, "fits_neither": True, "scale": scale, "repeats": repeats, "tried": [],
+                "decides": None, "reason": "no law fits W50 within its measured noise, so no simulated truth "
+                                          "stands for it and no design is promised"}
     rng = np.random.default_rng(seed)
     n_min, reach = min(cfg.task.ns), _curve(*max(truths.values(), key=lambda t: _curve(*t)(max(cfg.task.ns) + 8)))
     top = max([n for n in range(max(cfg.task.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.task.ns))
     n_max = max(cfg.task.ns)
     largest = Design(min(n_max + N_STEPS[-1], top), cfg.search.seeds, n_min)
-    widths = {growth: _tested_widths(largest, _curve(*truths[growth])) for growth in truths}
+    widths = {law: _tested_widths(largest, _curve(*truths[law])) for law in truths}
     tried, found = [], None
 
-    def attempt(design: Design) -> DesignPower:
+    def attempt(design: Design, count: int = repeats) -> DesignPower:
         right = {}
-        for growth in truths:  # the second truth only where the first is called right often enough
-            right[growth] = design_power(design, _curve(*truths[growth]), growth, widths[growth], scale, repeats,
-                                         cfg.search.success_threshold, reps, rng)
-            if right[growth] < POWER:
+        for law in truths:  # the next truth only where the last is called right often enough
+            right[law] = design_power(design, _curve(*truths[law]), LAWS[law].growth, widths[law], scale, count,
+                                      cfg.search.success_threshold, reps, rng)
+            if right[law] < POWER:
                 break
-        tried.append(DesignPower(design, right, len(truths)))
-        return tried[-1]
+        return DesignPower(design, right, len(truths), count)
 
-    if attempt(Design(largest.n_max, cfg.search.seeds * SEED_FACTORS[-1], n_min)).decides:
-        for factor in SEED_FACTORS:  # the largest design decides: find the smallest n at each seed level
-            for step in N_STEPS:
-                design = Design(min(n_max + step, largest.n_max), cfg.search.seeds * factor, n_min)
-                if found is not None and _size(design) >= _size(found.design):
-                    break  # no smaller than the design already found: nothing to gain at this seed level
-                result = next((t for t in tried if t.design == design), None) or attempt(design)
-                if result.decides:
-                    if found is None or _size(design) < _size(found.design):
-                        found = result
-                    break
+    confirmed_as: dict[Design, bool] = {}
+    tried.append(attempt(Design(largest.n_max, cfg.search.seeds * SEED_FACTORS[-1], n_min)))
+    if tried[0].decides:  # the largest design passes the screen: the smallest that passes and is confirmed
+        designs = {Design(min(n_max + step, largest.n_max), cfg.search.seeds * factor, n_min)
+                   for factor in SEED_FACTORS for step in N_STEPS}
+        for design in sorted(designs, key=lambda d: (_size(d), d.seeds)):
+            screen = next((t for t in tried if t.design == design), None)
+            if screen is None:
+                tried.append(screen := attempt(design))
+            if not screen.decides:
+                continue
+            check = attempt(design, confirm)  # fresh draws: a design is named only when they confirm it
+            confirmed_as[design] = check.decides and check.lower >= POWER
+            if confirmed_as[design]:
+                found = check
+                break
     tried.sort(key=lambda t: (t.design.seeds, t.design.n_max))
-    return {"truths": {growth: {"law": law, "params": [float(v) for v in p]} for growth, (law, p) in truths.items()},
+    return {"truths": {law: {"law": law, "growth": LAWS[law].growth, "params": [float(v) for v in p]}
+                       for law, (_, p) in truths.items()},
             "fits_neither": all(p < RULE.alpha for p in g.w50_call.class_fits.values()),
-            "scale": scale, "repeats": repeats,
-            "tried": [{"n_max": t.design.n_max, "seeds": t.design.seeds, "right": t.right} for t in tried],
+            "scale": scale, "repeats": repeats, "confirm_repeats": confirm,
+            "tried": [{"n_max": t.design.n_max, "seeds": t.design.seeds, "right": t.right,
+                       **({"confirmed": confirmed_as[t.design]} if t.design in confirmed_as else {})}
+                      for t in tried],
             "decides": None if found is None else {"n_max": found.design.n_max, "seeds": found.design.seeds,
-                                                    "right": found.right}}
+                                                    "right": found.right, "wilson_lower": found.lower}}
 
 
 def _size(design: Design) -> int:

@@ -13,6 +13,7 @@ the hidden units at W50 at depth ceil(log2 n), counted in the run's width profil
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -85,11 +86,12 @@ def _points(cells: list[CellMeasure], limited: set, statistic: str) -> Points:
     if statistic == "w50":
         y = [c.w50 for c in keep]
         sd = [c.w50_log_sd() for c in keep]
-        reps = [c.w50_reps for c in keep]
-    else:
+        reps = [_inflated(c.w50, c.w50_reps) for c in keep]
+    else:  # a censored replicate is a w* beyond the bound: twice the bound stands for it
         y = [c.w_star for c in keep]
         sd = [c.w_star_log_sd() for c in keep]
-        reps = [np.where(np.isfinite(c.w_star_reps), c.w_star_reps, 2.0 * c.bound) for c in keep]
+        reps = [_inflated(c.w_star, np.where(np.isfinite(c.w_star_reps), c.w_star_reps, 2.0 * c.bound), statistic)
+                for c in keep]
     sigma = np.hypot(BOOT_INFLATION[statistic] * np.array(sd, float), LOG_SD_FLOOR[statistic])
     return Points(np.array([c.n for c in keep], float), np.array(y, float), sigma,
                   np.stack(reps, axis=1) if keep else np.zeros((0, 0)), left_out)
@@ -129,11 +131,11 @@ def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: 
                         sum(k in censored for k in keys), sum(k in limited for k in keys))
 
 
-def _inflated(y: np.ndarray, reps: np.ndarray) -> np.ndarray:
-    """Replicates spread BOOT_INFLATION["w50"] times wider around the point in log space: the estimator check
-    finds the bootstrap of log W50 that much short of its true spread."""
-    reps = np.where(np.isfinite(reps) & (reps > 0), reps, y)
-    return y * (reps / y) ** BOOT_INFLATION["w50"]
+def _inflated(y, reps: np.ndarray, statistic: str = "w50") -> np.ndarray:
+    """Replicates spread BOOT_INFLATION times wider around the point in log space: the estimator check finds
+    the bootstrap of log W50 (and of log w*) that much short of its true spread. A failed replicate stays NaN."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(y, float) * (np.where(reps > 0, reps, np.nan) / y) ** BOOT_INFLATION[statistic]
 
 
 def _units_curve(cells: list[CellMeasure], profile: str) -> Curve:
@@ -149,13 +151,24 @@ def _measured(c: CellMeasure | None, limited: set) -> bool:
     return c is not None and not c.beyond and np.isfinite(c.w50_log_sd()) and (c.n, c.depth) not in limited
 
 
+@functools.lru_cache(maxsize=8)
+def _theory(ns: tuple[int, ...]) -> pd.DataFrame:
+    """The constructions' unit counts (built and checked per call: cached, since the calibration asks often)."""
+    return unit_counts(ns).set_index(["kind", "n"])
+
+
 def _claims(cells: dict, limited: set, cfg: Config) -> list[Claim]:
     """The lecture's claims (analysis.claims) on W50 at depth 1 and the units at depth ceil(log2 n), with the
     constructions, counted in the run's width profile, as controls."""
     profile = str(cfg.model.profile)
     ns = sorted({n for n, _ in cells})
-    theory = unit_counts(ns).set_index(["kind", "n"]) if ns else None
-    of = lambda kind, at, column=f"units_{profile}": np.array([float(theory[column][(kind, int(n))]) for n in at])
+    theory = _theory(tuple(ns)) if ns else None
+
+    def of(kind: str, at, column: str = f"units_{profile}") -> np.ndarray:
+        # The DNF is built and checked up to n = 14 (constructions.MAX_CHECK_BYTES); beyond, its count is its
+        # definition, one unit per odd-weight pattern (depth 1, so the same in every profile).
+        return np.array([float(theory[column][(kind, int(n))]) if (kind, int(n)) in theory.index
+                         else 2.0 ** (int(n) - 1) if kind == "dnf" else np.nan for n in at])
     shallow = [cells.get((n, 1)) for n in ns] if 1 in cfg.model.depths else []
     shallow = [c for c in shallow if _measured(c, limited)]
     deep = [c for c in (cells.get((n, log2_depth(n))) for n in ns if log2_depth(n) > 1) if _measured(c, limited)]

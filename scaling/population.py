@@ -104,7 +104,9 @@ def padded_layer_widths(width, depth, depth_max: int, profile: str, xp=np):
 
 def hidden_units(width: float, depth: int, profile: str = "constant") -> float:
     """Hidden units in total at a first-layer width; a fractional width (W50) interpolates linearly between
-    the integer widths around it."""
+    the integer widths around it (NaN stays NaN)."""
+    if profile == "constant" or not np.isfinite(width):
+        return float(width) * depth
     lo = int(np.floor(width))
     at = lambda w: sum(layer_widths(w, depth, profile))
     return float(at(lo) + (width - lo) * (at(lo + 1) - at(lo)))
