@@ -97,7 +97,8 @@ def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr:
         p = solve_probability(w50, [m.width for m in todo], [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
         solved = rng.random(len(todo)) < p
         rows = pd.DataFrame({"n": [m.n for m in todo], "depth": [m.depth for m in todo],
-                             "width": [m.width for m in todo], "lr": [m.lr for m in todo],
+                             "width": [m.width for m in todo], "init": [m.init for m in todo],
+                             "lr": [m.lr for m in todo],
                              "seed": [m.seed for m in todo], "steps_budget": [m.steps for m in todo],
                              "profile": [m.profile for m in todo],
                              "solved": solved, "step_solved": np.where(solved, 1.0, np.nan)})

@@ -96,7 +96,7 @@ def steps_frame(df: pd.DataFrame, depths) -> pd.DataFrame:
         widths = np.sort(cell["width"].unique())
         width = int(widths[widths >= 2 * n][0]) if np.any(widths >= 2 * n) else int(widths[-1])
         best = None
-        for lr, runs in cell[cell["width"] == width].groupby("lr"):
+        for (_, lr), runs in cell[cell["width"] == width].groupby(["init", "lr"]):
             steps = np.where(runs["solved"], runs["step_solved"], np.inf)
             med = float(np.median(steps))
             if best is None or med < best[1]:

@@ -163,7 +163,7 @@ def _setup(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame) -> str:
         ["task", f"{task.kind}, n = {', '.join(map(str, task.ns))}, encoding {task.encoding}"],
         ["model", f"depths {list(model.depths)}" + "".join(f", ⌈log2 n⌉ + {k}" for k in model.depth_log2) + ", widths "
          + (f"{model.width_per_n}n" if model.width_per_n else f"{model.width_search} up to {cfg.max_width}")
-         + f", {model.activation}, init {model.init}"],
+         + f", {model.activation}, init {' or '.join(model.inits)}"],
         ["training", f"{train.optimizer}, lrs {list(train.lrs)}, loss {train.loss}, budget {train.steps} steps"
          + (f" (budget-limited cells rerun at 2x up to {search.max_steps})" if search.max_steps > train.steps else "")
          + f", evaluated every {train.eval_every}"],
@@ -209,7 +209,7 @@ def _steps_text(fits: dict[str, FitComparison], skipped: dict[str, str], steps: 
 def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame, verdict: Verdict,
                   powers: dict, fits: dict[str, FitComparison], skipped: dict[str, str], theory: pd.DataFrame,
                   figure_names: list[str], warnings: list[str], by_budget: pd.DataFrame,
-                  steps: pd.DataFrame) -> str:
+                  steps: pd.DataFrame, recipe: list[str] | None = None) -> str:
     stars = summary[summary["kind"] == "min_width"]
     last = runs.iloc[-1]
     source = (f"Generated from the store's {len(runs)} run(s) (run id {int(runs['run_id'].iloc[0])}"
@@ -260,6 +260,11 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         _table(["n"] + [f"depth {d}" for d in depths],
                [[n] + [_budget_cell(by_budget[(by_budget["n"] == n) & (by_budget["depth"] == d)]) for d in depths]
                 for n in sorted(stars["n"].unique())]),
+        *(["## Does W50 fall with the recipe or the budget?",
+            "Each cell at its largest budget: W50 [95 % seed bootstrap] under each initialisation alone (its "
+            "learning rates cross-fitted) and under the recipe searched over every init and learning rate "
+            "(chosen on one seed half, counted on the other), and the searched recipe re-read at half the budget. "
+            "Falls or rises: the intervals do not overlap.", *recipe] if recipe else []),
         "## Total hidden units against the constructions",
         f"Trained: hidden units at w* ({cfg.model.profile} width profile). Constructions: hidden units of the "
         f"smallest {cfg.model.profile}-profile network that holds each hand-built network (`scaling construct "

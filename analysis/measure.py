@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from analysis.intervals import interval95
-from scaling.stats import crossfit_counts
+from scaling.stats import crossfit_counts, recipes
 
 _PSEUDO = 0.5
 _NEWTON_STEPS = 50
@@ -104,10 +104,10 @@ class CellMeasure:
 
 
 def solved_cube(cell: pd.DataFrame, along: str = "width") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the values along `along` ascending, solved as a value x lr x seed array with NaN where untrained, the
-    seeds) of one cell's members."""
+    """(the values along `along` ascending, solved as a value x recipe x seed array with NaN where untrained,
+    the seeds) of one cell's members; a recipe is an (init, lr) pair (stats.recipes)."""
     values, v_of = np.unique(cell[along].to_numpy(), return_inverse=True)
-    _, lr_of = np.unique(cell["lr"].to_numpy(float), return_inverse=True)
+    _, lr_of = recipes(cell)
     seeds, s_of = np.unique(cell["seed"].to_numpy(), return_inverse=True)
     cube = np.full((len(values), lr_of.max() + 1, len(seeds)), np.nan)
     cube[v_of, lr_of, s_of] = cell["solved"].to_numpy(float)

@@ -19,6 +19,7 @@ from analysis.laws import LAWS
 from analysis.markdown import render_report
 from analysis.measure import w50_frame
 from analysis.power import power_analysis
+from analysis.recipe import recipe_effects, recipe_lines
 from analysis.verdict import REPS, GroupVerdict, Verdict, judge
 from scaling import search
 from scaling.constructions import unit_counts
@@ -173,6 +174,11 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
     fits_json = {name: comp.as_dict() for name, comp in fits.items()}
     fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
     fits_json["verdict"] = verdict.as_dict() | {"power": powers}
+    recipe = []
+    if len(cfg.model.inits) > 1 or cfg.search.max_steps > cfg.train.steps:  # recipes or budgets were searched
+        effects = recipe_effects(df, cfg, reps)
+        fits_json["recipe"] = effects.to_dict("records")
+        recipe = recipe_lines(effects, cfg)
     theory = unit_counts(cfg.task.ns)  # counted as the measurements are: in the run's width profile
     theory = theory.assign(units=theory[f"units_{cfg.model.profile}"]) if len(theory) else theory
     rates = crossfit_rates(shaped, ["n", "depth", "width"])
@@ -195,5 +201,5 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
     warnings = store_warnings(cfg, df, runs)
     steps = steps_frame(shaped, sorted(set(shaped["depth"])))
     files[REPORT] = render_report(cfg, df, runs, summary, verdict, powers, fits, skipped, theory, list(drawn),
-                                        warnings, by_budget, steps)
+                                  warnings, by_budget, steps, recipe)
     return write_outputs(dir, files)  # all or nothing, the report last

@@ -25,6 +25,7 @@ class Init(enum.StrEnum):
     HE = "he"
     LECUN = "lecun"
     RADEMACHER = "rademacher"
+    LECUN_BIAS = "lecun_bias"  # LeCun's variance with small positive biases: fewer dead ReLUs in narrow layers
 
 
 class Optimizer(enum.StrEnum):

@@ -23,6 +23,7 @@ from scaling.schema import (
     SCHEMA,
     Reader,
     depths_of,
+    inits_of,
     log2_depth,
     lrs_of,
     min_depth_widths_of,
@@ -53,7 +54,7 @@ class Model:
     width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
     profile: Profile  # the widths of the later layers, from the first layer's (the searched width)
     activation: Activation
-    init: Init
+    inits: tuple[Init, ...]  # initialisations: one, or several searched per (n, depth) like the learning rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,10 @@ class Run:
 
 # The fields of the config hash, named as they have been since the first stored run (section, field, name):
 # the run's and the experiment's sections change no member, so they are left out.
+_NAMES = {"inits": "init"}  # hashed under its name from before it could hold a list (one init: its value alone)
 _HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding")] + [
-    (section, f.name, f.name) for section, cls in (("model", Model), ("train", Train), ("search", Search))
+    (section, f.name, _NAMES.get(f.name, f.name)) for section, cls in (("model", Model), ("train", Train),
+                                                                        ("search", Search))
     for f in dataclasses.fields(cls)] + [("run", "seed", "run_seed")]
 # Fields added after stores existed, hashed only when they differ from their default, so that every earlier
 # experiment file keeps its hash (and its stores).
@@ -164,6 +167,7 @@ class Config:
     def hash(self) -> str:
         """Hash of everything that changes which members exist or how they train (not names or prose)."""
         fields = {name: getattr(getattr(self, section), field) for section, field, name in _HASHED}
+        fields["init"] = fields["init"][0] if len(fields["init"]) == 1 else list(fields["init"])
         fields = {k: v for k, v in fields.items() if k not in _HASHED_UNLESS or v != _HASHED_UNLESS[k]}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -215,7 +219,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         model=Model(depths=depths, depth_log2=depth_log2, widths=widths, width_search=width_search,
                     width_per_n=width_per_n, profile=r["model"].choice("profile", Profile),
                     activation=r["model"].choice("activation", Activation),
-                    init=r["model"].choice("init", Init)),
+                    inits=inits_of(r["model"])),
         train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
                     eval_every=eval_every, loss=r["train"].choice("loss", Loss),
                     max_batch_rows=r["train"].int_("max_batch_rows", 1)),
@@ -251,10 +255,10 @@ def _check_size(cfg: Config, path: str) -> None:
     """Refuse a config whose first round, or whose largest member, would not fit in memory."""
     points = sum(len(cfg.depths_at(n)) * len(cfg.widths_at(n))
                  + len(cfg.min_depth_widths_at(n)) * cfg.min_depth_max_at(n) for n in cfg.task.ns)
-    members = points * len(cfg.train.lrs) * cfg.search.seeds
+    members = points * len(cfg.model.inits) * len(cfg.train.lrs) * cfg.search.seeds
     if members > MAX_MEMBERS:
         raise UserError(f"{path}: [search] seeds", f"the first round would plan {members:,} members (points x "
-                                                   f"lrs x seeds), over the limit of {MAX_MEMBERS:,}")
+                                                   f"inits x lrs x seeds), over the limit of {MAX_MEMBERS:,}")
     budget = cfg.run.bucket_mib * 2**20
     for n in cfg.task.ns:
         rows = min(2**n, cfg.train.max_batch_rows)

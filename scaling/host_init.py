@@ -60,6 +60,9 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
                  "unit_mask": (np.arange(W) < padded_layer_widths(width_P, depth_P, D, spec.profile)[..., None]
                                ).astype(f32),
                  "layer_gate": (np.arange(1, D)[None, :] < depth_P[:, None]).astype(f32)}
+        bias = f32(INITS[spec.init][2])  # the hidden units' initial bias, on real units of real layers only
+        params["in_bias"] = bias * masks["unit_mask"][:, 0]
+        params["hidden_bias"] = bias * masks["unit_mask"][:, 1:] * masks["layer_gate"][:, :, None]
     # Every real position of every member in one flat list (members of one shape share their positions), drawn
     # in calls of DRAWS_PER_CALL, then laid into the padded arrays one shape and block at a time.
     shapes = np.stack([n_P, depth_P, width_P], axis=1)

@@ -24,9 +24,10 @@ from scaling.population import (
 )
 
 ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
-# Per init: the variance gain of hidden layers (the output layer is linear, so it always uses gain 1) and the
-# distribution of its unit-variance draws.
-INITS = {Init.HE: (2.0, "normal"), Init.LECUN: (1.0, "normal"), Init.RADEMACHER: (1.0, "rademacher")}
+# Per init: the variance gain of hidden layers (the output layer is linear, so it always uses gain 1), the
+# distribution of its unit-variance draws, and the hidden units' initial bias (the output's starts at 0).
+INITS = {Init.HE: (2.0, "normal", 0.0), Init.LECUN: (1.0, "normal", 0.0), Init.RADEMACHER: (1.0, "rademacher", 0.0),
+         Init.LECUN_BIAS: (1.0, "normal", 0.1)}
 SAMPLERS = {"normal": jax.random.normal, "rademacher": jax.random.rademacher}
 OUTPUT_STREAM = 2**20  # the output layer's stream, fixed so that it does not move when a bucket pads the depth
 
@@ -97,7 +98,7 @@ class MLP(nnx.Module):
         depth_max = int(depth) if depth_max is None else depth_max
         width_max = int(width) if width_max is None else width_max
         self.activation = Activation(activation)  # a ValueError names an unknown one
-        gain = INITS[Init(init)][0]
+        gain, _, bias = INITS[Init(init)]
         # Layer l draws from stream l; the output layer draws from OUTPUT_STREAM.
         W, D = width_max, depth_max
         if depth_max == 0:
@@ -112,13 +113,13 @@ class MLP(nnx.Module):
         self.unit_mask = Mask((jnp.arange(W)[None, :] < widths_D[:, None]).astype(jnp.float32))
         self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))
         self.in_kernel = nnx.Param(_scaled(in_NxW, n_real, n_real, widths_D[0], gain))
-        self.in_bias = nnx.Param(jnp.zeros((W,), jnp.float32))
+        self.in_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][0])
         # Hidden layer l (1..D-1) maps layer l-1's units to layer l's: its fan-in is the width of layer l-1.
         hidden_LxWxW = jnp.stack([_scaled(h_WxW, widths_D[layer - 1], widths_D[layer - 1], widths_D[layer], gain)
                                   for layer, h_WxW in enumerate(hidden, start=1)]
                                  ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
         self.hidden_kernel = nnx.Param(hidden_LxWxW * self.layer_gate[...][:, None, None])
-        self.hidden_bias = nnx.Param(jnp.zeros((D - 1, W), jnp.float32))
+        self.hidden_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][1:] * self.layer_gate[...][:, None])
         self.out_kernel = nnx.Param(_scaled(out_WxO, widths_D[D - 1], widths_D[D - 1], 1, 1.0))
         self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
 

@@ -144,12 +144,12 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
 
 # What tells the members of one store apart: the store holds one config's members (Store.start_run checks the
 # hash), so the fields that config fixes need no comparing.
-STORE_KEY = ("n", "depth", "width", "lr", "seed", "steps_budget")
+STORE_KEY = ("n", "depth", "width", "init", "lr", "seed", "steps_budget")
 
 
 def store_key(m: Member) -> tuple:
     """A member's STORE_KEY values, as a row of its store holds them."""
-    return (m.n, m.depth, m.width, m.lr, m.seed, m.steps)
+    return (m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps)
 
 
 def stored_keys(df: pd.DataFrame) -> set[tuple]:

@@ -168,6 +168,16 @@ def min_depth_widths_of(r: Reader) -> tuple[tuple[int, ...], int | None]:
     return (() if v == [] else r.int_list("min_depth_widths", 1)), None
 
 
+def inits_of(r: Reader) -> tuple[Init, ...]:
+    """init = "he", or a list of inits searched per (n, depth) as the learning rate is (in the listed order)."""
+    v = r.get("init")
+    if isinstance(v, list):
+        if not v or len(set(v)) != len(v):
+            raise r.fail("init", f"as a list must name distinct inits, at least one, got {v!r}")
+        return tuple(Reader(r.path, r.section, {"init": x}).choice("init", Init) for x in v)
+    return (r.choice("init", Init),)
+
+
 def lrs_of(r: Reader) -> tuple[float, ...]:
     v = r.get("lrs")
     if not isinstance(v, list) or not v:

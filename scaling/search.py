@@ -41,17 +41,17 @@ from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budge
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
                lrs: tuple[float, ...] | None = None) -> list[Member]:
-    """Every (lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth 0
-    (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
+    """Every (init, lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth
+    0 (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
     per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
     width = 0 if depth == 0 else width
     # Plain strings, not the config's enums: a member's identity (and its key) is the repr of its fields.
     shared = dict(task=str(cfg.task.kind), encoding=str(cfg.task.encoding), activation=str(cfg.model.activation),
-                  init=str(cfg.model.init), optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss),
-                  profile=str(cfg.model.profile))
-    assert set(shared) == set(SHARED_FIELDS)
-    return [Member(**shared, n=n, depth=depth, width=width, lr=lr, seed=seed, steps=steps or cfg.train.steps)
-            for lr, seed in itertools.product(lrs or cfg.train.lrs, range(cfg.search.seeds))]
+                  optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss), profile=str(cfg.model.profile))
+    assert set(shared) | {"init"} == set(SHARED_FIELDS)
+    return [Member(**shared, init=str(init), n=n, depth=depth, width=width, lr=lr, seed=seed,
+                   steps=steps or cfg.train.steps)
+            for init, lr, seed in itertools.product(cfg.model.inits, lrs or cfg.train.lrs, range(cfg.search.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:
@@ -100,8 +100,12 @@ def _edge_lrs(cell: pd.DataFrame, rates: pd.DataFrame, cfg: Config) -> dict[int,
     transition = [int(star)] + ([int(widths[widths < star].max())] if np.any(widths < star) else [])
     lo, hi = cfg.lr_range()
     extra = {}
+    best_init = dict(zip(rates["width"], rates["init"]))
     for width in transition:
-        by_lr = cell[cell["width"] == width].groupby("lr")["solved"].mean()  # sorted by lr
+        at = cell[cell["width"] == width]
+        if "init" in at and best_init.get(width):
+            at = at[at["init"] == best_init[width]]  # the learning rates of the best recipe's init
+        by_lr = at.groupby("lr")["solved"].mean()  # sorted by lr
         if len(by_lr) < 2:
             continue
         # Only where success still rises towards the edge: a tie says nothing about the rates beyond it.
@@ -135,12 +139,14 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
                     wanted += members_at(cfg, n, depth, int(width), steps=budget)
             now = cell[cell["steps_budget"] == budget]
-            # Only decide on widths whose every (lr, seed) is in, the config's learning rates and any added at
-            # an edge: never from a half-trained point.
-            lr_counts = now.groupby(["width", "lr"]).size()
+            # Only decide on widths whose every (init, lr, seed) is in, the config's learning rates and any added
+            # at an edge: never from a half-trained point.
+            lr_counts = now.groupby(["width", "init", "lr"]).size()
             partial = set(lr_counts[lr_counts < cfg.search.seeds].index.get_level_values("width"))
             lrs_of = now.groupby("width")["lr"].agg(set)
-            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs]
+            inits_of = now.groupby("width")["init"].agg(set)
+            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs
+                    and set(map(str, cfg.model.inits)) <= inits_of[w]]
             complete = now[now["width"].isin(full)]
             if complete.empty or len(lrs_of) != len(full):
                 continue
@@ -170,7 +176,8 @@ def missing_members(cfg: Config, df: pd.DataFrame, stored: set[tuple] | None = N
 def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool]) -> pd.DataFrame:
     """The rows so far plus rows as if `members` had been trained, each solving (at step 1) iff solves(member):
     what the search reads, for replaying rounds (scaling plan) and guessing the next round's programs (the sweep)."""
-    rows = pd.DataFrame([(m.n, m.depth, m.width, m.lr, m.seed, m.steps, s, 1 if s else None)
+    rows = pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, s, 1 if s else None)
                          for m in members for s in [bool(solves(m))]],
-                        columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])
+                        columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",
+                                 "step_solved"])
     return rows if df.empty else pd.concat([df[rows.columns], rows], ignore_index=True)

@@ -27,9 +27,19 @@ def wilson(solved, trials, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
+def recipes(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The training recipes of a members frame, (init, lr) pairs, ordered by learning rate and then init (so
+    that ties go to the smaller rate), and each row's recipe index. A frame without an init column has one."""
+    keys = pd.DataFrame({"lr": df["lr"].to_numpy(float),
+                         "init": df["init"].astype(str).to_numpy() if "init" in df else np.full(len(df), "")})
+    table = keys.drop_duplicates().sort_values(["lr", "init"], ignore_index=True)
+    index = pd.MultiIndex.from_frame(table)
+    return table, index.get_indexer(pd.MultiIndex.from_frame(keys))
+
+
 def success_rates(df: pd.DataFrame) -> pd.DataFrame:
-    """p(n, depth, width, lr) = solved seeds / seeds, with Wilson 95 % bounds."""
-    g = df.groupby(["n", "depth", "width", "lr"], as_index=False).agg(
+    """p(n, depth, width, init, lr) = solved seeds / seeds, with Wilson 95 % bounds."""
+    g = df.groupby(["n", "depth", "width", *(["init"] if "init" in df else []), "lr"], as_index=False).agg(
         seeds=("solved", "size"), solved=("solved", "sum"))
     g["solved"] = g["solved"].astype(int)
     g["rate"] = g["solved"] / g["seeds"]
@@ -40,9 +50,10 @@ def success_rates(df: pd.DataFrame) -> pd.DataFrame:
 def crossfit_counts(solved_LxH: np.ndarray, trials_LxH: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cross-fitted (held-out) solved and trial counts, over arrays of any leading shape `...`.
 
-    The last two axes are learning rate (ascending) and seed half (even, odd seeds). The learning rate is
-    chosen on one half, its success counted on the other, both ways, and the two held-out counts pooled:
-    choosing and measuring on the same seeds would bias the rate up. Ties go to the smaller learning rate.
+    The last two axes are the recipe (init and learning rate, stats.recipes' order) and seed half (even, odd
+    seeds). The recipe is chosen on one half, its success counted on the other, both ways, and the two held-out
+    counts pooled: choosing and measuring on the same seeds would bias the rate up. Ties go to the smaller
+    learning rate.
     Where a cell cannot be cross-fitted (a half without trials), its counts are the in-sample best's.
     Returns (solved, trials, best) with shape `...`; best indexes the in-sample best learning rate.
     """
@@ -61,26 +72,27 @@ def crossfit_counts(solved_LxH: np.ndarray, trials_LxH: np.ndarray) -> tuple[np.
 
 
 def crossfit_rates(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The success rate per cell `by` at its best learning rate, without the winner's curse (crossfit_counts).
+    """The success rate per cell `by` at its best recipe (init and learning rate), without the winner's curse
+    (crossfit_counts).
 
-    Columns: by, lr (the best on all seeds, for reference), solved and seeds (held out), rate with Wilson
-    bounds, in_sample_rate (the biased one) and pooled_rate (over every learning rate). A cell with one seed
-    cannot be cross-fitted; it keeps its in-sample rate.
+    Columns: by, lr and init (the best recipe on all seeds, for reference), solved and seeds (held out), rate
+    with Wilson bounds, in_sample_rate (the biased one) and pooled_rate (over every recipe). A cell with one
+    seed cannot be cross-fitted; it keeps its in-sample rate.
     """
     if df.empty:  # no rows: no cells (np.argmax has nothing to choose from)
-        return pd.DataFrame(columns=[*by, "lr", "in_sample_rate", "solved", "seeds", "rate", "rate_lo", "rate_hi",
-                                     "pooled_rate"])
+        return pd.DataFrame(columns=[*by, "lr", "init", "in_sample_rate", "solved", "seeds", "rate", "rate_lo",
+                                     "rate_hi", "pooled_rate"])
     keys, cell_of = np.unique(df[by].to_numpy(float), axis=0, return_inverse=True)
     cells = pd.DataFrame(keys, columns=by).astype(df[by].dtypes.to_dict())
-    lrs, lr_of = np.unique(df["lr"].to_numpy(float), return_inverse=True)
-    shape = (len(cells), len(lrs), 2)
+    recipe, lr_of = recipes(df)
+    shape = (len(cells), len(recipe), 2)
     flat = np.ravel_multi_index((cell_of.ravel(), lr_of, df["seed"].to_numpy() % 2), shape)
     solved_CxLxH = np.bincount(flat, weights=df["solved"].to_numpy(float), minlength=np.prod(shape)).reshape(shape)
     trials_CxLxH = np.bincount(flat, minlength=np.prod(shape)).reshape(shape).astype(float)
     solved, trials, best = crossfit_counts(solved_CxLxH, trials_CxLxH)
     rows = np.arange(len(cells))
     out = cells
-    out["lr"] = lrs[best]
+    out["lr"], out["init"] = recipe["lr"].to_numpy()[best], recipe["init"].to_numpy()[best]
     out["in_sample_rate"] = solved_CxLxH.sum(-1)[rows, best] / trials_CxLxH.sum(-1)[rows, best]
     out["solved"], out["seeds"] = solved.astype(int), trials.astype(int)
     out["rate"] = out["solved"] / out["seeds"]
@@ -118,13 +130,13 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
             "tested": len(values),
             "rate": float(at["rate"]), "rate_lo": float(at["rate_lo"]), "rate_hi": float(at["rate_hi"]),
             "in_sample_rate": float(at["in_sample_rate"]), "pooled_rate": float(at["pooled_rate"]),
-            "best_lr": float(at["lr"]), "seeds": int(at["seeds"]),
+            "best_lr": float(at["lr"]), "best_init": str(at["init"]), "seeds": int(at["seeds"]),
             "one_seed_lo": float(one_more) if one_more is not None else np.nan,
             "one_seed_hi": float(one_fewer) if one_fewer is not None else np.nan,
         })
         rows.append(row)
     columns = [*cell, name, "censored", "bound", "tested", "rate", "rate_lo", "rate_hi", "in_sample_rate",
-               "pooled_rate", "best_lr", "seeds", "one_seed_lo", "one_seed_hi"]
+               "pooled_rate", "best_lr", "best_init", "seeds", "one_seed_lo", "one_seed_hi"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -228,6 +240,8 @@ def _lr_at_edge(df: pd.DataFrame, stars: pd.DataFrame) -> list[bool]:
     for row in stars.itertuples():
         width = row.bound if row.censored else row.w_star
         at = df[(df["n"] == row.n) & (df["depth"] == row.depth) & (df["width"] == width)]
+        if "init" in at and row.best_init:
+            at = at[at["init"] == row.best_init]  # the learning rates of the best recipe's init
         rate = at.groupby("lr")["solved"].mean()  # sorted by lr
         edges.append(len(rate) > 1 and (rate.iloc[0] > rate.iloc[1] or rate.iloc[-1] > rate.iloc[-2]))
     return edges

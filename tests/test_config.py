@@ -111,3 +111,13 @@ def test_the_width_profile_is_read_checked_and_hashed_only_when_it_changes_the_n
     assert halving.model.profile == "halving" and halving.hash() != constant.hash()
     with pytest.raises(UserError, match=r"\[model\] profile.*must be one of constant, halving"):
         config.parse(BASE + '[model]\nprofile = "tapered"\n')
+
+
+def test_init_may_be_a_list_searched_per_cell_and_is_hashed_as_before_when_single():
+    single = config.parse(BASE)
+    assert single.model.inits == ("he",) and config.parse(BASE + '[model]\ninit = "he"\n').hash() == single.hash()
+    both = config.parse(BASE + '[model]\ninit = ["he", "lecun_bias"]\n')
+    assert both.model.inits == ("he", "lecun_bias") and both.hash() != single.hash()
+    for bad in ('[]', '["he", "he"]', '["he", "xavier"]'):
+        with pytest.raises(UserError, match=r"\[model\] init"):
+            config.parse(BASE + f"[model]\ninit = {bad}\n")

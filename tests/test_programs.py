@@ -111,7 +111,8 @@ def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
 
 @pytest.mark.parametrize("n, depth, width, init, optimizer, profile",
                          [(5, 3, 6, "he", "adam", "constant"), (3, 1, 4, "rademacher", "momentum", "constant"),
-                          (4, 0, 1, "lecun", "sgd", "constant"), (6, 4, 9, "he", "adam", "halving")])
+                          (4, 0, 1, "lecun", "sgd", "constant"), (6, 4, 9, "he", "adam", "halving"),
+                          (5, 3, 5, "lecun_bias", "adam", "halving")])
 def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
                                                                             width, init, optimizer, profile):
     """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every

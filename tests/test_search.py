@@ -36,16 +36,17 @@ def _search_against(cfg, solve_step) -> pd.DataFrame:
     """Run the search loop against an oracle: solve_step(member) is the step it solves at, or None."""
     rows: list[dict] = []
     for _ in range(30):
-        df = pd.DataFrame(rows, columns=["n", "depth", "width", "lr", "seed", "steps_budget", "solved", "step_solved"])
-        done = {(r["n"], r["depth"], r["width"], r["lr"], r["seed"], r["steps_budget"]) for r in rows}
+        df = pd.DataFrame(rows, columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",
+                                         "step_solved"])
+        done = {(r["n"], r["depth"], r["width"], r["init"], r["lr"], r["seed"], r["steps_budget"]) for r in rows}
         todo = [m for m in search.wanted_members(cfg, df)
-                if (m.n, m.depth, m.width, m.lr, m.seed, m.steps) not in done]
+                if (m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps) not in done]
         if not todo:
             return df
         for m in todo:
             step = solve_step(m)
             solved = step is not None and step <= m.steps
-            rows.append({"n": m.n, "depth": m.depth, "width": m.width, "lr": m.lr, "seed": m.seed,
+            rows.append({"n": m.n, "depth": m.depth, "width": m.width, "init": m.init, "lr": m.lr, "seed": m.seed,
                          "steps_budget": m.steps, "solved": solved, "step_solved": step if solved else None})
     raise AssertionError("the search did not settle in 30 rounds")
 
@@ -125,3 +126,20 @@ def test_the_learning_rate_edge_rule_extends_the_grid_at_transition_widths_up_to
     assert set(extended["lr"]) == {0.09} and set(extended["width"]) <= {5, 6, 7, 8}  # never below: no gain there
     summary = summarize(df, cfg).set_index("n")
     assert summary.loc[3, "w_star"] == 6 and summary.loc[3, "best_lr"] in (0.03, 0.09)
+
+
+def test_a_list_of_inits_is_a_recipe_searched_per_cell_like_the_learning_rate():
+    """Oracle: at depth 2 LeCun with positive biases solves from width 4 and He from width 8; at depth 1 both from
+    width 6. Every tested width trains every init, w* is read at the best recipe of each cell (cross-fitted),
+    and the summary names it."""
+    cfg = config.parse(TINY.replace("widths = {max = 8}", "widths = {max = 16}").replace("seeds = 3", "seeds = 4")
+                       .replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [1, 2]")
+                       .replace("n = [2, 4]", "n = 3").replace("min_depth_widths = [2, 4]", "min_depth_widths = []")
+                       .replace('[model]', '[model]\ninit = ["he", "lecun_bias"]'))
+    need = lambda m: 6 if m.depth == 1 else 4 if m.init == "lecun_bias" else 8
+    df = _search_against(cfg, lambda m: 10 if m.width >= need(m) else None)
+    per_point = df.groupby(["depth", "width"])["init"].agg(set)
+    assert all(inits == {"he", "lecun_bias"} for inits in per_point)
+    summary = summarize(df, cfg).set_index("depth")
+    assert summary.loc[2, "w_star"] == 4 and summary.loc[2, "best_init"] == "lecun_bias"
+    assert summary.loc[1, "w_star"] == 6

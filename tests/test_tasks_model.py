@@ -85,3 +85,11 @@ def test_nnx_module_and_pure_forward_agree():
     assert sum(p.size for p in params.values()) == count_parameters(2, 5, 3)
     logreg = MLP(3, 0, 1, key=jax.random.key(0))
     assert logreg(x_RxN).shape == (8,)
+
+
+def test_positive_biases_start_on_real_units_of_real_layers_only():
+    params, _ = init_member(4, 2, 5, jax.random.key(2), depth_max=3, width_max=8, activation="relu",
+                            init="lecun_bias", profile="halving")
+    np.testing.assert_allclose(params["in_bias"], [0.1] * 5 + [0.0] * 3)
+    np.testing.assert_allclose(params["hidden_bias"][0], [0.1] * 3 + [0.0] * 5)  # halving: 5, then 3 units
+    assert np.all(np.asarray(params["hidden_bias"][1]) == 0) and np.all(np.asarray(params["out_bias"]) == 0)
