@@ -143,6 +143,7 @@ class Claim:
     per_n: list[dict]  # the quantity at every n, with intervals
     controls: list[dict]  # {"network", "expected", "got"}; a control passes when got == expected
     note: str = ""
+    per_n_quantity: str = ""  # what per_n holds, where it is not the quantity itself
 
     @property
     def reported(self) -> bool:
@@ -156,7 +157,8 @@ class Claim:
         return {"key": self.key, "statement": self.statement, "quantity": self.quantity,
                 "reading": self.outcome.reading, "estimate": self.outcome.estimate, "ci95": list(self.outcome.ci95),
                 "at": self.outcome.at, "meaning": self.expected_of.get(self.outcome.reading, ""),
-                "reported": self.reported, "controls": self.controls, "per_n": self.per_n, "note": self.note}
+                "reported": self.reported, "controls": self.controls, "per_n": self.per_n,
+                "per_n_quantity": self.per_n_quantity or self.quantity, "note": self.note}
 
 
 def per_n_ratio(curve: Curve, reference: Callable) -> list[dict]:
@@ -225,7 +227,7 @@ def deep_claims(units: Curve, shallow_units: Curve | None, theory: Callable[[str
          "not decided": "not decided"},
         per_n_ratio(units, float),
         _controls(linear_test, [("xor_tree", (xor,), "consistent"), ("sawtooth", (saw,), "consistent"),
-                                ("2^(n-1)", (dnf,), "contradicted")]), note)]
+                                ("2^(n-1)", (dnf,), "contradicted")]), note, "units per n at depth ⌈log2 n⌉")]
     if shallow_units is not None and len(np.intersect1d(units.n, shallow_units.n)):
         shared = np.intersect1d(units.n, shallow_units.n)
         deep, shallow = units.at(shared), shallow_units.at(shared)

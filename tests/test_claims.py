@@ -84,3 +84,18 @@ def test_every_claim_holds_on_stores_whose_truth_is_a_construction(shallow, deep
 def test_the_constant_profile_says_what_its_family_costs_the_xor_tree():
     _, found = _judged(lambda n: n + 0.0, lambda n: n + 0.0, "constant", seed=12)
     assert "36 units at n = 9" in found["deep_linear"].note and "19" in found["deep_linear"].note
+
+
+def test_the_answer_of_a_store_with_a_decided_call_is_rendered_from_its_claims():
+    """0.75 * 2^n at n = 2..10 with 16 seeds is called exponential (docs/VERDICT.md); the answer names the call
+    and every reported claim with its interval, and the verdict section lists each claim's controls."""
+    from analysis.answer import verdict_section
+
+    cfg = synthetic_config(Design(10, 16), 2048)
+    verdict = judge(draw_store(cfg, lambda n: 0.75 * 2.0**n, np.random.default_rng(1)), cfg, reps=60)
+    assert verdict.groups["depth=1"].call == "exponential"
+    answer, section = plain_answer(verdict, {}), verdict_section(verdict, {}, cfg)
+    assert "Growth is called at depth 1 (shallow)" in answer and "grows exponentially" in answer
+    for c in verdict.claims:
+        assert c.reported and c.statement in answer and f"{c.outcome.estimate:.3g}" in answer
+        assert all(f"{k['network']}: {k['got']}" in section for k in c.controls)
