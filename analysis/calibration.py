@@ -150,11 +150,12 @@ def _variants() -> dict[str, dict]:
     """Other sets of laws, to rerun the calibration that chose analysis.laws: name -> law name -> Law or None."""
     shifted_power, shifted_exponential = LAWS["shifted_power"], LAWS["shifted_exponential"]
     return {
-        "two-parameter": {"shifted_exponential": None, "shifted_power": None},
+        "two-parameter": {"shifted_exponential": None, "shifted_power": None, "power_exponential": None},
         "one-sided": {"shifted_exponential": None},
         "free-offsets": {"shifted_power": dataclasses.replace(shifted_power, floor=False),
                          "shifted_exponential": dataclasses.replace(shifted_exponential, floor=False)},
         "degree-6": {"shifted_power": dataclasses.replace(shifted_power, shapes=np.geomspace(0.1, 6.0, 48)),
+                     "power_exponential": dataclasses.replace(LAWS["power_exponential"], slope_max=6.0),
                      "power": dataclasses.replace(LAWS["power"], slope_max=6.0)},
     }
 

@@ -94,7 +94,8 @@ def between_cell_sd(x, logy, sigma) -> float:
     learning-rate grid, edge extensions in some cells only, budgets, odd against even n). Estimated from the
     data, not from any law: the second differences of log y over equally spaced n, less their seed variance
     (method of moments). Every law is smooth in log space (an exponential is a line there), so curvature adds
-    little, and what it adds makes the tests more cautious, never bolder."""
+    little; what it adds widens every point's noise, which makes the other class's fit test pass more often
+    (more "undecided"), and the leading class's too (the calibration scores both)."""
     x, logy, sigma = (np.asarray(v, float) for v in (x, logy, sigma))
     i = np.array([j for j in range(1, len(x) - 1) if np.isclose(x[j] - x[j - 1], x[j + 1] - x[j])], int)
     if not len(i):

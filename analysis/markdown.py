@@ -65,7 +65,9 @@ def _edge_note(stars: pd.DataFrame, cfg: Config) -> str:
             f"{cfg.search.lr_extend} factor(s) of 3 (search.lr_extend).")
     if at_edge.empty:
         return rule + " No cell's best learning rate at w* stayed at the edge of the rates tested there."
-    cells = ", ".join(f"(n = {int(r.n)}, depth {int(r.depth)}, lr {num(r.best_lr)})" for r in at_edge.itertuples())
+    init = lambda r: f" with {r.best_init}" if len(cfg.model.inits) > 1 else ""
+    cells = ", ".join(f"(n = {int(r.n)}, depth {int(r.depth)}, lr {num(r.best_lr)}{init(r)})"
+                      for r in at_edge.itertuples())
     return rule + f" Cells whose best learning rate at w* stayed at an edge of the rates tested there: {cells}."
 
 

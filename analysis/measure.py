@@ -137,7 +137,7 @@ def _monotone_min(widths: np.ndarray, passed_RxV: np.ndarray) -> np.ndarray:
 
 def measure_cube(n: int, depth: int, widths: np.ndarray, solved_VxLxS: np.ndarray, seeds: np.ndarray,
                  threshold: float, reps: int, rng: np.random.Generator) -> CellMeasure:
-    """W50 and w* of one cell from its solved array (widths ascending x learning rates x seeds; NaN where
+    """W50 and w* of one cell from its solved array (widths ascending x recipes x seeds; NaN where
     untrained), with `reps` joint seed-bootstrap replicates."""
     halves = [solved_VxLxS[:, :, seeds % 2 == h] for h in (0, 1) if np.any(seeds % 2 == h)]
     same = [np.arange(h.shape[2])[None] for h in halves]

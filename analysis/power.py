@@ -94,18 +94,19 @@ def _tested_widths(design: Design, truth) -> dict[int, np.ndarray]:
 
 
 def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
-                 threshold: float, reps: int, rng: np.random.Generator) -> float:
+                 threshold: float, reps: int, rng: np.random.Generator, tau: float = 0.0) -> float:
     """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`. Three
     learning rates as in the calibration (the middle one best, the others needing RATE_FACTOR times the
-    width), so that cross-fitting adds the noise it adds to a real run. It stops as soon as POWER is out of
-    reach."""
+    width), so that cross-fitting adds the noise it adds to a real run; each cell's centre is moved by the run's
+    between-cell noise tau (log-normal, one draw per n and run), which more seeds do not shrink. It stops as
+    soon as POWER is out of reach."""
     cfg = synthetic_config(design, 2)
     factors = np.array([RATE_FACTOR, 1.0, RATE_FACTOR])[None, :, None]
     seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
     for done in range(1, repeats + 1):
         cells = {}
         for n in range(design.n_min, design.n_max + 1):
-            w, centre = widths[n][:, None, None], float(truth(n)) * factors
+            w, centre = widths[n][:, None, None], float(truth(n)) * np.exp(tau * rng.standard_normal()) * factors
             p = expit((w - centre) / (scale * centre))
             solved = (rng.random((len(widths[n]), 3, design.seeds)) < p).astype(float)
             cells[(n, 1)] = measure_cube(n, 1, widths[n], solved, seeds, threshold, reps, rng)
@@ -118,8 +119,9 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
 def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = REPS,
                 seed: int = 0, confirm: int = CONFIRM_REPEATS) -> dict | None:
     """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
-    decides, each seed level's smallest deciding n, and the smallest of those by members. None where the group
-    has no fitted W50."""
+    passes the screen, every design of the table from the smallest (by members) up, and the first that passes
+    both the screen and the confirmation by `confirm` fresh draws is named. None where the group has no fitted
+    W50."""
     g = verdict.groups[group]
     if g.w50_call is None:
         return None
@@ -140,7 +142,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         right = {}
         for law in truths:  # the next truth only where the last is called right often enough
             right[law] = design_power(design, _curve(*truths[law]), LAWS[law].growth, widths[law], scale, count,
-                                      cfg.search.success_threshold, reps, rng)
+                                      cfg.search.success_threshold, reps, rng, g.w50_call.tau)
             if right[law] < POWER:
                 break
         return DesignPower(design, right, len(truths), count)
@@ -198,7 +200,8 @@ def _assumed_wstar(powers: dict):
     """w*(n, d) for costing a design: the larger of the simulated truths of the fixed depth group nearest to
     d (so the forecast errs high)."""
     curves = {int(group.split("=")[1]): [_curve(t["law"], np.array(t["params"])) for t in result["truths"].values()]
-              for group, result in powers.items() if result is not None and not group.startswith("depth=log2")}
+              for group, result in powers.items()
+              if result is not None and result["truths"] and not group.startswith("depth=log2")}
     if not curves:
         return None
     return lambda n, d: max(float(c(n)) for c in curves[min(curves, key=lambda k: abs(k - d))])

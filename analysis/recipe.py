@@ -17,13 +17,14 @@ import pandas as pd
 
 from analysis.intervals import interval95
 from analysis.measure import measure_cell
+from analysis.verdict import _inflated
 from scaling.config import Config
 from scaling.stats import at_budget, latest_budget, width_cells
 
 
 def _w50(cell: pd.DataFrame, threshold: float, reps: int, rng) -> tuple[float, float, float]:
     m = measure_cell(cell, threshold, reps, rng)
-    lo, hi = interval95(m.w50_reps)
+    lo, hi = interval95(_inflated(m.w50, m.w50_reps))  # spread as the estimator check measured, as elsewhere
     inside = not m.beyond
     return (m.w50, float(lo), float(hi)) if inside else (np.nan, np.nan, np.nan)
 

@@ -144,9 +144,10 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             lr_counts = now.groupby(["width", "init", "lr"]).size()
             partial = set(lr_counts[lr_counts < cfg.search.seeds].index.get_level_values("width"))
             lrs_of = now.groupby("width")["lr"].agg(set)
-            inits_of = now.groupby("width")["init"].agg(set)
+            recipes_of = now.groupby("width")[["init", "lr"]].apply(lambda p: set(zip(p["init"], p["lr"])))
+            inits = list(map(str, cfg.model.inits))
             full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs
-                    and set(map(str, cfg.model.inits)) <= inits_of[w]]
+                    and {(i, lr) for i in inits for lr in lrs} <= recipes_of[w]]  # every init at every rate
             complete = now[now["width"].isin(full)]
             if complete.empty or len(lrs_of) != len(full):
                 continue

@@ -28,8 +28,9 @@ def wilson(solved, trials, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
 
 
 def recipes(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The training recipes of a members frame, (init, lr) pairs, ordered by learning rate and then init (so
-    that ties go to the smaller rate), and each row's recipe index. A frame without an init column has one."""
+    """The training recipes of a members frame, (init, lr) pairs, ordered by learning rate and then by the
+    init's name (so that a tie goes to the smaller rate, then to the init first in alphabetical order), and each
+    row's recipe index. A frame without an init column has one init."""
     keys = pd.DataFrame({"lr": df["lr"].to_numpy(float),
                          "init": df["init"].astype(str).to_numpy() if "init" in df else np.full(len(df), "")})
     table = keys.drop_duplicates().sort_values(["lr", "init"], ignore_index=True)
@@ -55,7 +56,7 @@ def crossfit_counts(solved_LxH: np.ndarray, trials_LxH: np.ndarray) -> tuple[np.
     counts pooled: choosing and measuring on the same seeds would bias the rate up. Ties go to the smaller
     learning rate.
     Where a cell cannot be cross-fitted (a half without trials), its counts are the in-sample best's.
-    Returns (solved, trials, best) with shape `...`; best indexes the in-sample best learning rate.
+    Returns (solved, trials, best) with shape `...`; best indexes the in-sample best recipe.
     """
     def choose(k, t):  # -> index of the best rate; untried rates last, rates tried elsewhere in the cell first
         tried = trials_LxH.sum(axis=-1) > 0
@@ -141,7 +142,7 @@ def _minimum(df: pd.DataFrame, cell: list[str], along: str, threshold: float, na
 
 
 def min_width(df: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """w*(n, depth): smallest width whose best-lr success rate reaches the threshold and stays there above.
+    """w*(n, depth): smallest width whose best-recipe success rate reaches the threshold and stays there above.
 
     A censored cell (nothing passes up to `bound`, the largest tested width) has w_star = NaN, never a guess.
     The rate columns describe w* itself (or the bound when censored); units = the hidden units in total at

@@ -85,11 +85,13 @@ def test_the_true_class_is_called_in_80_percent_at_the_recommended_design(truth)
 
 
 def test_the_power_simulation_calls_a_known_truth_like_the_calibration():
-    """design_power on the exact truth 0.75 * n^1.5 at n = 2..16 with 32 seeds (where the calibration calls it
-    in 40 of 40 draws) calls it right in at least 80 % of 10 repeats."""
+    """design_power on the exact truth 0.75 * 2^n at n = 2..10 with 16 seeds (which the calibration calls
+    exponential in nearly every draw, docs/VERDICT.md) calls it right in at least 80 % of 10 repeats, and a
+    between-cell noise of 0.3 in log W50, which more seeds do not remove, makes it call it less often."""
     from analysis.power import _tested_widths, design_power
 
-    design, truth = Design(16, 32), TRUTHS["0.75*n^1.5"].curve
-    rate = design_power(design, truth, POLYNOMIAL, _tested_widths(design, truth), 0.2, 10, 0.5, 30,
-                        np.random.default_rng(8))
-    assert rate >= 0.8
+    design, truth = Design(10, 16), TRUTHS["0.75*2^n"].curve
+    widths = _tested_widths(design, truth)
+    rate = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8))
+    noisy = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8), tau=0.3)
+    assert rate >= 0.8 and noisy < rate
