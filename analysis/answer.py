@@ -105,9 +105,9 @@ def power_line(group: str, result: dict | None, cfg) -> str:
                        for t in result["truths"].values())
     if found is None:
         last = result["tried"][-1]
-        return (f"- {label(group)}: no design up to n = {last['n_max']} with {last['seeds']} seeds decides it: "
-                f"at most, not every law that fits this run ({truths}) is called for its class in 80 % of "
-                f"simulated runs, confirmed by {result['confirm_repeats']} fresh ones.")
+        return (f"- {label(group)}: no design up to n = {last['n_max']} with {last['seeds']} seeds calls every law "
+                f"that fits this run ({truths}) for its class in 80 % of simulated runs, confirmed by "
+                f"{result['confirm_repeats']} fresh ones: nothing within reach decides it.")
     cost = f": about {_duration(found['cost_s'])} on this machine" if "cost_s" in found else ""
     current = found["n_max"] == max(cfg.task.ns) and found["seeds"] == cfg.search.seeds
     return (f"- {label(group)}: " + ("this design decides it" if current else
