@@ -151,7 +151,7 @@ def _power(dir: str) -> None:
 def _analyze(args) -> None:
     from analysis.report import analyze
 
-    written = analyze(args.dir)
+    written = analyze(args.dir, power=not args.no_power)
     print("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_plan)
     p = sub.add_parser("analyze", help="fits, figures and REPORT.md from a results directory")
     p.add_argument("dir")
+    p.add_argument("--no-power", action="store_true", help="skip the power analysis (most of the analysis's time)")
     p.set_defaults(func=_analyze)
     p = sub.add_parser("bench", help="throughput benchmark, written as JSON")
     p.add_argument("--out", help="the JSON file (default bench.json, or bench-cluster.json with --processes)")

@@ -154,3 +154,12 @@ def test_the_heatmaps_draw_a_store_without_hidden_layers():
     rates = pd.DataFrame({"n": [2, 3], "depth": 0, "width": 0, "rate": 0.0})
     stars = pd.DataFrame({"n": [2, 3], "depth": 0, "w_star": np.nan, "censored": True})
     assert isinstance(figures.success_heatmaps(rates, stars), Figure)
+
+
+def test_analyze_without_the_power_analysis(tiny_sweep, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_sweep[0], out)
+    assert main(["analyze", str(out), "--no-power"]) == 0
+    assert json.loads((out / "fits.json").read_text())["verdict"]["power"] == {}
