@@ -140,8 +140,8 @@ def plain_answer(verdict: Verdict, powers: dict) -> str:
     shallow = verdict.groups.get("depth=1")
     text = "**Answer.** "
     if shallow is None or shallow.w50_call is None:
-        text += ("No growth class is called at one hidden layer: depth 1 has too few measured points for a curve "
-                 "(the claims below need fewer). ")
+        text += ("This run cannot say how the width needed at one hidden layer grows: depth 1 has no fitted curve "
+                 "(too few measured points; the claims need fewer). ")
     elif shallow.call == UNDECIDED:
         text += "Over this range of n, no growth class is called for the width that gradient training needs at one " \
                 "hidden layer" + _rejections(shallow) + " "
