@@ -5,7 +5,8 @@ Per (n, depth) cell, at its largest budget, from the stored rows alone (no train
   every (init, lr) pair (cross-fitted: chosen on one seed half, counted on the other);
 - W50 of the searched recipe re-read at half the cell's budget from the stored solve steps.
 W50 "falls" from one to the other where their 95 % seed-bootstrap intervals do not overlap (two separate
-bootstraps: a conservative test), "rises" the other way, and otherwise "stays". A cell that the budget rule
+bootstraps: a conservative test), or where it was above the widths tested before and is measured after; "rises"
+the other way, and otherwise "stays". A cell that the budget rule
 reran at twice its budget up to search.max_steps is read at its largest budget, so "stays" with budget means it
 stayed at the last doubling the config allowed.
 """
@@ -25,12 +26,15 @@ from scaling.stats import at_budget, latest_budget, width_cells
 def _w50(cell: pd.DataFrame, threshold: float, reps: int, rng) -> tuple[float, float, float]:
     m = measure_cell(cell, threshold, reps, rng)
     lo, hi = interval95(_inflated(m.w50, m.w50_reps))  # spread as the estimator check measured, as elsewhere
-    inside = not m.beyond
-    return (m.w50, float(lo), float(hi)) if inside else (np.nan, np.nan, np.nan)
+    widest = cell[cell["width"] == cell["width"].max()]
+    failing = widest.groupby("lr")["solved"].mean().max() < threshold  # no rate reaches it at the widest width
+    if m.beyond == "above" or (m.beyond == "no rise" and failing):  # W50 is above the widest: all that is known
+        return (np.inf, float(m.bound), np.inf)
+    return (m.w50, float(lo), float(hi)) if not m.beyond else (np.nan, np.nan, np.nan)
 
 
 def _change(before: tuple, after: tuple) -> str:
-    if not (np.isfinite(before[0]) and np.isfinite(after[0])):
+    if np.isnan(before[0]) or np.isnan(after[0]) or (np.isinf(before[0]) and np.isinf(after[0])):
         return "not measured"
     return "falls" if after[2] < before[1] else "rises" if after[1] > before[2] else "stays"
 
@@ -61,7 +65,8 @@ def recipe_lines(effects: pd.DataFrame, cfg: Config) -> list[str]:
     """REPORT.md's section: one line per cell, with the intervals."""
     if effects.empty:
         return ["No cell has a measured W50."]
-    fmt = lambda t: "n/a" if not np.isfinite(t[0]) else f"{t[0]:.3g} [{t[1]:.3g}, {t[2]:.3g}]"
+    fmt = lambda t: ("n/a" if np.isnan(t[0]) else f"above the widths tested (> {t[1]:.3g})" if np.isinf(t[0])
+                     else f"{t[0]:.3g} [{t[1]:.3g}, {t[2]:.3g}]")
     first = str(cfg.model.inits[0])
     lines = []
     for r in effects.to_dict("records"):

@@ -36,3 +36,10 @@ def test_w50_falls_with_the_recipe_and_with_the_budget_where_it_does_and_stays_w
     assert (steady["recipe"], steady["budget_change"]) == ("stays", "stays")
     line = recipe_lines(effects, CFG)[0]
     assert "**falls** against he alone" in line and "with the budget it **falls**" in line
+
+
+def test_a_recipe_that_brings_w50_within_the_widths_tested_lowers_it():
+    effects = recipe_effects(_store({"he": 200.0, "lecun_bias": 6.0}, late_from=None), CFG, reps=100)
+    row = effects.iloc[0]
+    assert np.isinf(row["w50_he"][0]) and row["recipe"] == "falls"
+    assert "he above the widths tested (> 32)" in recipe_lines(effects, CFG)[0]
