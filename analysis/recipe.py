@@ -18,14 +18,14 @@ import pandas as pd
 
 from analysis.intervals import interval95
 from analysis.measure import measure_cell
-from analysis.verdict import _inflated
+from analysis.verdict import inflated
 from scaling.config import Config
 from scaling.stats import at_budget, latest_budget, width_cells
 
 
 def _w50(cell: pd.DataFrame, threshold: float, reps: int, rng) -> tuple[float, float, float]:
     m = measure_cell(cell, threshold, reps, rng)
-    lo, hi = interval95(_inflated(m.w50, m.w50_reps))  # spread as the estimator check measured, as elsewhere
+    lo, hi = interval95(inflated(m.w50, m.w50_reps))  # spread as the estimator check measured, as elsewhere
     widest = cell[cell["width"] == cell["width"].max()]
     failing = widest.groupby("lr")["solved"].mean().max() < threshold  # no rate reaches it at the widest width
     if m.beyond == "above" or (m.beyond == "no rise" and failing):  # W50 is above the widest: all that is known

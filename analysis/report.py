@@ -25,7 +25,7 @@ from scaling import search
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import write_outputs
-from scaling.population import hidden_units
+from scaling.population import units_at
 from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
 
 PNG_DPI = 200
@@ -60,12 +60,6 @@ def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], d
     return done, skipped
 
 
-def _units(width, depth: int, profile: str) -> np.ndarray:
-    """Hidden units in total at first-layer widths (population.hidden_units of the run's width profile)."""
-    return np.vectorize(lambda w: hidden_units(w, depth, profile) if np.isfinite(w) else np.nan,
-                        otypes=[float])(np.asarray(width, float))
-
-
 def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, ...],
                   profile: str) -> list[pd.DataFrame]:
     """Points of one depth group: W50, w* and the hidden units at W50, each with its seed-bootstrap interval; a
@@ -75,7 +69,7 @@ def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, .
         if not len(points.x):
             continue
         own = np.array([not g.group.startswith("depth=log2") or depth_of[int(n)] not in fixed for n in points.x])
-        as_units = lambda w, i: _units(w, depth_of[int(points.x[i])], profile) if quantity == "units" else w
+        as_units = lambda w, i: units_at(w, depth_of[int(points.x[i])], profile) if quantity == "units" else w
         lo, hi = (np.array([as_units(v, i) for i, v in enumerate(bound)], float)
                   for bound in interval95(points.reps, axis=0))
         y = np.array([as_units(v, i) for i, v in enumerate(points.y)], float)
@@ -103,7 +97,7 @@ def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitCompar
                                             "y": call.predict(law, grid)}))
                 if quantity == "w50" and np.ptp([depth_of[int(n)] for n in pts.x]) == 0:
                     fitted.append(pd.DataFrame({"curve": f"units/{g.group}", "family": law, "rank": rank, "n": grid,
-                                                "y": _units(call.predict(law, grid), depth_of[int(pts.x[0])],
+                                                "y": units_at(call.predict(law, grid), depth_of[int(pts.x[0])],
                                                             str(cfg.model.profile))}))
             weights.append(call.table[["law", "weight", "win_rate"]].rename(
                 columns={"law": "family", "win_rate": "boot_win_rate"}).assign(curve=name))

@@ -23,7 +23,7 @@ from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
 from analysis.measure import CellMeasure, measure_cells
 from scaling.config import Config
 from scaling.constructions import unit_counts
-from scaling.population import hidden_units
+from scaling.population import units_at
 from scaling.schema import log2_depth
 from scaling.stats import latest_budget, summarize, width_cells
 
@@ -86,11 +86,11 @@ def _points(cells: list[CellMeasure], limited: set, statistic: str) -> Points:
     if statistic == "w50":
         y = [c.w50 for c in keep]
         sd = [c.w50_log_sd() for c in keep]
-        reps = [_inflated(c.w50, c.w50_reps) for c in keep]
+        reps = [inflated(c.w50, c.w50_reps) for c in keep]
     else:  # a censored replicate is a w* beyond the bound: twice the bound stands for it
         y = [c.w_star for c in keep]
         sd = [c.w_star_log_sd() for c in keep]
-        reps = [_inflated(c.w_star, np.where(np.isfinite(c.w_star_reps), c.w_star_reps, 2.0 * c.bound), statistic)
+        reps = [inflated(c.w_star, np.where(np.isfinite(c.w_star_reps), c.w_star_reps, 2.0 * c.bound), statistic)
                 for c in keep]
     sigma = np.hypot(BOOT_INFLATION[statistic] * np.array(sd, float), LOG_SD_FLOOR[statistic])
     return Points(np.array([c.n for c in keep], float), np.array(y, float), sigma,
@@ -131,7 +131,7 @@ def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: 
                         sum(k in censored for k in keys), sum(k in limited for k in keys))
 
 
-def _inflated(y, reps: np.ndarray, statistic: str = "w50") -> np.ndarray:
+def inflated(y, reps: np.ndarray, statistic: str = "w50") -> np.ndarray:
     """Replicates spread BOOT_INFLATION times wider around the point in log space: the estimator check finds
     the bootstrap of log W50 (and of log w*) that much short of its true spread. A failed replicate stays NaN."""
     with np.errstate(invalid="ignore"):
@@ -140,11 +140,10 @@ def _inflated(y, reps: np.ndarray, statistic: str = "w50") -> np.ndarray:
 
 def _units_curve(cells: list[CellMeasure], profile: str) -> Curve:
     """Hidden units at W50 (population.hidden_units of the run's width profile), with inflated replicates."""
-    units = np.vectorize(lambda w, d: hidden_units(w, d, profile), otypes=[float])
     y = np.array([c.w50 for c in cells])
-    reps = np.stack([_inflated(c.w50, c.w50_reps) for c in cells], axis=1)
+    reps = np.stack([inflated(c.w50, c.w50_reps) for c in cells], axis=1)
     depth = np.array([c.depth for c in cells])
-    return Curve([c.n for c in cells], units(y, depth), units(reps, depth[None, :]))
+    return Curve([c.n for c in cells], units_at(y, depth, profile), units_at(reps, depth[None, :], profile))
 
 
 def _measured(c: CellMeasure | None, limited: set) -> bool:

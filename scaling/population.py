@@ -85,9 +85,7 @@ def layer_widths(width: int, depth: int, profile: str = "constant") -> tuple[int
     """The width of each hidden layer of a member whose first layer has `width` units. "halving": each layer
     half the one before, rounded up, and at least 2 (or the first width, if below 2): the shape of the XOR tree,
     whose layers hold n, ceil(n/2), ..., 2 units."""
-    if profile == "constant":
-        return (width,) * depth
-    return tuple(max(min(width, 2), -(-width // 2**layer)) for layer in range(depth))
+    return tuple(int(w) for w in padded_layer_widths(width, depth, depth, profile))
 
 
 def padded_layer_widths(width, depth, depth_max: int, profile: str, xp=np):
@@ -110,6 +108,11 @@ def hidden_units(width: float, depth: int, profile: str = "constant") -> float:
     lo = int(np.floor(width))
     at = lambda w: sum(layer_widths(w, depth, profile))
     return float(at(lo) + (width - lo) * (at(lo + 1) - at(lo)))
+
+
+def units_at(width, depth, profile: str = "constant") -> np.ndarray:
+    """hidden_units over arrays of first-layer widths and depths (broadcast together)."""
+    return np.vectorize(lambda w, d: hidden_units(w, int(d), profile), otypes=[float])(width, depth)
 
 
 def count_parameters(depth: int, width: float, n_in: int, profile: str = "constant") -> float:
