@@ -26,6 +26,7 @@ class Init(enum.StrEnum):
     LECUN = "lecun"
     RADEMACHER = "rademacher"
     LECUN_BIAS = "lecun_bias"  # LeCun's variance with small positive biases: fewer dead ReLUs in narrow layers
+    ORTHOGONAL = "orthogonal"  # each kernel's polar factor (orthonormal rows or columns) at He's mean square
 
 
 class Optimizer(enum.StrEnum):

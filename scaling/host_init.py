@@ -5,7 +5,8 @@ its 39 programs and 27 of its 88 compiler seconds. Here one program draws DRAWS_
 positions (key, stream, row, column), whatever the bucket; the host scales them by each member's true fan-in and lays
 them into the padded arrays, as scaling.model.MLP does. Every array equals the compiled init program's (tested;
 only a zero in a gated-off layer may differ in sign, and that layer's output is discarded), so a member starts
-from the same weights either way.
+from the same weights either way; orthogonal kernels agree to float rounding (the host's SVD is float64 on the
+real block, the program's float32 on the padded one).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def draw(key_data_Qx2, stream_Q, row_Q, col_Q, distribution: str) -> jax.Array:
 def _blocks(n: int, depth: int, width: int, depth_max: int, init: str,
             profile: str) -> list[tuple[str, int, int, int, float]]:
     """The real (unpadded) weight blocks of one member: (parameter, stream, rows, cols, scale)."""
-    gain = INITS[init][0]
+    gain = INITS[init].gain
     scale = lambda g, fan_in: float(weight_scale(g, fan_in))
     if depth_max == 0:
         return [("out_kernel", OUTPUT_STREAM, n, 1, scale(1.0, n))]
@@ -60,7 +61,7 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
                  "unit_mask": (np.arange(W) < padded_layer_widths(width_P, depth_P, D, spec.profile)[..., None]
                                ).astype(f32),
                  "layer_gate": (np.arange(1, D)[None, :] < depth_P[:, None]).astype(f32)}
-        bias = f32(INITS[spec.init][2])  # the hidden units' initial bias, on real units of real layers only
+        bias = f32(INITS[spec.init].bias)  # the hidden units' initial bias, on real units of real layers only
         params["in_bias"] = bias * masks["unit_mask"][:, 0]
         params["hidden_bias"] = bias * masks["unit_mask"][:, 1:] * masks["layer_gate"][:, :, None]
     # Every real position of every member in one flat list (members of one shape share their positions), drawn
@@ -80,19 +81,27 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
         places.append((members, blocks, len(stream_T)))
     values_Q = _draw_all(np.concatenate(keys).astype(np.uint32), np.concatenate(streams), np.concatenate(rows),
                          np.concatenate(cols), draw_fn)
+    orthogonal = INITS[spec.init].orthogonal
     offset = 0
     for members, blocks, per_member in places:
         values_GxT = values_Q[offset:offset + len(members) * per_member].reshape(len(members), per_member)
         offset += len(members) * per_member
         start = 0
         for name, stream, r, c, scale in blocks:
-            block_GxRxC = values_GxT[:, start:start + r * c].reshape(-1, r, c) * f32(scale)
+            block_GxRxC = values_GxT[:, start:start + r * c].reshape(-1, r, c)
+            block_GxRxC = (_polar(block_GxRxC) if orthogonal else block_GxRxC) * f32(scale)
             start += r * c
             if name == "hidden_kernel":
                 params[name][members, stream - 1, :r, :c] = block_GxRxC
             else:
                 params[name][members, :r, :c] = block_GxRxC
     return params, masks
+
+
+def _polar(block_GxRxC: np.ndarray) -> np.ndarray:
+    """scaling.model.polar_factor of each real block, in float64 (one member's block alone: no padding enters)."""
+    u_GxRxK, _, vt_GxKxC = np.linalg.svd(block_GxRxC.astype(np.float64), full_matrices=False)
+    return (u_GxRxK @ vt_GxKxC * np.sqrt(max(block_GxRxC.shape[1:]))).astype(np.float32)
 
 
 def _draw_all(key_data_Qx2, stream_Q, row_Q, col_Q, draw_fn) -> np.ndarray:

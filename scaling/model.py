@@ -12,6 +12,8 @@ so a member starts from the same weights whatever bucket it is placed in.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,10 +26,20 @@ from scaling.population import (
 )
 
 ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
-# Per init: the variance gain of hidden layers (the output layer is linear, so it always uses gain 1), the
-# distribution of its unit-variance draws, and the hidden units' initial bias (the output's starts at 0).
-INITS = {Init.HE: (2.0, "normal", 0.0), Init.LECUN: (1.0, "normal", 0.0), Init.RADEMACHER: (1.0, "rademacher", 0.0),
-         Init.LECUN_BIAS: (1.0, "normal", 0.1)}
+
+
+class InitRecipe(NamedTuple):
+    """How an init starts a network's weights."""
+
+    gain: float  # variance gain of hidden layers (the output layer is linear, so it always uses gain 1)
+    distribution: str  # of the unit-variance draws at each weight position
+    bias: float = 0.0  # the hidden units' initial bias (the output's starts at 0)
+    orthogonal: bool = False  # each real kernel block replaced by its polar factor at the same mean square
+
+
+INITS = {Init.HE: InitRecipe(2.0, "normal"), Init.LECUN: InitRecipe(1.0, "normal"),
+         Init.RADEMACHER: InitRecipe(1.0, "rademacher"), Init.LECUN_BIAS: InitRecipe(1.0, "normal", bias=0.1),
+         Init.ORTHOGONAL: InitRecipe(2.0, "normal", orthogonal=True)}
 SAMPLERS = {"normal": jax.random.normal, "rademacher": jax.random.rademacher}
 OUTPUT_STREAM = 2**20  # the output layer's stream, fixed so that it does not move when a bucket pads the depth
 
@@ -55,12 +67,25 @@ def weight_scale(gain, fan_in):
     return jnp.sqrt(jnp.float32(gain) / jnp.float32(fan_in))
 
 
+# Orthogonal init. A block of r x c unit-variance draws G = U S V^T becomes its polar factor U V^T (orthonormal
+# columns when r >= c, rows otherwise: the orthogonal matrix nearest to G, unique and free of QR's sign choices)
+# times sqrt(max(r, c)), so that its mean square is 1 like G's; the fan-in scale then applies as for any draw.
+# Only the member's real block enters, so the factor does not depend on the padding: the host computes it on
+# the real block in float64, the compiled init on the zero-padded block in float32 (equal to about 1e-6).
+def polar_factor(block_RxC: jax.Array, real_rows, real_cols) -> jax.Array:
+    """The unit-mean-square polar factor of the real (top-left) block of a zero-padded block; zero elsewhere."""
+    u_RxK, _, vt_KxC = jnp.linalg.svd(block_RxC, full_matrices=False)
+    kept_K = (jnp.arange(u_RxK.shape[1]) < jnp.minimum(real_rows, real_cols)).astype(block_RxC.dtype)
+    scale = jnp.sqrt(jnp.maximum(real_rows, real_cols).astype(jnp.float32))
+    return jnp.matmul(u_RxK * kept_K[None, :], vt_KxC, precision=_HIGHEST) * scale
+
+
 def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: Init) -> list[jax.Array]:
     """Unit-variance draws for each (stream, rows, cols) block: the value at (i, j) of a block depends only on
     (key, stream, i, j), never on rows or cols. Every block comes from one vectorised draw over all positions,
     so the program holds a single threefry chain, whatever the depth (each chain costs about a second of XLA
     compile on a CPU)."""
-    distribution = INITS[init][1]
+    distribution = INITS[init].distribution
     stream_Q, i_Q, j_Q = (np.concatenate(parts) for parts in zip(*(
         (np.full(r * c, s), np.repeat(np.arange(r), c), np.tile(np.arange(c), r)) for s, r, c in blocks)))
     values_Q = jax.vmap(lambda s, i, j: unit_draw(key, s, i, j, distribution))(
@@ -69,10 +94,13 @@ def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: I
     return [part.reshape(r, c) for part, (_, r, c) in zip(jnp.split(values_Q, ends[:-1]), blocks)]
 
 
-def _scaled(values_RxC, fan_in, real_rows, real_cols, gain):
+def _scaled(values_RxC, fan_in, real_rows, real_cols, gain, orthogonal: bool = False):
     """A kernel scaled by the TRUE fan-in; entries outside the real block are zero."""
     rows, cols = values_RxC.shape
     real_RxC = (jnp.arange(rows)[:, None] < real_rows) & (jnp.arange(cols)[None, :] < real_cols)
+    values_RxC = jnp.where(real_RxC, values_RxC, 0.0)
+    if orthogonal:
+        values_RxC = polar_factor(values_RxC, jnp.asarray(real_rows), jnp.asarray(real_cols))
     return jnp.where(real_RxC, values_RxC * weight_scale(gain, fan_in), 0.0)
 
 
@@ -98,12 +126,13 @@ class MLP(nnx.Module):
         depth_max = int(depth) if depth_max is None else depth_max
         width_max = int(width) if width_max is None else width_max
         self.activation = Activation(activation)  # a ValueError names an unknown one
-        gain, _, bias = INITS[Init(init)]
+        gain, _, bias, orthogonal = INITS[Init(init)]
+        scaled = lambda *args: _scaled(*args, orthogonal=orthogonal)
         # Layer l draws from stream l; the output layer draws from OUTPUT_STREAM.
         W, D = width_max, depth_max
         if depth_max == 0:
             (out_NxO,) = _position_values(key, [(OUTPUT_STREAM, n_in, 1)], init)
-            self.out_kernel = nnx.Param(_scaled(out_NxO, n_real, n_real, 1, 1.0))
+            self.out_kernel = nnx.Param(scaled(out_NxO, n_real, n_real, 1, 1.0))
             self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
             return
         in_NxW, *hidden, out_WxO = _position_values(
@@ -112,15 +141,15 @@ class MLP(nnx.Module):
         self.input_mask = Mask((jnp.arange(n_in) < n_real).astype(jnp.float32))
         self.unit_mask = Mask((jnp.arange(W)[None, :] < widths_D[:, None]).astype(jnp.float32))
         self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))
-        self.in_kernel = nnx.Param(_scaled(in_NxW, n_real, n_real, widths_D[0], gain))
+        self.in_kernel = nnx.Param(scaled(in_NxW, n_real, n_real, widths_D[0], gain))
         self.in_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][0])
         # Hidden layer l (1..D-1) maps layer l-1's units to layer l's: its fan-in is the width of layer l-1.
-        hidden_LxWxW = jnp.stack([_scaled(h_WxW, widths_D[layer - 1], widths_D[layer - 1], widths_D[layer], gain)
+        hidden_LxWxW = jnp.stack([scaled(h_WxW, widths_D[layer - 1], widths_D[layer - 1], widths_D[layer], gain)
                                   for layer, h_WxW in enumerate(hidden, start=1)]
                                  ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
         self.hidden_kernel = nnx.Param(hidden_LxWxW * self.layer_gate[...][:, None, None])
         self.hidden_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][1:] * self.layer_gate[...][:, None])
-        self.out_kernel = nnx.Param(_scaled(out_WxO, widths_D[D - 1], widths_D[D - 1], 1, 1.0))
+        self.out_kernel = nnx.Param(scaled(out_WxO, widths_D[D - 1], widths_D[D - 1], 1, 1.0))
         self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
 
     def __call__(self, x_RxN: jax.Array) -> jax.Array:

@@ -134,7 +134,7 @@ class Programs:
         """The key and lowering of what starts a population: the shape-generic draw program where
         host_init_applies, else the bucket shape's init program."""
         if host_init_applies(mesh):
-            distribution = INITS[spec.init][1]
+            distribution = INITS[spec.init].distribution
             return ("draw", distribution), self._lower_draw(distribution)
         return ("init", spec, cap, mesh), self._lower_init(spec, cap, mesh)
 

@@ -5,6 +5,7 @@ import pytest
 
 from scaling.errors import UserError
 from scaling.model import MLP, count_parameters, forward, init_member, split_params
+from scaling.population import layer_widths
 from scaling.tasks import MAX_BITS, parity_table, table_bytes
 
 
@@ -85,6 +86,31 @@ def test_nnx_module_and_pure_forward_agree():
     assert sum(p.size for p in params.values()) == count_parameters(2, 5, 3)
     logreg = MLP(3, 0, 1, key=jax.random.key(0))
     assert logreg(x_RxN).shape == (8,)
+
+
+@pytest.mark.parametrize("n, depth, width, profile",
+                         [(4, 3, 6, "halving"), (9, 2, 4, "constant"), (3, 1, 12, "constant")])
+def test_orthogonal_init_gives_orthogonal_real_blocks_whatever_the_padding(n, depth, width, profile):
+    """Each real kernel block has orthonormal columns (rows when it widens), scaled to He's mean square
+    (2 / fan-in per entry), and zeros outside it; padded into a larger network it is the same block."""
+    alone, _ = init_member(n, depth, width, jax.random.key(3), depth_max=depth, width_max=width, activation="relu",
+                           init="orthogonal", profile=profile)
+    padded, _ = init_member(n + 2, depth, width, jax.random.key(3), depth_max=depth + 1, width_max=width + 5,
+                            activation="relu", init="orthogonal", n_real=n, profile=profile)
+    widths = layer_widths(width, depth, profile)
+    kernels = [("in_kernel", None, n, widths[0])] + [("hidden_kernel", layer - 1, widths[layer - 1], widths[layer])
+                                                   for layer in range(1, depth)]
+    for name, layer, rows, cols in kernels:
+        whole = np.asarray(alone[name] if layer is None else alone[name][layer])
+        other = np.asarray(padded[name] if layer is None else padded[name][layer])
+        block = whole[:rows, :cols]
+        assert not whole[rows:].any() and not whole[:, cols:].any()
+        np.testing.assert_allclose(other[:rows, :cols], block, atol=1e-6)
+        assert not other[rows:].any() and not other[:, cols:].any()
+        gram = block.T @ block if rows >= cols else block @ block.T  # the orthonormal side
+        np.testing.assert_allclose(gram, np.eye(min(rows, cols)) * 2.0 * max(rows, cols) / rows, rtol=1e-5,
+                                   atol=1e-5)
+    assert np.isclose(float(np.sum(np.asarray(alone["out_kernel"]) ** 2)), 1.0, rtol=1e-5)  # gain 1: a unit vector
 
 
 def test_positive_biases_start_on_real_units_of_real_layers_only():
