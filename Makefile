@@ -11,7 +11,7 @@ comma  := ,
 EXTRAS := dev$(if $(ACCEL),$(comma)$(ACCEL))
 STAMP  := $(VENV)/.installed-$(or $(ACCEL),cpu)
 
-.PHONY: sweep analyze test lint bench profile clean venv readme-figure device-check bench-cluster
+.PHONY: sweep analyze test lint bench profile profile-compile clean venv readme-figure device-check bench-cluster
 
 venv: $(STAMP)
 
@@ -45,11 +45,21 @@ bench-cluster: $(STAMP)
 profile: $(STAMP)
 	$(BIN)/python -m benchmarks.profile
 
-# On a machine with a GPU or TPU (installs the accelerator build of jax): the default sweep cold, a measured
-# subset of paper.toml against its forecast, and that subset against a CPU run; every figure in one JSON file.
-# About 8 minutes on one GPU; never part of CI.
+# On a machine with a GPU or TPU: the default sweep cold, a measured subset of paper.toml against its forecast,
+# and that subset against a CPU run; every figure in one JSON file, in at most 8 minutes; never part of CI.
+# By default in .venv with the accelerator build of jax; VENV=none runs on $(PYTHON) as it is, installing
+# nothing (a machine with jax and its plugin but no package registry): make device-check PYTHON=python3 VENV=none
+ifeq ($(VENV),none)
+device-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m benchmarks.device_check --out device-check.json
+else
 device-check: $(STAMP)
 	$(BIN)/python -m benchmarks.device_check --out device-check.json
+endif
+
+# Where the engine's compile time goes: lowering and XLA compile seconds per program kind and shape.
+profile-compile: $(STAMP)
+	$(BIN)/python -m benchmarks.compile_profile --out compile-profile.json
 
 # The README's figure: copied from a real `make sweep` (never edited by hand).
 readme-figure:
