@@ -95,8 +95,10 @@ def _launch(args) -> None:
 def _report_sweep(cfg, out: str, outcome) -> None:
     print(f"{cfg.experiment.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
-          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time; "
-          f"training threads waited {outcome.compile_wait_s:.0f} s for them) -> {out}")
+          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time), "
+          f"loaded {outcome.loads} from the program store; training threads waited {outcome.compile_wait_s:.0f} s "
+          f"({outcome.compile_wait_s / max(outcome.wall_s * outcome.workers, 1e-9):.0%} of their time) for them "
+          f"-> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
         if not table.empty:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from scaling import host_init
+from scaling import host_init, program_store
 from scaling.model import INITS
 from scaling.population import Bucket, BucketSpec
 from scaling.steps import (
@@ -57,6 +57,8 @@ class Programs:
         self._now = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="scaling-compile-now")
         self.compiles = 0
         self.compile_s = 0.0
+        self.loads = 0  # programs read from the program store instead of compiled
+        self.load_s = 0.0
         self.wait_s = 0.0
 
     def close(self) -> None:
@@ -71,12 +73,22 @@ class Programs:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _compile(self, lower: Callable[[], jax.stages.Lowered]):
+    def _compile(self, key: tuple, lower: Callable[[], jax.stages.Lowered]):
+        """The program from the shared program store (scaling.program_store), else compiled (and stored).
+        Programs sharded over a mesh are compiled every time: their executables name the devices."""
         start = time.perf_counter()
+        name = None if any(isinstance(part, Mesh) for part in key) else program_store.key(key, self._options)
+        if name is not None and (compiled := program_store.load(name)) is not None:
+            with self._lock:
+                self.loads += 1
+                self.load_s += time.perf_counter() - start
+            return compiled
         compiled = lower().compile(self._options)
         with self._lock:
             self.compiles += 1
             self.compile_s += time.perf_counter() - start
+        if name is not None:
+            program_store.save(name, compiled)
         return compiled
 
     def _future(self, key: tuple, lower, where: str, guess: bool = False) -> concurrent.futures.Future:
@@ -93,12 +105,13 @@ class Programs:
                 future = None  # it had not started
             fresh = future is None
             if fresh:
-                future = (self._pool.submit(self._compile, lower) if where == "queue" else
-                          self._now.submit(self._compile, lower) if where == "now" else concurrent.futures.Future())
+                future = (self._pool.submit(self._compile, key, lower) if where == "queue" else
+                          self._now.submit(self._compile, key, lower) if where == "now" else
+                          concurrent.futures.Future())
                 self._futures[key] = future
         if fresh and where == "here":  # compile on this thread, outside the lock
             try:
-                future.set_result(self._compile(lower))
+                future.set_result(self._compile(key, lower))
             except BaseException as e:
                 with self._lock:
                     del self._futures[key]
@@ -135,7 +148,7 @@ class Programs:
         host_init_applies, else the bucket shape's init program."""
         if host_init_applies(mesh):
             distribution = INITS[spec.init].distribution
-            return ("draw", distribution), self._lower_draw(distribution)
+            return ("draw", distribution, host_init.DRAWS_PER_CALL), self._lower_draw(distribution)
         return ("init", spec, cap, mesh), self._lower_init(spec, cap, mesh)
 
     def _state_struct(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
@@ -223,7 +236,8 @@ class Programs:
             return {(key[1], key[2]) for key in self._futures if key[0] == "chunk" and key not in self._guesses}
 
     def counters(self) -> dict[str, float]:
-        return {"compiles": self.compiles, "compile_s": self.compile_s, "compile_wait_s": self.wait_s}
+        return {"compiles": self.compiles, "compile_s": self.compile_s, "loads": self.loads, "load_s": self.load_s,
+                "compile_wait_s": self.wait_s}
 
 
 

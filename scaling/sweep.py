@@ -46,6 +46,8 @@ class SweepOutcome:
     compiles: int = 0  # XLA programs compiled by this call
     compile_s: float = 0.0  # the compiler's seconds, summed over its threads (mostly while buckets trained)
     compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the workers
+    loads: int = 0  # programs read from the program store instead of compiled
+    workers: int = 1  # training threads of this process
 
 
 def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
@@ -237,7 +239,8 @@ def run_sweep(
                     c = compiled()
                     with bar_lock:
                         bar.set_postfix_str(f"round {plan.round} bucket {i + 1}/{len(plan.buckets)} "
-                                            f"solved {solved} compiled {c['compiles']} ({c['compile_s']:.0f} s)")
+                                            f"solved {solved} compiled {c['compiles']} ({c['compile_s']:.0f} s) "
+                                            f"loaded {c['loads']}")
                     if on_bucket is not None:
                         on_bucket(bucket)
             finally:
@@ -259,4 +262,4 @@ def run_sweep(
     waste = padding_waste(trained_buckets) if trained_buckets else 1.0
     return SweepOutcome(trained, skipped, rounds_run, len(trained_buckets), time.perf_counter() - start, waste, summary,
                         compiles=counts["compiles"], compile_s=counts["compile_s"],
-                        compile_wait_s=counts["compile_wait_s"])
+                        compile_wait_s=counts["compile_wait_s"], loads=counts["loads"], workers=workers)

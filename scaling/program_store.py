@@ -1,0 +1,96 @@
+"""Compiled programs on disk, shared by every process that uses one compile-cache directory.
+
+jax's persistent compile cache is written by process 0 of a cluster only, and it is consulted after a program
+has been traced and lowered (a third of a chunk program's cost on a CPU). This store keeps the engine's own
+executables (jax.experimental.serialize_executable) under `<jax's cache directory>/programs`, keyed by what
+the program is (kind, bucket spec, population size, XLA options) and by everything that could make the bytes
+wrong elsewhere: the source of the scaling package, the versions of jax and jaxlib, the backend, the device
+kind and, on a CPU, the host's instruction set. Every process reads before it compiles and writes what it
+compiled (atomically: a temporary file renamed into place), so processes on hosts of one kind compile each
+program once, and a warm rerun neither compiles nor lowers. It is on whenever jax's cache is (the command line
+turns it on; probes and benchmarks that measure compiles turn it off).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import pickle
+import platform
+import tempfile
+from pathlib import Path
+
+import jax
+from jax.experimental import serialize_executable
+
+log = logging.getLogger(__name__)
+
+
+def directory() -> Path | None:
+    """Where programs are stored now (None: jax's compile cache is off or has no directory)."""
+    root = jax.config.jax_compilation_cache_dir
+    return Path(root) / "programs" if jax.config.jax_enable_compilation_cache and root else None
+
+
+@functools.cache
+def _fingerprint() -> str:
+    """What must match for an executable to be loaded: the code that builds programs, the compiler, the device."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    import jaxlib
+
+    device = jax.devices()[0]
+    digest.update(repr((jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
+                        device.client.platform_version, platform.machine(), _cpu_flags())).encode())
+    return digest.hexdigest()
+
+
+def _cpu_flags() -> str:
+    """The host CPU's instruction-set flags (XLA's CPU code is compiled for them), where the OS says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def key(program: tuple, options: dict | None) -> str:
+    """The file name of a program: (kind, spec, sizes...) as the compile cache keys it, without the mesh."""
+    return hashlib.sha256(repr((program, sorted((options or {}).items()), _fingerprint())).encode()).hexdigest()
+
+
+def load(name: str) -> jax.stages.Compiled | None:
+    """The stored program, or None (not stored, the store is off, or the file cannot be read back)."""
+    folder = directory()
+    if folder is None or not (folder / name).is_file():
+        return None
+    try:
+        payload, in_tree, out_tree = pickle.loads((folder / name).read_bytes())
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception as e:  # a torn or foreign file is a miss: compile instead
+        log.debug("compiled program %s not loaded: %s", name, e)
+        return None
+
+
+def save(name: str, compiled: jax.stages.Compiled) -> None:
+    """Store a compiled program (best effort: a full disk or an executable that cannot be serialised is skipped)."""
+    folder = directory()
+    if folder is None:
+        return
+    temporary = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(serialize_executable.serialize(compiled))
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as f:
+            temporary = f.name
+            f.write(data)
+        os.replace(temporary, folder / name)
+    except Exception as e:
+        log.debug("compiled program %s not stored: %s", name, e)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
