@@ -2,8 +2,9 @@
 
 Between chunks of eval_every steps the host reads one small vector per member (loss, accuracy, solved),
 freezes members that are solved or diverged, and compacts the population when the cost model says that a
-smaller one pays for its compiles, so compute follows the live members. Population sizes come from the
-ladder of population.rung, so buckets of the same shapes share compiled programs.
+smaller one pays for its compiles, so compute follows the live members (on one CPU device the live members
+are gathered on the host, which compiles nothing; elsewhere by a compiled gather program). Population sizes
+come from the ladder of population.rung, so buckets of the same shapes share compiled programs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from jax.sharding import Mesh
 
 from scaling.population import Bucket, MemberResult, capacity
 from scaling.programs import Programs, population_slots
-from scaling.steps import shardings
+from scaling.steps import host_init_applies, shardings
 from scaling.tasks import make_table
 
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
@@ -116,7 +117,10 @@ def train_bucket(
             # gather the live members into a smaller population
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)
-            state = programs.gather(spec, cap, new_cap, mesh)(state, _place(take, mesh))
+            if host_init_applies(mesh):  # the device's memory is the host's: index it there, compiling nothing
+                state = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[take], state))
+            else:
+                state = programs.gather(spec, cap, new_cap, mesh)(state, _place(take, mesh))
             slot_member, slot_live, cap = slot_member[take], np.arange(new_cap) < live, new_cap
             chunk_program = programs.chunk(spec, cap, mesh)
         state = state._replace(active_P=_place(slot_live, mesh))

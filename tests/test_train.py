@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from scaling.population import make_bucket, padding_waste
+from scaling.programs import Programs
 from scaling.steps import init_population, train_chunk
 from scaling.tasks import parity_table
 from scaling.train import train_bucket
@@ -163,3 +164,22 @@ def test_members_of_different_n_packed_in_one_program_train_as_alone(member_fact
         train_bucket(mixed_bucket)[0].final_loss, abs=1e-5)
 
 
+
+
+def test_compaction_on_the_host_trains_as_the_compiled_gather_does(member_factory, monkeypatch):
+    """On one CPU device a compacted population is gathered on the host (no program to compile); the members
+    then train exactly as after the compiled gather program."""
+    import scaling.train
+
+    members = [member_factory(n=3, depth=1, width=8, seed=s, lr=3e-2, steps=600) for s in range(12)]
+    members += [member_factory(n=3, depth=1, width=8, seed=s, lr=1e-9, steps=600) for s in range(2)]
+    bucket = make_bucket(members, eval_every=20)
+    with Programs() as programs:
+        host = train_bucket(bucket, programs=programs)
+        assert not any(key[0] == "gather" for key in programs._futures)
+    monkeypatch.setattr(scaling.train, "host_init_applies", lambda mesh: False)
+    with Programs() as programs:
+        compiled = train_bucket(bucket, programs=programs)
+        assert any(key[0] == "gather" for key in programs._futures)  # it did compact
+    strip = lambda rows: [dataclasses.replace(r, wall_s=0.0) for r in rows]
+    assert strip(host) == strip(compiled) and sum(r.solved for r in host) >= 9
