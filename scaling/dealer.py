@@ -27,8 +27,8 @@ from scaling.rounds import RoundPlan
 def deal(buckets: list[Bucket], model: CostModel, threads: list[int], shapes: list[set] | None = None) -> list[int]:
     """The process of each bucket, in plan order: the one that would finish it first (process p trains threads[p]
     buckets at once), by the plan's own cost model, counting a compile where the process has not compiled the
-    bucket's shape yet (`shapes[p]`, updated here; every process compiles its own programs, and jax's persistent
-    cache is written by process 0 alone)."""
+    bucket's shape yet (`shapes[p]`, updated here; every process compiles its own programs: an executable names
+    the devices it runs on)."""
     free = [[0.0] * count for count in threads]
     shapes = shapes if shapes is not None else [set() for _ in threads]
     owners = []

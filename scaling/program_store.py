@@ -5,10 +5,11 @@ has been traced and lowered (a third of a chunk program's cost on a CPU). This s
 executables (jax.experimental.serialize_executable) under `<jax's cache directory>/programs`, keyed by what
 the program is (kind, bucket spec, population size, XLA options) and by everything that could make the bytes
 wrong elsewhere: the source of the scaling package, the versions of jax and jaxlib, the backend, the device
-kind and, on a CPU, the host's instruction set. Every process reads before it compiles and writes what it
-compiled (atomically: a temporary file renamed into place), so processes on hosts of one kind compile each
-program once, and a warm rerun neither compiles nor lowers. It is on whenever jax's cache is (the command line
-turns it on; probes and benchmarks that measure compiles turn it off).
+kind, the ids of the process's devices (an executable names the devices it runs on: another process's cannot
+run here) and, on a CPU, the host's instruction set. Every process reads before it compiles and writes what it
+compiled (atomically: a temporary file renamed into place), so a warm rerun neither compiles nor lowers, on
+every process of a cluster (jax's own cache skips them all but process 0). It is on whenever jax's cache is
+(the command line turns it on; probes and benchmarks that measure compiles turn it off).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _fingerprint() -> str:
 
     device = jax.devices()[0]
     digest.update(repr((jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
-                        device.client.platform_version, platform.machine(), _cpu_flags())).encode())
+                        device.client.platform_version, [d.id for d in jax.local_devices()], platform.machine(),
+                        _cpu_flags())).encode())
     return digest.hexdigest()
 
 
@@ -71,7 +73,10 @@ def load(name: str) -> jax.stages.Compiled | None:
         return None
     try:
         payload, in_tree, out_tree = pickle.loads((folder / name).read_bytes())
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+        # On this process's own devices (by default every device of the cluster, which a one-device program
+        # of this process cannot run on).
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree,
+                                                         execution_devices=jax.local_devices()[:1])
     except Exception as e:  # a torn or foreign file is a miss: compile instead
         log.debug("compiled program %s not loaded: %s", name, e)
         return None

@@ -154,3 +154,29 @@ def test_large_values_travel_in_parts_and_arrive_whole(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0].strip() == "True"
+
+
+def test_every_process_stores_its_programs_and_a_warm_relaunch_compiles_none(config_file, tmp_path):
+    """jax's persistent cache is written by process 0 only; the program store by every process, each under its
+    own devices' ids, so a relaunch loads every program in every process (and never another's executable). One
+    training thread per process, so that process 1 gets buckets of its own."""
+    env = {**os.environ, "SCALING_JAX_CACHE": str(tmp_path / "jax"), "SCALING_WORKERS": "1"}
+    store = tmp_path / "jax" / "programs"
+    launch = lambda out: subprocess.run(
+        [sys.executable, "-m", "scaling", "launch", "--processes", "2", "--", "sweep", str(config_file),
+         "--out", str(tmp_path / out)], env=env, capture_output=True, text=True, timeout=300)
+    first = launch("cold")
+    assert first.returncode == 0, first.stderr
+    files = {p.name: p.stat().st_ino for p in store.iterdir()}
+    with contextlib.closing(sqlite3.connect(tmp_path / "cold" / STORE_NAME)) as conn:
+        compiled_by_0 = conn.execute("SELECT compiles FROM runs").fetchone()[0]
+    assert len(files) > compiled_by_0  # process 1 stored programs too
+    second = launch("warm")
+    assert second.returncode == 0, second.stderr
+    # No program of the cold run was compiled again (a compile rewrites its file). A guess about a next round
+    # that started in this run only may add a file: guesses start when a core idles, which is timing.
+    after = {p.name: p.stat().st_ino for p in store.iterdir()}
+    assert all(after[name] == inode for name, inode in files.items())
+    with contextlib.closing(sqlite3.connect(tmp_path / "warm" / STORE_NAME)) as conn:
+        assert conn.execute("SELECT compiles FROM runs").fetchone()[0] <= len(after) - len(files)
+    _same_rows(_rows(tmp_path / "warm"), _rows(tmp_path / "cold"))
