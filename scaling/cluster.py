@@ -230,10 +230,32 @@ class Cluster:
         return error
 
 
+# The methods of jax's private key-value client that a cluster calls (the same in jax 0.10 and 0.11).
+KEY_VALUE_METHODS = ("key_value_set", "key_value_try_get", "blocking_key_value_get", "key_value_delete",
+                     "key_value_dir_get")
+
+
+def key_value_client():
+    """jax's distributed runtime client (private: jax.distributed has no public key-value store), or a
+    ClusterError saying what moved when a jax release no longer has it where this version looks."""
+    import jax
+
+    try:
+        from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
+
+        client = distributed.global_state.client
+        missing = [m for m in KEY_VALUE_METHODS if client is not None and not hasattr(client, m)]
+    except (ImportError, AttributeError) as e:
+        missing = [str(e)]
+    if missing:
+        raise ClusterError("jax", f"jax {jax.__version__} moved its key-value client ({', '.join(missing)}); "
+                                  "multi-process sweeps need jax 0.10 or 0.11")
+    return client
+
+
 def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Cluster:
     """jax.distributed.initialize, with gloo collectives on a CPU and the heartbeat of `j`; before any jax work."""
     import jax
-    from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # ignored by other backends
     jax.config.update("jax_enable_preemption_service", False)  # unused; it logs errors when a process is lost
@@ -247,8 +269,7 @@ def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Clus
     except (RuntimeError, ValueError) as e:
         raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
     global ACTIVE
-    ACTIVE = Cluster(distributed.global_state.client, jax.process_index(), jax.process_count(), j.heartbeat_s,
-                     on_lost)
+    ACTIVE = Cluster(key_value_client(), jax.process_index(), jax.process_count(), j.heartbeat_s, on_lost)
     return ACTIVE
 
 

@@ -180,3 +180,17 @@ def test_every_process_stores_its_programs_and_a_warm_relaunch_compiles_none(con
     with contextlib.closing(sqlite3.connect(tmp_path / "warm" / STORE_NAME)) as conn:
         assert conn.execute("SELECT compiles FROM runs").fetchone()[0] <= len(after) - len(files)
     _same_rows(_rows(tmp_path / "warm"), _rows(tmp_path / "cold"))
+
+
+def test_jaxs_private_key_value_client_still_has_what_a_cluster_calls(monkeypatch):
+    """The first test to fail when a jax release moves the private client that the cluster uses."""
+    from jax._src import distributed
+    from jax._src.lib import _jax
+
+    from scaling.cluster import KEY_VALUE_METHODS, ClusterError, key_value_client
+
+    assert all(hasattr(_jax.DistributedRuntimeClient, m) for m in KEY_VALUE_METHODS)
+    assert key_value_client() is distributed.global_state.client  # None before jax.distributed.initialize
+    monkeypatch.setattr(distributed.global_state, "client", object())  # a release whose client lacks them
+    with pytest.raises(ClusterError, match="moved its key-value client .*key_value_set"):
+        key_value_client()
