@@ -51,12 +51,12 @@ class SweepOutcome:
 
 
 def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                      programs: Programs, mesh: Mesh | None) -> None:
+                      programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
     """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
-    the next round's buckets if every member of this round (todo) fails, then if every one solves. A wrong
-    guess costs a compile on a spare core; what has not started by the next round is dropped."""
+    the next round's buckets if every member of this round (todo) without results yet fails, then if every one
+    solves. A wrong guess costs a compile on a spare core; what has not started by the next round is dropped."""
     for solves in (False, True):
-        guess = search.with_assumed_rows(df, todo, lambda m: solves)
+        guess = search.with_assumed_rows(df, todo, lambda m: solves, known=results)
         following = sorted(search.missing_members(cfg, guess))
         for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
                        if following else []):
@@ -110,17 +110,46 @@ def train_concurrently(buckets: list[Bucket], workers: int,
 
 
 def trainer(cfg: Config, plan: RoundPlan, free_shapes: set, mesh: Mesh | None, programs: Programs,
-            finished: Callable[[int], None] = lambda count: None) -> Callable[[Bucket, threading.Event], list]:
+            finished: Callable[[int], None] = lambda count: None,
+            done: Callable[[Bucket, list[MemberResult]], None] = lambda bucket, results: None
+            ) -> Callable[[Bucket, threading.Event], list]:
     """train(bucket, stop) of one round: as the plan says (its cost model, and the program shapes counted as
-    compiled), stopping at the next chunk once `stop` is set; finished(count) after every chunk."""
+    compiled), stopping at the next chunk once `stop` is set; finished(count) after every chunk, done(bucket,
+    results) on the training thread when a bucket is trained."""
     def train(bucket: Bucket, stop: threading.Event) -> list[MemberResult]:
         def on_chunk(done: int, live: int) -> None:
             if stop.is_set():
                 raise _Stopped
             finished(done)
-        return train_bucket(bucket, run_seed=cfg.run.seed, mesh=mesh, programs=programs,
-                            model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
+        results = train_bucket(bucket, run_seed=cfg.run.seed, mesh=mesh, programs=programs,
+                               model=plan.calibration.model, on_chunk=on_chunk, free_shapes=free_shapes)
+        done(bucket, results)
+        return results
     return train
+
+
+class _RoundTail:
+    """When a round has fewer buckets left than training threads, a thread is idle: it queues the programs of
+    the next round, guessed from this round's results so far (scaling.sweep._queue_next_round), so that they
+    compile while the last buckets train. Guesses never enter a plan, so rows do not depend on them."""
+
+    def __init__(self, guess: Callable[[dict], None], buckets: int, workers: int):
+        self._guess, self._left, self._workers = guess, buckets, workers
+        self._results: dict[Member, MemberResult] = {}
+        self._lock, self._queued = threading.Lock(), False
+
+    def done(self, bucket: Bucket, results: list[MemberResult]) -> None:
+        with self._lock:
+            self._results.update(zip(bucket.members, results))
+            self._left -= 1
+            start = 0 < self._left < self._workers and not self._queued
+            self._queued |= start
+            known = dict(self._results)
+        if start:
+            try:
+                self._guess(known)
+            except Exception:  # a guess only saves time: it never stops a sweep
+                log.debug("no guess of the next round's programs", exc_info=True)
 
 
 def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> int:
@@ -213,16 +242,19 @@ def run_sweep(
             own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
             for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
                 programs.prefetch(bucket, mesh)
+            members = [m for _, b in pending for m in b.members]
             if min(workers, len(pending)) < spare:  # a core is left: compile for the next round meanwhile
-                todo = [m for _, b in pending for m in b.members]
-                _queue_next_round(cfg, df, todo, calibration, free_shapes, programs, mesh)
+                _queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
             bar_lock, solved = threading.Lock(), int(df["solved"].sum())
 
             def finished(count: int) -> None:
                 with bar_lock:
                     bar.update(count)
 
-            train = trainer(cfg, plan, free_shapes, mesh, programs, finished)
+            tail = _RoundTail(lambda known, df=df, members=members, shapes=free_shapes: _queue_next_round(
+                cfg, df, members, calibration, shapes, programs, mesh, known), len(pending), workers)
+            train = trainer(cfg, plan, free_shapes, mesh, programs, finished, tail.done if cluster is None else
+                            lambda bucket, results: None)
             if cluster is None:
                 arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently([b for _, b in pending],
                                                                                        workers, train)))

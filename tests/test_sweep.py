@@ -140,3 +140,37 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+
+
+def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(member_factory):
+    """Four buckets on two threads: the third finished bucket leaves one training, so one thread idles and
+    queues the next round's guess, knowing the three buckets' real results; a failing guess stops nothing."""
+    from scaling.population import MemberResult, make_bucket
+
+    buckets = [make_bucket([member_factory(seed=s, width=w)], eval_every=100) for s, w in enumerate((2, 3, 4, 6))]
+    result = lambda solved: [MemberResult(steps_run=100, solved=solved, step_solved=50 if solved else None,
+                                          final_loss=0.1, final_accuracy=1.0, diverged=False, wall_s=0.0)]
+    guesses = []
+    tail = sweep._RoundTail(guesses.append, buckets=4, workers=2)
+    for k, bucket in enumerate(buckets):
+        tail.done(bucket, result(k % 2 == 0))
+        assert len(guesses) == (1 if k >= 2 else 0)
+    assert {m.width: r.solved for m, r in guesses[0].items()} == {2: True, 3: False, 4: True}
+
+    def fails(known):
+        raise RuntimeError("a guess went wrong")
+
+    failing = sweep._RoundTail(fails, buckets=2, workers=2)
+    failing.done(buckets[0], result(True))  # the guess raised, and was only logged
+
+
+def test_assumed_rows_keep_the_known_outcomes(member_factory):
+    from scaling.population import MemberResult
+    from scaling.search import with_assumed_rows
+
+    known_member, guessed = member_factory(seed=1), member_factory(seed=2)
+    known = {known_member: MemberResult(steps_run=300, solved=True, step_solved=240, final_loss=0.1,
+                                        final_accuracy=1.0, diverged=False, wall_s=0.0)}
+    rows = with_assumed_rows(pd.DataFrame(), [known_member, guessed], lambda m: False, known=known)
+    assert rows[["seed", "solved"]].values.tolist() == [[1, True], [2, False]]
+    assert rows["step_solved"].iloc[0] == 240 and pd.isna(rows["step_solved"].iloc[1])
