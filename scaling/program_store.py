@@ -21,6 +21,7 @@ import os
 import pickle
 import platform
 import tempfile
+import threading
 from pathlib import Path
 
 import jax
@@ -59,6 +60,27 @@ def _cpu_flags() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+# jax's persistent cache hands back executables that it deserialised itself; serialised again, they lose part
+# of their code (one failed at its first call: "Function wrapped_iota not found"). So a program that jax's
+# cache served is not stored here (it cost jax a read, not a compile); the flag is per compiling thread.
+_served = threading.local()
+
+
+def _note_cache_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _served.hit = True
+
+
+jax.monitoring.register_event_listener(_note_cache_hit)
+
+
+def compile_fresh(lowered: jax.stages.Lowered, options: dict | None) -> tuple[jax.stages.Compiled, bool]:
+    """(the compiled program, whether it may be stored: XLA compiled it, jax's persistent cache did not serve it)."""
+    _served.hit = False
+    compiled = lowered.compile(options)
+    return compiled, not _served.hit
 
 
 def key(program: tuple, options: dict | None) -> str:

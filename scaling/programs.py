@@ -57,6 +57,7 @@ class Programs:
         self._now = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="scaling-compile-now")
         self.compiles = 0
         self.compile_s = 0.0
+        self.guessed = 0  # of the compiles, those of a guess that nothing had asked for when it was compiled
         self.loads = 0  # programs read from the program store instead of compiled
         self.load_s = 0.0
         self.wait_s = 0.0
@@ -83,11 +84,12 @@ class Programs:
                 self.loads += 1
                 self.load_s += time.perf_counter() - start
             return compiled
-        compiled = lower().compile(self._options)
+        compiled, storable = program_store.compile_fresh(lower(), self._options)
         with self._lock:
             self.compiles += 1
+            self.guessed += key in self._guesses
             self.compile_s += time.perf_counter() - start
-        if name is not None:
+        if name is not None and storable:
             program_store.save(name, compiled)
         return compiled
 

@@ -284,6 +284,8 @@ def run_sweep(
             log.info("cluster of %d processes: %d rounds; process 0 waited %.1f s for the others at the rounds' ends; "
                      "key-value traffic %.2f s", cluster.processes, rounds_run, cluster.waited_s, cluster.kv_s)
         summary = summarize(df, cfg)
+        programs.cancel_pending()  # guesses that never started; those that did finish first, to be counted
+        programs.wait_idle()
         counts = compiled()
         store.end_run(run_id, compiles=counts["compiles"], compile_s=round(counts["compile_s"], 3))
     finally:

@@ -10,6 +10,7 @@ come from the ladder of population.rung, so buckets of the same shapes share com
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,21 @@ DIVERGENCE_LOSS = 1e4
 # Without a cost model, compact only when the live members fit a population a quarter of the size or less:
 # every new population size costs compiles (seconds on a laptop CPU), so halving alone rarely pays.
 _COMPACT_FACTOR = 4
+
+
+# A program compiles this much slower during a sweep than alone (the other cores train): 1.9 s against the
+# cost model's 1.2 s for a default sweep's chunk programs on the 2-core CPU.
+_COMPILE_CONTENTION = 1.5
+
+
+def _lead_chunks(model, spec, cap: int) -> int:
+    """Chunks that a population trains on after a compaction is decided, while the smaller population's program
+    compiles in the background: about the compile's time, from the plan's cost model (so the chunk of the
+    compaction, and every row, depends on the plan alone, never on how fast a compile happened to be)."""
+    if model is None:
+        return 1
+    chunk_s = spec.eval_every * model.step_s(spec, cap)
+    return max(1, math.ceil(_COMPILE_CONTENTION * model.program_s(spec) / max(chunk_s, 1e-9)))
 
 
 def _place(tree, mesh: Mesh | None, whole: bool = False):
@@ -87,6 +103,7 @@ def train_bucket(
         compiled = lambda size: programs.has("chunk", spec, size, mesh)
     else:
         compiled = lambda size: (spec, size) in free_shapes
+    compact_to, compact_at = None, 0  # a compaction decided: its population size, and the chunk that makes it
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
         state, metrics = chunk_program(state, x_RxN, y_R, _place(np.int32(step0), mesh, whole=True), budget)
@@ -109,12 +126,20 @@ def train_bucket(
             on_chunk(int(done_P.sum()), live)
         if live == 0:
             break
-        new_cap = capacity(live, multiple)
-        if chunk + 2 < n_chunks and new_cap < cap and (
-                new_cap * _COMPACT_FACTOR <= cap if model is None else
-                (bucket.steps - step_end) * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
-                > (0.0 if compiled(new_cap) else model.program_s(spec))):
-            # gather the live members into a smaller population
+        if compact_to is None:
+            new_cap = capacity(live, multiple)
+            lead = 0 if compiled(new_cap) else _lead_chunks(model, spec, cap)
+            if chunk + lead + 2 < n_chunks and new_cap < cap and (
+                    new_cap * _COMPACT_FACTOR <= cap if model is None else
+                    (bucket.steps - step_end - lead * spec.eval_every)
+                    * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
+                    > (0.0 if compiled(new_cap) else model.program_s(spec))):
+                compact_to, compact_at = new_cap, chunk + lead
+                if lead:  # compiled in the background while this population trains `lead` more chunks
+                    programs.chunk_soon(spec, new_cap, mesh)
+        if compact_to is not None and chunk >= compact_at:
+            # gather the live members into the smaller population (members finished meanwhile stay out)
+            new_cap, compact_to = compact_to, None
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)
             if host_init_applies(mesh):  # the device's memory is the host's: index it there, compiling nothing

@@ -2,6 +2,7 @@
 compiled again, training exactly as the compiled ones do."""
 
 import dataclasses
+import os
 
 import jax
 import pytest
@@ -15,12 +16,13 @@ from scaling.train import train_bucket
 @pytest.fixture
 def store_dir(tmp_path):
     """jax's compile cache (and so the program store) on, in a directory of the test's own."""
-    was = jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
-    jax.config.update("jax_enable_compilation_cache", True)
+    names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs")
+    was = [getattr(jax.config, name) for name in names]
+    for name, value in zip(names, (str(tmp_path), True, 0.0)):
+        jax.config.update(name, value)
     yield tmp_path / "programs"
-    jax.config.update("jax_compilation_cache_dir", was[0])
-    jax.config.update("jax_enable_compilation_cache", was[1])
+    for name, value in zip(names, was):
+        jax.config.update(name, value)
 
 
 def test_a_program_compiled_once_is_loaded_by_the_next_cache_and_trains_the_same(store_dir, member_factory):
@@ -48,6 +50,35 @@ def test_other_compiler_options_and_a_torn_file_compile_again(store_dir, member_
     with Programs() as torn:
         train_bucket(bucket, programs=torn)
     assert torn.loads == 0 and torn.compiles == first.compiles
+
+
+def test_a_program_that_jaxs_own_cache_served_is_not_stored(tmp_path):
+    """jax's persistent cache hands back executables that lose code when serialised again (one failed at its
+    first call): such programs are not stored, and a sweep after them loads nothing broken. Three sweeps of
+    the command line (jax decides once per process whether its cache is on)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from configs import TINY
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    env = {**os.environ, "SCALING_JAX_CACHE": str(tmp_path / "jax")}
+    sweep = lambda out: subprocess.run([sys.executable, "-m", "scaling", "sweep", str(config), "--out",
+                                        str(tmp_path / out)], env=env, capture_output=True, text=True, timeout=300)
+    first = sweep("a")  # XLA compiles: into jax's cache and into the store
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(tmp_path / "jax" / "programs")
+    served = sweep("b")  # jax's cache serves what it holds
+    assert served.returncode == 0, served.stderr
+    compiled = int(re.search(r"compiled (\d+) programs", served.stdout)[1])
+    stored = len(list((tmp_path / "jax" / "programs").glob("[0-9a-f]*")))
+    assert stored < compiled
+    third = sweep("c")
+    assert third.returncode == 0, third.stderr
+    assert re.search(r"loaded (\d+) from", third.stdout)[1] == str(stored)
 
 
 def test_the_store_is_off_with_jaxs_cache(member_factory, tmp_path):

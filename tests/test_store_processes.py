@@ -201,6 +201,12 @@ def _handlers_installed(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise AssertionError("the sweep never installed its signal handlers")
 
 
+def _run_ended(out) -> bool:
+    """Whether the store's run was recorded as finished."""
+    with contextlib.closing(sqlite3.connect(f"file:{out / STORE_NAME}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT ended_at FROM runs").fetchone()[0] is not None
+
+
 def test_ctrl_c_from_the_first_moment_on_exits_130_with_one_line(tmp_path):
     path = tmp_path / "small.toml"
     path.write_text(SMALL)
@@ -215,5 +221,7 @@ def test_ctrl_c_from_the_first_moment_on_exits_130_with_one_line(tmp_path):
             continue
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=120)[1]
+        if delay >= 1.0 and proc.returncode == -signal.SIGINT and not err and _run_ended(tmp_path / f"out{i}"):
+            continue  # it had finished (warm programs) and was exiting: Python drops its handlers at the very end
         assert proc.returncode == 130, (delay, proc.returncode, err)
         assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err, (delay, err)
