@@ -52,11 +52,13 @@ def profile(shape: dict, options, reps: int) -> dict:
     programs = Programs()
     cap = bucket.slots
     row = dict(shape)
-    lowerings = {"init": lambda: programs.lowered("init", bucket.spec, cap),
-                 "chunk": lambda: programs.lowered("chunk", bucket.spec, cap),
-                 "gather": programs._lower_gather(bucket.spec, cap, max(1, cap // 2), None)}
-    for kind, lower in lowerings.items():
-        row[f"{kind}_lower_s"], row[f"{kind}_compile_s"] = _timed(lower, options, reps)
+    for kind in ("init", "chunk", "gather"):  # a sweep on one CPU device compiles chunk programs only
+        try:
+            row[f"{kind}_lower_s"], row[f"{kind}_compile_s"] = _timed(
+                lambda: programs.lowered(kind, bucket.spec, cap), options, reps)
+        except Exception as e:  # an XLA option that this jaxlib does not know: the row says so
+            row[f"{kind}_lower_s"] = row[f"{kind}_compile_s"] = float("nan")
+            row["error"] = str(e).splitlines()[0][:200]
     programs.close()
     return row
 

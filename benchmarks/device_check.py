@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     accel = {**os.environ, "PYTHONPATH": path, "SCALING_JAX_CACHE": str(work / "jax-cache"),
              "SCALING_CACHE": str(work / "cache")}
     cpu = {**accel, "JAX_PLATFORMS": "cpu", "SCALING_JAX_CACHE": str(work / "jax-cache-cpu")}
-    if args.cpu:
+    if args.cpu:  # checks the script: plans with the caller's cost model (no probe), like the test suite
+        cpu = {**cpu, "SCALING_CACHE": os.environ.get("SCALING_CACHE", cpu["SCALING_CACHE"])}
         accel = cpu
     figures: dict = {**_environment(accel), "interpreter": sys.executable, "budget_min": args.minutes}
     save = lambda: Path(args.out).write_text(json.dumps(figures, indent=1))

@@ -232,7 +232,7 @@ class Cluster:
 
 # The methods of jax's private key-value client that a cluster calls (the same in jax 0.10 and 0.11).
 KEY_VALUE_METHODS = ("key_value_set", "key_value_try_get", "blocking_key_value_get", "key_value_delete",
-                     "key_value_dir_get")
+                     "key_value_dir_get", "wait_at_barrier")
 
 
 def key_value_client():

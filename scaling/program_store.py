@@ -4,12 +4,14 @@ jax's persistent compile cache is written by process 0 of a cluster only, and it
 has been traced and lowered (a third of a chunk program's cost on a CPU). This store keeps the engine's own
 executables (jax.experimental.serialize_executable) under `<jax's cache directory>/programs`, keyed by what
 the program is (kind, bucket spec, population size, XLA options) and by everything that could make the bytes
-wrong elsewhere: the source of the scaling package, the versions of jax and jaxlib, the backend, the device
-kind, the ids of the process's devices (an executable names the devices it runs on: another process's cannot
-run here) and, on a CPU, the host's instruction set. Every process reads before it compiles and writes what it
-compiled (atomically: a temporary file renamed into place), so a warm rerun neither compiles nor lowers, on
-every process of a cluster (jax's own cache skips them all but process 0). It is on whenever jax's cache is
-(the command line turns it on; probes and benchmarks that measure compiles turn it off).
+wrong elsewhere: the source of the scaling package, the versions of jax, jaxlib, flax, optax and numpy, the jax
+flags that change a traced program, XLA_FLAGS, the backend, the device kind, the ids of the process's devices
+(an executable names the devices it runs on: another process's cannot run here) and, on a CPU, the host's
+instruction set. Every process reads before it compiles and writes what it compiled (atomically: a temporary
+file renamed into place), so a warm rerun neither compiles nor lowers, on every process of a cluster (jax's own
+cache skips them all but process 0). Programs sharded over a mesh are not stored. It is on whenever jax's
+cache is (the command line turns it on; probes and benchmarks that measure compiles turn it off). Files are
+unpickled: the directory must be the user's own, like jax's cache.
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ def _fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
-    import jaxlib
-
     device = jax.devices()[0]
-    digest.update(repr((jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
+    import importlib.metadata
+
+    versions = [importlib.metadata.version(name) for name in ("jaxlib", "flax", "optax", "numpy")]
+    flags = [getattr(jax.config, name) for name in ("jax_enable_x64", "jax_threefry_partitionable",
+                                                     "jax_default_matmul_precision", "jax_default_prng_impl")]
+    environment = [os.environ.get(name, "") for name in ("XLA_FLAGS", "LIBTPU_INIT_ARGS")]
+    digest.update(repr((jax.__version__, versions, flags, environment, device.platform, device.device_kind,
                         device.client.platform_version, [d.id for d in jax.local_devices()], platform.machine(),
                         _cpu_flags())).encode())
     return digest.hexdigest()
@@ -63,24 +69,28 @@ def _cpu_flags() -> str:
 
 
 # jax's persistent cache hands back executables that it deserialised itself; serialised again, they lose part
-# of their code (one failed at its first call: "Function wrapped_iota not found"). So a program that jax's
-# cache served is not stored here (it cost jax a read, not a compile); the flag is per compiling thread.
-_served = threading.local()
+# of their code (one failed at its first call: "Function wrapped_iota not found"). So a program is stored only
+# on positive evidence that XLA compiled it: jax asked its cache and missed. Without that (a hit, jax's cache
+# off in this process, or jax handing back an executable it compiled or read earlier in this process, which
+# it memoises without asking its cache) it is not stored. The flags are per compiling thread.
+_seen = threading.local()
 
 
-def _note_cache_hit(event: str, **kwargs) -> None:
-    if event == "/jax/compilation_cache/cache_hits":
-        _served.hit = True
+def _note_cache_event(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/compile_requests_use_cache":
+        _seen.asked = True
+    elif event == "/jax/compilation_cache/cache_hits":
+        _seen.hit = True
 
 
-jax.monitoring.register_event_listener(_note_cache_hit)
+jax.monitoring.register_event_listener(_note_cache_event)
 
 
 def compile_fresh(lowered: jax.stages.Lowered, options: dict | None) -> tuple[jax.stages.Compiled, bool]:
-    """(the compiled program, whether it may be stored: XLA compiled it, jax's persistent cache did not serve it)."""
-    _served.hit = False
+    """(the compiled program, whether it may be stored: jax asked its persistent cache, missed, and compiled)."""
+    _seen.asked, _seen.hit = False, False
     compiled = lowered.compile(options)
-    return compiled, not _served.hit
+    return compiled, _seen.asked and not _seen.hit
 
 
 def key(program: tuple, options: dict | None) -> str:

@@ -174,7 +174,10 @@ class Programs:
         return lambda: gather.lower(self._state_struct(spec, cap, mesh), _struct((new_cap,), jnp.int32, pop))
 
     def lowered(self, kind: str, spec: BucketSpec, cap: int, mesh: Mesh | None = None) -> jax.stages.Lowered:
-        """The traced and lowered, not compiled, "init" or "chunk" program of a bucket shape (for measurements)."""
+        """The traced and lowered, not compiled, "init", "chunk" or "gather" (to half the population) program of
+        a bucket shape (for measurements)."""
+        if kind == "gather":
+            return self._lower_gather(spec, cap, max(1, cap // 2), mesh)()
         lower = {"init": self._lower_init, "chunk": self._lower_chunk}[kind]
         return lower(spec, cap, mesh)()
 

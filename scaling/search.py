@@ -175,12 +175,12 @@ def missing_members(cfg: Config, df: pd.DataFrame, stored: set[tuple] | None = N
 
 
 def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool],
-                      known: dict | None = None) -> pd.DataFrame:
+                      results: dict | None = None) -> pd.DataFrame:
     """The rows so far plus rows as if `members` had been trained, each solving (at step 1) iff solves(member),
-    but those in `known` (member -> MemberResult), which keep their real outcome: what the search reads, for
+    but those in `results` (member -> MemberResult), which keep their real outcome: what the search reads, for
     replaying rounds (scaling plan) and guessing the next round's programs (the sweep)."""
-    known = known or {}
-    outcome = lambda m: ((known[m].solved, known[m].step_solved) if m in known else
+    results = results or {}
+    outcome = lambda m: ((results[m].solved, results[m].step_solved) if m in results else
                          (bool(solves(m)), 1 if solves(m) else None))
     rows = pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, *outcome(m)) for m in members],
                         columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",

@@ -56,7 +56,7 @@ def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibra
     the next round's buckets if every member of this round (todo) without results yet fails, then if every one
     solves. A wrong guess costs a compile on a spare core; what has not started by the next round is dropped."""
     for solves in (False, True):
-        guess = search.with_assumed_rows(df, todo, lambda m: solves, known=results)
+        guess = search.with_assumed_rows(df, todo, lambda m: solves, results=results)
         following = sorted(search.missing_members(cfg, guess))
         for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
                        if following else []):
@@ -145,11 +145,14 @@ class _RoundTail:
             start = 0 < self._left < self._workers and not self._queued
             self._queued |= start
             known = dict(self._results)
-        if start:
-            try:
-                self._guess(known)
-            except Exception:  # a guess only saves time: it never stops a sweep
-                log.debug("no guess of the next round's programs", exc_info=True)
+        if start:  # on a thread of its own: this bucket's results go to the store first
+            threading.Thread(target=self._safe_guess, args=(known,), name="scaling-guess", daemon=True).start()
+
+    def _safe_guess(self, known: dict) -> None:
+        try:
+            self._guess(known)
+        except Exception:  # a guess only saves time: it never stops a sweep
+            log.debug("no guess of the next round's programs", exc_info=True)
 
 
 def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> int:

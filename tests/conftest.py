@@ -41,6 +41,18 @@ DEFAULT_MEMBER = Member(task="parity", n=2, encoding="pm1", depth=1, width=4, ac
                         optimizer="adam", loss="bce", lr=1e-2, seed=0, steps=300)
 
 
+@pytest.fixture(autouse=True)
+def _jax_cache_as_it_was():
+    """A test that runs the command line in this process (cli.main) points jax's compile cache, and with it
+    scaling.program_store, at a directory: put both back, so that no later test loads programs it should
+    compile (the suite counts compiles)."""
+    names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs")
+    was = [getattr(jax.config, name) for name in names]
+    yield
+    for name, value in zip(names, was):
+        jax.config.update(name, value)
+
+
 @pytest.fixture
 def member_factory():
     """DEFAULT_MEMBER with any fields replaced, e.g. member_factory(n=3, width=8)."""

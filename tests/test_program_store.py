@@ -18,11 +18,16 @@ def store_dir(tmp_path):
     """jax's compile cache (and so the program store) on, in a directory of the test's own."""
     names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs")
     was = [getattr(jax.config, name) for name in names]
+    # jax decides once per process whether its persistent cache is on (at the first compile): decide again.
+    from jax._src import compilation_cache
+
     for name, value in zip(names, (str(tmp_path), True, 0.0)):
         jax.config.update(name, value)
+    compilation_cache.reset_cache()
     yield tmp_path / "programs"
     for name, value in zip(names, was):
         jax.config.update(name, value)
+    compilation_cache.reset_cache()
 
 
 def test_a_program_compiled_once_is_loaded_by_the_next_cache_and_trains_the_same(store_dir, member_factory):

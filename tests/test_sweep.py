@@ -1,6 +1,7 @@
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -152,8 +153,10 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
                                           final_loss=0.1, final_accuracy=1.0, diverged=False, wall_s=0.0)]
     guesses = []
     tail = sweep._RoundTail(guesses.append, buckets=4, workers=2)
+    settle = lambda: [t.join() for t in threading.enumerate() if t.name == "scaling-guess"]  # it runs apart
     for k, bucket in enumerate(buckets):
         tail.done(bucket, result(k % 2 == 0))
+        settle()
         assert len(guesses) == (1 if k >= 2 else 0)
     assert {m.width: r.solved for m, r in guesses[0].items()} == {2: True, 3: False, 4: True}
 
@@ -161,7 +164,8 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
         raise RuntimeError("a guess went wrong")
 
     failing = sweep._RoundTail(fails, buckets=2, workers=2)
-    failing.done(buckets[0], result(True))  # the guess raised, and was only logged
+    failing.done(buckets[0], result(True))  # the guess raises on its own thread, and is only logged
+    settle()
 
 
 def test_assumed_rows_keep_the_known_outcomes(member_factory):
@@ -171,6 +175,6 @@ def test_assumed_rows_keep_the_known_outcomes(member_factory):
     known_member, guessed = member_factory(seed=1), member_factory(seed=2)
     known = {known_member: MemberResult(steps_run=300, solved=True, step_solved=240, final_loss=0.1,
                                         final_accuracy=1.0, diverged=False, wall_s=0.0)}
-    rows = with_assumed_rows(pd.DataFrame(), [known_member, guessed], lambda m: False, known=known)
+    rows = with_assumed_rows(pd.DataFrame(), [known_member, guessed], lambda m: False, results=known)
     assert rows[["seed", "solved"]].values.tolist() == [[1, True], [2, False]]
     assert rows["step_solved"].iloc[0] == 240 and pd.isna(rows["step_solved"].iloc[1])

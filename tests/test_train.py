@@ -177,6 +177,7 @@ def test_compaction_on_the_host_trains_as_the_compiled_gather_does(member_factor
     with Programs() as programs:
         host = train_bucket(bucket, programs=programs)
         assert not any(key[0] == "gather" for key in programs._futures)
+        assert any(key[0] == "chunk" and key[2] < bucket.slots for key in programs._futures)  # it did compact
     monkeypatch.setattr(scaling.train, "host_init_applies", lambda mesh: False)
     with Programs() as programs:
         compiled = train_bucket(bucket, programs=programs)
