@@ -110,6 +110,8 @@ class Programs:
                 future = (self._pool.submit(self._compile, key, lower) if where == "queue" else
                           self._now.submit(self._compile, key, lower) if where == "now" else
                           concurrent.futures.Future())
+                if where == "here":
+                    future.set_running_or_notify_cancel()  # compiling now: cancel_pending must leave it be
                 self._futures[key] = future
         if fresh and where == "here":  # compile on this thread, outside the lock
             try:

@@ -24,6 +24,7 @@ def store_dir(tmp_path):
     for name, value in zip(names, (str(tmp_path), True, 0.0)):
         jax.config.update(name, value)
     compilation_cache.reset_cache()
+    jax.clear_caches()  # and no executable memoised by an earlier test: each program is compiled here
     yield tmp_path / "programs"
     for name, value in zip(names, was):
         jax.config.update(name, value)
