@@ -22,7 +22,8 @@ import time
 import zlib
 from collections.abc import Callable
 
-from scaling.errors import UserError
+from scaling import jax_key_value
+from scaling.errors import ClusterError, UserError
 
 PREFIX = "scaling/"
 PART_CHARS = 2**20  # characters per part of a large value (scaling.cluster.Cluster.put)
@@ -31,12 +32,6 @@ DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
 ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
 ENVIRONMENT = {"coordinator": "SCALING_COORDINATOR", "processes": "SCALING_NUM_PROCESSES",
                "process_id": "SCALING_PROCESS_ID", "heartbeat_s": "SCALING_HEARTBEAT_S"}
-
-
-class ClusterError(UserError):
-    """A process left the cluster, or the processes disagree: one line, exit code 1."""
-
-    exit_code = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,29 +225,6 @@ class Cluster:
         return error
 
 
-# The methods of jax's private key-value client that a cluster calls (the same in jax 0.10 and 0.11).
-KEY_VALUE_METHODS = ("key_value_set", "key_value_try_get", "blocking_key_value_get", "key_value_delete",
-                     "key_value_dir_get", "wait_at_barrier")
-
-
-def key_value_client():
-    """jax's distributed runtime client (private: jax.distributed has no public key-value store), or a
-    ClusterError saying what moved when a jax release no longer has it where this version looks."""
-    import jax
-
-    try:
-        from jax._src import distributed  # the runtime's key-value store, as jax's own checkpointing uses it
-
-        client = distributed.global_state.client
-        missing = [m for m in KEY_VALUE_METHODS if client is not None and not hasattr(client, m)]
-    except (ImportError, AttributeError) as e:
-        missing = [str(e)]
-    if missing:
-        raise ClusterError("jax", f"jax {jax.__version__} moved its key-value client ({', '.join(missing)}); "
-                                  "multi-process sweeps need jax 0.10 or 0.11")
-    return client
-
-
 def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Cluster:
     """jax.distributed.initialize, with gloo collectives on a CPU and the heartbeat of `j`; before any jax work."""
     import jax
@@ -269,7 +241,7 @@ def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Clus
     except (RuntimeError, ValueError) as e:
         raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
     global ACTIVE
-    ACTIVE = Cluster(key_value_client(), jax.process_index(), jax.process_count(), j.heartbeat_s, on_lost)
+    ACTIVE = Cluster(jax_key_value.client(), jax.process_index(), jax.process_count(), j.heartbeat_s, on_lost)
     return ACTIVE
 
 

@@ -1,4 +1,4 @@
-"""The one error type that the CLI turns into a one-line message and exit code 2."""
+"""The error types that the CLI turns into a one-line message: exit code 2 (bad input), 1 (a cluster fault)."""
 
 
 class UserError(Exception):
@@ -8,3 +8,9 @@ class UserError(Exception):
         super().__init__(f"{where}: {problem}")
         self.where = where
         self.problem = problem
+
+
+class ClusterError(UserError):
+    """A process left the cluster, or the processes disagree: one line, exit code 1."""
+
+    exit_code = 1

@@ -187,10 +187,11 @@ def test_jaxs_private_key_value_client_still_has_what_a_cluster_calls(monkeypatc
     from jax._src import distributed
     from jax._src.lib import _jax
 
-    from scaling.cluster import KEY_VALUE_METHODS, ClusterError, key_value_client
+    from scaling.errors import ClusterError
+    from scaling.jax_key_value import KEY_VALUE_METHODS, client
 
     assert all(hasattr(_jax.DistributedRuntimeClient, m) for m in KEY_VALUE_METHODS)
-    assert key_value_client() is distributed.global_state.client  # None before jax.distributed.initialize
+    assert client() is distributed.global_state.client  # None before jax.distributed.initialize
     monkeypatch.setattr(distributed.global_state, "client", object())  # a release whose client lacks them
     with pytest.raises(ClusterError, match="moved its key-value client .*key_value_set"):
-        key_value_client()
+        client()
