@@ -16,7 +16,7 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from scaling import probes, rounds, search
+from scaling import guesses, probes, rounds, search
 from scaling.cluster import Cluster
 from scaling.config import Config
 from scaling.dealer import deal, finish, follow, lead_round
@@ -48,19 +48,6 @@ class SweepOutcome:
     compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the workers
     loads: int = 0  # programs read from the program store instead of compiled
     workers: int = 1  # training threads of this process
-
-
-def _queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                      programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
-    """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
-    the next round's buckets if every member of this round (todo) without results yet fails, then if every one
-    solves. A wrong guess costs a compile on a spare core; what has not started by the next round is dropped."""
-    for solves in (False, True):
-        guess = search.with_assumed_rows(df, todo, lambda m: solves, results=results)
-        following = sorted(search.missing_members(cfg, guess))
-        for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
-                       if following else []):
-            programs.prefetch(bucket, mesh, guess=True)
 
 
 def _calibration(plans: list[RoundPlan], workers: int) -> Calibration:
@@ -126,33 +113,6 @@ def trainer(cfg: Config, plan: RoundPlan, free_shapes: set, mesh: Mesh | None, p
         done(bucket, results)
         return results
     return train
-
-
-class _RoundTail:
-    """When a round has fewer buckets left than training threads, a thread is idle: it queues the programs of
-    the next round, guessed from this round's results so far (scaling.sweep._queue_next_round), so that they
-    compile while the last buckets train. Guesses never enter a plan, so rows do not depend on them."""
-
-    def __init__(self, guess: Callable[[dict], None], buckets: int, workers: int):
-        self._guess, self._left, self._workers = guess, buckets, workers
-        self._results: dict[Member, MemberResult] = {}
-        self._lock, self._queued = threading.Lock(), False
-
-    def done(self, bucket: Bucket, results: list[MemberResult]) -> None:
-        with self._lock:
-            self._results.update(zip(bucket.members, results))
-            self._left -= 1
-            start = 0 < self._left < self._workers and not self._queued
-            self._queued |= start
-            known = dict(self._results)
-        if start:  # on a thread of its own: this bucket's results go to the store first
-            threading.Thread(target=self._safe_guess, args=(known,), name="scaling-guess", daemon=True).start()
-
-    def _safe_guess(self, known: dict) -> None:
-        try:
-            self._guess(known)
-        except Exception:  # a guess only saves time: it never stops a sweep
-            log.debug("no guess of the next round's programs", exc_info=True)
 
 
 def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> int:
@@ -247,14 +207,14 @@ def run_sweep(
                 programs.prefetch(bucket, mesh)
             members = [m for _, b in pending for m in b.members]
             if min(workers, len(pending)) < spare:  # a core is left: compile for the next round meanwhile
-                _queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
+                guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
             bar_lock, solved = threading.Lock(), int(df["solved"].sum())
 
             def finished(count: int) -> None:
                 with bar_lock:
                     bar.update(count)
 
-            tail = _RoundTail(lambda known, df=df, members=members, shapes=free_shapes: _queue_next_round(
+            tail = guesses.RoundTail(lambda known, df=df, members=members, shapes=free_shapes: guesses.queue_next_round(
                 cfg, df, members, calibration, shapes, programs, mesh, known), len(pending), workers)
             train = trainer(cfg, plan, free_shapes, mesh, programs, finished, tail.done if cluster is None else
                             lambda bucket, results: None)

@@ -12,12 +12,13 @@ import pytest
 from configs import MONOTONE, TINY
 
 from scaling import config, search
+from scaling.guesses import queue_next_round
 from scaling.population import make_bucket
 from scaling.programs import Programs
 from scaling.rounds import Calibration
 from scaling.steps import compiler_options, init_population
 from scaling.store import STORE_NAME
-from scaling.sweep import _queue_next_round, run_sweep
+from scaling.sweep import run_sweep
 from scaling.train import train_bucket
 
 
@@ -30,7 +31,7 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     cfg = config.parse(MONOTONE)
     model, programs = cost.load(), Programs()
     round0 = search.wanted_members(cfg, pd.DataFrame())
-    _queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), programs, None)
+    queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), programs, None)
     programs.wait_idle()
     climb = search.wanted_members(cfg, search.with_assumed_rows(pd.DataFrame(), round0, lambda m: False))
     expected = {(b.spec, b.slots) for b in plan_buckets(sorted(set(climb) - set(round0)), cfg, model)}

@@ -10,6 +10,7 @@ from configs import TINY
 from scaling import config, plan, sweep
 from scaling.devices import default_workers
 from scaling.errors import UserError
+from scaling.guesses import RoundTail
 from scaling.store import STORE_NAME
 from scaling.sweep import _Stopped, run_sweep, train_concurrently
 
@@ -152,7 +153,7 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     result = lambda solved: [MemberResult(steps_run=100, solved=solved, step_solved=50 if solved else None,
                                           final_loss=0.1, final_accuracy=1.0, diverged=False, wall_s=0.0)]
     guesses = []
-    tail = sweep._RoundTail(guesses.append, buckets=4, workers=2)
+    tail = RoundTail(guesses.append, buckets=4, workers=2)
     settle = lambda: [t.join() for t in threading.enumerate() if t.name == "scaling-guess"]  # it runs apart
     for k, bucket in enumerate(buckets):
         tail.done(bucket, result(k % 2 == 0))
@@ -163,7 +164,7 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     def fails(known):
         raise RuntimeError("a guess went wrong")
 
-    failing = sweep._RoundTail(fails, buckets=2, workers=2)
+    failing = RoundTail(fails, buckets=2, workers=2)
     failing.done(buckets[0], result(True))  # the guess raises on its own thread, and is only logged
     settle()
 
