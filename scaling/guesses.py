@@ -49,7 +49,7 @@ class RoundTail:
             self._left -= 1
             start = 0 < self._left < self._workers and not self._queued
             self._queued |= start
-            known = dict(self._results)
+            known = dict(self._results) if start else None  # a copy, once: later buckets keep adding
         if start:  # on a thread of its own: this bucket's results go to the store first
             threading.Thread(target=self._safe_guess, args=(known,), name="scaling-guess", daemon=True).start()
 
