@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
+from scaling import about
 from scaling.errors import UserError
 
 if TYPE_CHECKING:  # pandas and jax load only when a command runs, so `scaling --help` answers at once
@@ -39,7 +40,7 @@ def _sweep(args) -> None:
     from scaling import cluster as clusters
     from scaling import config
 
-    cfg = config.load(args.config)
+    cfg = config.load(args.config, args.set)
     out = args.out or f"results/{cfg.experiment.name}"
     join = clusters.join_from({"distributed": args.distributed, "coordinator": args.coordinator,
                                "processes": args.num_processes, "process_id": args.process_id,
@@ -115,7 +116,7 @@ def _plan(args) -> None:
         return
     if not args.config:
         raise UserError("scaling plan", "name an experiment file, or --power DIR")
-    cfg = config.load(args.config)
+    cfg = config.load(args.config, args.set)
     if args.assume_wstar is not None:
         parse_oracle(args.assume_wstar)  # a bad expression fails before the cost model is probed
     cluster = args.processes is not None or args.devices is not None
@@ -174,8 +175,15 @@ def _construct(args) -> None:
     print(describe(args.kind, args.n))
 
 
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the experiment file (repeatable; a TOML value, e.g. --set search.seeds=8 "
+                        "--set train.lrs=[1e-2]); checked like the file, and stored with the run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scaling", description="Depth-versus-width scaling of n-bit parity.")
+    parser.add_argument("--version", action="version", version=f"scaling {about.version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="say more (each round's plan)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (SCALING_PROCESS_ID)")
     group.add_argument("--heartbeat", type=int, metavar="S", help="seconds of silence after which a process "
                        "counts as lost and the cluster stops (SCALING_HEARTBEAT_S, default 30)")
+    _add_set(p)
     p.set_defaults(func=_sweep)
     p = sub.add_parser("launch", help="run a sweep as N local processes of one jax.distributed cluster")
     p.add_argument("--processes", type=int, required=True, metavar="N")
@@ -213,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, metavar="P", help="with --assume-wstar: the search's wall time and "
                                                                "parallel efficiency on P processes (a cluster)")
     p.add_argument("--devices", type=int, metavar="D", help="... of D devices each (default 1)")
+    _add_set(p)
     p.set_defaults(func=_plan)
     p = sub.add_parser("analyze", help="fits, figures and REPORT.md from a results directory")
     p.add_argument("dir")

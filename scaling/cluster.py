@@ -247,16 +247,12 @@ def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Clus
 
 def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> dict:
     """What every process must agree on before a sweep starts (all but its host and its training threads)."""
-    import importlib.metadata
-
     import jax
 
-    try:
-        version = importlib.metadata.version("scaling")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        version = "unknown"
+    from scaling import about
+
     return {"config": hashlib.sha256(cfg_source.encode()).hexdigest()[:16], "out": out,
-            "version": f"scaling {version}, jax {jax.__version__}",
+            "version": f"scaling {about.version()} (sources {about.source_hash()[:12]}), jax {jax.__version__}",
             "devices per process": f"{local_devices} x {jax.local_devices()[0].device_kind}",
             "host": platform.node(), "threads": threads}
 

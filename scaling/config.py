@@ -7,10 +7,12 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from scaling import overrides as overrides_mod
 from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
 from scaling.errors import UserError
 from scaling.population import member_bytes
@@ -273,8 +275,8 @@ def _check_size(cfg: Config, path: str) -> None:
                                                   f"{cfg.run.bucket_mib}; use smaller widths or raise bucket_mib")
 
 
-def load(path: str | Path) -> Config:
-    """Read and validate an experiment file."""
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read and validate an experiment file, with `section.key=value` overrides (the command line's --set)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(str(path), "no such experiment file")
@@ -282,4 +284,11 @@ def load(path: str | Path) -> Config:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(str(path), f"cannot read: {e}") from None
-    return parse(text, str(path))
+    if not overrides:
+        return parse(text, str(path))
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(str(path), f"not valid TOML: {e}") from None
+    header = f"{path} with " + " ".join(f"--set {o}" for o in overrides)
+    return parse(overrides_mod.dump(overrides_mod.apply(raw, overrides), header), f"{path} (with --set)")

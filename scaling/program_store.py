@@ -29,6 +29,8 @@ from pathlib import Path
 import jax
 from jax.experimental import serialize_executable
 
+from scaling import about
+
 log = logging.getLogger(__name__)
 
 
@@ -41,9 +43,7 @@ def directory() -> Path | None:
 @functools.cache
 def _fingerprint() -> str:
     """What must match for an executable to be loaded: the code that builds programs, the compiler, the device."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    digest = hashlib.sha256(about.source_hash().encode())
     device = jax.devices()[0]
     import importlib.metadata
 

@@ -121,3 +121,35 @@ def test_init_may_be_a_list_searched_per_cell_and_is_hashed_as_before_when_singl
     for bad in ('[]', '["he", "he"]', '["he", "xavier"]'):
         with pytest.raises(UserError, match=r"\[model\] init"):
             config.parse(BASE + f"[model]\ninit = {bad}\n")
+
+
+def test_set_overrides_are_checked_like_the_file_and_stored_as_toml_that_reads_back(tmp_path, capsys):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE + "[model]\nwidths = {max = 16}\n")
+    cfg = config.load(path, ["search.seeds=5", "model.widths.max=32", "train.lrs=[1e-2, 3e-2]", "experiment.name=v2",
+                             "search.seeds=6"])  # the last one wins
+    assert (cfg.search.seeds, max(cfg.model.widths), cfg.train.lrs, cfg.experiment.name) == (6, 32, (1e-2, 3e-2), "v2")
+    assert "--set search.seeds=5" in cfg.source  # the stored text says how it was made ...
+    again = config.parse(cfg.source)  # ... and is the config itself
+    assert again.hash() == cfg.hash() and again.experiment == cfg.experiment and again.model == cfg.model
+    assert config.load(path, ["search.seeds=5"]).hash() == config.parse(BASE + "[model]\nwidths = {max = 16}\n"
+                                                                        "[search]\nseeds = 5\n").hash()
+    for bad, where, problem in (("search.seedz=3", "[search] seedz", "unknown key"),
+                                ("seeds=3", "--set seeds=3", "expected section.key=value"),
+                                ("search.seeds=-1", "[search] seeds", "must be >= 1"),
+                                ("search.seeds=x", "[search] seeds", "must be an integer")):
+        with pytest.raises(UserError) as e:
+            config.load(path, [bad])
+        assert where in str(e.value) and problem in str(e.value)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--set", "model.widths=[2, -1]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(with --set): [model] widths" in err and not out.exists()
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"scaling {importlib.metadata.version('scaling')}"
