@@ -43,7 +43,7 @@ bench-cluster: $(STAMP)
 
 # Where a training step's time goes, and how well the cost model predicts it (a few minutes).
 profile: $(STAMP)
-	$(BIN)/python -m benchmarks.profile
+	$(BIN)/python -m scaling.benchmarks.profile
 
 # On a machine with a GPU or TPU: the default sweep cold, a measured subset of paper.toml against its forecast,
 # and that subset against a CPU run; every figure in one JSON file, in at most 8 minutes; never part of CI.
@@ -51,15 +51,15 @@ profile: $(STAMP)
 # nothing (a machine with jax and its plugin but no package registry): make device-check PYTHON=python3 VENV=none
 ifeq ($(VENV),none)
 device-check:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m benchmarks.device_check --out device-check.json
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m scaling.benchmarks.device_check --out device-check.json
 else
 device-check: $(STAMP)
-	$(BIN)/python -m benchmarks.device_check --out device-check.json
+	$(BIN)/python -m scaling.benchmarks.device_check --out device-check.json
 endif
 
 # Where the engine's compile time goes: lowering and XLA compile seconds per program kind and shape.
 profile-compile: $(STAMP)
-	$(BIN)/python -m benchmarks.compile_profile --out compile-profile.json
+	$(BIN)/python -m scaling.benchmarks.compile_profile --out compile-profile.json
 
 # The README's figure: copied from a real `make sweep` (never edited by hand).
 readme-figure:

@@ -160,11 +160,11 @@ def _analyze(args) -> None:
 
 def _bench(args) -> None:
     if args.processes is not None:
-        from benchmarks.cluster_bench import run_cluster_bench
+        from scaling.benchmarks.cluster_bench import run_cluster_bench
 
         print(json.dumps(run_cluster_bench(args.processes, args.out or "bench-cluster.json"), indent=1))
         return
-    from benchmarks.bench import run_bench
+    from scaling.benchmarks.bench import run_bench
 
     run_bench(args.out or "bench.json")
 

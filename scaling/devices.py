@@ -30,7 +30,7 @@ def cores() -> int:
 def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
     """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
     a bucket's small matmuls on one thread, so on this 2-core machine two buckets trained at once in 1.15 s
-    instead of 2.14 s, with the same rows bit for bit (benchmarks.profile.workers_check). No more than half the
+    instead of 2.14 s, with the same rows bit for bit (scaling.benchmarks.profile.workers_check). No more than half the
     memory holds buckets of `bucket_mib` each. An accelerator or a mesh is kept busy by one bucket."""
     value = os.environ.get("SCALING_WORKERS", "").strip()
     if value:

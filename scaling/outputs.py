@@ -85,6 +85,7 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
     UserError line.
     """
     temps: list[tuple[str, Path]] = []
+    made: list[Path] = []  # folders this call created: removed again if it fails (no empty figures/ left)
     current = next(iter(files))
     for path in files:  # a rename onto a directory would fail part-way: refuse before anything is replaced
         if path.is_dir() and not path.is_symlink():
@@ -97,6 +98,7 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
         for path, data in files.items():
             current = path
             raw = data.encode() if isinstance(data, str) else data
+            made.extend(reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()]))
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append((tmp, path))
@@ -111,13 +113,30 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
                 os.replace(tmp, current)
                 temps.pop(0)
     except OSError as e:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        temps.clear()
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
         raise UserError(str(current), f"cannot write ({e.strerror or e}); the previous outputs are intact") from None
     finally:
         for tmp, _ in temps:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, in one line, if a file cannot be written at path (before minutes of work whose output it is)."""
+    if path.is_dir():
+        raise UserError(str(path), "is a directory; name a file")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(str(path), f"cannot be written ({e.strerror or e})") from None
 
 
 def remove_outputs(out_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark's baselines are fair: its one-model loops train the engine's networks (benchmarks.bench)."""
+"""The benchmark's baselines are fair: its one-model loops train the engine's networks (scaling.benchmarks.bench)."""
 
 from scaling.population import make_bucket
 from scaling.train import train_bucket
@@ -6,7 +6,7 @@ from scaling.train import train_bucket
 
 def test_the_benchmarks_step_loop_trains_the_engines_networks():
     """make bench's one-model step loop is a fair baseline: alone and unpadded, the same members solve."""
-    from benchmarks import bench
+    from scaling.benchmarks import bench
 
     members = [m for m in bench.workload() if m.width == 32 and m.seed < 2]
     loop = bench._step_loop(members)

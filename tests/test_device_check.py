@@ -3,7 +3,7 @@
 import json
 import re
 
-from benchmarks import device_check
+from scaling.benchmarks import device_check
 
 
 def test_the_device_check_runs_on_the_cpu_and_writes_its_figures(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ they were. The sweeps here are tiny; the one real store they damage is a copy of
 
 import contextlib
 import errno
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -268,7 +269,30 @@ def test_a_full_disk_during_a_sweep_is_one_line_keeps_the_saved_buckets_and_resu
 
 
 def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):
-    _one_line_error(capsys, main(["bench", "--out", str(tmp_path / "missing" / "bench.json")]), "no directory")
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "missing" / "bench.json", tmp_path / "file" / "bench.json"):
+        for command in (["bench"], ["bench", "--processes", "2"]):
+            if command[-1] == "2" and len(os.sched_getaffinity(0)) < 2:
+                continue
+            _one_line_error(capsys, main([*command, "--out", str(bad)]), "cannot be written")
+
+
+def test_a_first_analysis_on_a_full_disk_leaves_no_empty_folder(store_copy, monkeypatch):
+    import scaling.outputs as outputs
+    from analysis.report import analyze
+
+    real_fsync = outputs.os.fsync
+
+    def full(fd):  # the disk fills once the figures' folder has been made
+        if "/figures/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    before = _snapshot(store_copy)
+    monkeypatch.setattr(outputs.os, "fsync", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        analyze(store_copy, reps=5, power=False)
+    assert _snapshot(store_copy) == before and not (store_copy / "figures").exists()
 
 
 def test_a_member_is_defined_once_and_round_trips_through_the_store(member_factory):

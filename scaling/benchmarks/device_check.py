@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBSET = {"n = [2, 16]": "n = [2, 8]", "depths = [1, 2, 3, 4, 5, 6, 7, 8]": "depths = [1, 2, 3]",
           'name = "paper"': 'name = "paper-subset"', "seeds = 32": "seeds = 4", "steps = 10000": "steps = 2000",
           "min_depth_widths = [2, 4, 8]": "min_depth_widths = []", "bucket_mib = 32768": "bucket_mib = 4096"}

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench import WORKLOAD
+from scaling.benchmarks.bench import WORKLOAD
 from scaling.errors import UserError
+from scaling.outputs import check_writable, write_atomic
 
 _CLUSTER_LINE = re.compile(r"(\d+) rounds; process 0 waited ([\d.]+) s .*?key-value traffic ([\d.]+) s")
 
@@ -48,10 +49,11 @@ def run_cluster_bench(processes: int, out: str | Path = "bench-cluster.json") ->
     if len(os.sched_getaffinity(0)) < processes:
         raise UserError("--processes", f"pins each process to a core of its own; this machine lets it use "
                                        f"{len(os.sched_getaffinity(0))} cores")
+    check_writable(Path(out))  # before minutes of benchmarking
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     config = work / "bench.toml"
     config.write_text(WORKLOAD)
-    results: dict = {"processes": processes, "workload": "benchmarks.bench.WORKLOAD"}
+    results: dict = {"processes": processes, "workload": "scaling.benchmarks.bench.WORKLOAD"}
     rows = {}
     for way in ("one", "cluster"):
         env = {**os.environ, "SCALING_WORKERS": "1", "SCALING_JAX_CACHE": str(work / f"cache-{way}")}
@@ -77,5 +79,5 @@ def run_cluster_bench(processes: int, out: str | Path = "bench-cluster.json") ->
         common = one_rows.keys() & cluster_rows.keys()
         results[f"{temperature}_members"] = [len(one_rows), len(cluster_rows)]
         results[f"{temperature}_solved_differs"] = sum(one_rows[k] != cluster_rows[k] for k in common)
-    Path(out).write_text(json.dumps(results, indent=1))
+    write_atomic({Path(out): json.dumps(results, indent=1)})
     return results

@@ -11,7 +11,7 @@ persistent compile cache off, fresh in-memory programs), but for sweep_warm:
               width), stopping when solved
   step_loop   one model at a time in the shape of the PyTorch loop: one jitted Adam step per Python
               call, a check of all rows every 100 steps
-  torch_loop  the PyTorch loop itself (benchmarks.bench_torch), only where torch is installed
+  torch_loop  the PyTorch loop itself (scaling.benchmarks.bench_torch), only where torch is installed
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks import bench_torch
 from scaling import config, probes
-from scaling.errors import UserError
+from scaling.benchmarks import bench_torch
 from scaling.model import forward, init_member
-from scaling.outputs import write_atomic
+from scaling.outputs import check_writable, write_atomic
 from scaling.plan import plan_buckets
 from scaling.population import Member, make_bucket, padding_waste
 from scaling.programs import Programs
@@ -146,8 +145,7 @@ def _measure() -> dict:
 
 def run_bench(out: str | Path = "bench.json") -> dict:
     out = Path(out)
-    if not out.parent.is_dir():  # fail now, not after minutes of benchmarking
-        raise UserError(str(out), f"cannot write the report: no directory {out.parent}")
+    check_writable(out)  # fail now, not after minutes of benchmarking
     cache_was = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # cold means cold
     try:

@@ -121,7 +121,7 @@ def workers_check() -> dict[str, float | bool]:
     from scaling import config, search
     from scaling.sweep import train_concurrently
 
-    cfg = config.load(Path(__file__).resolve().parents[1] / "experiments" / "default.toml")
+    cfg = config.load(Path(__file__).resolve().parents[2] / "experiments" / "default.toml")
     points = [(8, 3, 8), (7, 2, 6), (6, 3, 5)]
     buckets = [make_bucket([dataclasses.replace(m, seed=m.seed + offset, steps=1000)
                             for p in points for m in search.members_at(cfg, *p)], eval_every=100, width_max=8)
