@@ -6,7 +6,9 @@
     analysis.compare_fits(x, y, families=None, bootstrap=None, censored=None) -> FitComparison
     analysis.figures.<name>(frames...) -> Figure
     analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.verdict)
-    analysis.analyze(dir)                              fits.json, figures, REPORT.md
+    analysis.study(dir, power=True) -> Study           one results directory analysed, for a notebook: members,
+                                                       summary, calls, claims, frames, .figure(name) -> Figure
+    analysis.analyze(dir, write=True)                  fits.json, figures, REPORT.md (write=False: the Study)
     analysis.compare_runs(dir_a, dir_b) -> RunComparison  two stores of one config, member by member and cell by cell
 
 Names load on first use, so `python -m analysis` can take a Ctrl-C cleanly before pandas and matplotlib
@@ -19,7 +21,8 @@ _EXPORTS = {
     "Bootstrap": "analysis.compare", "FitComparison": "analysis.compare", "compare_fits": "analysis.compare",
     "load": "analysis.data", "load_config": "analysis.data", "load_runs": "analysis.data",
     "FAMILIES": "analysis.fits", "Fit": "analysis.fits", "FitError": "analysis.fits", "fit_curve": "analysis.fits",
-    "analyze": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict",
+    "analyze": "analysis.report", "study": "analysis.report", "Study": "analysis.report",
+    "FIGURES": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict",
     "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
     "min_depth": "scaling.stats", "min_width": "scaling.stats", "success_rates": "scaling.stats",
     "wilson": "scaling.stats",

@@ -8,6 +8,7 @@ import math
 from analysis.claims import Claim
 from analysis.growth import RULE, UNDECIDED
 from analysis.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL
+from analysis.style import group_label as label
 from analysis.verdict import AGREE_ALPHA, GroupVerdict, Verdict
 
 CLAIM = ("one hidden layer needs about 2^(n-1) hidden units for n-bit parity, while a network of depth about "
@@ -21,12 +22,6 @@ def num(v, digits: int = 3) -> str:
     if float(v).is_integer() and abs(v) < 1e6:
         return str(int(v))
     return f"{v:.{digits}g}"
-
-
-def label(group: str) -> str:
-    value = group.split("=", 1)[1]
-    return (f"depth ⌈log2 n⌉ + {value[5:]}" if value.startswith("log2+") else
-            "depth 1 (shallow)" if value == "1" else f"depth {value}")
 
 
 def _duration(seconds: float) -> str:

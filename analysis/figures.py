@@ -16,7 +16,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.style import DOUBLE_COLUMN, SINGLE_COLUMN, THEORY_STYLE, colour, paper
+from analysis.style import (
+    DOUBLE_COLUMN,
+    SINGLE_COLUMN,
+    THEORY_STYLE,
+    colour,
+    curve_label,
+    family_label,
+    group_label,
+    paper,
+)
 
 THEORY_LABEL = {"dnf": "DNF $2^{n-1}$", "one_layer": "one layer ($n$)", "xor_tree": "XOR tree",
                 "sawtooth": "sawtooth"}
@@ -30,8 +39,8 @@ def _measured(ax, points: pd.DataFrame, fitted: pd.DataFrame, label_of, family: 
         mine = fitted[fitted["curve"] == curve]
         lines = [mine[mine["rank"] == r] for r in (1, 2)] if family is None else [mine[mine["family"] == family]]
         lines = [line for line in lines if len(line)]
-        names = " / ".join(line["family"].iloc[0] for line in lines)
-        label = label_of(pts.iloc[0]) + (f" (fit: {names})" if names else "")
+        names = ", ".join(family_label(line["family"].iloc[0]) for line in lines)
+        label = label_of(pts.iloc[0]) + (f" (fit{'s' if len(lines) > 1 else ''}: {names})" if names else "")
         limited = pts["limited"] if "limited" in pts else pd.Series(False, index=pts.index)
         ok = pts[~pts["censored"] & ~limited]
         err = np.vstack([ok["y"] - ok["lo"].fillna(ok["y"]), ok["hi"].fillna(ok["y"]) - ok["y"]]).clip(0)
@@ -77,7 +86,7 @@ def units_vs_bits(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFra
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "w50"], fitted, lambda p: p["group"].replace("=", " "))
+        _measured(ax, points[points["quantity"] == "w50"], fitted, lambda p: group_label(p["group"]))
         _theory(ax, theory, ["dnf", "one_layer"])
         _finish(ax, "input bits $n$", "width at 50 % success, W50 (units per layer)")
         ax.set_title("Width gradient training needs for $n$-bit parity")
@@ -90,7 +99,7 @@ def total_units(points: pd.DataFrame, fitted: pd.DataFrame, theory: pd.DataFrame
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.4))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: p["group"].replace("=", " "))
+        _measured(ax, points[points["quantity"] == "units"], fitted, lambda p: group_label(p["group"]))
         _theory(ax, theory, list(THEORY_STYLE))
         _finish(ax, "input bits $n$", "total hidden units at W50")
         ax.set_title("Shallow vs deep: total hidden units")
@@ -127,7 +136,7 @@ def min_depth(points: pd.DataFrame, fitted: pd.DataFrame) -> Figure:
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: p["group"].replace("=", " "),
+        _measured(ax, points[points["quantity"] == "L_star"], fitted, lambda p: group_label(p["group"]),
                   "logarithmic")
         _finish(ax, "input bits $n$", "minimum depth $L^*$ (hidden layers)", log=False)
         ax.set_title("Depth gradient training needs at fixed width")
@@ -141,7 +150,7 @@ def steps_to_solve(points: pd.DataFrame, fitted: pd.DataFrame, bases: dict[str, 
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN, 3.2))
         ax = fig.subplots()
-        label = lambda p: (p["group"].replace("=", " ")
+        label = lambda p: (group_label(p["group"])
                            + (f", base {bases[p['curve']]:.2f}" if p["curve"] in bases else ""))
         _measured(ax, points[points["quantity"] == "steps"], fitted, label, "exponential")
         _finish(ax, "input bits $n$", "median steps to solve")
@@ -161,11 +170,11 @@ def fit_comparison(weights: pd.DataFrame) -> Figure:
         for j, fam in enumerate(families):
             w = weights[weights["family"] == fam].set_index("curve").reindex(curves)
             xs = np.arange(len(curves)) + (j - (len(families) - 1) / 2) * bar
-            ax.bar(xs, w["weight"].fillna(0), width=bar, color=colour(j), label=fam)
+            ax.bar(xs, w["weight"].fillna(0), width=bar, color=colour(j), label=family_label(fam))
             if "boot_win_rate" in w and w["boot_win_rate"].notna().any():
                 ax.plot(xs, w["boot_win_rate"], "o", color="black", ms=2.5,
                         label="bootstrap win rate" if j == 0 else None)
-        ax.set_xticks(np.arange(len(curves)), curves, rotation=30, ha="right")
+        ax.set_xticks(np.arange(len(curves)), [curve_label(c) for c in curves], rotation=30, ha="right")
         ax.set_ylabel("Akaike weight")
         ax.set_ylim(0, 1.02)
         ax.set_title("Which curve family describes each measurement")

@@ -275,7 +275,7 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
     ]
     if l_rows:
         parts += ["## Minimum depth L* at fixed width", f"Searched over depths 1..{l_star_max}.",
-                  _table(["n"] + [g.replace("=", " ") for g in d_groups], l_rows)]
+                  _table(["n"] + [label(g) for g in d_groups], l_rows)]
     parts += ["## Steps to solve",
               "Median steps to solve at the first tested width >= 2n of each cell and its best learning rate. Steps "
               f"are exact with full batches, read every {cfg.train.eval_every} steps with mini-batches.",

@@ -1,123 +1,47 @@
-"""`scaling analyze DIR` (= `python -m analysis DIR`): fits.json, figures/*.pdf|png and REPORT.md from a store."""
+"""`scaling analyze DIR` (= `python -m analysis DIR`) and the notebook's object: a results directory read into a
+Study (members, config, summary, verdict, fits and the figures' frames), drawn and written on request.
+
+    study = analysis.study("results/default", power=False)
+    study.summary, study.calls, study.claims, study.points        # public frames
+    fig = study.figure("units_vs_bits")                             # a matplotlib Figure, to restyle or save
+    study.write()                                                   # what `scaling analyze` writes
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from analysis import figures
-from analysis.compare import Bootstrap, FitComparison, compare_fits
-from analysis.curves import Curve, depth_curves, steps_curves, steps_frame
+from analysis.compare import FitComparison
+from analysis.curves import depth_curves, steps_curves, steps_frame
 from analysis.data import load, load_config, load_runs
-from analysis.fits import FitError
-from analysis.intervals import interval95
+from analysis.frames import figure_frames, fit_all
 from analysis.laws import LAWS
 from analysis.markdown import render_report
 from analysis.measure import w50_frame
 from analysis.power import power_analysis
 from analysis.recipe import recipe_effects, recipe_lines
-from analysis.verdict import REPS, GroupVerdict, Verdict, judge
+from analysis.style import group_label
+from analysis.verdict import REPS, Verdict, judge
 from scaling import search
+from scaling.config import Config
 from scaling.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.outputs import write_outputs
-from scaling.population import units_at
 from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
 
 PNG_DPI = 200
 # What `scaling analyze` writes into a results directory (the one writer of each).
 SUMMARY, FITS, REPORT, FIGURES_DIR = "summary.csv", "fits.json", "REPORT.md", "figures"
 FIGURE_SUFFIXES = (".pdf", ".png")
-
-
-def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap 95 % percentile interval of each point of an L* or steps curve (NaN where no replicate has it)."""
-    if curve.resample is None:
-        nan = np.full(len(curve.x), np.nan)
-        return nan, nan
-    rng = np.random.default_rng(seed)
-    draws: dict[float, list[float]] = {x: [] for x in curve.x}
-    for _ in range(reps):
-        for x, y in zip(*curve.resample(rng)):
-            draws[x].append(y)
-    lo, hi = zip(*(interval95(draws[x]) for x in curve.x)) if len(curve.x) else ((), ())
-    return np.array(lo, float), np.array(hi, float)
-
-
-def fit_all(curves: list[Curve], reps: int) -> tuple[dict[str, FitComparison], dict[str, str]]:
-    """compare_fits for every L* and steps curve with enough points; the others get a reason, never a silent gap."""
-    done, skipped = {}, {}
-    for c in curves:
-        try:
-            boot = Bootstrap(c.resample, reps=reps) if c.resample is not None else None
-            done[c.name] = compare_fits(c.x, c.y, censored=c.censored, bootstrap=boot)
-        except FitError as e:
-            skipped[c.name] = str(e)
-    return done, skipped
-
-
-def _group_points(g: GroupVerdict, depth_of: dict[int, int], fixed: tuple[int, ...],
-                  profile: str) -> list[pd.DataFrame]:
-    """Points of one depth group: W50, w* and the hidden units at W50, each with its seed-bootstrap interval; a
-    log2 group only where its depth is its own (elsewhere its points are a fixed depth's)."""
-    frames = []
-    for quantity, points in (("w50", g.w50), ("w_star", g.w_star), ("units", g.w50)):
-        if not len(points.x):
-            continue
-        own = np.array([not g.group.startswith("depth=log2") or depth_of[int(n)] not in fixed for n in points.x])
-        as_units = lambda w, i: units_at(w, depth_of[int(points.x[i])], profile) if quantity == "units" else w
-        lo, hi = (np.array([as_units(v, i) for i, v in enumerate(bound)], float)
-                  for bound in interval95(points.reps, axis=0))
-        y = np.array([as_units(v, i) for i, v in enumerate(points.y)], float)
-        frames.append(pd.DataFrame({"curve": f"{quantity}/{g.group}", "quantity": quantity, "group": g.group,
-                                    "n": points.x, "y": y, "censored": False, "limited": False,
-                                    "lo": lo, "hi": hi})[own])
-    return frames
-
-
-def _frames(verdict: Verdict, cfg, other: list[Curve], fits: dict[str, FitComparison], reps: int):
-    """The figures' frames: points, fitted lines (the best law, and the best of the other class) and weights."""
-    points, fitted, weights = [], [], []
-    for g in verdict.groups.values():
-        depth_of = {n: d for n, d in g.cells}
-        points += _group_points(g, depth_of, cfg.model.depths, str(cfg.model.profile))
-        for quantity, call, pts in (("w50", g.w50_call, g.w50), ("w_star", g.w_star_call, g.w_star)):
-            if call is None:
-                continue
-            name = f"{quantity}/{g.group}"
-            best = call.best()
-            grid = np.linspace(pts.x.min(), pts.x.max(), 60)
-            for rank, law in enumerate([best, call.best(next(c for c in call.class_weight if c != LAWS[best].growth))],
-                                       start=1):
-                fitted.append(pd.DataFrame({"curve": name, "family": law, "rank": rank, "n": grid,
-                                            "y": call.predict(law, grid)}))
-                if quantity == "w50" and np.ptp([depth_of[int(n)] for n in pts.x]) == 0:
-                    fitted.append(pd.DataFrame({"curve": f"units/{g.group}", "family": law, "rank": rank, "n": grid,
-                                                "y": units_at(call.predict(law, grid), depth_of[int(pts.x[0])],
-                                                            str(cfg.model.profile))}))
-            weights.append(call.table[["law", "weight", "win_rate"]].rename(
-                columns={"law": "family", "win_rate": "boot_win_rate"}).assign(curve=name))
-    for c in other:
-        lo, hi = point_intervals(c, reps)
-        points.append(pd.DataFrame({"curve": c.name, "quantity": c.quantity, "group": c.group, "n": c.x, "y": c.y,
-                                    "censored": c.censored, "limited": False, "lo": lo, "hi": hi}))
-        comp = fits.get(c.name)
-        if comp is not None:
-            grid = np.linspace(c.x[~c.censored].min(), c.x[~c.censored].max(), 60)
-            for rank, fam in enumerate(comp.table["family"], start=1):
-                fitted.append(pd.DataFrame({"curve": c.name, "family": fam, "rank": rank, "n": grid,
-                                            "y": comp.fits[fam].predict(grid)}))
-            w = comp.table[["family", "weight"]].assign(curve=c.name)
-            w["boot_win_rate"] = w["family"].map(comp.win_rate or {})
-            weights.append(w)
-    cat = lambda parts, cols: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-    return (cat(points, ["curve", "quantity", "group", "n", "y", "censored", "limited", "lo", "hi"]),
-            cat(fitted, ["curve", "family", "rank", "n", "y"]),
-            cat(weights, ["curve", "family", "weight", "boot_win_rate"]))
 
 
 def _figure_bytes(fig, fmt: str) -> bytes:
@@ -148,8 +72,125 @@ def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     return notes
 
 
-def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]:
-    """Everything `scaling analyze` writes; returns the paths written. `power` runs the power analysis."""
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """One results directory, analysed: the frames every table, figure and file of the report is made from."""
+
+    dir: Path
+    config: Config
+    members: pd.DataFrame  # one row per trained member (analysis.load)
+    runs: pd.DataFrame  # the store's sweep runs (provenance)
+    summary: pd.DataFrame  # one row per cell: w*, L*, W50 with intervals (summary.csv)
+    verdict: Verdict  # the laws, the calls and the lecture's claims (REPORT's answer)
+    fits: dict[str, FitComparison]  # the L* and steps-to-solve curves' fits, by curve name
+    skipped: dict[str, str]  # curves too short to fit, with the reason
+    points: pd.DataFrame  # measured points with intervals (analysis.figures, "points")
+    fitted: pd.DataFrame  # fitted lines on a grid ("fitted")
+    weights: pd.DataFrame  # Akaike weights and bootstrap win rates ("weights")
+    theory: pd.DataFrame  # the hand-built networks' unit counts ("theory")
+    rates: pd.DataFrame  # cross-fitted success rate per (n, depth, width) ("rates")
+    by_budget: pd.DataFrame  # w* re-read at fractions of the budget
+    steps: pd.DataFrame  # steps to solve per cell
+    powers: dict[str, Any]  # the power analysis per depth group ({} when skipped)
+    recipe: pd.DataFrame | None  # W50 by init and budget, where they were searched
+    reps: int
+
+    @property
+    def stars(self) -> pd.DataFrame:
+        return self.summary[self.summary["kind"] == "min_width"]
+
+    @property
+    def bases(self) -> dict[str, float]:
+        """The fitted exponential base of each steps-to-solve curve."""
+        return {name: comp.fits["exponential"].params["b"] for name, comp in self.fits.items()
+                if name.startswith("steps/") and "exponential" in comp.fits}
+
+    @property
+    def calls(self) -> pd.DataFrame:
+        """The verdict per depth group: the call, the best W50 law, each class's Akaike weight, and why."""
+        rows = []
+        for group, g in self.verdict.groups.items():
+            call = g.w50_call
+            rows.append({"group": group_label(group), "call": g.call,
+                         "best_law": None if call is None else LAWS[call.best()].formula,
+                         **({} if call is None else {f"weight_{c}": w for c, w in call.class_weight.items()}),
+                         "reasons": "; ".join(g.reasons)})
+        return pd.DataFrame(rows)
+
+    @property
+    def claims(self) -> pd.DataFrame:
+        """The lecture's claims as tested: the reading, its estimate and 95 % interval, and whether every
+        hand-built control passed (a claim is reported only then)."""
+        return pd.DataFrame([{"claim": c.statement, "reading": c.outcome.reading, "estimate": c.outcome.estimate,
+                              "lo": c.outcome.ci95[0], "hi": c.outcome.ci95[1], "at": c.outcome.at,
+                              "controls_pass": c.reported} for c in self.verdict.claims])
+
+    def figure(self, name: str) -> Figure:
+        """One of FIGURES, drawn from this study's frames."""
+        if name not in FIGURES:
+            raise KeyError(f"no figure {name!r}; one of {', '.join(FIGURES)}")
+        return FIGURES[name](self)
+
+    def fits_json(self) -> str:
+        """fits.json: every fit, the verdict and the power analysis, as strict JSON (null where a value is
+        undefined)."""
+        data = {name: comp.as_dict() for name, comp in self.fits.items()}
+        data.update({name: {"skipped": why} for name, why in self.skipped.items()})
+        data["verdict"] = self.verdict.as_dict() | {"power": self.powers}
+        if self.recipe is not None:
+            data["recipe"] = self.recipe.to_dict("records")
+        return strict_json(data)
+
+    def report(self) -> str:
+        """REPORT.md's text."""
+        recipe = recipe_lines(self.recipe, self.config) if self.recipe is not None else []
+        return render_report(self.config, self.members, self.runs, self.summary, self.verdict, self.powers,
+                             self.fits, self.skipped, self.theory, list(FIGURES),
+                             store_warnings(self.config, self.members, self.runs), self.by_budget, self.steps,
+                             recipe)
+
+    def write(self) -> list[Path]:
+        """Write summary.csv, fits.json, the figures and REPORT.md, all or nothing; returns their paths."""
+        files: dict[str, bytes | str] = {SUMMARY: self.summary.to_csv(index=False), FITS: self.fits_json()}
+        for name in FIGURES:
+            fig = self.figure(name)
+            for suffix in FIGURE_SUFFIXES:
+                files[f"{FIGURES_DIR}/{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
+        files[REPORT] = self.report()
+        return write_outputs(self.dir, files)  # the report last
+
+
+# Every figure of the report, drawn from a Study's frames (analysis.figures has one function per figure).
+FIGURES = {
+    "units_vs_bits": lambda s: figures.units_vs_bits(s.points, s.fitted, s.theory),
+    "total_units": lambda s: figures.total_units(s.points, s.fitted, s.theory),
+    "success_heatmaps": lambda s: figures.success_heatmaps(s.rates, s.stars),
+    "min_depth": lambda s: figures.min_depth(s.points, s.fitted),
+    "steps_to_solve": lambda s: figures.steps_to_solve(s.points, s.fitted, s.bases),
+    "fit_comparison": lambda s: figures.fit_comparison(s.weights),
+    "w_star_vs_budget": lambda s: figures.w_star_vs_budget(s.by_budget),
+}
+
+
+def strict_json(data: Any) -> str:
+    """JSON that every reader accepts: NaN and infinities become null, numpy numbers plain ones."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return clean(value.tolist())
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(clean(data), indent=2, allow_nan=False)
+
+
+def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study:
+    """Read and analyse a results directory, writing nothing. `power` runs the power analysis (most of the
+    time of a default analysis)."""
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
@@ -159,41 +200,23 @@ def analyze(dir: str | Path, reps: int = REPS, power: bool = True) -> list[Path]
     base = df[df["steps_budget"] == cfg.train.steps]  # L* compares depths at one budget
     w50 = w50_frame(verdict.cells)
     summary = verdict.summary.merge(w50[["n", "depth", "w50", "w50_lo", "w50_hi"]], on=["n", "depth"], how="left")
-    by_budget = min_width_by_budget(shaped, cfg.search.success_threshold)
-    stars = summary[summary["kind"] == "min_width"]
     other = depth_curves(base, cfg) + steps_curves(shaped, sorted(set(shaped["depth"])))
     fits, skipped = fit_all(other, reps)
-    points, fitted, weights = _frames(verdict, cfg, other, fits, reps)
-    powers = power_analysis(verdict, cfg) if power else {}
-    fits_json = {name: comp.as_dict() for name, comp in fits.items()}
-    fits_json.update({name: {"skipped": why} for name, why in skipped.items()})
-    fits_json["verdict"] = verdict.as_dict() | {"power": powers}
-    recipe = []
+    points, fitted, weights = figure_frames(verdict, cfg, other, fits, reps)
+    recipe = None
     if len(cfg.model.inits) > 1 or cfg.search.max_steps > cfg.train.steps:  # recipes or budgets were searched
-        effects = recipe_effects(df, cfg, reps)
-        fits_json["recipe"] = effects.to_dict("records")
-        recipe = recipe_lines(effects, cfg)
+        recipe = recipe_effects(df, cfg, reps)
     theory = unit_counts(cfg.task.ns)  # counted as the measurements are: in the run's width profile
     theory = theory.assign(units=theory[f"units_{cfg.model.profile}"]) if len(theory) else theory
-    rates = crossfit_rates(shaped, ["n", "depth", "width"])
-    bases = {name: comp.fits["exponential"].params["b"] for name, comp in fits.items()
-             if name.startswith("steps/") and "exponential" in comp.fits}
-    drawn = {
-        "units_vs_bits": figures.units_vs_bits(points, fitted, theory),
-        "total_units": figures.total_units(points, fitted, theory),
-        "success_heatmaps": figures.success_heatmaps(rates, stars),
-        "min_depth": figures.min_depth(points, fitted),
-        "steps_to_solve": figures.steps_to_solve(points, fitted, bases),
-        "fit_comparison": figures.fit_comparison(weights),
-        "w_star_vs_budget": figures.w_star_vs_budget(by_budget),
-    }
-    files: dict[str, bytes | str] = {SUMMARY: summary.to_csv(index=False),
-                                     FITS: json.dumps(fits_json, indent=2, default=float)}
-    for name, fig in drawn.items():
-        for suffix in FIGURE_SUFFIXES:
-            files[f"{FIGURES_DIR}/{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
-    warnings = store_warnings(cfg, df, runs)
-    steps = steps_frame(shaped, sorted(set(shaped["depth"])))
-    files[REPORT] = render_report(cfg, df, runs, summary, verdict, powers, fits, skipped, theory, list(drawn),
-                                  warnings, by_budget, steps, recipe)
-    return write_outputs(dir, files)  # all or nothing, the report last
+    return Study(dir=dir, config=cfg, members=df, runs=runs, summary=summary, verdict=verdict, fits=fits,
+                 skipped=skipped, points=points, fitted=fitted, weights=weights, theory=theory,
+                 rates=crossfit_rates(shaped, ["n", "depth", "width"]),
+                 by_budget=min_width_by_budget(shaped, cfg.search.success_threshold),
+                 steps=steps_frame(shaped, sorted(set(shaped["depth"]))),
+                 powers=power_analysis(verdict, cfg) if power else {}, recipe=recipe, reps=reps)
+
+
+def analyze(dir: str | Path, reps: int = REPS, power: bool = True, write: bool = True) -> list[Path] | Study:
+    """Everything `scaling analyze` writes; returns the paths written (write=False: the Study, nothing written)."""
+    result = study(dir, reps, power)
+    return result.write() if write else result

@@ -31,3 +31,27 @@ def paper():
 
 def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def group_label(group: str) -> str:
+    """A curve's group in words: "depth=log2+1" -> "depth ⌈log2 n⌉ + 1", "width=2n" -> "width 2n"."""
+    kind, value = group.split("=", 1)
+    if value.startswith("log2+"):
+        return f"depth ⌈log2 n⌉{'' if value == 'log2+0' else ' + ' + value[5:]}"
+    if kind == "depth" and value == "1":
+        return "depth 1 (shallow)"
+    return f"{kind} {'n' if value == '1n' else value}"
+
+
+def family_label(family: str) -> str:
+    """A fitted family or law in words: "shifted_power" -> "shifted power"."""
+    return family.replace("_", " ")
+
+
+QUANTITY_LABEL = {"w50": "W50", "w_star": "w*", "units": "total units", "L_star": "L*", "steps": "steps to solve"}
+
+
+def curve_label(curve: str) -> str:
+    """A curve's name ("w50/depth=2") in words ("W50, depth 2")."""
+    quantity, _, group = curve.partition("/")
+    return f"{QUANTITY_LABEL.get(quantity, quantity)}, {group_label(group)}" if group else curve

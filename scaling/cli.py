@@ -134,9 +134,10 @@ def _plan(args) -> None:
 
 def _power(dir: str) -> None:
     """The power analysis of a results directory: the design that would decide each depth group."""
-    from analysis.answer import label, power_line
+    from analysis.answer import power_line
     from analysis.data import load, load_config
     from analysis.power import power_analysis
+    from analysis.style import group_label as label
     from analysis.verdict import judge
 
     df, cfg = load(dir), load_config(dir)
