@@ -31,7 +31,7 @@ def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
     star, col = ("w_star", "depth") if kind == "min_width" else ("L_star", "group")
     cells = rows.assign(value=[_format_star(v, c, b) for v, c, b in zip(rows[star], rows["censored"], rows["bound"])])
     name = (lambda c: f"depth {int(c)}") if col == "depth" else (lambda c: str(c).replace("=", " "))
-    table = cells.pivot(index="n", columns=col, values="value").rename(columns=name)
+    table = cells.pivot(index="n", columns=col, values="value").rename(columns=name).fillna("-")  # - : not searched
     table.columns.name = None
     return table
 

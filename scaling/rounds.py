@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 from scaling.cost import CostModel
 from scaling.population import Bucket, BucketSpec, Member
@@ -77,3 +78,17 @@ def program_shapes(plans: list[RoundPlan], slots) -> set[tuple[BucketSpec, int]]
     """(spec, population size) of every bucket of `plans`: the programs a sweep counts as compiled when it
     plans the next round. `slots(bucket)` is the population size it trains in (rounded to the mesh)."""
     return {(b.spec, slots(b)) for plan in plans for b in plan.buckets}
+
+
+def round_line(plan: RoundPlan, buckets: list[Bucket], done: int, elapsed_s: float, compile_s: float,
+               workers: int, known: set) -> str:
+    """A batch job's progress, one timestamped line at each round's start: members done and to train, the
+    compile and training time so far, and the round's bound from its cost model (every member to its budget,
+    the buckets spread evenly over the training threads)."""
+    cost = plan.calibration.model.forecast(buckets, known)
+    members = sum(len(b.members) for b in buckets)
+    eta = (cost["compile_s"] + cost["train_s"]) / max(workers, 1)
+    plural = "s" if len(buckets) != 1 else ""
+    return (f"{time.strftime('%Y-%m-%d %H:%M:%S')} round {plan.round}: {members:,} members to train in "
+            f"{len(buckets)} bucket{plural} ({done:,} trained so far); {elapsed_s:.0f} s elapsed, {compile_s:.0f} s of "
+            f"it compiling; this round at most {eta:.0f} s by the cost model ({cost['programs']} new programs)")

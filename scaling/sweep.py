@@ -198,6 +198,10 @@ def run_sweep(
             # bucket's rows depend on what this process happened to compile (or on when it was stopped).
             free_shapes = rounds.program_shapes(plans, slots)
             bar.total += sum(len(b.members) for _, b in pending)
+            if progress and bar.disable:  # no terminal (a batch job): a line per round instead of the bar
+                log.info(rounds.round_line(plan, [b for _, b in pending],
+                                           sum(len(b.members) for b in trained_buckets), time.perf_counter() - start,
+                                           compiled()["compile_s"], workers, rounds.program_shapes(plans[:-1], slots)))
             programs.cancel_pending()  # guesses for this round that never started
             # A cluster deals the round first (each process compiles and trains only its own buckets).
             owners = (deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes)

@@ -179,3 +179,21 @@ def test_assumed_rows_keep_the_known_outcomes(member_factory):
     rows = with_assumed_rows(pd.DataFrame(), [known_member, guessed], lambda m: False, results=known)
     assert rows[["seed", "solved"]].values.tolist() == [[1, True], [2, False]]
     assert rows["step_solved"].iloc[0] == 240 and pd.isna(rows["step_solved"].iloc[1])
+
+
+def test_without_a_terminal_each_round_logs_one_timestamped_line(tmp_path, caplog):
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="scaling")
+    outcome = run_sweep(config.parse(TINY).replace(seeds=1), tmp_path, progress=True)  # pytest's stderr: no tty
+    lines = [r.getMessage() for r in caplog.records if " round " in r.getMessage()]
+    assert len(lines) == outcome.rounds
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d round (\d+): ([\d,]+) members to train in \d+ buckets? "
+                      r"\(([\d,]+) trained so far\); \d+ s elapsed, \d+ s of it compiling; this round at most \d+ s")
+    found = [line.match(text) for text in lines]
+    assert all(found), lines
+    assert [int(m.group(1)) for m in found] == list(range(outcome.rounds))
+    to_train = [int(m.group(2).replace(",", "")) for m in found]
+    assert [int(m.group(3).replace(",", "")) for m in found] == [sum(to_train[:i]) for i in range(len(to_train))]
+    assert sum(to_train) == outcome.trained
