@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling import filesystems
 from scaling.config import Config
 from scaling.dirlock import LOCK_NAME, DirLock
 from scaling.errors import UserError
@@ -157,7 +158,8 @@ class Store:
                       _git_commit(), _now(), len(hosts), json.dumps(hosts))
         try:
             self._refuse_another_config(cfg)  # before the first write, so a refused store stays byte for byte
-            self.conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
+            # WAL: readers never block the writer, nor it them; on a network filesystem, the rollback journal.
+            self.conn.execute(f"PRAGMA journal_mode = {filesystems.journal_mode(self.path.parent)}")
             self.conn.executescript(SCHEMA)
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
             for column in (c for c in ADDED_LATER if c not in have):

@@ -171,3 +171,25 @@ def test_assume_wstar_is_bounded_and_checked(tmp_path, capsys, expr, expected):
     start = time.monotonic()
     _error_line(capsys, main(["plan", str(path), f"--assume-wstar={expr}"]), expected)
     assert time.monotonic() - start < 60  # it used to run for ever; the bound is generous for a loaded machine
+
+
+def test_a_store_on_a_network_filesystem_uses_the_rollback_journal(tmp_path, monkeypatch):
+    from scaling import filesystems
+
+    mounts = ("/dev/sda1 / ext4 rw 0 0\nserver:/export /mnt/shared\\040data nfs4 rw 0 0\n"
+              "lustre@o2ib:/fs /lus lustre rw 0 0\ntmpfs /mnt/shared\\040data/tmp tmpfs rw 0 0\n")
+    assert filesystems.filesystem_type("/mnt/shared data/results/x", mounts) == "nfs4"
+    assert filesystems.filesystem_type("/mnt/shared data/tmp/x", mounts) == "tmpfs"  # the deepest mount point
+    assert filesystems.filesystem_type("/mnt/shared datax", mounts) == "ext4"  # a prefix is not a parent
+    assert [filesystems.journal_mode(p, mounts) for p in ("/lus/run", "/home/me", "/mnt/shared data")] == \
+        ["DELETE", "WAL", "DELETE"]
+    cfg = config.parse(TINY)
+    for kind, mode in (("ext4", "wal"), ("nfs4", "delete")):
+        monkeypatch.setattr(filesystems, "filesystem_type", lambda path, mounts=None, kind=kind: kind)
+        store = Store.open(tmp_path / kind)
+        try:
+            store.start_run(cfg)
+            assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == mode
+            assert (tmp_path / kind / f"{STORE_NAME}-wal").exists() == (mode == "wal")
+        finally:
+            store.close()
