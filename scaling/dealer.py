@@ -19,29 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from scaling.cluster import POLL_S, Cluster
-from scaling.cost import CostModel
 from scaling.population import Bucket, BucketSpec, MemberResult
 from scaling.rounds import RoundPlan
-
-
-def deal(buckets: list[Bucket], model: CostModel, threads: list[int], shapes: list[set] | None = None) -> list[int]:
-    """The process of each bucket, in plan order: the one that would finish it first (process p trains threads[p]
-    buckets at once), by the plan's own cost model, counting a compile where the process has not compiled the
-    bucket's shape yet (`shapes[p]`, updated here; every process compiles its own programs: an executable names
-    the devices it runs on)."""
-    free = [[0.0] * count for count in threads]
-    shapes = shapes if shapes is not None else [set() for _ in threads]
-    owners = []
-    for bucket in buckets:
-        shape = (bucket.spec, bucket.slots)
-        cost = [model.train_s(bucket) + (0.0 if shape in shapes[p] else model.program_s(bucket.spec))
-                for p in range(len(threads))]
-        process = min(range(len(threads)), key=lambda p: (min(free[p]) + cost[p], p))
-        finish = free[process]
-        finish[finish.index(min(finish))] += cost[process]
-        shapes[process].add(shape)
-        owners.append(process)
-    return owners
 
 
 def _encode_results(results: list[MemberResult]) -> str:

@@ -18,8 +18,7 @@ import pandas as pd
 
 from scaling import plan, search
 from scaling.config import Config
-from scaling.cost import CostModel
-from scaling.dealer import deal
+from scaling.cost import CostModel, deal
 from scaling.errors import UserError
 from scaling.population import Bucket, Member
 from scaling.schema import WidthSearch
@@ -101,7 +100,7 @@ class Tally:
     def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1, processes: int = 1,
             devices: int = 1, seen: list[set] | None = None) -> None:
         """Count one round of buckets, trained in order on `workers` threads (scaling.sweep); on a cluster, dealt
-        to `processes` (scaling.dealer.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
+        to `processes` (scaling.cost.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
         seen = seen if seen is not None else [set(known) for _ in range(processes)]
         threads = workers if devices == 1 else 1  # a mesh is kept busy by one bucket
         owners = deal(buckets, model, [threads] * processes, [set(shapes) for shapes in seen])

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from scaling import guesses, probes, rounds, search
 from scaling.cluster import Cluster
 from scaling.config import Config
-from scaling.dealer import deal, finish, follow, lead_round
+from scaling.cost import deal
+from scaling.dealer import finish, follow, lead_round
 from scaling.devices import cores, default_workers, make_mesh
 from scaling.errors import UserError
 from scaling.plan import plan_buckets
