@@ -24,8 +24,7 @@ _EXPORTS = {
     "analyze": "analysis.report", "study": "analysis.report", "Study": "analysis.report",
     "FIGURES": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict",
     "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
-    "min_depth": "scaling.stats", "min_width": "scaling.stats", "success_rates": "scaling.stats",
-    "wilson": "scaling.stats",
+    **dict.fromkeys(["min_depth", "min_width", "success_rates", "wilson"], "scaling.planning.stats"),
 }
 __all__ = sorted([*_EXPORTS, "figures"])
 

@@ -3,7 +3,7 @@
 A truth is a curve T(n), the width at which half the seeds solve. A member of width w solves with probability
 expit((w - T') / (scale * T')), where T' is T(n) times a learning-rate factor (the middle rate of the grid is
 the best; the others need RATE_FACTOR times the width), and scale = 0.2, the slope of the real stores'
-success curves. The widths are chosen by the project's own search (scaling.search), round by round, exactly
+success curves. The widths are chosen by the project's own search (scaling.planning.search), round by round, exactly
 as a sweep would ask for them. Each draw is judged by the function that `scaling analyze` reports, and the
 call of the depth group is compared with the truth's class.
 
@@ -27,10 +27,11 @@ from scipy.special import expit
 from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
 from analysis.truths import SETS, TRUTHS, Truth
 from analysis.verdict import REPS, judge
-from scaling import config, search
-from scaling.config import Config
-from scaling.schema import WidthSearch
-from scaling.stats import wilson
+from scaling.experiment import config
+from scaling.experiment.config import Config
+from scaling.experiment.schema import WidthSearch
+from scaling.planning import search
+from scaling.planning.stats import wilson
 
 SCALE = 0.2
 RATE_FACTOR = 1.3
@@ -87,11 +88,8 @@ def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr:
     deep_truth, the first-layer W50 at every other depth, where given)."""
     lrs = sorted(cfg.train.lrs)
     factor = scale_lr or {lr: (1.0 if i == len(lrs) // 2 else RATE_FACTOR) for i, lr in enumerate(lrs)}
-    df, done = pd.DataFrame(), set()
-    while True:
-        todo = [m for m in search.wanted_members(cfg, df) if m not in done]
-        if not todo:
-            return df
+
+    def draw(todo: list) -> pd.DataFrame:
         n = np.array([m.n for m in todo], float)
         w50 = np.where(np.array([m.depth for m in todo]) == 1, truth(n), (deep_truth or truth)(n))
         p = solve_probability(w50, [m.width for m in todo], [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
@@ -102,8 +100,9 @@ def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr:
                              "seed": [m.seed for m in todo], "steps_budget": [m.steps for m in todo],
                              "profile": [m.profile for m in todo],
                              "solved": solved, "step_solved": np.where(solved, 1.0, np.nan)})
-        df = rows if df.empty else pd.concat([df, rows], ignore_index=True)
-        done.update(todo)
+        return rows
+
+    return search.settle(cfg, draw)
 
 
 def max_width_for(truth: Callable, design: Design) -> int:

@@ -1,5 +1,5 @@
 """The lecture's claims, each tested in a quantity that a short range of n can decide, and each test first run
-on the hand-built networks (scaling.constructions), whose answer is known: a test that a control fails is
+on the hand-built networks (scaling.engine.constructions), whose answer is known: a test that a control fails is
 withheld from the answer, with the reason.
 
 A curve is a count over n (W50, or the hidden units at W50) with seed-bootstrap replicates. The claims:

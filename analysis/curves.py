@@ -15,8 +15,8 @@ import pandas as pd
 
 from analysis.compare import Resampler
 from analysis.measure import solved_cube
-from scaling.config import Config
-from scaling.stats import crossfit_counts, min_depth_rows, monotone_min
+from scaling.experiment.config import Config
+from scaling.planning.stats import crossfit_counts, min_depth_rows, monotone_min
 
 
 @dataclasses.dataclass

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling import config as config_mod
-from scaling.config import Config
 from scaling.errors import UserError
-from scaling.results import STORE_NAME, connect_readonly, read_members, read_runs
+from scaling.experiment import config as config_mod
+from scaling.experiment.config import Config
+from scaling.storage.results import STORE_NAME, connect_readonly, read_members, read_runs
 
 
 def _read(dir: str | Path, reader) -> pd.DataFrame:

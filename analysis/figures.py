@@ -4,7 +4,7 @@ Frames (built by analysis.report, or by hand for tests):
 - points: curve, quantity, group, n, y, censored, lo, hi  (measured statistic with bootstrap 95 % interval;
   a censored y is the lower bound)
 - fitted: curve, family, rank, n, y  (every fitted family evaluated on a grid; rank 1 = best by AICc)
-- theory: kind, n, units  (scaling.constructions.unit_counts)
+- theory: kind, n, units  (scaling.engine.constructions.unit_counts)
 - rates: n, depth, width, rate  (best-lr success rate per point)
 - weights: curve, family, weight, boot_win_rate
 """

@@ -12,7 +12,7 @@ from analysis.fits import FitError
 from analysis.intervals import interval95
 from analysis.laws import LAWS
 from analysis.verdict import GroupVerdict, Verdict
-from scaling.population import units_at
+from scaling.engine.population import units_at
 
 
 def point_intervals(curve: Curve, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ from analysis.answer import label, num, plain_answer, verdict_section
 from analysis.compare import FitComparison
 from analysis.laws import LAWS
 from analysis.verdict import Verdict
-from scaling.config import Config
-from scaling.population import hidden_units
+from scaling.engine.population import hidden_units
+from scaling.experiment.config import Config
 
 
 def _ended(timestamp) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from analysis.intervals import interval95
-from scaling.stats import crossfit_counts, recipes
+from scaling.planning.stats import crossfit_counts, recipes
 
 _PSEUDO = 0.5
 _NEWTON_STEPS = 50

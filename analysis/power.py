@@ -3,7 +3,7 @@
 For a depth group whose W50 curve was fitted, the candidate truths are every law of that fit that fits within
 the measured noise (where none does, nothing is simulated and nothing is promised); the seed noise is the cells'
 own logistic slope. A design (largest n, seeds per point) is simulated under each truth: the widths are those
-the project's search tests when every member at or above the truth solves (a replay of scaling.search), the
+the project's search tests when every member at or above the truth solves (a replay of scaling.planning.search), the
 outcomes are drawn per seed, and each draw is judged by the same group rule as the report (analysis.verdict).
 Designs are screened with `repeats` draws per truth (each truth called for its class in at least POWER of
 them); the smallest that passes is then simulated again with CONFIRM_REPEATS fresh draws per truth, and named
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit
 
 from analysis.calibration import RATE_FACTOR, Design, synthetic_config
@@ -25,10 +24,10 @@ from analysis.growth import RULE
 from analysis.laws import LAWS
 from analysis.measure import measure_cube
 from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
-from scaling import search
-from scaling.config import Config
-from scaling.schema import WidthSearch
-from scaling.stats import wilson
+from scaling.experiment.config import Config
+from scaling.experiment.schema import WidthSearch
+from scaling.planning import search
+from scaling.planning.stats import wilson
 
 POWER = 0.8
 CONFIRM_REPEATS = 100  # fresh draws per truth before a design is named; its Wilson lower bound must reach POWER
@@ -83,13 +82,7 @@ def _tested_widths(design: Design, truth) -> dict[int, np.ndarray]:
     seeds do not matter then, so two are replayed)."""
     grid_top = int(2 ** np.ceil(np.log2(max(8.0, 2.5 * float(truth(design.n_max))))))
     cfg = synthetic_config(dataclasses.replace(design, seeds=2), grid_top, lrs=(1e-2,))
-    df, done = pd.DataFrame(), set()
-    while True:
-        todo = [m for m in search.wanted_members(cfg, df) if m not in done]
-        if not todo:
-            break
-        df = search.with_assumed_rows(df, todo, lambda m: m.width >= truth(m.n))
-        done.update(todo)
+    df = search.settle(cfg, lambda todo: search.assumed_rows(todo, lambda m: m.width >= truth(m.n)))
     return {int(n): np.sort(cell["width"].unique()) for n, cell in df.groupby("n")}
 
 
@@ -181,9 +174,9 @@ def _size(design: Design) -> int:
 
 
 def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> float:
-    """Forecast seconds of the whole config run at `design` on this machine (scaling.forecast), with w*(n, d)
+    """Forecast seconds of the whole config run at `design` on this machine (scaling.planning.forecast), with w*(n, d)
     assumed from the fitted truths; the width grid grows to twice the largest assumed w*."""
-    from scaling import forecast
+    from scaling.planning import forecast
 
     ns = tuple(range(design.n_min, design.n_max + 1))
     top = max(wstar(n, d) for n in ns for d in cfg.depths_at(n) if d > 0)
@@ -215,8 +208,8 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
               if g.own}
     wstar = _assumed_wstar(powers) if cost else None
     if wstar is not None:
-        from scaling import cost as cost_model
-        from scaling.devices import default_workers, make_mesh
+        from scaling.engine.devices import default_workers, make_mesh
+        from scaling.planning import cost as cost_model
 
         model = cost_model.load()
         workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)

@@ -19,8 +19,8 @@ import pandas as pd
 from analysis.intervals import interval95
 from analysis.measure import measure_cell
 from analysis.verdict import inflated
-from scaling.config import Config
-from scaling.stats import at_budget, latest_budget, width_cells
+from scaling.experiment.config import Config
+from scaling.planning.stats import at_budget, latest_budget, width_cells
 
 
 def _w50(cell: pd.DataFrame, threshold: float, reps: int, rng) -> tuple[float, float, float]:

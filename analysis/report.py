@@ -31,12 +31,12 @@ from analysis.power import power_analysis
 from analysis.recipe import recipe_effects, recipe_lines
 from analysis.style import group_label
 from analysis.verdict import REPS, Verdict, judge
-from scaling import search
-from scaling.config import Config
-from scaling.constructions import unit_counts
+from scaling.engine.constructions import unit_counts
 from scaling.errors import UserError
-from scaling.outputs import write_outputs
-from scaling.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
+from scaling.experiment.config import Config
+from scaling.planning import search
+from scaling.planning.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
+from scaling.storage.outputs import write_outputs
 
 PNG_DPI = 200
 # What `scaling analyze` writes into a results directory (the one writer of each).
@@ -64,7 +64,7 @@ def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     if diverged > len(df) // 2:
         notes.append(f"{diverged} of {len(df)} members diverged (a loss that was not finite or above 10^4): the "
                      "learning rates are likely too large.")
-    missing = len(search.missing_members(cfg, df))
+    missing = len(set(search.next_round(cfg, df)))
     if missing:
         notes.append(f"The store lacks {missing} members that the search asks for at this point: the sweep is "
                      f"incomplete, so w* and the fits may change. Rerun "

@@ -17,8 +17,8 @@ import pandas as pd
 
 from analysis.data import load, load_config
 from scaling.errors import UserError
-from scaling.results import IDENTITY_COLUMNS
-from scaling.stats import summarize
+from scaling.planning.stats import summarize
+from scaling.storage.results import IDENTITY_COLUMNS
 
 _CELL = ["kind", "n", "depth", "width"]
 

@@ -21,11 +21,11 @@ import pandas as pd
 from analysis.claims import Claim, Curve, deep_claims, shallow_claims
 from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
 from analysis.measure import CellMeasure, measure_cells
-from scaling.config import Config
-from scaling.constructions import unit_counts
-from scaling.population import units_at
-from scaling.schema import log2_depth
-from scaling.stats import latest_budget, summarize, width_cells
+from scaling.engine.constructions import unit_counts
+from scaling.engine.population import units_at
+from scaling.experiment.config import Config
+from scaling.experiment.schema import log2_depth
+from scaling.planning.stats import latest_budget, summarize, width_cells
 
 REPS = 100  # seed-bootstrap replicates: the calibration ran with these, so the report calls as it was calibrated
 # Each point's noise is its seed-bootstrap spread, corrected by what simulating the estimators measured

@@ -7,9 +7,9 @@ They are loaded on first use, so `import scaling.cli` (and `scaling --help`) doe
 
 import importlib
 
-_EXPORTS = {"Bucket": "scaling.population", "BucketSpec": "scaling.population", "Member": "scaling.population",
-            "MemberResult": "scaling.population", "make_bucket": "scaling.population",
-            "parity_table": "scaling.tasks", "train_bucket": "scaling.train"}
+_EXPORTS = {**dict.fromkeys(["Bucket", "BucketSpec", "Member", "MemberResult", "make_bucket"],
+                            "scaling.engine.population"),
+            "parity_table": "scaling.engine.tasks", "train_bucket": "scaling.engine.train"}
 __all__ = list(_EXPORTS)
 
 

@@ -24,7 +24,7 @@ def run(argv: list[str] | None = None) -> None:
 
     def interrupted(signum, frame) -> None:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        cluster = getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None)
+        cluster = getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None)
         if cluster is not None and cluster.leader:  # the whole cluster stops with process 0
             cluster.abort(f"process 0 was {how}")
         elif cluster is not None:  # process 0 stops at once, saying why
@@ -45,12 +45,12 @@ def run(argv: list[str] | None = None) -> None:
     try:
         code = main(argv)
     except Exception as e:  # noqa: BLE001 (a bug or a device fault; one process alone shows its traceback)
-        if getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None) is None:
+        if getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None) is None:
             raise
         detail = str(e).splitlines()[0] if str(e) else ""
         sys.stderr.write(f"scaling {command}: error: {type(e).__name__}: {detail}\n")
         code = 1  # the command line has told the other processes already
-    if code and getattr(sys.modules.get("scaling.cluster"), "ACTIVE", None) is not None:
+    if code and getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None) is not None:
         # A failed process of a cluster leaves at once: jax's exit handler would wait for the lost processes and
         # then abort with a C++ stack trace.
         sys.stdout.flush()

@@ -50,6 +50,6 @@ class Profile(enum.StrEnum):
 class WidthSearch(enum.StrEnum):
     """How the widths of a cell are chosen."""
 
-    ADAPTIVE = "adaptive"  # the coarse grid from below, then bisection to w* (scaling.search)
+    ADAPTIVE = "adaptive"  # the coarse grid from below, then bisection to w* (scaling.planning.search)
     GRID = "grid"  # exactly the listed widths
     PER_N = "per_n"  # one width per n, times_n * n

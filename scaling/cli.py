@@ -37,8 +37,8 @@ def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 def _sweep(args) -> None:
-    from scaling import cluster as clusters
-    from scaling import config
+    from scaling.distributed import cluster as clusters
+    from scaling.experiment import config
 
     cfg = config.load(args.config, args.set)
     out = args.out or f"results/{cfg.experiment.name}"
@@ -52,7 +52,7 @@ def _sweep(args) -> None:
     cluster = clusters.join(join, on_lost=_leave_cluster)
     import jax
 
-    from scaling.devices import default_workers, make_mesh
+    from scaling.engine.devices import default_workers, make_mesh
     from scaling.sweep import follow_sweep, run_sweep
 
     try:  # from here on, a failure tells the other processes
@@ -86,7 +86,7 @@ def _leave_cluster(error: UserError) -> None:
 
 
 def _launch(args) -> None:
-    from scaling.launch import launch
+    from scaling.distributed.launch import launch
 
     code = launch(args.processes, args.command, args.devices_per_process, args.heartbeat, args.pin_cores)
     if code:
@@ -107,9 +107,10 @@ def _report_sweep(cfg, out: str, outcome) -> None:
 
 
 def _plan(args) -> None:
-    from scaling import config, probes
-    from scaling.devices import default_workers, make_mesh
-    from scaling.forecast import describe, forecast, parse_oracle
+    from scaling.engine.devices import default_workers, make_mesh
+    from scaling.experiment import config
+    from scaling.planning import probes
+    from scaling.planning.forecast import describe, forecast, parse_oracle
 
     if args.power:
         _power(args.power)
@@ -171,7 +172,7 @@ def _bench(args) -> None:
 
 
 def _construct(args) -> None:
-    from scaling.constructions import describe
+    from scaling.engine.constructions import describe
 
     print(describe(args.kind, args.n))
 
@@ -245,7 +246,7 @@ def _enable_compilation_cache() -> None:
     """Reuse compiled bucket programs across runs: a rerun of a small sweep drops from ~30 s to ~6 s here."""
     import jax
 
-    from scaling.cost import cache_dir
+    from scaling.planning.cost import cache_dir
 
     jax.config.update("jax_compilation_cache_dir", os.environ.get("SCALING_JAX_CACHE", str(cache_dir() / "jax")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

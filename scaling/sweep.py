@@ -16,21 +16,21 @@ import pandas as pd
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from scaling import guesses, probes, rounds, search
-from scaling.cluster import Cluster
-from scaling.config import Config
-from scaling.cost import deal
-from scaling.dealer import finish, follow, lead_round
-from scaling.devices import cores, default_workers, make_mesh
+from scaling.distributed.cluster import Cluster
+from scaling.distributed.dealer import finish, follow, lead_round
+from scaling.engine.devices import cores, default_workers, make_mesh
+from scaling.engine.population import Bucket, Member, MemberResult, padding_waste
+from scaling.engine.programs import Programs, population_slots
+from scaling.engine.train import train_bucket
 from scaling.errors import UserError
-from scaling.plan import plan_buckets
-from scaling.population import Bucket, Member, MemberResult, padding_waste
-from scaling.programs import Programs, population_slots
-from scaling.results import stored_keys
-from scaling.rounds import Calibration, RoundPlan
-from scaling.stats import summarize
-from scaling.store import Store
-from scaling.train import train_bucket
+from scaling.experiment.config import Config
+from scaling.planning import guesses, probes, rounds, search
+from scaling.planning.cost import deal
+from scaling.planning.plan import plan_buckets
+from scaling.planning.rounds import Calibration, RoundPlan
+from scaling.planning.stats import summarize
+from scaling.storage.results import stored_keys
+from scaling.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibratio
     stored = stored_keys(df)
     if plans and (pending := plans[-1].unfinished(stored)):
         return plans[-1], pending
-    todo = sorted(search.missing_members(cfg, df, stored))
+    todo = sorted(set(search.next_round(cfg, df)))
     if not todo:
         return None
     buckets = plan_buckets(todo, cfg, calibration.model, known=rounds.program_shapes(plans, slots),
@@ -152,7 +152,7 @@ def run_sweep(
     training and those that finished while an earlier one still trained; a resume trains those again as the
     stored plan has them.
     `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it.
-    `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.cluster)."""
+    `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.distributed.cluster)."""
     if programs is None:
         with Programs() as own:
             return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,

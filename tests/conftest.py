@@ -10,7 +10,7 @@ os.environ["JAX_PLATFORMS"] = os.environ.get("SCALING_TEST_PLATFORMS", "cpu")
 # Plans must not depend on how fast the test machine happens to be: the suite (and the sweeps it starts in
 # subprocesses) plans with the built-in CPU cost model, written into a cache of its own, so no probe runs.
 # Compiled programs still go to the user's persistent compile cache.
-from scaling.cost import cache_dir  # noqa: E402  (jax-free)
+from scaling.planning.cost import cache_dir  # noqa: E402  (jax-free)
 
 os.environ.setdefault("SCALING_JAX_CACHE", str(cache_dir() / "jax"))  # before SCALING_CACHE moves
 os.environ["SCALING_CACHE"] = tempfile.mkdtemp(prefix="scaling-test-cache-")
@@ -19,14 +19,14 @@ import jax  # noqa: E402  (after JAX_PLATFORMS)
 import pytest  # noqa: E402
 from configs import TINY  # noqa: E402
 
-from scaling.population import Member  # noqa: E402
+from scaling.engine.population import Member  # noqa: E402
 
 # Silent broadcasting hides shape bugs; the engine must be explicit about every rank change.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 def _write_fixed_cost_model() -> None:
-    from scaling import cost
+    from scaling.planning import cost
 
     model = cost.default_model(jax.default_backend(), jax.devices()[0].device_kind)
     path = cost._path(model.backend, model.device)
@@ -44,7 +44,7 @@ DEFAULT_MEMBER = Member(task="parity", n=2, encoding="pm1", depth=1, width=4, ac
 @pytest.fixture(autouse=True)
 def _jax_cache_as_it_was():
     """A test that runs the command line in this process (cli.main) points jax's compile cache, and with it
-    scaling.program_store, at a directory: put both back, so that no later test loads programs it should
+    scaling.engine.program_store, at a directory: put both back, so that no later test loads programs it should
     compile (the suite counts compiles)."""
     names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_persistent_cache_min_compile_time_secs")
     was = [getattr(jax.config, name) for name in names]
@@ -65,7 +65,7 @@ def member_factory():
 def tiny_sweep(tmp_path_factory):
     """One small real sweep shared by the sweep, resume and report tests: (out_dir, SweepOutcome). Two buckets
     train at once, whatever this machine's core count (test_sweep compares it with one at a time)."""
-    from scaling import config
+    from scaling.experiment import config
     from scaling.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("tiny")

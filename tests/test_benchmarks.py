@@ -1,7 +1,7 @@
 """The benchmark's baselines are fair: its one-model loops train the engine's networks (scaling.benchmarks.bench)."""
 
-from scaling.population import make_bucket
-from scaling.train import train_bucket
+from scaling.engine.population import make_bucket
+from scaling.engine.train import train_bucket
 
 
 def test_the_benchmarks_step_loop_trains_the_engines_networks():

@@ -10,7 +10,7 @@ from analysis.answer import claim_line, plain_answer
 from analysis.calibration import Design, draw_store, synthetic_config
 from analysis.claims import Curve, control_curve
 from analysis.verdict import judge
-from scaling.constructions import build
+from scaling.engine.constructions import build
 
 NS = np.arange(2, 10)
 

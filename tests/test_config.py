@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from scaling import config
 from scaling.choices import Activation, Optimizer
 from scaling.cli import main
 from scaling.errors import UserError
+from scaling.experiment import config
 
 BASE = """
 [experiment]
@@ -32,7 +32,7 @@ def test_depth_schedules_tied_to_n():
     assert cfg.depth_groups == ("depth=1", "depth=log2+0", "depth=log2+1")
     assert [cfg.group_depth("depth=log2+1", n) for n in (2, 8, 9)] == [2, 4, 5]
     assert cfg.min_depth_widths_at(9) == (9,) and cfg.min_depth_max_at(9) == 6 and cfg.min_depth_max_at(2) == 3
-    from scaling.search import grid_members
+    from scaling.planning.search import grid_members
     points = {(m.n, m.depth, m.width) for m in grid_members(cfg)}
     assert (9, 5, 1) in points and (9, 5, 2) not in points and (9, 6, 9) in points and (9, 7, 9) not in points
     with pytest.raises(UserError, match="fixed and/or log2"):

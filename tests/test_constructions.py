@@ -4,7 +4,7 @@ import math
 import pytest
 
 from scaling.cli import main
-from scaling.constructions import BUILDERS, build, check, unit_counts
+from scaling.engine.constructions import BUILDERS, build, check, unit_counts
 
 MAX_N = {"dnf": 14, "one_layer": 16, "xor_tree": 16, "sawtooth": 16}
 

@@ -6,8 +6,8 @@ import pandas as pd
 
 from analysis.measure import fit_logistic, measure_cells, w50_frame
 from analysis.verdict import judge
-from scaling import config
-from scaling.stats import budget_convergence, min_width, min_width_by_budget
+from scaling.experiment import config
+from scaling.planning.stats import budget_convergence, min_width, min_width_by_budget
 
 
 def _cfg(ns):
@@ -117,7 +117,7 @@ def test_a_w_star_that_rose_with_more_steps_is_not_budget_limited():
 def test_cross_fitting_removes_the_winners_curse():
     """Three learning rates with the same true success rate 0.4: the best of them on the same seeds looks
     better than 0.4; chosen on one half and measured on the other, it does not."""
-    from scaling.stats import crossfit_rates
+    from scaling.planning.stats import crossfit_rates
 
     rng = np.random.default_rng(11)
     n_, w_, lr_, s_ = (a.ravel() for a in np.meshgrid([4], np.arange(1, 401), [1e-3, 1e-2, 1e-1], np.arange(8),

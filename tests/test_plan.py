@@ -4,14 +4,14 @@ import json
 import pytest
 from configs import TINY
 
-from scaling import config
-from scaling.cost import CostModel
+from scaling.engine.population import padding_waste
+from scaling.engine.population import rung as width_rung
 from scaling.errors import UserError
-from scaling.forecast import parse_oracle, simulate, total, upper_bound
-from scaling.plan import _bytes_per_member, plan_buckets
-from scaling.population import padding_waste
-from scaling.population import rung as width_rung
-from scaling.search import grid_members
+from scaling.experiment import config
+from scaling.planning.cost import CostModel
+from scaling.planning.forecast import parse_oracle, simulate, total, upper_bound
+from scaling.planning.plan import _bytes_per_member, plan_buckets
+from scaling.planning.search import grid_members
 
 CFG = config.parse('[experiment]\nname = "p"\n[task]\nn = [3, 4]\n[model]\ndepths = [0, 1, 3]\n'
                    'widths = {max = 16, search = "grid"}\n[search]\nseeds = 2\nmin_depth_widths = []\n')
@@ -67,7 +67,7 @@ def _snapshot(root):
 
 def test_scaling_plan_forecasts_and_writes_nothing(tmp_path, monkeypatch, capsys):
     from scaling.cli import main
-    from scaling.cost import _path
+    from scaling.planning.cost import _path
 
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SCALING_JAX_CACHE", str(tmp_path / "cache" / "jax"))
@@ -102,7 +102,7 @@ def test_the_forecast_replays_the_search_and_stays_under_its_bound():
 
 
 def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkeypatch):
-    from scaling import cost, probes
+    from scaling.planning import cost, probes
 
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path))
     tiny = {"warm-up": (3, 1, 2, 2, 20), "latency": (3, 1, 2, 2, 400), "deep": (3, 3, 2, 2, 20),

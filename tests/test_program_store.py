@@ -7,10 +7,10 @@ import os
 import jax
 import pytest
 
-from scaling import program_store
-from scaling.population import make_bucket
-from scaling.programs import Programs
-from scaling.train import train_bucket
+from scaling.engine import program_store
+from scaling.engine.population import make_bucket
+from scaling.engine.programs import Programs
+from scaling.engine.train import train_bucket
 
 
 @pytest.fixture

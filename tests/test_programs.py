@@ -1,5 +1,5 @@
-"""The compile cache (scaling.programs) and its programs (scaling.steps): each compiled once per shape, in the
-background where it can, with XLA options that change compile time only; a population started on the host
+"""The compile cache (scaling.engine.programs) and its programs (scaling.engine.steps): each compiled once per
+shape, in the background where it can, with XLA options that change compile time only; a population started on the host
 equals the compiled init program."""
 
 import sqlite3
@@ -11,22 +11,23 @@ import pandas as pd
 import pytest
 from configs import MONOTONE, TINY
 
-from scaling import config, search
-from scaling.guesses import queue_next_round
-from scaling.population import make_bucket
-from scaling.programs import Programs
-from scaling.rounds import Calibration
-from scaling.steps import compiler_options, init_population
-from scaling.store import STORE_NAME
+from scaling.engine.population import make_bucket
+from scaling.engine.programs import Programs
+from scaling.engine.steps import compiler_options, init_population
+from scaling.engine.train import train_bucket
+from scaling.experiment import config
+from scaling.planning import search
+from scaling.planning.guesses import queue_next_round
+from scaling.planning.rounds import Calibration
+from scaling.storage.store import STORE_NAME
 from scaling.sweep import run_sweep
-from scaling.train import train_bucket
 
 
 def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
     """While a round trains, the programs of the next round are queued as if every member failed, then as if
     every one solved (the gallop climbs, or the cells settle)."""
-    from scaling import cost
-    from scaling.plan import plan_buckets
+    from scaling.planning import cost
+    from scaling.planning.plan import plan_buckets
 
     cfg = config.parse(MONOTONE)
     model, programs = cost.load(), Programs()
@@ -48,7 +49,7 @@ def test_a_thin_round_compiles_the_next_rounds_likely_programs_meanwhile():
 def test_a_program_needed_now_does_not_wait_behind_the_queue():
     import threading
 
-    from scaling.population import make_bucket
+    from scaling.engine.population import make_bucket
 
     cfg = config.parse(MONOTONE)
     bucket = make_bucket(search.wanted_members(cfg, pd.DataFrame())[:4], eval_every=cfg.train.eval_every)
@@ -122,12 +123,12 @@ def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
                           (3, 2, 7, "orthogonal", "adam", "constant")])
 def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
                                                                             width, init, optimizer, profile):
-    """On one CPU device populations start from one shape-generic draw program (scaling.host_init): every
+    """On one CPU device populations start from one shape-generic draw program (scaling.engine.host_init): every
     array of the state, with its dtype and shape, equals what the bucket shape's init program computes, for
     members of other n, depths, widths and learning rates padded together. (64 draws per call, so that these
     few members span several calls, the last one padded. Orthogonal kernels agree to float rounding: the host
     takes each real block's SVD in float64, the program the padded block's in float32.)"""
-    from scaling import host_init
+    from scaling.engine import host_init
 
     monkeypatch.setattr(host_init, "DRAWS_PER_CALL", 64)
     members = [member_factory(n=max(2, n - s % 2) if depth else n, depth=max(1, depth - s % 2) if depth else 0,

@@ -5,7 +5,7 @@ import pandas as pd
 from configs import TINY
 
 from analysis.recipe import recipe_effects, recipe_lines
-from scaling import config
+from scaling.experiment import config
 
 CFG = config.parse(TINY.replace("n = [2, 4]", "n = 5").replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [2]")
                    .replace("[model]", '[model]\ninit = ["he", "lecun_bias"]').replace("seeds = 3", "seeds = 24")

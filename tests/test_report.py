@@ -129,7 +129,7 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert "solved flags differ in 1 (0 solved only in B, 1 only in A)" in moved.text()
     # A config without an L* search summarises with neither a width nor an L_star column.
     from analysis import runs
-    from scaling.stats import summarize
+    from scaling.planning.stats import summarize
 
     no_depth_search = lambda df, cfg: summarize(df, cfg).query("kind == 'min_width'").drop(columns=["width", "L_star"])
     monkeypatch.setattr(runs, "summarize", no_depth_search)

@@ -1,12 +1,13 @@
-"""The adaptive search (scaling.search): galloping, bisection, the confirming width, the budget and the
+"""The adaptive search (scaling.planning.search): galloping, bisection, the confirming width, the budget and the
 learning-rate edge rules, against oracles and against the exhaustive grid."""
 
 
 import pandas as pd
 from configs import MONOTONE, TINY
 
-from scaling import config, search
-from scaling.stats import min_width, summarize
+from scaling.experiment import config
+from scaling.planning import search
+from scaling.planning.stats import min_width, summarize
 from scaling.sweep import run_sweep
 
 KEY = ["n", "depth", "width", "lr", "seed"]

@@ -4,16 +4,16 @@ import sys
 
 import pytest
 
-from scaling.devices import make_mesh
+from scaling.engine.devices import make_mesh
 from scaling.errors import UserError
 
 # Run in a fresh interpreter: the CPU device count is fixed when the backend starts.
 SCRIPT = """
 import json, jax
 jax.config.update("jax_num_cpu_devices", 2)
-from scaling.population import Member, make_bucket
-from scaling.devices import make_mesh
-from scaling.train import train_bucket
+from scaling.engine.population import Member, make_bucket
+from scaling.engine.devices import make_mesh
+from scaling.engine.train import train_bucket
 import dataclasses
 base = Member(task="parity", n=3, encoding="pm1", depth=1, width=2, activation="relu", init="he", optimizer="adam",
               loss="bce", lr=3e-2, seed=0, steps=300)

@@ -14,11 +14,11 @@ import pytest
 from configs import TINY
 
 from analysis.report import FITS, REPORT, SUMMARY
-from scaling import config
 from scaling.cli import main
 from scaling.errors import UserError
-from scaling.outputs import MANIFEST, write_outputs
-from scaling.store import LOCK_NAME, STORE_NAME, DirLock, Store
+from scaling.experiment import config
+from scaling.storage.outputs import MANIFEST, write_outputs
+from scaling.storage.store import LOCK_NAME, STORE_NAME, DirLock, Store
 
 KEY = ["n", "depth", "width", "lr", "seed"]
 
@@ -115,10 +115,10 @@ def test_a_run_that_crashed_before_its_first_bucket_does_not_block_the_corrected
 def test_a_plan_of_a_config_that_crashed_before_its_first_bucket_is_never_trained(tmp_path):
     """A run of another config that stored its round plan but no bucket gives way with its plan: the corrected
     config trains its own members only."""
-    from scaling import search
-    from scaling.cost import load
-    from scaling.population import make_bucket
-    from scaling.rounds import Calibration, RoundPlan
+    from scaling.engine.population import make_bucket
+    from scaling.planning import search
+    from scaling.planning.cost import load
+    from scaling.planning.rounds import Calibration, RoundPlan
     from scaling.sweep import run_sweep
 
     wrong = config.parse(TINY.replace("steps = 400", "steps = 500"))
@@ -210,7 +210,7 @@ def test_a_damaged_store_is_named_and_left_alone(store_copy, capsys, tmp_path, d
 def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(store_copy, monkeypatch):
     """One analysis of a store with an unfinished run, runs without a git commit and missing members; then a
     second one that meets a full disk part-way through writing its outputs."""
-    import scaling.outputs as outputs
+    import scaling.storage.outputs as outputs
     from analysis.report import analyze
 
     with _connect(store_copy / STORE_NAME) as conn:
@@ -278,7 +278,7 @@ def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):
 
 
 def test_a_first_analysis_on_a_full_disk_leaves_no_empty_folder(store_copy, monkeypatch):
-    import scaling.outputs as outputs
+    import scaling.storage.outputs as outputs
     from analysis.report import analyze
 
     real_fsync = outputs.os.fsync
@@ -298,9 +298,9 @@ def test_a_first_analysis_on_a_full_disk_leaves_no_empty_folder(store_copy, monk
 def test_a_member_is_defined_once_and_round_trips_through_the_store(member_factory):
     import dataclasses
 
-    from scaling.population import Member, MemberResult
-    from scaling.results import MEMBER_COLUMNS, member_of
-    from scaling.store import _row
+    from scaling.engine.population import Member, MemberResult
+    from scaling.storage.results import MEMBER_COLUMNS, member_of
+    from scaling.storage.store import _row
 
     member = member_factory(n=3, depth=2, width=5, lr=3e-3, seed=4, steps=700)
     result = MemberResult(steps_run=300, solved=True, step_solved=300, final_loss=float("nan"),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from configs import TINY
 
-from scaling.store import STORE_NAME
+from scaling.storage.store import STORE_NAME
 
 KEY = ["n", "depth", "width", "lr", "seed"]
 RESULT = ["steps_run", "solved", "step_solved", "diverged"]
@@ -74,7 +74,8 @@ def after(owner, name):
         return out
     setattr(owner, name, wrapped)
 
-from scaling import store, sweep
+from scaling.storage import store
+from scaling import sweep
 if moment == "planned":
     after(store.Store, "save_plan")
 elif moment == "committed":
@@ -120,7 +121,7 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
     committed, and at a random time), each on a store of its own, then resume it: the rows and the stored
     plans equal an uninterrupted run's, outcomes exact and final losses bit for bit (one calibration: the
     suite's fixed cost model; the same training threads)."""
-    from scaling import config
+    from scaling.experiment import config
     from scaling.sweep import run_sweep
 
     full_out, _ = tiny_sweep
@@ -166,7 +167,7 @@ def test_members_lost_from_a_finished_store_are_trained_again(tmp_path, lost):
     same results, and asks for nothing else."""
     import shutil
 
-    from scaling import config
+    from scaling.experiment import config
     from scaling.sweep import run_sweep
 
     cfg = config.parse(SMALL.replace("lrs = [3e-2]", "lrs = [1e-2, 3e-2]"))

@@ -13,10 +13,11 @@ import pytest
 from configs import TINY
 
 from analysis.report import FITS, REPORT, SUMMARY
-from scaling import config, search
 from scaling.cli import main
-from scaling.population import MemberResult
-from scaling.store import LOCK_NAME, STORE_NAME, Store
+from scaling.engine.population import MemberResult
+from scaling.experiment import config
+from scaling.planning import search
+from scaling.storage.store import LOCK_NAME, STORE_NAME, Store
 
 FAILED = lambda m: MemberResult(m.steps, False, None, 0.69, 0.5, False, 0.1)
 SOLVED = lambda m: MemberResult(100, True, 100, 0.01, 1.0, False, 0.1)
@@ -174,7 +175,7 @@ def test_assume_wstar_is_bounded_and_checked(tmp_path, capsys, expr, expected):
 
 
 def test_a_store_on_a_network_filesystem_uses_the_rollback_journal(tmp_path, monkeypatch):
-    from scaling import filesystems
+    from scaling.storage import filesystems
 
     mounts = ("/dev/sda1 / ext4 rw 0 0\nserver:/export /mnt/shared\\040data nfs4 rw 0 0\n"
               "lustre@o2ib:/fs /lus lustre rw 0 0\ntmpfs /mnt/shared\\040data/tmp tmpfs rw 0 0\n")

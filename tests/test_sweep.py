@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from configs import TINY
 
-from scaling import config, plan, sweep
-from scaling.devices import default_workers
+from scaling import sweep
+from scaling.engine.devices import default_workers
 from scaling.errors import UserError
-from scaling.guesses import RoundTail
-from scaling.store import STORE_NAME
+from scaling.experiment import config
+from scaling.planning import plan
+from scaling.planning.guesses import RoundTail
+from scaling.storage.store import STORE_NAME
 from scaling.sweep import _Stopped, run_sweep, train_concurrently
 
 KEY = ["n", "depth", "width", "lr", "seed"]
@@ -147,7 +149,7 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
 def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(member_factory):
     """Four buckets on two threads: the third finished bucket leaves one training, so one thread idles and
     queues the next round's guess, knowing the three buckets' real results; a failing guess stops nothing."""
-    from scaling.population import MemberResult, make_bucket
+    from scaling.engine.population import MemberResult, make_bucket
 
     buckets = [make_bucket([member_factory(seed=s, width=w)], eval_every=100) for s, w in enumerate((2, 3, 4, 6))]
     result = lambda solved: [MemberResult(steps_run=100, solved=solved, step_solved=50 if solved else None,
@@ -170,8 +172,8 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
 
 
 def test_assumed_rows_keep_the_known_outcomes(member_factory):
-    from scaling.population import MemberResult
-    from scaling.search import with_assumed_rows
+    from scaling.engine.population import MemberResult
+    from scaling.planning.search import with_assumed_rows
 
     known_member, guessed = member_factory(seed=1), member_factory(seed=2)
     known = {known_member: MemberResult(steps_run=300, solved=True, step_solved=240, final_loss=0.1,

@@ -3,14 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from scaling.engine.model import MLP, count_parameters, forward, init_member, split_params
+from scaling.engine.population import layer_widths
+from scaling.engine.tasks import MAX_BITS, parity_table, table_bytes
 from scaling.errors import UserError
-from scaling.model import MLP, count_parameters, forward, init_member, split_params
-from scaling.population import layer_widths
-from scaling.tasks import MAX_BITS, parity_table, table_bytes
 
 
 def test_every_choice_of_an_experiment_file_has_one_implementation():
-    from scaling import choices, model, steps, tasks
+    from scaling import choices
+    from scaling.engine import model, steps, tasks
     for registry, choice in ((model.ACTIVATIONS, choices.Activation), (model.INITS, choices.Init),
                              (steps.OPTIMIZERS, choices.Optimizer), (steps.LOSSES, choices.Loss),
                              (tasks.TABLES, choices.Task)):
@@ -66,7 +67,7 @@ def test_padded_model_computes_the_same_function():
 
 @pytest.mark.parametrize("width", [3, 16, 17, 40])
 def test_both_layouts_compute_the_same_function_and_forward_picks_by_width(width):
-    from scaling.model import ACTIVATIONS, ROWS_MINOR_MAX_WIDTH, forward_rows_major, forward_rows_minor
+    from scaling.engine.model import ACTIVATIONS, ROWS_MINOR_MAX_WIDTH, forward_rows_major, forward_rows_minor
 
     x_RxN = jnp.asarray(parity_table(6).x_RxN)
     params, masks = init_member(6, 3, width, jax.random.key(1), depth_max=4, width_max=width, activation="relu",

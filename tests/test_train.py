@@ -1,4 +1,4 @@
-"""The population trainer (scaling.train): a member trains the same alone or padded in any bucket, solved and
+"""The population trainer (scaling.engine.train): a member trains the same alone or padded in any bucket, solved and
 diverged members freeze, and members of different n, widths and depths share one program."""
 
 import dataclasses
@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.population import make_bucket, padding_waste
-from scaling.programs import Programs
-from scaling.steps import init_population, train_chunk
-from scaling.tasks import parity_table
-from scaling.train import train_bucket
+from scaling.engine.population import make_bucket, padding_waste
+from scaling.engine.programs import Programs
+from scaling.engine.steps import init_population, train_chunk
+from scaling.engine.tasks import parity_table
+from scaling.engine.train import train_bucket
 
 
 def test_padding_invariance(member_factory):
@@ -92,7 +92,7 @@ def test_xor_is_solved_at_width_four_or_more(member_factory):
 
 def test_step_solved_is_the_first_step_with_every_row_right(member_factory):
     """Recomputed by hand: one update at a time, the full table checked with the saved parameters."""
-    from scaling.model import forward
+    from scaling.engine.model import forward
 
     table = parity_table(3)
     x, y = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R)
@@ -169,7 +169,7 @@ def test_members_of_different_n_packed_in_one_program_train_as_alone(member_fact
 def test_compaction_on_the_host_trains_as_the_compiled_gather_does(member_factory, monkeypatch):
     """On one CPU device a compacted population is gathered on the host (no program to compile); the members
     then train exactly as after the compiled gather program."""
-    import scaling.train
+    import scaling.engine.train
 
     members = [member_factory(n=3, depth=1, width=8, seed=s, lr=3e-2, steps=600) for s in range(12)]
     members += [member_factory(n=3, depth=1, width=8, seed=s, lr=1e-9, steps=600) for s in range(2)]
@@ -178,7 +178,7 @@ def test_compaction_on_the_host_trains_as_the_compiled_gather_does(member_factor
         host = train_bucket(bucket, programs=programs)
         assert not any(key[0] == "gather" for key in programs._futures)
         assert any(key[0] == "chunk" and key[2] < bucket.slots for key in programs._futures)  # it did compact
-    monkeypatch.setattr(scaling.train, "host_init_applies", lambda mesh: False)
+    monkeypatch.setattr(scaling.engine.train, "host_init_applies", lambda mesh: False)
     with Programs() as programs:
         compiled = train_bucket(bucket, programs=programs)
         assert any(key[0] == "gather" for key in programs._futures)  # it did compact

@@ -27,15 +27,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling import config, probes
 from scaling.benchmarks import bench_torch
-from scaling.model import forward, init_member
-from scaling.outputs import check_writable, write_atomic
-from scaling.plan import plan_buckets
-from scaling.population import Member, make_bucket, padding_waste
-from scaling.programs import Programs
-from scaling.tasks import make_table
-from scaling.train import train_bucket
+from scaling.engine.model import forward, init_member
+from scaling.engine.population import Member, make_bucket, padding_waste
+from scaling.engine.programs import Programs
+from scaling.engine.tasks import make_table
+from scaling.engine.train import train_bucket
+from scaling.experiment import config
+from scaling.planning import probes
+from scaling.planning.plan import plan_buckets
+from scaling.storage.outputs import check_writable, write_atomic
 
 N, DEPTH, WIDTHS, SEEDS, LR, STEPS, EVAL_EVERY = 10, 2, range(1, 33), 8, 1e-2, 2000, 100
 WORKLOAD = f"""

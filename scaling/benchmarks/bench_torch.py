@@ -15,9 +15,9 @@ import time
 import jax
 import numpy as np
 
-from scaling.model import init_member
-from scaling.population import Member
-from scaling.tasks import make_table
+from scaling.engine.model import init_member
+from scaling.engine.population import Member
+from scaling.engine.tasks import make_table
 
 
 def available() -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from scaling.benchmarks.bench import WORKLOAD
 from scaling.errors import UserError
-from scaling.outputs import check_writable, write_atomic
+from scaling.storage.outputs import check_writable, write_atomic
 
 _CLUSTER_LINE = re.compile(r"(\d+) rounds; process 0 waited ([\d.]+) s .*?key-value traffic ([\d.]+) s")
 

@@ -16,9 +16,9 @@ import time
 
 import jax
 
-from scaling.population import Member, make_bucket
-from scaling.programs import Programs
-from scaling.steps import compiler_options
+from scaling.engine.population import Member, make_bucket
+from scaling.engine.programs import Programs
+from scaling.engine.steps import compiler_options
 
 BASE = {"n": 8, "depth": 3, "width": 8, "members": 192, "eval_every": 100}
 VARIED = {"depth": [1, 2, 3, 4, 6], "width": [4, 16, 32, 64], "members": [48, 768], "n": [4, 10],

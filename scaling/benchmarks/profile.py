@@ -5,7 +5,7 @@ For a few bucket shapes like a default sweep's (n = 8 unless noted, lr 1e-9 so n
 the measured time of a training step (warm, whole chunks through train_bucket), the cost model's prediction,
 and the time of the forward plus backward pass alone and of the optimizer with its padding masks alone
 (each in a 100-step scan whose carry changes every step, so XLA cannot hoist the work out of the loop), and
-forward plus backward in the layout the engine does not use for that width (scaling.model.rows_minor), and
+forward plus backward in the layout the engine does not use for that width (scaling.engine.model.rows_minor), and
 the step time and the backend compiler's seconds (the init and chunk programs) with the engine's XLA options
 and with XLA's defaults.
 Then it times two default-sweep buckets trained one after the other and at once, on the sweep's workers.
@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling import cost, probes
-from scaling.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
-from scaling.population import Member, make_bucket
-from scaling.programs import Programs
-from scaling.steps import compiler_options, init_population, loss
-from scaling.tasks import parity_table
-from scaling.train import train_bucket
+from scaling.engine.model import ACTIVATIONS, forward_rows_major, forward_rows_minor, param_mask, rows_minor
+from scaling.engine.population import Member, make_bucket
+from scaling.engine.programs import Programs
+from scaling.engine.steps import compiler_options, init_population, loss
+from scaling.engine.tasks import parity_table
+from scaling.engine.train import train_bucket
+from scaling.planning import cost, probes
 
 SHAPES = [(8, 4, 2, 528), (8, 3, 2, 384), (8, 3, 8, 192), (8, 2, 8, 144), (6, 3, 6, 192), (8, 2, 16, 48),
           (8, 2, 32, 64), (4, 3, 4, 256), (10, 2, 2, 8), (8, 2, 128, 16)]  # (n, depth, width, members)
@@ -118,7 +118,8 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
 def workers_check() -> dict[str, float | bool]:
     """Two buckets of default-sweep members (1000 steps, nobody stops early), trained one after the other and
     then on two worker threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
-    from scaling import config, search
+    from scaling.experiment import config
+    from scaling.planning import search
     from scaling.sweep import train_concurrently
 
     cfg = config.load(Path(__file__).resolve().parents[2] / "experiments" / "default.toml")
@@ -143,7 +144,7 @@ def main() -> None:
     model = probes.load_or_calibrate()
     print(f"cost model: {'calibrated' if model.calibrated else 'built-in default'} ({model.backend})")
     print("(compile s: the backend compiler on the init and chunk programs; xla default: the same with XLA's "
-          "default options instead of scaling.steps.compiler_options)")
+          "default options instead of scaling.engine.steps.compiler_options)")
     print(f"{'n':>2} {'depth':>5} {'width':>5} {'members':>7} {'step ms':>8} {'model ms':>9} {'fwd+bwd ms':>11} "
           f"{'other layout':>13} {'optimizer ms':>13} {'compile s':>10} {'xla default: compile s':>23} {'step ms':>8}")
     for shape in SHAPES:

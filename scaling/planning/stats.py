@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scaling.population import hidden_units
+from scaling.engine.population import hidden_units
 
 if TYPE_CHECKING:
-    from scaling.config import Config
+    from scaling.experiment.config import Config
 
 Z95 = 1.959963984540054
 

@@ -1,7 +1,7 @@
-"""The results store's one writer: a sweep holds an OS lock on DIR/.lock for its whole run (scaling.dirlock),
+"""The results store's one writer: a sweep holds an OS lock on DIR/.lock for its whole run (scaling.storage.dirlock),
 opens the store read-write (so SQLite rolls back what a crash left half-committed), checks that the file is
 an intact store of this project, and checks the config hash and records its run in one transaction; then it
-stores each round's plan and each bucket's rows. The schema and the readers are scaling.results. Every store
+stores each round's plan and each bucket's rows. The schema and the readers are scaling.storage.results. Every store
 and OS fault becomes one UserError line.
 """
 
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling import filesystems
-from scaling.config import Config
-from scaling.dirlock import LOCK_NAME, DirLock
+from scaling.engine.population import Member, MemberResult
 from scaling.errors import UserError
-from scaling.outputs import remove_outputs
-from scaling.population import Member, MemberResult
-from scaling.results import (
+from scaling.experiment.config import Config
+from scaling.storage import filesystems
+from scaling.storage.dirlock import LOCK_NAME, DirLock
+from scaling.storage.outputs import remove_outputs
+from scaling.storage.results import (
     ADDED_LATER,
     APPLICATION_ID,
     INSERT_MEMBER,
@@ -220,7 +220,7 @@ class Store:
             raise _sql_fault(self.path, e, f"saving bucket {bucket}") from None
 
     def save_plan(self, run_id: int, round: int, plan: str) -> None:
-        """Store a round's plan (scaling.rounds) before the round trains."""
+        """Store a round's plan (scaling.planning.rounds) before the round trains."""
         try:
             self.conn.execute("INSERT INTO plans (round, run_id, plan) VALUES (?, ?, ?)", (round, run_id, plan))
         except sqlite3.Error as e:

@@ -9,8 +9,8 @@ import math
 from typing import Any, TypeVar
 
 from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
+from scaling.engine.tasks import check_bits
 from scaling.errors import UserError
-from scaling.tasks import check_bits
 
 
 def log2_depth(n: int) -> int:

@@ -16,9 +16,9 @@ import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
-from scaling.dirlock import LOCK_NAME
 from scaling.errors import UserError
-from scaling.results import SIDE_SUFFIXES, STORE_NAME
+from scaling.storage.dirlock import LOCK_NAME
+from scaling.storage.results import SIDE_SUFFIXES, STORE_NAME
 
 MANIFEST = ".outputs"  # JSON list of the names, relative to DIR, of every output written there
 

@@ -1,5 +1,5 @@
 """The cost model's calibration: a short probe of this backend (about 30 s on a 2-core CPU), run once per
-machine and cached (scaling.cost). It trains small buckets shaped like a default sweep's, with the persistent
+machine and cached (scaling.planning.cost). It trains small buckets shaped like a default sweep's, with the persistent
 compile cache off, and fits the model's prices to what they took.
 """
 
@@ -12,14 +12,14 @@ import time
 import numpy as np
 import scipy.optimize
 
-from scaling.cost import CostModel, cached, save, work
-from scaling.population import Bucket
+from scaling.engine.population import Bucket
+from scaling.planning.cost import CostModel, cached, save, work
 
 log = logging.getLogger(__name__)
 
 
 def _probe_bucket(n: int, depth: int, width: int, population: int, steps: int) -> Bucket:
-    from scaling.population import Member, make_bucket
+    from scaling.engine.population import Member, make_bucket
 
     base = Member(task="parity", n=n, encoding="pm1", depth=depth, width=width, activation="relu", init="he",
                   optimizer="adam", loss="bce", lr=1e-9, seed=0, steps=steps)  # lr 1e-9: nobody stops early
@@ -41,8 +41,8 @@ def calibrate(probes: dict = PROBES) -> CostModel:
     """Measure this backend (about 30 s on a 2-core CPU) and cache the result."""
     import jax
 
-    from scaling.programs import Programs
-    from scaling.train import train_bucket
+    from scaling.engine.programs import Programs
+    from scaling.engine.train import train_bucket
 
     log.info("calibrating the cost model of this %s backend (once per machine, about 30 s)", jax.default_backend())
     cache_was = jax.config.jax_enable_compilation_cache

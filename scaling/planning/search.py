@@ -27,16 +27,16 @@ value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend fa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from scaling.config import Config
-from scaling.population import SHARED_FIELDS, Member
-from scaling.results import store_key, stored_keys
-from scaling.schema import WidthSearch
-from scaling.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
+from scaling.engine.population import SHARED_FIELDS, Member
+from scaling.experiment.config import Config
+from scaling.experiment.schema import WidthSearch
+from scaling.planning.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
+from scaling.storage.results import store_key, stored_keys
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
@@ -167,22 +167,59 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     return wanted
 
 
-def missing_members(cfg: Config, df: pd.DataFrame, stored: set[tuple] | None = None) -> set[Member]:
-    """The members the search wants that `df` (this config's rows) lacks: what the sweep trains next.
-    `stored`: stored_keys(df), when the caller has it already."""
-    stored = stored_keys(df) if stored is None else stored
-    return {m for m in wanted_members(cfg, df) if store_key(m) not in stored}
+def next_round(cfg: Config, rows: pd.DataFrame) -> list[Member]:
+    """The next round: the members the search wants, in its order, that `rows` (this config's rows so far) lack;
+    empty when the search is done. A pure function of the config and the rows, so a resume simply asks again;
+    the sweep carries each round out on its training threads (or a cluster), and replay() on an oracle."""
+    stored = stored_keys(rows)
+    return [m for m in wanted_members(cfg, rows) if store_key(m) not in stored]
+
+
+class Unsettled(Exception):
+    """The search asked for more rounds than replay() was allowed."""
+
+
+def replay(cfg: Config, execute: Callable[[list[Member]], pd.DataFrame], rows: pd.DataFrame | None = None,
+           max_rounds: int | None = None) -> Iterator[tuple[list[Member], pd.DataFrame]]:
+    """Carry the search out on an oracle: `execute(members)` gives a round's rows (from an assumed w* in `scaling
+    plan`, a synthetic truth in the power analysis and the calibration). Yields each round's members and the
+    rows after it; raises Unsettled past max_rounds."""
+    rows = pd.DataFrame() if rows is None else rows
+    for _ in itertools.count() if max_rounds is None else range(max_rounds):
+        members = next_round(cfg, rows)
+        if not members:
+            return
+        new = execute(members)
+        rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
+        yield members, rows
+    if next_round(cfg, rows):
+        raise Unsettled(f"the search did not settle within {max_rounds} rounds")
+
+
+def settle(cfg: Config, execute: Callable[[list[Member]], pd.DataFrame], rows: pd.DataFrame | None = None
+           ) -> pd.DataFrame:
+    """replay() to the end: the rows the search leaves when `execute` answers every round."""
+    last = pd.DataFrame() if rows is None else rows
+    for _, last in replay(cfg, execute, rows):  # noqa: B007 (the last round's rows are the answer)
+        pass
+    return last
+
+
+def assumed_rows(members: list[Member], solves: Callable[[Member], bool], results: dict | None = None
+                 ) -> pd.DataFrame:
+    """Rows as if `members` had been trained, each solving (at step 1) iff solves(member), but those in
+    `results` (member -> MemberResult), which keep their real outcome: what the search reads, for replaying
+    rounds (scaling plan, the power analysis) and guessing the next round's programs (the sweep)."""
+    results = results or {}
+    outcome = lambda m: ((results[m].solved, results[m].step_solved) if m in results else
+                         (bool(solves(m)), 1 if solves(m) else None))
+    return pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, *outcome(m)) for m in members],
+                        columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",
+                                 "step_solved"])
 
 
 def with_assumed_rows(df: pd.DataFrame, members: list[Member], solves: Callable[[Member], bool],
                       results: dict | None = None) -> pd.DataFrame:
-    """The rows so far plus rows as if `members` had been trained, each solving (at step 1) iff solves(member),
-    but those in `results` (member -> MemberResult), which keep their real outcome: what the search reads, for
-    replaying rounds (scaling plan) and guessing the next round's programs (the sweep)."""
-    results = results or {}
-    outcome = lambda m: ((results[m].solved, results[m].step_solved) if m in results else
-                         (bool(solves(m)), 1 if solves(m) else None))
-    rows = pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, *outcome(m)) for m in members],
-                        columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",
-                                 "step_solved"])
+    """The rows so far (the search's columns) plus assumed_rows(members, solves, results)."""
+    rows = assumed_rows(members, solves, results)
     return rows if df.empty else pd.concat([df[rows.columns], rows], ignore_index=True)

@@ -1,5 +1,5 @@
-"""A cluster's rounds: process 0 deals each round's buckets whole to the processes (scaling.cluster) and gathers
-their rows; the others train what they are dealt.
+"""A cluster's rounds: process 0 deals each round's buckets whole to the processes (scaling.distributed.cluster)
+and gathers their rows; the others train what they are dealt.
 
 Why whole buckets, and not one population sharded over a global mesh: a bucket's host loop reads every
 member's loss after each chunk, and over a global mesh each read becomes a cross-process gather, in lockstep
@@ -18,9 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from scaling.cluster import POLL_S, Cluster
-from scaling.population import Bucket, BucketSpec, MemberResult
-from scaling.rounds import RoundPlan
+from scaling.distributed.cluster import POLL_S, Cluster
+from scaling.engine.population import Bucket, BucketSpec, MemberResult
+from scaling.planning.rounds import RoundPlan
 
 
 def _encode_results(results: list[MemberResult]) -> str:

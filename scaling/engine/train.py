@@ -1,4 +1,4 @@
-"""The population trainer: a bucket's host loop around its compiled programs (scaling.programs).
+"""The population trainer: a bucket's host loop around its compiled programs (scaling.engine.programs).
 
 Between chunks of eval_every steps the host reads one small vector per member (loss, accuracy, solved),
 freezes members that are solved or diverged, and compacts the population when the cost model says that a
@@ -18,10 +18,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from scaling.population import Bucket, MemberResult, capacity
-from scaling.programs import Programs, population_slots
-from scaling.steps import host_init_applies, shardings
-from scaling.tasks import make_table
+from scaling.engine.population import Bucket, MemberResult, capacity
+from scaling.engine.programs import Programs, population_slots
+from scaling.engine.steps import host_init_applies, shardings
+from scaling.engine.tasks import make_table
 
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
 # near 1; a loss of 10^4 means the weights blew up (Adam at lr = 1e6 kills every ReLU and leaves a finite
@@ -67,7 +67,7 @@ def train_bucket(
 ) -> list[MemberResult]:
     """Train every member of a bucket; results come back in the bucket's member order.
 
-    With a cost model (scaling.cost.CostModel), the population is compacted when the model predicts that the
+    With a cost model (scaling.planning.cost.CostModel), the population is compacted when the model predicts that the
     steps saved on the remaining budget outweigh compiling the smaller population's programs; without one,
     when a population a quarter of the size or less holds the live members. A smaller population's program costs
     no compile when its (spec, size) is in `free_shapes` (default: when `programs` has it now; a sweep passes

@@ -1,7 +1,7 @@
 """The results store's schema and its read API: DIR/results.sqlite with a members table (one row per trained
-member), a runs table, and the plans table (each round's plan, stored before it trains: scaling.rounds).
+member), a runs table, and the plans table (each round's plan, stored before it trains: scaling.planning.rounds).
 
-Readers (the analysis) take no lock and open the store read-only; the one writer is scaling.store.Store. A
+Readers (the analysis) take no lock and open the store read-only; the one writer is scaling.storage.store.Store. A
 new store's first write is its marker (SQLite's application_id), before any table: a store whose creation
 failed part way (a full disk) is still recognised as ours, so a rerun or --fresh recovers it.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling.engine.population import Member, MemberResult
 from scaling.errors import UserError
-from scaling.population import Member, MemberResult
 
 STORE_NAME = "results.sqlite"
 APPLICATION_ID = 0x53434C47  # "SCLG": the marker in the SQLite header of every store this project creates

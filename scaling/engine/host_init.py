@@ -1,9 +1,9 @@
 """A population's initial state, assembled on the host from one shape-generic program of weight draws.
 
-The init program of scaling.programs is compiled per bucket shape: in a cold default sweep on a CPU, 18 of
+The init program of scaling.engine.programs is compiled per bucket shape: in a cold default sweep on a CPU, 18 of
 its 39 programs and 27 of its 88 compiler seconds. Here one program draws DRAWS_PER_CALL weights at given
 positions (key, stream, row, column), whatever the bucket; the host scales them by each member's true fan-in and lays
-them into the padded arrays, as scaling.model.MLP does. Every array equals the compiled init program's (tested;
+them into the padded arrays, as scaling.engine.model.MLP does. Every array equals the compiled init program's (tested;
 only a zero in a gated-off layer may differ in sign, and that layer's output is discarded), so a member starts
 from the same weights either way; orthogonal kernels agree to float rounding (the host's SVD is float64 on the
 real block, the program's float32 on the padded one).
@@ -16,8 +16,8 @@ import functools
 import jax
 import numpy as np
 
-from scaling.model import INITS, OUTPUT_STREAM, unit_draw, weight_scale
-from scaling.population import BucketSpec, layer_widths, padded_layer_widths
+from scaling.engine.model import INITS, OUTPUT_STREAM, unit_draw, weight_scale
+from scaling.engine.population import BucketSpec, layer_widths, padded_layer_widths
 
 DRAWS_PER_CALL = 2**15  # positions per call of the draw program: one compiled shape for every bucket
 
@@ -99,7 +99,7 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
 
 
 def _polar(block_GxRxC: np.ndarray) -> np.ndarray:
-    """scaling.model.polar_factor of each real block, in float64 (one member's block alone: no padding enters)."""
+    """model.polar_factor of each real block, in float64 (one member's block alone: no padding enters)."""
     u_GxRxK, _, vt_GxKxC = np.linalg.svd(block_GxRxC.astype(np.float64), full_matrices=False)
     return (u_GxRxK @ vt_GxKxC * np.sqrt(max(block_GxRxC.shape[1:]))).astype(np.float32)
 

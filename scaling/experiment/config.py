@@ -1,5 +1,5 @@
 """Experiment files: TOML in, one validated and frozen Config out. The keys, defaults and bounds are
-scaling.schema's, once."""
+scaling.experiment.schema's, once."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling import overrides as overrides_mod
 from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
+from scaling.engine.population import member_bytes
 from scaling.errors import UserError
-from scaling.population import member_bytes
-from scaling.schema import (
+from scaling.experiment import overrides as overrides_mod
+from scaling.experiment.schema import (
     MAX_BUCKET_MIB,
     MAX_DEPTH,
     MAX_MEMBERS,

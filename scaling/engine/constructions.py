@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from scaling.engine.population import hidden_units, layer_widths, padded_layer_widths
+from scaling.engine.tasks import MAX_BITS, parity_table
 from scaling.errors import UserError
-from scaling.population import hidden_units, layer_widths, padded_layer_widths
-from scaling.tasks import MAX_BITS, parity_table
 
 # A layer is (kernel_IxO, bias_O); the last layer maps to the single logit.
 Layer = tuple[np.ndarray, np.ndarray]
@@ -167,7 +167,7 @@ def check(c: Construction) -> tuple[int | None, float]:
     """(first misclassified row or None, max |logit - (parity - 1/2)|) over all 2^n rows."""
     import jax.numpy as jnp  # here, not at the top: analysis imports this module for unit counts alone
 
-    from scaling.model import forward
+    from scaling.engine.model import forward
 
     table = parity_table(c.n, c.encoding)
     logits_R = np.asarray(forward(c.params, c.masks, jnp.asarray(table.x_RxN), "relu"))

@@ -12,9 +12,9 @@ On the 2-core CPU the four-part model predicts sweep-like shapes within 0.57-1.7
 (`make profile`); an earlier FLOPs-and-activations model was off by up to 5x at widths 2-6,
 where most of a default sweep's members are.
 
-It is calibrated once per machine by a short probe (scaling.probes) (about 30 s on a laptop CPU: small buckets, compiled
-with the persistent compile cache off) and cached as JSON under the cache directory, keyed by the backend,
-the device kind and the jax version. The planner uses it to choose bucket shapes, and `scaling plan` to
+It is calibrated once per machine by a short probe (scaling.planning.probes; about 30 s on a laptop CPU: small
+buckets, compiled with the persistent compile cache off) and cached as JSON under the cache directory, keyed by
+the backend, the device kind and the jax version. The planner uses it to choose bucket shapes, and `scaling plan` to
 forecast a sweep's wall time. Its predictions assume every member runs its whole budget (no early stops), so
 they are upper bounds on training time.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, forward_madds
+from scaling.engine.population import TRAIN_FLOPS_PER_MADD, Bucket, BucketSpec, forward_madds
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ _ACCELERATOR_DEFAULT = {"compile_s": 2.0, "compile_s_per_layer": 0.2, "step_late
 UNITS = ("member_layers", "hidden_rows", "activations", "flops")
 # Part of the cached calibration's name: raise it when a change to the engine changes what steps cost, so that
 # no machine plans with a calibration of the old engine (2: rows as the minor axis of narrow networks; 3: LLVM
-# at O1 on a CPU, scaling.steps.compiler_options; 4: populations start from the host on one CPU device,
-# scaling.host_init, so a bucket shape compiles no init program).
+# at O1 on a CPU, scaling.engine.steps.compiler_options; 4: populations start from the host on one CPU device,
+# scaling.engine.host_init, so a bucket shape compiles no init program).
 ENGINE_REVISION = 4
 
 
@@ -126,7 +126,7 @@ def cached() -> CostModel | None:
 
 
 def load() -> CostModel:
-    """This backend's cached model, or the built-in default where none is cached (scaling.probes measures one)."""
+    """This backend's cached model, or the built-in default where none is cached (probes.py measures one)."""
     import jax
 
     return cached() or default_model(jax.default_backend(), jax.devices()[0].device_kind)

@@ -1,5 +1,6 @@
 """Guesses of the next round's programs, compiled by threads that would otherwise idle. A guess never enters a
-plan (scaling.programs keeps guesses out of the shapes a plan counts as compiled), so rows never depend on one."""
+plan (scaling.engine.programs keeps guesses out of the shapes a plan counts as compiled), so rows never depend
+on one."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from collections.abc import Callable
 import pandas as pd
 from jax.sharding import Mesh
 
-from scaling import search
-from scaling.config import Config
-from scaling.plan import plan_buckets
-from scaling.population import Bucket, Member, MemberResult
-from scaling.programs import Programs
-from scaling.rounds import Calibration
+from scaling.engine.population import Bucket, Member, MemberResult
+from scaling.engine.programs import Programs
+from scaling.experiment.config import Config
+from scaling.planning import search
+from scaling.planning.plan import plan_buckets
+from scaling.planning.rounds import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibrat
     solves. A wrong guess costs a compile on a spare core; what has not started by the next round is dropped."""
     for solves in (False, True):
         guess = search.with_assumed_rows(df, todo, lambda m: solves, results=results)
-        following = sorted(search.missing_members(cfg, guess))
+        following = sorted(set(search.next_round(cfg, guess)))
         for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
                        if following else []):
             programs.prefetch(bucket, mesh, guess=True)

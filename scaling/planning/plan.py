@@ -1,5 +1,5 @@
 """The planner: members into buckets (what is compiled and trained together), priced by the cost model. Which
-members a sweep wants is the search's (scaling.search)."""
+members a sweep wants is the search's (scaling.planning.search)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ import dataclasses
 import itertools
 from collections import defaultdict
 
-from scaling import cost
-from scaling.config import Config
-from scaling.cost import CostModel
-from scaling.population import SHARED_FIELDS, Bucket, BucketSpec, Member, capacity, make_bucket, member_bytes, rung
+from scaling.engine.population import (
+    SHARED_FIELDS,
+    Bucket,
+    BucketSpec,
+    Member,
+    capacity,
+    make_bucket,
+    member_bytes,
+    rung,
+)
+from scaling.experiment.config import Config
+from scaling.planning import cost
+from scaling.planning.cost import CostModel
 
 # How many consecutive n may share a program, in the plans the cost model chooses between (0: every n).
 N_BANDS = (1, 2, 4, 0)

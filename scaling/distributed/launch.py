@@ -4,7 +4,7 @@
 
 Each process is `python -m scaling sweep ...` with SCALING_COORDINATOR, SCALING_NUM_PROCESSES and
 SCALING_PROCESS_ID set (and JAX_NUM_CPU_DEVICES with --devices-per-process), which is all a process needs to
-join (scaling.cluster). A Ctrl-C or SIGTERM is passed on to every process. When one process fails, the
+join (scaling.distributed.cluster). A Ctrl-C or SIGTERM is passed on to every process. When one process fails, the
 others stop within the heartbeat; any still running after that are killed.
 """
 
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from scaling.cluster import DEFAULT_HEARTBEAT_S, ENVIRONMENT
+from scaling.distributed.cluster import DEFAULT_HEARTBEAT_S, ENVIRONMENT
 from scaling.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,11 @@ import time
 import zlib
 from collections.abc import Callable
 
-from scaling import jax_key_value
+from scaling.distributed import jax_key_value
 from scaling.errors import ClusterError, UserError
 
 PREFIX = "scaling/"
-PART_CHARS = 2**20  # characters per part of a large value (scaling.cluster.Cluster.put)
+PART_CHARS = 2**20  # characters per part of a large value (scaling.distributed.cluster.Cluster.put)
 POLL_S = 0.05  # how often process 0 looks for the others' results (a key-value call takes 0.2-0.7 ms)
 DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
 ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__

@@ -2,7 +2,7 @@
 
 It plans round 0 exactly as a sweep would (members, buckets, programs, padded and useful training FLOPs),
 bounds the whole search from above, and, given an assumed w*(n, d), replays every round of the search
-against that oracle. Times come from the backend's cost model (scaling.cost) and assume that every member
+against that oracle. Times come from the backend's cost model (scaling.planning.cost) and assume that every member
 runs its whole budget, so they are upper bounds; FLOPs count a training step as 6 multiply-add FLOPs per
 weight and row (population.TRAIN_FLOPS_PER_MADD).
 """
@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from scaling import plan, search
-from scaling.config import Config
-from scaling.cost import CostModel, deal
+from scaling.engine.population import Bucket, Member
 from scaling.errors import UserError
-from scaling.population import Bucket, Member
-from scaling.schema import WidthSearch
+from scaling.experiment.config import Config
+from scaling.experiment.schema import WidthSearch
+from scaling.planning import plan, search
+from scaling.planning.cost import CostModel, deal
 
 # Every value is a float, so that no expression can build a huge integer ("9**9**9"): a float overflows at once.
 _FUNCTIONS = {f: (lambda fn: lambda *x: float(fn(*x)))(getattr(math, f))
@@ -100,7 +100,7 @@ class Tally:
     def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1, processes: int = 1,
             devices: int = 1, seen: list[set] | None = None) -> None:
         """Count one round of buckets, trained in order on `workers` threads (scaling.sweep); on a cluster, dealt
-        to `processes` (scaling.cost.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
+        to `processes` (scaling.planning.cost.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
         seen = seen if seen is not None else [set(known) for _ in range(processes)]
         threads = workers if devices == 1 else 1  # a mesh is kept busy by one bucket
         owners = deal(buckets, model, [threads] * processes, [set(shapes) for shapes in seen])
@@ -206,23 +206,25 @@ def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, 
              workers: int = 1, processes: int = 1, devices: int = 1) -> list[Tally]:
     """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth); on
     `processes` of `devices` each (Tally.wall_s)."""
-    df = pd.DataFrame()
-    done: set[Member] = set()
     known: set = set()
     seen: list[set] = [set() for _ in range(processes)]
     threads = (workers if devices == 1 else 1) * processes  # a cluster plans for every process's threads
     rounds: list[Tally] = []
-    for _ in range(max_rounds):
-        todo = sorted({m for m in search.wanted_members(cfg, df) if m not in done})
-        if not todo:
-            return rounds
+
+    def execute(todo: list[Member]) -> pd.DataFrame:  # the round as the sweep would plan it, answered by w*
+        todo = sorted(set(todo))
         tally = Tally()
         tally.add(plan.plan_buckets(todo, cfg, model, known, threads), model, known, workers, processes, devices,
                   seen)
         rounds.append(tally)
-        df = search.with_assumed_rows(df, todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
-        done.update(todo)
-    raise UserError("--assume-wstar", f"the search did not settle within {max_rounds} rounds")
+        return search.assumed_rows(todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
+
+    try:
+        for _ in search.replay(cfg, execute, max_rounds=max_rounds):
+            pass
+    except search.Unsettled as e:
+        raise UserError("--assume-wstar", str(e)) from None
+    return rounds
 
 
 def total(tallies: list[Tally]) -> Tally:

@@ -1,4 +1,4 @@
-"""The compile cache of the population engine: its programs (scaling.steps) compiled ahead of time, once each.
+"""The compile cache of the population engine: its programs (scaling.engine.steps) compiled ahead of time, once each.
 
 A sweep creates one Programs and closes it when it ends (its compile threads with it): programs are
 compiled when first needed or in background threads while buckets train (prefetch), and a guess about the
@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from scaling import host_init, program_store
-from scaling.model import INITS
-from scaling.population import Bucket, BucketSpec
-from scaling.steps import (
+from scaling.engine import host_init, program_store
+from scaling.engine.model import INITS
+from scaling.engine.population import Bucket, BucketSpec
+from scaling.engine.steps import (
     compiler_options,
     gather,
     host_init_applies,
@@ -75,7 +75,7 @@ class Programs:
         self.close()
 
     def _compile(self, key: tuple, lower: Callable[[], jax.stages.Lowered]):
-        """The program from the shared program store (scaling.program_store), else compiled (and stored).
+        """The program from the shared program store (scaling.engine.program_store), else compiled (and stored).
         Programs sharded over a mesh are compiled every time: their executables name the devices."""
         start = time.perf_counter()
         name = None if any(isinstance(part, Mesh) for part in key) else program_store.key(key, self._options)

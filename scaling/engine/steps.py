@@ -1,9 +1,9 @@
 """The population engine's pure programs: the state of a population, and the functions that XLA compiles.
 
-Three programs, each jit-compiled once per (spec, population size) by scaling.programs: the initialisation of
+Three programs, each jit-compiled once per (spec, population size) by scaling.engine.programs: the initialisation of
 a population, a training chunk (eval_every steps of jit(vmap(step)) under lax.scan, then one evaluation on
 all rows), and the gather that compacts a population. On one CPU device a population starts from the host
-instead (host_population, with scaling.host_init's one draw program for every shape).
+instead (host_population, with scaling.engine.host_init's one draw program for every shape).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaling import host_init
 from scaling.choices import Loss, Optimizer
-from scaling.model import forward, init_member, param_mask
-from scaling.population import BucketSpec
+from scaling.engine import host_init
+from scaling.engine.model import forward, init_member, param_mask
+from scaling.engine.population import BucketSpec
 
 OPTIMIZERS = {
     Optimizer.ADAM: optax.adam,
@@ -139,7 +139,7 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
 
 
 def host_init_applies(mesh: Mesh | None) -> bool:
-    """Whether populations start from the host (scaling.host_init) rather than a compiled init program: on one
+    """Whether populations start from the host (scaling.engine.host_init) rather than a compiled init program: on one
     CPU device, where host memory is the device's and init programs were half of a sweep's compiles."""
     return mesh is None and jax.default_backend() == "cpu"
 

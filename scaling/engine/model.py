@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from scaling.choices import Activation, Init, Profile
-from scaling.population import (
+from scaling.engine.population import (
     count_parameters,  # noqa: F401  (re-exported: the model's parameter count)
     padded_layer_widths,
 )
@@ -58,7 +58,7 @@ class Mask(nnx.Variable):
 
 def unit_draw(key: jax.Array, stream, row, col, distribution: str) -> jax.Array:
     """The unit-variance draw of one weight position: a function of (key, stream, row, col) alone. Both
-    initialisers use it: the model's (below) and the host's shape-generic one (scaling.host_init)."""
+    initialisers use it: the model's (below) and the host's shape-generic one (scaling.engine.host_init)."""
     key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), row), col)
     return SAMPLERS[distribution](key, (), jnp.float32)
 

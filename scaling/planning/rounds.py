@@ -15,9 +15,9 @@ import dataclasses
 import json
 import time
 
-from scaling.cost import CostModel
-from scaling.population import Bucket, BucketSpec, Member
-from scaling.results import store_key
+from scaling.engine.population import Bucket, BucketSpec, Member
+from scaling.planning.cost import CostModel
+from scaling.storage.results import store_key
 
 PLAN_VERSION = 1
 

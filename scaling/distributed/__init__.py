@@ -1,0 +1,1 @@
+"""Many processes: the cluster's runtime, heartbeat and handshake, the dealer, the local launcher."""

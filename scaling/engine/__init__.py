@@ -1,0 +1,1 @@
+"""The engine: tasks, networks, populations and their compiled programs (knows nothing of experiments)."""

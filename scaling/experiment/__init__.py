@@ -1,0 +1,1 @@
+"""Experiment files: the schema, the typed Config, and command-line overrides."""
