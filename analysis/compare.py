@@ -95,8 +95,9 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
                  limited=None, sigma=None) -> FitComparison:
     """Rank families by AICc on (x, y). Censored points (lower bounds: nothing passed up to them) and
     budget-limited points (upper bounds: more steps could only lower them) enter through a censored
-    likelihood, not dropped; at least MIN_POINTS exact points are needed. Bootstrap replicates use the exact
-    points alone (a replicate's own bounds are not known), so they rank by least squares. `sigma` (each
+    likelihood, not dropped; at least MIN_POINTS exact points are needed. A bootstrap replicate redraws the
+    exact points and keeps the bounds as observed, and is fitted as the curve is (by the censored likelihood
+    where bounds enter), so its intervals describe the estimate reported. `sigma` (each
     point's standard error of log y, e.g. from W50's interval) weights the least squares where no bounds are."""
     families = list(families or FAMILIES)
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -144,11 +145,15 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
                          f"{', '.join(f'{v:g}' for v in below)}: treat its extrapolation with care")
     comparison = FitComparison(best=best, table=table, fits=fits, notes=notes)
     if bootstrap is not None:
-        _bootstrap(comparison, families, bootstrap, x_exact)
+        bounds = (x[censored | limited], y[censored | limited], censored[censored | limited],
+                  limited[censored | limited]) if bounded else None
+        _bootstrap(comparison, families, bootstrap, x_exact, bounds)
     return comparison
 
 
-def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: np.ndarray) -> None:
+def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: np.ndarray, bounds=None) -> None:
+    """Refit every family on each replicate (with the observed `bounds`: x, y, lower, upper) and record the
+    families' wins and the parameters' percentile intervals."""
     rng = np.random.default_rng(boot.seed)
     wins = {f: 0 for f in families}
     draws: dict[str, list[np.ndarray]] = {f: [] for f in families}
@@ -159,7 +164,12 @@ def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: n
         bx, by = bx[keep], by[keep]
         if len(bx) < MIN_POINTS:
             continue
-        fits = _fit_all(bx, by, families)
+        if bounds is None:
+            fits = _fit_all(bx, by, families)
+        else:
+            bx, by = np.concatenate([bx, bounds[0]]), np.concatenate([by, bounds[1]])
+            lower, upper = (np.concatenate([np.zeros(len(bx) - len(bounds[0]), bool), b]) for b in bounds[2:])
+            fits = _fit_all_bounded(bx, by, lower, upper, families)
         if not fits:
             continue
         used += 1

@@ -167,3 +167,20 @@ def test_bootstrap_reports_win_rates_and_intervals():
     lo, hi = comp.boot_ci["exponential"]["b"]
     assert lo < TRUTH["exponential"]["b"] < hi
     assert np.isfinite(comp.table["extrap_error"]).all()
+
+
+def test_a_censored_curves_bootstrap_interval_holds_its_own_estimate():
+    """The point fit uses the bounds (censored likelihood), so its replicates must too: an interval from the
+    exact points alone would describe another estimate, and miss this one."""
+    rng = np.random.default_rng(2)
+    x = np.arange(2, 11, dtype=float)
+    exact = 1.5 * 1.3**x * np.exp(0.05 * rng.standard_normal(x.size))
+    bounds = x >= 9
+    y = np.where(bounds, 1.5 * 1.6**x, exact)  # lower bounds well above the exact points' trend
+    boot = Bootstrap(lambda r: (x[~bounds], exact[~bounds] * np.exp(0.05 * r.standard_normal((~bounds).sum()))),
+                     reps=30, seed=1)
+    comp = compare_fits(x, y, families=["exponential", "power"], bootstrap=boot, censored=bounds)
+    estimate = comp.fits["exponential"].params["b"]
+    assert estimate > fit_curve(x[~bounds], exact[~bounds], "exponential").params["b"] * 1.02  # the bounds pull it
+    lo, hi = comp.boot_ci["exponential"]["b"]
+    assert lo <= estimate <= hi
