@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from configs import TINY
+from streams import without_progress
 
 from scaling.distributed.launch import free_port
 from scaling.storage.store import STORE_NAME
@@ -96,7 +96,7 @@ def test_a_killed_process_stops_the_cluster_in_one_line_and_a_relaunch_resumes_t
     waited = time.monotonic() - killed
     other.wait()
     assert leader.returncode == 1 and waited < HEARTBEAT_S + 15, (leader.returncode, waited, err)
-    lines = [line for line in err.strip().splitlines() if not _PROGRESS.match(line)]  # a batch job's round lines
+    lines = without_progress(err).strip().splitlines()
     assert len(lines) == 1 and "process 1" in lines[0] and "left the cluster" in lines[0], err
     assert not (there / "out").exists()
     stopped = len(_rows(here / "out"))
@@ -106,9 +106,6 @@ def test_a_killed_process_stops_the_cluster_in_one_line_and_a_relaunch_resumes_t
         assert p.wait(timeout=300) == 0, p.stderr.read()
     _same_rows(_rows(here / "out"), one_process)
     assert stopped < len(one_process) and not (there / "out").exists()
-
-
-_PROGRESS = re.compile(r"^scaling: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d round \d+: ")
 
 
 def _rows_or_none(out):

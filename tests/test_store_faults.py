@@ -12,6 +12,7 @@ import sys
 import pandas as pd
 import pytest
 from configs import TINY
+from streams import without_progress
 
 from analysis.report import FITS, REPORT, SUMMARY
 from scaling.cli import main
@@ -37,7 +38,7 @@ def _snapshot(directory):
 
 
 def _one_line_error(capsys, code, expected: str):
-    err = capsys.readouterr().err
+    err = without_progress(capsys.readouterr().err)
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
     return err

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from configs import TINY
+from streams import without_progress
 
 from analysis.report import FITS, REPORT, SUMMARY
 from scaling.cli import main
@@ -43,7 +44,7 @@ def _edit(out, sql):
 
 
 def _error_line(capsys, code, expected):
-    err = capsys.readouterr().err
+    err = without_progress(capsys.readouterr().err)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and expected in err, (code, err)
 
 
