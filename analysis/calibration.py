@@ -18,96 +18,16 @@ import argparse
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.synthetic import Design, draw_store, max_width_for, solve_probability, synthetic_config, tested_widths
 from analysis.truths import SETS, TRUTHS, Truth
 from analysis.verdict import REPS, judge
-from scaling.experiment import config
 from scaling.experiment.config import Config
-from scaling.experiment.schema import WidthSearch
-from scaling.planning import search
 from scaling.planning.stats import wilson
-
-SCALE = 0.2
-RATE_FACTOR = 1.3
-GEOMETRIC = tuple(int(round(2 ** (k / 2))) for k in range(2, 41))  # 2, 3, 4, 6, 8, 11, 16, 23, ...: x sqrt(2)
-LRS = (3e-3, 1e-2, 3e-2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Design:
-    n_max: int
-    seeds: int
-    n_min: int = 2
-
-    @property
-    def label(self) -> str:
-        return f"n={self.n_min}..{self.n_max}, {self.seeds} seeds"
-
-
-def synthetic_config(design: Design, max_width: int, lrs=LRS, deep: bool = False, profile: str = "constant",
-                     grid: str = "adaptive") -> Config:
-    """Depth 1 (and with `deep`, depth ceil(log2 n) as well), the default's width search from 2 up to max_width
-    (a simulation: no memory check), no L* search. grid = "geometric": instead, every width of GEOMETRIC up to
-    max_width at every n, as users also run."""
-    depths = '{fixed = [1], log2 = [0]}' if deep else "[1]"
-    cfg = config.parse(f"""
-[experiment]
-name = "calibration"
-[task]
-n = [{design.n_min}, {design.n_max}]
-[model]
-depths = {depths}
-profile = "{profile}"
-widths = {{min = 2, max = 4, search = "adaptive"}}
-[train]
-lrs = {list(lrs)}
-[search]
-seeds = {design.seeds}
-min_depth_widths = []
-""", "<calibration>")
-    if grid == "geometric":
-        return cfg.replace(widths=tuple(w for w in GEOMETRIC if w <= max_width), width_search=WidthSearch.GRID)
-    return cfg.replace(widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
-
-
-def solve_probability(w50, width, lr_factor) -> np.ndarray:
-    """P(solved) of a member: logistic in width around its W50 x lr_factor, with scale SCALE x that."""
-    centre = np.asarray(w50, float) * lr_factor
-    return expit((np.asarray(width, float) - centre) / (SCALE * centre))
-
-
-def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None,
-               deep_truth: Callable | None = None) -> pd.DataFrame:
-    """A members table as a sweep of cfg would leave it, with outcomes drawn from the truth (the W50 at depth 1;
-    deep_truth, the first-layer W50 at every other depth, where given)."""
-    lrs = sorted(cfg.train.lrs)
-    factor = scale_lr or {lr: (1.0 if i == len(lrs) // 2 else RATE_FACTOR) for i, lr in enumerate(lrs)}
-
-    def draw(todo: list) -> pd.DataFrame:
-        n = np.array([m.n for m in todo], float)
-        w50 = np.where(np.array([m.depth for m in todo]) == 1, truth(n), (deep_truth or truth)(n))
-        p = solve_probability(w50, [m.width for m in todo], [factor.get(m.lr, RATE_FACTOR**2) for m in todo])
-        solved = rng.random(len(todo)) < p
-        rows = pd.DataFrame({"n": [m.n for m in todo], "depth": [m.depth for m in todo],
-                             "width": [m.width for m in todo], "init": [m.init for m in todo],
-                             "lr": [m.lr for m in todo],
-                             "seed": [m.seed for m in todo], "steps_budget": [m.steps for m in todo],
-                             "profile": [m.profile for m in todo],
-                             "solved": solved, "step_solved": np.where(solved, 1.0, np.nan)})
-        return rows
-
-    return search.settle(cfg, draw)
-
-
-def max_width_for(truth: Callable, design: Design) -> int:
-    """A power of two past twice the truth's largest width, so that no cell is censored by the grid."""
-    return int(2 ** np.ceil(np.log2(max(4.0, 2.5 * RATE_FACTOR * float(truth(np.float64(design.n_max)))))))
 
 
 def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=None,
@@ -180,10 +100,9 @@ def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: in
     what verdict.BOOT_INFLATION and LOG_SD_FLOOR correct for. One learning rate; the widths of a search
     replay (analysis.power)."""
     from analysis.measure import measure_cube
-    from analysis.power import _tested_widths
 
     rng = np.random.default_rng(seed)
-    widths = _tested_widths(Design(n, 2), truth.curve)[n]
+    widths = tested_widths(Design(n, 2), truth.curve)[n]
     p = solve_probability(truth.curve(np.float64(n)), widths, 1.0)
     rows = []
     for _ in range(draws):

@@ -19,14 +19,13 @@ import dataclasses
 import numpy as np
 from scipy.special import expit
 
-from analysis.calibration import RATE_FACTOR, Design, synthetic_config
 from analysis.growth import RULE
 from analysis.laws import LAWS
 from analysis.measure import measure_cube
+from analysis.synthetic import RATE_FACTOR, Design, synthetic_config, tested_widths
 from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
-from scaling.planning import search
 from scaling.planning.stats import wilson
 
 POWER = 0.8
@@ -77,15 +76,6 @@ def _scale(group: GroupVerdict, cells: dict) -> float:
     return float(np.clip(np.log(2) / np.median(slopes), 0.05, 1.0)) if slopes else 0.2
 
 
-def _tested_widths(design: Design, truth) -> dict[int, np.ndarray]:
-    """n -> the widths the search tests when a member solves iff its width reaches the truth (no noise; the
-    seeds do not matter then, so two are replayed)."""
-    grid_top = int(2 ** np.ceil(np.log2(max(8.0, 2.5 * float(truth(design.n_max))))))
-    cfg = synthetic_config(dataclasses.replace(design, seeds=2), grid_top, lrs=(1e-2,))
-    df = search.settle(cfg, lambda todo: search.assumed_rows(todo, lambda m: m.width >= truth(m.n)))
-    return {int(n): np.sort(cell["width"].unique()) for n, cell in df.groupby("n")}
-
-
 def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
                  threshold: float, reps: int, rng: np.random.Generator, tau: float = 0.0) -> float:
     """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`. Three
@@ -128,7 +118,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
     top = max([n for n in range(max(cfg.task.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.task.ns))
     n_max = max(cfg.task.ns)
     largest = Design(min(n_max + N_STEPS[-1], top), cfg.search.seeds, n_min)
-    widths = {law: _tested_widths(largest, _curve(*truths[law])) for law in truths}
+    widths = {law: tested_widths(largest, _curve(*truths[law])) for law in truths}
     tried, found = [], None
 
     def attempt(design: Design, count: int = repeats) -> DesignPower:

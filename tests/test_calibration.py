@@ -7,10 +7,11 @@ The fast draws run in `make test`; the full table (40 draws per truth and design
 import numpy as np
 import pytest
 
-from analysis import calibration
-from analysis.calibration import TRUTHS, Design
+from analysis import calibration, synthetic
+from analysis.calibration import TRUTHS
 from analysis.laws import EXPONENTIAL, POLYNOMIAL
 from analysis.power import group_power
+from analysis.synthetic import Design
 from analysis.verdict import judge
 
 
@@ -37,8 +38,8 @@ def test_clear_truths_are_called_right_and_none_wrong_fast():
 def test_disjoint_seed_blocks_of_one_store_do_not_contradict():
     """The real-data check on a synthetic store: each block of 8 of 32 seeds is judged alone; decided calls
     of a group never contradict across blocks."""
-    cfg = calibration.synthetic_config(Design(8, 32), 64)
-    df = calibration.draw_store(cfg, TRUTHS["0.75*n^1.5"].curve, np.random.default_rng(5))
+    cfg = synthetic.synthetic_config(Design(8, 32), 64)
+    df = synthetic.draw_store(cfg, TRUTHS["0.75*n^1.5"].curve, np.random.default_rng(5))
     blocks = calibration.seed_blocks(df, cfg, 4, reps=40)
     decided = blocks[blocks["call"] != "undecided"]
     assert len(blocks) == 4 and decided.groupby("group")["call"].nunique().le(1).all()
@@ -49,8 +50,8 @@ def test_the_power_analysis_finds_a_design_that_decides_a_clear_case():
     law that fits the run is called for its class, confirmed by fresh draws (Wilson lower bound >= 80 %; the
     report uses 100 per truth, this test 20), and no smaller design that passed the screen was confirmed."""
     design = Design(8, 8)
-    cfg = calibration.synthetic_config(design, calibration.max_width_for(TRUTHS["0.75*2^n"].curve, design))
-    df = calibration.draw_store(cfg, TRUTHS["0.75*2^n"].curve, np.random.default_rng(6))
+    cfg = synthetic.synthetic_config(design, synthetic.max_width_for(TRUTHS["0.75*2^n"].curve, design))
+    df = synthetic.draw_store(cfg, TRUTHS["0.75*2^n"].curve, np.random.default_rng(6))
     result = group_power(judge(df, cfg, reps=60), cfg, "depth=1", repeats=8, reps=30, confirm=20)
     found = result["decides"]
     assert found is not None and found["wilson_lower"] >= 0.8 and len(found["right"]) == len(result["truths"])
@@ -74,8 +75,8 @@ def test_the_true_class_is_called_in_80_percent_at_the_recommended_design(truth)
     """For a truth run at the CPU default's design, the power analysis names a design (or none); 40 draws of
     the truth at a named design are called for the true class in at least 80 %."""
     design = Design(10, 16)
-    cfg = calibration.synthetic_config(design, calibration.max_width_for(TRUTHS[truth].curve, design))
-    df = calibration.draw_store(cfg, TRUTHS[truth].curve, np.random.default_rng(7))
+    cfg = synthetic.synthetic_config(design, synthetic.max_width_for(TRUTHS[truth].curve, design))
+    df = synthetic.draw_store(cfg, TRUTHS[truth].curve, np.random.default_rng(7))
     found = group_power(judge(df, cfg), cfg, "depth=1")["decides"]
     if found is None:
         return  # promising nothing is allowed; promising a design that fails is not
@@ -88,10 +89,11 @@ def test_the_power_simulation_calls_a_known_truth_like_the_calibration():
     """design_power on the exact truth 0.75 * 2^n at n = 2..10 with 16 seeds (which the calibration calls
     exponential in nearly every draw, docs/VERDICT.md) calls it right in at least 80 % of 10 repeats, and a
     between-cell noise of 0.3 in log W50, which more seeds do not remove, makes it call it less often."""
-    from analysis.power import _tested_widths, design_power
+    from analysis.power import design_power
+    from analysis.synthetic import tested_widths
 
     design, truth = Design(10, 16), TRUTHS["0.75*2^n"].curve
-    widths = _tested_widths(design, truth)
+    widths = tested_widths(design, truth)
     rate = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8))
     noisy = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8), tau=0.3)
     assert rate >= 0.8 and noisy < rate

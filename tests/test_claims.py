@@ -7,8 +7,8 @@ import pytest
 
 from analysis import claims
 from analysis.answer import claim_line, plain_answer
-from analysis.calibration import Design, draw_store, synthetic_config
 from analysis.claims import Curve, control_curve
+from analysis.synthetic import Design, draw_store, synthetic_config
 from analysis.verdict import judge
 from scaling.engine.constructions import build
 

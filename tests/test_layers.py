@@ -72,3 +72,27 @@ def test_the_layers_check_catches_an_upward_import():
     assert _layer("scaling.engine.train") < _layer("scaling.planning.cost") < _layer("analysis.report")
     assert _layer("scaling.cli") == len(LAYERS) - 1 and _layer("scaling.benchmarks.bench") == len(LAYERS) - 1
     assert _layer("scaling.choices") == 0 and _layer("scaling.sweep") > _layer("scaling.distributed.dealer")
+
+
+def test_no_two_modules_import_each_other():
+    """No cycle among the modules (lazy imports inside functions included): each one reads top down."""
+    modules = _modules()
+    graph = {m: {t if t in modules else t.rsplit(".", 1)[0] for t in imports} & set(modules) - {m}
+             for m, imports in modules.items()}
+    graph = {m: {t for t in targets if not m.startswith(t + ".")} for m, targets in graph.items()}  # a package's own
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> list[str] | None:
+        state[m] = 1
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                return [*path[path.index(t):], t] if t in path else [m, t]
+            if t not in state and (cycle := visit(t, [*path, t])):
+                return cycle
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = visit(m, [m])
+            assert cycle is None, " -> ".join(cycle)
