@@ -14,7 +14,6 @@ from pathlib import Path
 import jax
 import pandas as pd
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from scaling.distributed.cluster import Cluster
 from scaling.distributed.dealer import finish, follow, lead_round
@@ -29,6 +28,7 @@ from scaling.planning.cost import deal
 from scaling.planning.plan import plan_buckets
 from scaling.planning.rounds import Calibration, RoundPlan
 from scaling.planning.stats import summarize
+from scaling.progress import Progress
 from scaling.storage.results import stored_keys
 from scaling.storage.store import Store
 
@@ -152,41 +152,30 @@ def run_sweep(
     training and those that finished while an earlier one still trained; a resume trains those again as the
     stored plan has them.
     `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it.
-    `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.distributed.cluster)."""
+    `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.distributed)."""
     if programs is None:
         with Programs() as own:
             return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,
                              programs=own, workers=workers, cluster=cluster)
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.run.devices)
-    workers, spare = workers or default_workers(mesh, cfg.run.bucket_mib), cores()
-    programs.set_compile_threads(max(1, spare - workers))  # an accelerator's host compiles on its spare cores
-    compiled_before = programs.counters()
+    sweep = _Sweep(cfg, mesh, programs, workers or default_workers(mesh, cfg.run.bucket_mib), cluster, on_bucket)
     store = Store.open(out_dir, fresh=fresh)
     try:
         run_id = store.start_run(cfg, hosts=cluster.hosts) if cluster else store.start_run(cfg)
     except BaseException:
         store.close()
         raise
-    rounds_run = 0
-    trained_buckets: list[Bucket] = []
-    trained_members: set[Member] = set()
-    bar = tqdm(total=0, unit="member", disable=None if progress else True, dynamic_ncols=True)
-    compiled = lambda: {k: v - compiled_before[k] for k, v in programs.counters().items()}
+    bar = Progress(progress, sweep.compiled)
     try:
         plans = [_load_plan(text, store) for text in store.plans()]
         # A cluster's plans spread buckets over the training threads of all its processes.
-        calibration = _calibration(plans, sum(cluster.threads) if cluster else workers)
-        slots = lambda bucket: population_slots(bucket, mesh)
+        calibration = _calibration(plans, sum(cluster.threads) if cluster else sweep.workers)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
-        while (planned := _next_plan(cfg, df, plans, calibration, slots)) is not None:
+        while (planned := _next_plan(cfg, df, plans, calibration, sweep.slots)) is not None:
             plan, pending = planned
-            again = trained_members.intersection(m for _, b in pending for m in b.members)
-            if again:  # never loop for ever on members that do not stay stored
-                raise UserError(str(store.path), f"{len(again)} members that this sweep trained and stored are "
-                                                 "still missing from the store (edited while the sweep ran?); the "
-                                                 "sweep stops with them missing: rerun to resume")
+            sweep.check_new(pending, store.path)
             if not plans or plan is not plans[-1]:
                 store.save_plan(run_id, plan.round, plan.to_json())  # before it trains: a resume finishes it
                 plans.append(plan)
@@ -195,73 +184,99 @@ def run_sweep(
             else:
                 log.info("resuming round %d as planned: %d of its %d buckets left", plan.round, len(pending),
                          len(plan.buckets))
-            # What compaction may count as compiled: the programs of this and the earlier plans, so that no
-            # bucket's rows depend on what this process happened to compile (or on when it was stopped).
-            free_shapes = rounds.program_shapes(plans, slots)
-            bar.total += sum(len(b.members) for _, b in pending)
-            if progress and bar.disable:  # no terminal (a batch job): a line per round instead of the bar
-                log.info(rounds.round_line(plan, [b for _, b in pending],
-                                           sum(len(b.members) for b in trained_buckets), time.perf_counter() - start,
-                                           compiled()["compile_s"], workers, rounds.program_shapes(plans[:-1], slots)))
-            programs.cancel_pending()  # guesses for this round that never started
-            # A cluster deals the round first (each process compiles and trains only its own buckets).
-            owners = (deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes)
-                      if cluster else None)
-            own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
-            for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
-                programs.prefetch(bucket, mesh)
-            members = [m for _, b in pending for m in b.members]
-            if min(workers, len(pending)) < spare:  # a core is left: compile for the next round meanwhile
-                guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
-            bar_lock, solved = threading.Lock(), int(df["solved"].sum())
-
-            def finished(count: int) -> None:
-                with bar_lock:
-                    bar.update(count)
-
-            tail = guesses.RoundTail(lambda known, df=df, members=members, shapes=free_shapes: guesses.queue_next_round(
-                cfg, df, members, calibration, shapes, programs, mesh, known), len(pending), workers)
-            train = trainer(cfg, plan, free_shapes, mesh, programs, finished, tail.done if cluster is None else
-                            lambda bucket, results: None)
-            if cluster is None:
-                arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently([b for _, b in pending],
-                                                                                       workers, train)))
-            else:
-                arrivals = lead_round(cluster, rounds_run, plan, pending, owners, free_shapes, train, workers)
-            try:
-                for i, bucket, results, remote in arrivals:
-                    store.insert(run_id, plan.label(i), bucket.members, results)
-                    trained_buckets.append(bucket)
-                    trained_members.update(bucket.members)
-                    solved += sum(r.solved for r in results)
-                    if remote:
-                        finished(len(results))
-                    c = compiled()
-                    with bar_lock:
-                        bar.set_postfix_str(f"round {plan.round} bucket {i + 1}/{len(plan.buckets)} "
-                                            f"solved {solved} compiled {c['compiles']} ({c['compile_s']:.0f} s) "
-                                            f"loaded {c['loads']}")
-                    if on_bucket is not None:
-                        on_bucket(bucket)
-            finally:
-                arrivals.close()  # stops the workers now, not whenever the generator is collected
+            sweep.train_round(plans, pending, df, calibration, bar, lambda i, bucket, results: store.insert(
+                run_id, plan.label(i), bucket.members, results))
             df = store.frame()  # the round's rows, read once: what the search asks next
-            rounds_run += 1
         if cluster is not None:
-            finish(cluster, rounds_run)
+            finish(cluster, sweep.rounds)
             log.info("cluster of %d processes: %d rounds; process 0 waited %.1f s for the others at the rounds' ends; "
-                     "key-value traffic %.2f s", cluster.processes, rounds_run, cluster.waited_s, cluster.kv_s)
+                     "key-value traffic %.2f s", cluster.processes, sweep.rounds, cluster.waited_s, cluster.kv_s)
         summary = summarize(df, cfg)
         programs.cancel_pending()  # guesses that never started; those that did finish first, to be counted
         programs.wait_idle()
-        counts = compiled()
+        counts = sweep.compiled()
         store.end_run(run_id, compiles=counts["compiles"], compile_s=round(counts["compile_s"], 3))
     finally:
         programs.cancel_pending()
         bar.close()
         store.close()
-    trained = sum(len(b.members) for b in trained_buckets)
-    waste = padding_waste(trained_buckets) if trained_buckets else 1.0
-    return SweepOutcome(trained, skipped, rounds_run, len(trained_buckets), time.perf_counter() - start, waste, summary,
-                        compiles=counts["compiles"], compile_s=counts["compile_s"],
-                        compile_wait_s=counts["compile_wait_s"], loads=counts["loads"], workers=workers)
+    trained = sum(len(b.members) for b in sweep.buckets)
+    waste = padding_waste(sweep.buckets) if sweep.buckets else 1.0
+    return SweepOutcome(trained, skipped, sweep.rounds, len(sweep.buckets), time.perf_counter() - start, waste,
+                        summary, compiles=counts["compiles"], compile_s=counts["compile_s"],
+                        compile_wait_s=counts["compile_wait_s"], loads=counts["loads"], workers=sweep.workers)
+
+
+class _Sweep:
+    """What one sweep's rounds share: the device mesh, the compile cache, the training threads (and a
+    cluster's processes), and the buckets and members trained so far."""
+
+    def __init__(self, cfg: Config, mesh: Mesh | None, programs: Programs, workers: int, cluster: Cluster | None,
+                 on_bucket: Callable[[Bucket], None] | None):
+        self.cfg, self.mesh, self.programs, self.workers, self.cluster = cfg, mesh, programs, workers, cluster
+        self.on_bucket, self.spare = on_bucket, cores()
+        programs.set_compile_threads(max(1, self.spare - workers))  # an accelerator's host compiles on spare cores
+        self.before = programs.counters()
+        self.buckets: list[Bucket] = []
+        self.members: set[Member] = set()
+        self.rounds = 0
+
+    def compiled(self) -> dict:
+        """The compile cache's counters since the sweep began."""
+        return {k: v - self.before[k] for k, v in self.programs.counters().items()}
+
+    def slots(self, bucket: Bucket) -> int:
+        return population_slots(bucket, self.mesh)
+
+    def check_new(self, pending: list[tuple[int, Bucket]], store_path: Path) -> None:
+        """Never loop for ever on members that do not stay stored."""
+        again = self.members.intersection(m for _, b in pending for m in b.members)
+        if again:
+            raise UserError(str(store_path), f"{len(again)} members that this sweep trained and stored are still "
+                                             "missing from the store (edited while the sweep ran?); the sweep stops "
+                                             "with them missing: rerun to resume")
+
+    def train_round(self, plans: list[RoundPlan], pending: list[tuple[int, Bucket]], df: pd.DataFrame,
+                    calibration: Calibration, bar: Progress, insert: Callable) -> None:
+        """Train the latest plan's pending buckets (here, or dealt to a cluster) and insert their rows in plan
+        order, compiling ahead: each own bucket's programs, and the next round's guessed ones on idle cores."""
+        cfg, programs, mesh, cluster, plan = self.cfg, self.programs, self.mesh, self.cluster, plans[-1]
+        members = [m for _, b in pending for m in b.members]
+        # What compaction may count as compiled: the programs of this and the earlier plans, so that no bucket's
+        # rows depend on what this process happened to compile (or on when it was stopped).
+        free_shapes = rounds.program_shapes(plans, self.slots)
+        bar.round(plan, [b for _, b in pending], len(self.members), self.workers,
+                  rounds.program_shapes(plans[:-1], self.slots))
+        programs.cancel_pending()  # guesses for this round that never started
+        # A cluster deals the round first (each process compiles and trains only its own buckets).
+        owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes) if cluster \
+            else None
+        own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
+        for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
+            programs.prefetch(bucket, mesh)
+        if min(self.workers, len(pending)) < self.spare:  # a core is left: compile for the next round meanwhile
+            guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
+        tail = guesses.RoundTail(lambda known: guesses.queue_next_round(
+            cfg, df, members, calibration, free_shapes, programs, mesh, known), len(pending), self.workers)
+        train = trainer(cfg, plan, free_shapes, mesh, programs, bar.chunk,
+                        tail.done if cluster is None else lambda bucket, results: None)
+        if cluster is None:
+            arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently(
+                [b for _, b in pending], self.workers, train)))
+        else:
+            arrivals = lead_round(cluster, self.rounds, plan, pending, owners, free_shapes, train, self.workers)
+        solved = int(df["solved"].sum()) if len(df) else 0
+        try:
+            for i, bucket, results, remote in arrivals:
+                insert(i, bucket, results)
+                self.buckets.append(bucket)
+                self.members.update(bucket.members)
+                solved += sum(r.solved for r in results)
+                if remote:
+                    bar.chunk(len(results))
+                bar.bucket(plan, i, solved)
+                if self.on_bucket is not None:
+                    self.on_bucket(bucket)
+        finally:
+            arrivals.close()  # stops the workers now, not whenever the generator is collected
+        self.rounds += 1

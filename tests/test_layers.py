@@ -14,7 +14,7 @@ LAYERS = [
     ("scaling.storage",),  # the results store and outputs
     ("scaling.planning",),  # search, stats, buckets, the cost model
     ("scaling.distributed",),  # many processes
-    ("scaling.sweep",),  # the round loop over all of the above
+    ("scaling.sweep", "scaling.progress"),  # the round loop over all of the above
     ("analysis",),  # reads stores, fits, reports
     ("scaling.cli", "scaling.__main__", "analysis.__main__", "scaling.benchmarks"),  # the command lines
 ]
