@@ -4,8 +4,8 @@
     analysis.min_width(df, threshold) / min_depth(df, width, threshold)
     analysis.fit_curve(x, y, family) -> Fit
     analysis.compare_fits(x, y, families=None, bootstrap=None, censored=None) -> FitComparison
-    analysis.figures.<name>(frames...) -> Figure
-    analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.verdict)
+    analysis.figures.<name>(frames...) -> Figure       (analysis.reporting.figures)
+    analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.calls.verdict)
     analysis.study(dir, power=True) -> Study           one results directory analysed, for a notebook: members,
                                                        summary, calls, claims, frames, .figure(name) -> Figure
     analysis.analyze(dir, write=True)                  fits.json, figures, REPORT.md (write=False: the Study)
@@ -18,12 +18,12 @@ are imported.
 import importlib
 
 _EXPORTS = {
-    "Bootstrap": "analysis.compare", "FitComparison": "analysis.compare", "compare_fits": "analysis.compare",
-    "load": "analysis.data", "load_config": "analysis.data", "load_runs": "analysis.data",
-    "FAMILIES": "analysis.fits", "Fit": "analysis.fits", "FitError": "analysis.fits", "fit_curve": "analysis.fits",
-    "analyze": "analysis.report", "study": "analysis.report", "Study": "analysis.report",
-    "FIGURES": "analysis.report", "judge": "analysis.verdict", "Verdict": "analysis.verdict",
-    "RunComparison": "analysis.runs", "compare_runs": "analysis.runs",
+    **dict.fromkeys(["Bootstrap", "FitComparison", "compare_fits"], "analysis.calls.compare"),
+    **dict.fromkeys(["load", "load_config", "load_runs"], "analysis.measurement.data"),
+    **dict.fromkeys(["FAMILIES", "Fit", "FitError", "fit_curve"], "analysis.calls.fits"),
+    **dict.fromkeys(["analyze", "study", "Study", "FIGURES"], "analysis.reporting.report"),
+    **dict.fromkeys(["judge", "Verdict"], "analysis.calls.verdict"),
+    **dict.fromkeys(["RunComparison", "compare_runs"], "analysis.measurement.runs"),
     **dict.fromkeys(["min_depth", "min_width", "success_rates", "wilson"], "scaling.planning.stats"),
 }
 __all__ = sorted([*_EXPORTS, "figures"])
@@ -31,7 +31,7 @@ __all__ = sorted([*_EXPORTS, "figures"])
 
 def __getattr__(name: str):
     if name == "figures":
-        return importlib.import_module("analysis.figures")
+        return importlib.import_module("analysis.reporting.figures")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

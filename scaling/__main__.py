@@ -22,9 +22,11 @@ def run(argv: list[str] | None = None) -> None:
     command = next((a for a in args if not a.startswith("-")), "command")
     after = f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else ""
 
+    joined: list = []  # this process's cluster, once it has joined one (scaling.cli.main says)
+
     def interrupted(signum, frame) -> None:
         how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        cluster = getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None)
+        cluster = joined[0] if joined else None
         if cluster is not None and cluster.leader:  # the whole cluster stops with process 0
             cluster.abort(f"process 0 was {how}")
         elif cluster is not None:  # process 0 stops at once, saying why
@@ -43,14 +45,14 @@ def run(argv: list[str] | None = None) -> None:
     from scaling.cli import main
 
     try:
-        code = main(argv)
+        code = main(argv, on_cluster=joined.append)
     except Exception as e:  # noqa: BLE001 (a bug or a device fault; one process alone shows its traceback)
-        if getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None) is None:
+        if not joined:
             raise
         detail = str(e).splitlines()[0] if str(e) else ""
         sys.stderr.write(f"scaling {command}: error: {type(e).__name__}: {detail}\n")
         code = 1  # the command line has told the other processes already
-    if code and getattr(sys.modules.get("scaling.distributed.cluster"), "ACTIVE", None) is not None:
+    if code and joined:
         # A failed process of a cluster leaves at once: jax's exit handler would wait for the lost processes and
         # then abort with a C++ stack trace.
         sys.stdout.flush()

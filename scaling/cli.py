@@ -14,7 +14,11 @@ from scaling import about
 from scaling.errors import UserError
 
 if TYPE_CHECKING:  # pandas and jax load only when a command runs, so `scaling --help` answers at once
+    from collections.abc import Callable
+
     import pandas as pd
+
+    from scaling.distributed.cluster import Cluster
 
 
 def _format_star(value: float, censored: bool, bound: int) -> str:
@@ -50,6 +54,7 @@ def _sweep(args) -> None:
 
         return _report_sweep(cfg, out, run_sweep(cfg, out, fresh=args.fresh, devices=args.devices))
     cluster = clusters.join(join, on_lost=_leave_cluster)
+    args.on_cluster(cluster)  # the console script's signal handlers stop the whole cluster from here on
     import jax
 
     from scaling.engine.devices import default_workers, make_mesh
@@ -135,11 +140,11 @@ def _plan(args) -> None:
 
 def _power(dir: str) -> None:
     """The power analysis of a results directory: the design that would decide each depth group."""
-    from analysis.answer import power_line
-    from analysis.data import load, load_config
-    from analysis.power import power_analysis
-    from analysis.style import group_label as label
-    from analysis.verdict import judge
+    from analysis.calls.verdict import judge
+    from analysis.measurement.data import load, load_config
+    from analysis.reporting.answer import power_line
+    from analysis.reporting.style import group_label as label
+    from analysis.simulation.power import power_analysis
 
     df, cfg = load(dir), load_config(dir)
     if df.empty:
@@ -154,7 +159,7 @@ def _power(dir: str) -> None:
 
 
 def _analyze(args) -> None:
-    from analysis.report import analyze
+    from analysis.reporting.report import analyze
 
     written = analyze(args.dir, power=not args.no_power)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -263,12 +268,14 @@ def _logging(verbose: int, quiet: bool) -> logging.Logger:
     return logger
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit code (2: bad input or a store/OS fault, 130: interrupted)."""
+def main(argv: list[str] | None = None, on_cluster: Callable[[Cluster], None] | None = None) -> int:
+    """Run one command; returns the exit code (2: bad input or a store/OS fault, 130: interrupted).
+    `on_cluster(cluster)`: called once this process has joined a cluster (the console script's signal handlers)."""
     command = "command"
     try:
         args = build_parser().parse_args(argv)
         command = args.command
+        args.on_cluster = on_cluster or (lambda cluster: None)
         logger = _logging(args.verbose, args.quiet)
         _enable_compilation_cache()
         from tqdm.contrib.logging import logging_redirect_tqdm

@@ -1,18 +1,18 @@
 """The verdict calibrated through the public path: synthetic stores from known truths, with widths chosen by the
-project's own search, judged by analysis.verdict.judge (what `scaling analyze` reports).
+project's own search, judged by analysis.calls.verdict.judge (what `scaling analyze` reports).
 
 The fast draws run in `make test`; the full table (40 draws per truth and design) is marked slow and is what
-`python -m analysis.calibration` prints."""
+`python -m analysis.simulation.calibration` prints."""
 
 import numpy as np
 import pytest
 
-from analysis import calibration, synthetic
-from analysis.calibration import TRUTHS
-from analysis.laws import EXPONENTIAL, POLYNOMIAL
-from analysis.power import group_power
-from analysis.synthetic import Design
-from analysis.verdict import judge
+from analysis.calls.laws import EXPONENTIAL, POLYNOMIAL
+from analysis.calls.verdict import judge
+from analysis.simulation import calibration, synthetic
+from analysis.simulation.calibration import TRUTHS
+from analysis.simulation.power import group_power
+from analysis.simulation.synthetic import Design
 
 
 def _calls(truth: str, design: Design, draws: int, seed: int) -> list[str]:
@@ -89,8 +89,8 @@ def test_the_power_simulation_calls_a_known_truth_like_the_calibration():
     """design_power on the exact truth 0.75 * 2^n at n = 2..10 with 16 seeds (which the calibration calls
     exponential in nearly every draw, docs/VERDICT.md) calls it right in at least 80 % of 10 repeats, and a
     between-cell noise of 0.3 in log W50, which more seeds do not remove, makes it call it less often."""
-    from analysis.power import design_power
-    from analysis.synthetic import tested_widths
+    from analysis.simulation.power import design_power
+    from analysis.simulation.synthetic import tested_widths
 
     design, truth = Design(10, 16), TRUTHS["0.75*2^n"].curve
     widths = tested_widths(design, truth)

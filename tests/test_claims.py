@@ -1,15 +1,15 @@
-"""The lecture's claims (analysis.claims): each test reads counts whose answer is known as that answer, the
+"""The lecture's claims (analysis.calls.claims): each test reads counts whose answer is known as that answer, the
 hand-built networks are its controls, a test that a control fails is withheld, and on synthetic stores whose
 truth is a construction every reported claim says what the construction is."""
 
 import numpy as np
 import pytest
 
-from analysis import claims
-from analysis.answer import claim_line, plain_answer
-from analysis.claims import Curve, control_curve
-from analysis.synthetic import Design, draw_store, synthetic_config
-from analysis.verdict import judge
+from analysis.calls import claims
+from analysis.calls.claims import Curve, control_curve
+from analysis.calls.verdict import judge
+from analysis.reporting.answer import claim_line, plain_answer
+from analysis.simulation.synthetic import Design, draw_store, synthetic_config
 from scaling.engine.constructions import build
 
 NS = np.arange(2, 10)
@@ -89,7 +89,7 @@ def test_the_constant_profile_says_what_its_family_costs_the_xor_tree():
 def test_the_answer_of_a_store_with_a_decided_call_is_rendered_from_its_claims():
     """0.75 * 2^n at n = 2..10 with 16 seeds is called exponential (docs/VERDICT.md); the answer names the call
     and every reported claim with its interval, and the verdict section lists each claim's controls."""
-    from analysis.answer import verdict_section
+    from analysis.reporting.answer import verdict_section
 
     cfg = synthetic_config(Design(10, 16), 2048)
     verdict = judge(draw_store(cfg, lambda n: 0.75 * 2.0**n, np.random.default_rng(1)), cfg, reps=60)

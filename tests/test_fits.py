@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from analysis import Bootstrap, FitError, compare_fits, fit_curve
-from analysis.fits import FAMILIES, akaike_weights, information_criterion
+from analysis.calls.fits import FAMILIES, akaike_weights, information_criterion
 
 X = np.arange(2, 17, dtype=float)  # n = 2..16, the paper range
 TRUTH = {
@@ -140,7 +140,7 @@ def test_weights_follow_the_precise_points():
 def test_the_censored_likelihood_uses_the_bounds():
     """Without bounds it is least squares; with bounds just below a steeper truth, the fit must respect them
     where dropping them would not."""
-    from analysis.censored import fit_censored
+    from analysis.calls.censored import fit_censored
 
     rng = np.random.default_rng(4)
     x = np.arange(2, 11, dtype=float)

@@ -1,10 +1,10 @@
-"""Growth laws (analysis.laws) and the class call (analysis.growth) on curves whose truth is known."""
+"""Growth laws (analysis.calls.laws) and the class call (analysis.calls.growth) on curves whose truth is known."""
 
 import numpy as np
 import pytest
 
-from analysis.growth import UNDECIDED, between_cell_sd, decide
-from analysis.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL, aicc, fit_law, free_parameters
+from analysis.calls.growth import UNDECIDED, between_cell_sd, decide
+from analysis.calls.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL, aicc, fit_law, free_parameters
 
 N = np.arange(2, 13, dtype=float)
 TRUTH = {"exponential": (0.75, 2.0), "shifted_exponential": (3.0, 0.5, 1.3), "power_exponential": (1.0, 1.0, 1.2),
@@ -83,7 +83,7 @@ def test_a_call_needs_five_points():
 def test_each_class_has_half_the_prior_weight_however_many_laws_it_has():
     """Where every law fits equally well (a curve that all of them hold exactly is impossible, so equal chi^2
     is imposed through identical AICc), the class weights are 1/2 each, not 3/7 against 4/7."""
-    from analysis.growth import _class_priors
+    from analysis.calls.growth import _class_priors
 
     prior = _class_priors(tuple(LAWS))
     totals = {c: sum(p for law, p in prior.items() if LAWS[law].growth == c) for c in (EXPONENTIAL, POLYNOMIAL)}

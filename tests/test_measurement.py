@@ -4,8 +4,8 @@ stores whose truth is known (logistic success in log2 width around W50(n))."""
 import numpy as np
 import pandas as pd
 
-from analysis.measure import fit_logistic, measure_cells, w50_frame
-from analysis.verdict import judge
+from analysis.calls.verdict import judge
+from analysis.measurement.measure import fit_logistic, measure_cells, w50_frame
 from scaling.experiment import config
 from scaling.planning.stats import budget_convergence, min_width, min_width_by_budget
 
@@ -38,7 +38,7 @@ def test_w_star_is_reread_at_fractions_of_the_budget_from_the_stored_steps():
 def test_the_one_seed_range_says_where_one_seed_decides_w_star():
     """One learning rate, so the cross-fitted counts are the raw ones: w* with one more, and one fewer, solved
     seed at every tested width. 8 seeds, threshold 0.5 (4 of 8)."""
-    from analysis.markdown import one_seed_cells
+    from analysis.reporting.markdown import one_seed_cells
 
     solved = lambda k: [100] * k + [None] * (8 - k)
     firm = min_width(_frame({2: solved(0), 4: solved(1), 8: solved(7), 16: solved(8)})).iloc[0]

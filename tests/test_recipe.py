@@ -1,10 +1,10 @@
-"""Does W50 fall with the recipe or the budget (analysis.recipe), on stores whose answer is known."""
+"""Does W50 fall with the recipe or the budget (analysis.calls.recipe), on stores whose answer is known."""
 
 import numpy as np
 import pandas as pd
 from configs import TINY
 
-from analysis.recipe import recipe_effects, recipe_lines
+from analysis.calls.recipe import recipe_effects, recipe_lines
 from scaling.experiment import config
 
 CFG = config.parse(TINY.replace("n = [2, 4]", "n = 5").replace("depths = {fixed = [1, 2], log2 = [1]}", "depths = [2]")

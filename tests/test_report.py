@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import analysis
-from analysis import figures
+from analysis.reporting import figures
 from scaling.cli import main
 
 
@@ -110,8 +110,8 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     import sqlite3
     from contextlib import closing
 
-    from analysis.runs import compare_runs
-    from analysis.runs import main as runs_main
+    from analysis.measurement.runs import compare_runs
+    from analysis.measurement.runs import main as runs_main
 
     out, outcome = tiny_sweep
     assert analysis.compare_runs is compare_runs  # the importable analysis API
@@ -128,7 +128,7 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert (moved.common, moved.same_loss, moved.gained, moved.lost) == (outcome.trained, outcome.trained - 1, 0, 1)
     assert "solved flags differ in 1 (0 solved only in B, 1 only in A)" in moved.text()
     # A config without an L* search summarises with neither a width nor an L_star column.
-    from analysis import runs
+    from analysis.measurement import runs
     from scaling.planning.stats import summarize
 
     no_depth_search = lambda df, cfg: summarize(df, cfg).query("kind == 'min_width'").drop(columns=["width", "L_star"])
@@ -136,7 +136,7 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     assert compare_runs(out, out).changed.empty and len(compare_runs(out, out).cells) < len(outcome.summary)
     assert runs_main([str(out), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m analysis.runs: error:") and "no results store" in err
+    assert err.startswith("python -m analysis.measurement.runs: error:") and "no results store" in err
     assert len(err.splitlines()) == 1
 
 

@@ -14,7 +14,7 @@ import pytest
 from configs import TINY
 from streams import without_progress
 
-from analysis.report import FITS, REPORT, SUMMARY
+from analysis.reporting.report import FITS, REPORT, SUMMARY
 from scaling.cli import main
 from scaling.errors import UserError
 from scaling.experiment import config
@@ -212,7 +212,7 @@ def test_analyze_warns_first_and_a_full_disk_leaves_the_previous_outputs_whole(s
     """One analysis of a store with an unfinished run, runs without a git commit and missing members; then a
     second one that meets a full disk part-way through writing its outputs."""
     import scaling.storage.outputs as outputs
-    from analysis.report import analyze
+    from analysis.reporting.report import analyze
 
     with _connect(store_copy / STORE_NAME) as conn:
         conn.execute("UPDATE runs SET git_commit = NULL")
@@ -280,7 +280,7 @@ def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):
 
 def test_a_first_analysis_on_a_full_disk_leaves_no_empty_folder(store_copy, monkeypatch):
     import scaling.storage.outputs as outputs
-    from analysis.report import analyze
+    from analysis.reporting.report import analyze
 
     real_fsync = outputs.os.fsync
 
@@ -324,7 +324,7 @@ def test_analysis_and_the_cli_help_do_not_load_jax():
 def test_a_store_from_before_the_width_profile_is_read_and_resumed(store_copy, tmp_path):
     """A store written before members had a width profile: its rows read as the constant profile, and a
     sweep of its config resumes into it (gaining the column) without retraining anything."""
-    from analysis.data import load
+    from analysis.measurement.data import load
 
     path = store_copy / STORE_NAME
     with _connect(path) as conn:

@@ -192,7 +192,8 @@ def test_without_a_terminal_each_round_logs_one_timestamped_line(tmp_path, caplo
     lines = [r.getMessage() for r in caplog.records if " round " in r.getMessage()]
     assert len(lines) == outcome.rounds
     line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d round (\d+): ([\d,]+) members to train in \d+ buckets? "
-                      r"\(([\d,]+) trained so far\); \d+ s elapsed, \d+ s of it compiling; this round at most \d+ s")
+                      r"\(([\d,]+) trained so far\); \d+ s elapsed, \d+ s of compiler time \(all threads\); "
+                      r"this round at most \d+ s")
     found = [line.match(text) for text in lines]
     assert all(found), lines
     assert [int(m.group(1)) for m in found] == list(range(outcome.rounds))

@@ -3,7 +3,7 @@
 1. the default sweep, cold (its own empty compile cache), on the accelerator;
 2. a measured subset of paper.toml (n = 2..8, depths 1..3, 4 seeds, 2000 steps, no L* search) swept on the
    accelerator, against what `scaling plan` forecast for it on that device before it ran;
-3. the accelerator's store of the subset against a CPU store of the same config (python -m analysis.runs);
+3. the accelerator's store of the subset against a CPU store of the same config (python -m analysis.measurement.runs);
 4. every figure into one JSON file (default device-check.json), rewritten after each step, so that a step
    cut short by the time budget (--minutes) still leaves the figures of the steps before it.
 
@@ -93,7 +93,8 @@ def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, de
     save()
     cpu_wall, _ = _scaling(["sweep", str(subset), "--out", str(work / "subset-cpu")], cpu, deadline)
     figures["subset"]["cpu_measured_s"] = round(cpu_wall, 1)
-    _, compare = _scaling([str(work / "subset-accel"), str(work / "subset-cpu")], cpu, deadline, "analysis.runs")
+    _, compare = _scaling([str(work / "subset-accel"), str(work / "subset-cpu")], cpu, deadline,
+                          "analysis.measurement.runs")
     figures["accelerator_vs_cpu"] = compare.strip().splitlines()
 
 

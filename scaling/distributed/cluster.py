@@ -29,7 +29,6 @@ PREFIX = "scaling/"
 PART_CHARS = 2**20  # characters per part of a large value (scaling.distributed.cluster.Cluster.put)
 POLL_S = 0.05  # how often process 0 looks for the others' results (a key-value call takes 0.2-0.7 ms)
 DEFAULT_HEARTBEAT_S = 30  # a process silent for this long has left the cluster
-ACTIVE: Cluster | None = None  # this process's cluster, for the signal handlers of scaling.__main__
 ENVIRONMENT = {"coordinator": "SCALING_COORDINATOR", "processes": "SCALING_NUM_PROCESSES",
                "process_id": "SCALING_PROCESS_ID", "heartbeat_s": "SCALING_HEARTBEAT_S"}
 
@@ -240,9 +239,7 @@ def join(j: Join, on_lost: Callable[[ClusterError], None] | None = None) -> Clus
                                    initialization_timeout=max(60, 2 * j.heartbeat_s))
     except (RuntimeError, ValueError) as e:
         raise ClusterError("jax.distributed.initialize", str(e).splitlines()[0]) from None
-    global ACTIVE
-    ACTIVE = Cluster(jax_key_value.client(), jax.process_index(), jax.process_count(), j.heartbeat_s, on_lost)
-    return ACTIVE
+    return Cluster(jax_key_value.client(), jax.process_index(), jax.process_count(), j.heartbeat_s, on_lost)
 
 
 def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> dict:

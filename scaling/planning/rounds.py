@@ -91,4 +91,5 @@ def round_line(plan: RoundPlan, buckets: list[Bucket], done: int, elapsed_s: flo
     plural = "s" if len(buckets) != 1 else ""
     return (f"{time.strftime('%Y-%m-%d %H:%M:%S')} round {plan.round}: {members:,} members to train in "
             f"{len(buckets)} bucket{plural} ({done:,} trained so far); {elapsed_s:.0f} s elapsed, {compile_s:.0f} s of "
-            f"it compiling; this round at most {eta:.0f} s by the cost model ({cost['programs']} new programs)")
+            f"compiler time (all threads); this round at most {eta:.0f} s by the cost model "
+            f"({cost['programs']} new programs)")

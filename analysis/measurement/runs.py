@@ -5,7 +5,7 @@ Training parity near w* is chaotic: float rounding that differs by 1e-7 in one s
 another XLA kernel) can end a member solved in one run and unsolved in the other. Such flips are noise
 when they go both ways in equal numbers; a cell whose w* or L* rests on one seed moves with them.
 
-    python -m analysis.runs DIR_A DIR_B
+    python -m analysis.measurement.runs DIR_A DIR_B
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 import pandas as pd
 
-from analysis.data import load, load_config
+from analysis.measurement.data import load, load_config
 from scaling.errors import UserError
 from scaling.planning.stats import summarize
 from scaling.storage.results import IDENTITY_COLUMNS
@@ -67,12 +67,12 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m analysis.runs DIR_A DIR_B", file=sys.stderr)
+        print("usage: python -m analysis.measurement.runs DIR_A DIR_B", file=sys.stderr)
         return 2
     try:
         print(compare_runs(*argv).text())
     except UserError as e:
-        print(f"python -m analysis.runs: error: {e}", file=sys.stderr)
+        print(f"python -m analysis.measurement.runs: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from analysis.fits import FAMILIES, Fit, FitError, akaike_weights, fit_curve
-from analysis.intervals import interval95
+from analysis.calls.fits import FAMILIES, Fit, FitError, akaike_weights, fit_curve
+from analysis.measurement.intervals import interval95
 
 # resample(rng) -> (x, y) of one bootstrap replicate (censored points already left out).
 Resampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -79,8 +79,8 @@ MIN_POINTS = 5
 
 
 def _fit_all_bounded(x, y, lower, upper, families) -> dict[str, Fit]:
-    """Every family by the censored likelihood (analysis.censored), the bounds included."""
-    from analysis.censored import fit_censored
+    """Every family by the censored likelihood (analysis.calls.censored), the bounds included."""
+    from analysis.calls.censored import fit_censored
 
     fits = {}
     for fam in families:

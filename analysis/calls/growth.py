@@ -10,7 +10,7 @@ prior-weighted evidence. A class is called only when every test agrees:
   however small one's residuals are;
 - it also predicts the largest n best when fitted without them (out-of-sample, as BNSL scores its fits).
 Anything else is "undecided", with the reasons. The rule's thresholds are fixed by the calibration on
-synthetic truths (analysis.calibration; tests/test_calibration.py).
+synthetic truths (analysis.simulation.calibration; tests/test_calibration.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.intervals import interval95
-from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law, free_parameters
+from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law, free_parameters
+from analysis.measurement.intervals import interval95
 
 UNDECIDED = "undecided"
 MIN_POINTS = 5  # below this, three-parameter laws leave no degrees of freedom to test their fit

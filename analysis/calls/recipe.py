@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.intervals import interval95
-from analysis.measure import measure_cell
-from analysis.verdict import inflated
+from analysis.calls.verdict import inflated
+from analysis.measurement.intervals import interval95
+from analysis.measurement.measure import measure_cell
 from scaling.experiment.config import Config
 from scaling.planning.stats import at_budget, latest_budget, width_cells
 

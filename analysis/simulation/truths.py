@@ -1,6 +1,6 @@
 """Synthetic truths for the calibration: curves W50(n) whose growth class is known.
 
-Two sets. TUNING chose the rule (the laws, their bounds, the thresholds: analysis.laws and analysis.growth
+Two sets. TUNING chose the rule (the laws, their bounds, the thresholds: analysis.calls.laws and analysis.calls.growth
 say which truth decided what). HELD_OUT was never used to choose anything: it scores the rule on the kinds of
 curve that sit between the classes over a short range, mixtures of a polynomial and an exponential, depth-like
 staircases, offsets and slow exponentials. The rule is reported on both (docs/VERDICT.md).
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.laws import EXPONENTIAL, POLYNOMIAL
+from analysis.calls.laws import EXPONENTIAL, POLYNOMIAL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ TUNING = {t.name: t for t in (
     Truth("2.2*1.17^n", EXPONENTIAL, lambda n: 2.2 * 1.17**n),
     Truth("max(3,n+1)", POLYNOMIAL, lambda n: np.maximum(3.0, n + 1.0)),
     Truth("0.75*n^1.5", POLYNOMIAL, lambda n: 0.75 * n**1.5),
-    # Offset-and-curvature truths that chose the laws (analysis.laws): a floor with polynomial growth, and one
+    # Offset-and-curvature truths that chose the laws (analysis.calls.laws): a floor with polynomial growth, and one
     # with exponential growth.
     Truth("3+0.1*n^2", POLYNOMIAL, lambda n: 3.0 + 0.1 * n**2),
     Truth("2+0.25*1.5^n", EXPONENTIAL, lambda n: 2.0 + 0.25 * 1.5**n),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, stats
 
-from analysis.fits import FAMILIES, Fit, FitError, _check, corrected, fit_curve
+from analysis.calls.fits import FAMILIES, Fit, FitError, _check, corrected, fit_curve
 from scaling.planning.stats import Z95
 
 _MIN_LOG_SIGMA = float(np.log(1e-4))  # a perfect fit of the exact points must not make the likelihood infinite

@@ -19,18 +19,18 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import figures
-from analysis.compare import FitComparison
-from analysis.curves import depth_curves, steps_curves, steps_frame
-from analysis.data import load, load_config, load_runs
-from analysis.frames import figure_frames, fit_all
-from analysis.laws import LAWS
-from analysis.markdown import render_report
-from analysis.measure import w50_frame
-from analysis.power import power_analysis
-from analysis.recipe import recipe_effects, recipe_lines
-from analysis.style import group_label
-from analysis.verdict import REPS, Verdict, judge
+from analysis.calls.compare import FitComparison
+from analysis.calls.curves import depth_curves, steps_curves, steps_frame
+from analysis.calls.laws import LAWS
+from analysis.calls.recipe import recipe_effects, recipe_lines
+from analysis.calls.verdict import REPS, Verdict, judge
+from analysis.measurement.data import load, load_config, load_runs
+from analysis.measurement.measure import w50_frame
+from analysis.reporting import figures
+from analysis.reporting.frames import figure_frames, fit_all
+from analysis.reporting.markdown import render_report
+from analysis.reporting.style import group_label
+from analysis.simulation.power import power_analysis
 from scaling.engine.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.experiment.config import Config
@@ -84,7 +84,7 @@ class Study:
     verdict: Verdict  # the laws, the calls and the lecture's claims (REPORT's answer)
     fits: dict[str, FitComparison]  # the L* and steps-to-solve curves' fits, by curve name
     skipped: dict[str, str]  # curves too short to fit, with the reason
-    points: pd.DataFrame  # measured points with intervals (analysis.figures, "points")
+    points: pd.DataFrame  # measured points with intervals (analysis.reporting.figures, "points")
     fitted: pd.DataFrame  # fitted lines on a grid ("fitted")
     weights: pd.DataFrame  # Akaike weights and bootstrap win rates ("weights")
     theory: pd.DataFrame  # the hand-built networks' unit counts ("theory")
@@ -160,7 +160,7 @@ class Study:
         return write_outputs(self.dir, files)  # the report last
 
 
-# Every figure of the report, drawn from a Study's frames (analysis.figures has one function per figure).
+# Every figure of the report, drawn from a Study's frames (analysis.reporting.figures has one function per figure).
 FIGURES = {
     "units_vs_bits": lambda s: figures.units_vs_bits(s.points, s.fitted, s.theory),
     "total_units": lambda s: figures.total_units(s.points, s.fitted, s.theory),

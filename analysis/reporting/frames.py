@@ -1,4 +1,4 @@
-"""The figures' public frames (see analysis.figures): measured points with their intervals, fitted lines and
+"""The figures' public frames (see analysis.reporting.figures): measured points with their intervals, fitted lines and
 Akaike weights, built from a verdict and the L* and steps-to-solve curves."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.compare import Bootstrap, FitComparison, compare_fits
-from analysis.curves import Curve
-from analysis.fits import FitError
-from analysis.intervals import interval95
-from analysis.laws import LAWS
-from analysis.verdict import GroupVerdict, Verdict
+from analysis.calls.compare import Bootstrap, FitComparison, compare_fits
+from analysis.calls.curves import Curve
+from analysis.calls.fits import FitError
+from analysis.calls.laws import LAWS
+from analysis.calls.verdict import GroupVerdict, Verdict
+from analysis.measurement.intervals import interval95
 from scaling.engine.population import units_at
 
 

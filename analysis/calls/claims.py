@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.intervals import interval95
+from analysis.measurement.intervals import interval95
 
 TOP_POINTS = 4  # the local growth factor is fitted over the largest this many n
 ABOUT = 2.0  # "about 2^(n-1)": within this factor

@@ -1,5 +1,5 @@
-"""The curves beside the verdict's (analysis.verdict: W50 and w*): L* over n and steps to solve, each with its
-bootstrap resampler, fitted by analysis.compare.
+"""The curves beside the verdict's (analysis.calls.verdict: W50 and w*): L* over n and steps to solve, each with its
+bootstrap resampler, fitted by analysis.calls.compare.
 
 A bootstrap replicate of L* resamples whole seeds, jointly for every width and learning rate at one
 (n, width): a seed's runs share their initial weights across learning rates and widths, so
@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from analysis.compare import Resampler
-from analysis.measure import solved_cube
+from analysis.calls.compare import Resampler
+from analysis.measurement.measure import solved_cube
 from scaling.experiment.config import Config
 from scaling.planning.stats import crossfit_counts, min_depth_rows, monotone_min
 

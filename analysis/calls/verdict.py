@@ -1,12 +1,12 @@
 """The verdict on the lecture's claim, from a members table: what `scaling analyze` concludes, and what the
-calibration (analysis.calibration) runs on synthetic stores through the very same function, judge().
+calibration (analysis.simulation.calibration) runs on synthetic stores through the very same function, judge().
 
 Per depth group (a fixed depth, or depth ceil(log2 n) + k), the growth of W50 is called at the level of the
-claim, exponential against polynomial (analysis.growth), with each point's seed-bootstrap noise. W50 is the
+claim, exponential against polynomial (analysis.calls.growth), with each point's seed-bootstrap noise. W50 is the
 primary estimate (it uses every tested width); w* is called the same way, and a call stands only where the
 two agree. A group whose cells all belong to fixed depths (the log2 schedule at n <= 8 with depths 1-3) is
 the same data relabelled: it is not fitted as a curve of its own. Then the lecture's claims, each in a quantity
-that the range decides and each checked on the constructions first (analysis.claims), on W50 at depth 1 and on
+that the range decides and each checked on the constructions first (analysis.calls.claims), on W50 at depth 1 and on
 the hidden units at W50 at depth ceil(log2 n), counted in the run's width profile.
 """
 
@@ -18,9 +18,9 @@ import functools
 import numpy as np
 import pandas as pd
 
-from analysis.claims import Claim, Curve, deep_claims, shallow_claims
-from analysis.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
-from analysis.measure import CellMeasure, measure_cells
+from analysis.calls.claims import Claim, Curve, deep_claims, shallow_claims
+from analysis.calls.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
+from analysis.measurement.measure import CellMeasure, measure_cells
 from scaling.engine.constructions import unit_counts
 from scaling.engine.population import units_at
 from scaling.experiment.config import Config
@@ -29,8 +29,8 @@ from scaling.planning.stats import latest_budget, summarize, width_cells
 
 REPS = 100  # seed-bootstrap replicates: the calibration ran with these, so the report calls as it was calibrated
 # Each point's noise is its seed-bootstrap spread, corrected by what simulating the estimators measured
-# (`python -m analysis.calibration --estimators`: one cell of 0.75 * 2^n at n = 4, 7, 10 with 16 and 64 seeds,
-# 300 draws each). The bootstrap of log W50 runs up to 15 % short of its true spread (0.050-0.052 against
+# (`python -m analysis.simulation.calibration --estimators`: one cell of 0.75 * 2^n at n = 4, 7, 10 with 16
+# and 64 seeds, 300 draws each). The bootstrap of log W50 runs up to 15 % short of its true spread (0.050-0.052 against
 # 0.057-0.060 at 16 seeds), and W50 is biased by -3 % to 0 depending on where the search put the widths, a
 # cell-to-cell scatter that more seeds do not remove. For w* both are larger: its bootstrap runs 30-45 % short
 # (0.09-0.12 against 0.14-0.17) and it sits 10-14 % above the truth, at 16 seeds as at 64. Without these
@@ -157,7 +157,7 @@ def _theory(ns: tuple[int, ...]) -> pd.DataFrame:
 
 
 def _claims(cells: dict, limited: set, cfg: Config) -> list[Claim]:
-    """The lecture's claims (analysis.claims) on W50 at depth 1 and the units at depth ceil(log2 n), with the
+    """The lecture's claims (analysis.calls.claims) on W50 at depth 1 and the units at depth ceil(log2 n), with the
     constructions, counted in the run's width profile, as controls."""
     profile = str(cfg.model.profile)
     ns = sorted({n for n, _ in cells})
@@ -186,7 +186,7 @@ class Verdict:
     groups: dict[str, GroupVerdict]
     cells: dict[tuple, CellMeasure]
     summary: pd.DataFrame  # stats.summarize
-    claims: list[Claim]  # the lecture's claims, each with its test, interval and controls (analysis.claims)
+    claims: list[Claim]  # the lecture's claims, each with its test, interval and controls (analysis.calls.claims)
 
     def as_dict(self) -> dict:
         groups = {}

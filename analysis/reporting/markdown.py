@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.answer import label, num, plain_answer, verdict_section
-from analysis.compare import FitComparison
-from analysis.laws import LAWS
-from analysis.verdict import Verdict
+from analysis.calls.compare import FitComparison
+from analysis.calls.laws import LAWS
+from analysis.calls.verdict import Verdict
+from analysis.reporting.answer import label, num, plain_answer, verdict_section
 from scaling.engine.population import hidden_units
 from scaling.experiment.config import Config
 

@@ -4,7 +4,7 @@ For a depth group whose W50 curve was fitted, the candidate truths are every law
 the measured noise (where none does, nothing is simulated and nothing is promised); the seed noise is the cells'
 own logistic slope. A design (largest n, seeds per point) is simulated under each truth: the widths are those
 the project's search tests when every member at or above the truth solves (a replay of scaling.planning.search), the
-outcomes are drawn per seed, and each draw is judged by the same group rule as the report (analysis.verdict).
+outcomes are drawn per seed, and each draw is judged by the same group rule as the report (analysis.calls.verdict).
 Designs are screened with `repeats` draws per truth (each truth called for its class in at least POWER of
 them); the smallest that passes is then simulated again with CONFIRM_REPEATS fresh draws per truth, and named
 only where the Wilson 95 % lower bound of every truth's rate of right calls is at least POWER (else the next
@@ -19,11 +19,11 @@ import dataclasses
 import numpy as np
 from scipy.special import expit
 
-from analysis.growth import RULE
-from analysis.laws import LAWS
-from analysis.measure import measure_cube
-from analysis.synthetic import RATE_FACTOR, Design, synthetic_config, tested_widths
-from analysis.verdict import REPS, GroupVerdict, Verdict, group_verdict
+from analysis.calls.growth import RULE
+from analysis.calls.laws import LAWS
+from analysis.calls.verdict import REPS, GroupVerdict, Verdict, group_verdict
+from analysis.measurement.measure import measure_cube
+from analysis.simulation.synthetic import RATE_FACTOR, Design, synthetic_config, tested_widths
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
 from scaling.planning.stats import wilson

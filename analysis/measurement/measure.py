@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from analysis.intervals import interval95
+from analysis.measurement.intervals import interval95
 from scaling.planning.stats import crossfit_counts, recipes
 
 _PSEUDO = 0.5

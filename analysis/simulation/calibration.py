@@ -1,4 +1,4 @@
-"""Calibration of the verdict: synthetic stores drawn from known truths, judged by analysis.verdict.judge.
+"""Calibration of the verdict: synthetic stores drawn from known truths, judged by analysis.calls.verdict.judge.
 
 A truth is a curve T(n), the width at which half the seeds solve. A member of width w solves with probability
 expit((w - T') / (scale * T')), where T' is T(n) times a learning-rate factor (the middle rate of the grid is
@@ -7,7 +7,7 @@ success curves. The widths are chosen by the project's own search (scaling.plann
 as a sweep would ask for them. Each draw is judged by the function that `scaling analyze` reports, and the
 call of the depth group is compared with the truth's class.
 
-    python -m analysis.calibration [--draws 40] [--out calibration.csv]
+    python -m analysis.simulation.calibration [--draws 40] [--out calibration.csv]
 
 prints (and writes) the table of every truth x design: false calls (the other class, called) and true calls.
 """
@@ -22,10 +22,17 @@ import sys
 import numpy as np
 import pandas as pd
 
-from analysis.laws import EXPONENTIAL, LAWS, POLYNOMIAL
-from analysis.synthetic import Design, draw_store, max_width_for, solve_probability, synthetic_config, tested_widths
-from analysis.truths import SETS, TRUTHS, Truth
-from analysis.verdict import REPS, judge
+from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.calls.verdict import REPS, judge
+from analysis.simulation.synthetic import (
+    Design,
+    draw_store,
+    max_width_for,
+    solve_probability,
+    synthetic_config,
+    tested_widths,
+)
+from analysis.simulation.truths import SETS, TRUTHS, Truth
 from scaling.experiment.config import Config
 from scaling.planning.stats import wilson
 
@@ -66,7 +73,7 @@ DESIGNS = (Design(8, 8), Design(9, 24), Design(10, 16), Design(12, 16), Design(1
 
 
 def _variants() -> dict[str, dict]:
-    """Other sets of laws, to rerun the calibration that chose analysis.laws: name -> law name -> Law or None."""
+    """Other sets of laws, to rerun the calibration that chose analysis.calls.laws: name -> law name -> Law or None."""
     shifted_power, shifted_exponential = LAWS["shifted_power"], LAWS["shifted_exponential"]
     return {
         "two-parameter": {"shifted_exponential": None, "shifted_power": None, "power_exponential": None},
@@ -98,8 +105,8 @@ def law_variant(name: str | None):
 def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: int = 100, seed: int = 0) -> dict:
     """How W50 and w* of one cell scatter around the truth across draws, against their seed-bootstrap spread:
     what verdict.BOOT_INFLATION and LOG_SD_FLOOR correct for. One learning rate; the widths of a search
-    replay (analysis.power)."""
-    from analysis.measure import measure_cube
+    replay (analysis.simulation.power)."""
+    from analysis.measurement.measure import measure_cube
 
     rng = np.random.default_rng(seed)
     widths = tested_widths(Design(n, 2), truth.curve)[n]
@@ -131,7 +138,8 @@ def seed_blocks(df: pd.DataFrame, cfg: Config, blocks: int, reps: int = REPS) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.calibration", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m analysis.simulation.calibration",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=40)
     parser.add_argument("--reps", type=int, default=REPS, help="seed-bootstrap replicates per draw (as the report)")
     parser.add_argument("--designs", default=",".join(f"{d.n_max}x{d.seeds}" for d in DESIGNS),
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the project's adaptive width search, or every width of a x sqrt(2) grid")
     parser.add_argument("--out", help="write the per-draw results as CSV")
     parser.add_argument("--laws", choices=list(_variants()), help="judge with another set of laws (the variants that "
-                                                                  "analysis.laws was chosen against)")
+                                                                  "analysis.calls.laws was chosen against)")
     parser.add_argument("--estimators", action="store_true",
                         help="instead: the spread and bias of W50 and w* against their bootstrap (verdict's noise)")
     parser.add_argument("--blocks", metavar="DIR", help="instead: judge disjoint seed blocks of a results directory")
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(checks).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         return 0
     if args.blocks:
-        from analysis.data import load, load_config
+        from analysis.measurement.data import load, load_config
 
         blocks = seed_blocks(load(args.blocks), load_config(args.blocks), args.block_count, args.reps)
         print(blocks.to_string(index=False))

@@ -11,8 +11,8 @@ y = a + b g(n; s), linear in (a, b) for a fixed shape s: (a, b) by Gauss-Newton 
 solution, s by a grid (then a bounded scalar search for the point fit).
 
 The shifted laws give exponential and power growth a floor, a >= 0: the smallest width that training needs
-at any n. Each choice below was made by the calibration (analysis.calibration, 40 draws per cell at n = 2..10
-with 16 seeds unless said otherwise); `python -m analysis.calibration --laws VARIANT --designs 10x16 --truth
+at any n. Each choice below was made by the calibration (analysis.simulation.calibration, 40 draws per cell at n = 2..10
+with 16 seeds unless said otherwise); `python -m analysis.simulation.calibration --laws VARIANT --designs 10x16 --truth
 TRUTH` reruns each alternative:
 - offsets on both sides: with the four two-parameter laws alone (`--laws two-parameter`; these figures predate
   the law a n^k b^n, which that variant drops too), a floor at small n

@@ -1,6 +1,6 @@
 """Paper figures. One function per figure: each takes frames and returns a matplotlib Figure.
 
-Frames (built by analysis.report, or by hand for tests):
+Frames (built by analysis.reporting.report, or by hand for tests):
 - points: curve, quantity, group, n, y, censored, lo, hi  (measured statistic with bootstrap 95 % interval;
   a censored y is the lower bound)
 - fitted: curve, family, rank, n, y  (every fitted family evaluated on a grid; rank 1 = best by AICc)
@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.style import (
+from analysis.reporting.style import (
     DOUBLE_COLUMN,
     SINGLE_COLUMN,
     THEORY_STYLE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 
-from analysis.claims import Claim
-from analysis.growth import RULE, UNDECIDED
-from analysis.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL
-from analysis.style import group_label as label
-from analysis.verdict import AGREE_ALPHA, GroupVerdict, Verdict
+from analysis.calls.claims import Claim
+from analysis.calls.growth import RULE, UNDECIDED
+from analysis.calls.laws import EXPONENTIAL, LAWS, MAX_DEGREE, POLYNOMIAL
+from analysis.calls.verdict import AGREE_ALPHA, GroupVerdict, Verdict
+from analysis.reporting.style import group_label as label
 
 CLAIM = ("one hidden layer needs about 2^(n-1) hidden units for n-bit parity, while a network of depth about "
          "log2 n needs only O(n)")
@@ -188,8 +188,8 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
               "The rule was chosen on synthetic stores from seven known truths and is scored on ten more that it "
               "never saw (mixtures such as n·1.2^n, staircases such as 1.5·2^⌈log2 n⌉, offsets, slow "
               "exponentials), drawn through the project's own search or a geometric width grid and run through "
-              "this same analysis: `python -m analysis.calibration --set held-out` prints the table of false and "
-              "true calls per design, and docs/VERDICT.md holds it.",
+              "this same analysis: `python -m analysis.simulation.calibration --set held-out` prints the table of "
+              "false and true calls per design, and docs/VERDICT.md holds it.",
               "", "### What would decide it (power analysis)",
               "Simulated from this run's own fitted curves and noise: for each group, every law that fits within "
               "the measured noise is taken as a truth (none: nothing is promised); designs are screened with a few "

@@ -1,0 +1,1 @@
+"""Synthetic truths: stores drawn from known curves, the calibration of the verdict, and the power analysis."""
