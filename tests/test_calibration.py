@@ -97,3 +97,17 @@ def test_the_power_simulation_calls_a_known_truth_like_the_calibration():
     rate = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8))
     noisy = design_power(design, truth, EXPONENTIAL, widths, 0.2, 10, 0.5, 30, np.random.default_rng(8), tau=0.3)
     assert rate >= 0.8 and noisy < rate
+
+
+def test_a_law_variant_is_judged_without_changing_the_laws_everyone_else_uses():
+    from analysis.calls.laws import LAWS
+
+    before = dict(LAWS)
+    two = calibration.law_variant("two-parameter")
+    assert set(two) == set(LAWS) - {"shifted_exponential", "shifted_power", "power_exponential"}
+    design = Design(8, 8)
+    cfg = synthetic.synthetic_config(design, synthetic.max_width_for(TRUTHS["0.75*2^n"].curve, design))
+    df = synthetic.draw_store(cfg, TRUTHS["0.75*2^n"].curve, np.random.default_rng(3))
+    call = judge(df, cfg, reps=20, laws=two).groups["depth=1"].w50_call
+    assert set(call.table["law"]) == set(two) and set(call.as_dict()["class_weight"]) == {EXPONENTIAL, POLYNOMIAL}
+    assert LAWS == before and set(judge(df, cfg, reps=20).groups["depth=1"].w50_call.table["law"]) == set(LAWS)

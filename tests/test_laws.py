@@ -85,7 +85,7 @@ def test_each_class_has_half_the_prior_weight_however_many_laws_it_has():
     is imposed through identical AICc), the class weights are 1/2 each, not 3/7 against 4/7."""
     from analysis.calls.growth import _class_priors
 
-    prior = _class_priors(tuple(LAWS))
+    prior = _class_priors(LAWS)
     totals = {c: sum(p for law, p in prior.items() if LAWS[law].growth == c) for c in (EXPONENTIAL, POLYNOMIAL)}
     assert totals == pytest.approx({EXPONENTIAL: 0.5, POLYNOMIAL: 0.5})
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, aicc, fit_law, free_parameters
+from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, Law, aicc, fit_law, free_parameters
 from analysis.measurement.intervals import interval95
 
 UNDECIDED = "undecided"
@@ -52,9 +52,10 @@ class GrowthCall:
     params: dict[str, np.ndarray]  # law -> point params
     reps: dict[str, np.ndarray]  # law -> bootstrap params of the replicates that did not fail (R' x K)
     tau: float = 0.0  # the between-cell noise of log y added to every point's (between_cell_sd)
+    laws: dict[str, Law] = dataclasses.field(default_factory=lambda: LAWS, repr=False)  # the laws it chose from
 
     def predict(self, law: str, x) -> np.ndarray:
-        return LAWS[law].predict(x, self.params[law])
+        return self.laws[law].predict(x, self.params[law])
 
     def best(self, growth: str | None = None) -> str:
         """The law with the smallest AICc (within one class, if named)."""
@@ -63,7 +64,7 @@ class GrowthCall:
 
     def ci(self, law: str, name: str) -> tuple[float, float]:
         """95 % seed-bootstrap percentile interval of one parameter."""
-        i = LAWS[law].names.index(name)
+        i = self.laws[law].names.index(name)
         return tuple(map(float, interval95(self.reps[law][:, i])))
 
     def as_dict(self) -> dict:
@@ -71,19 +72,19 @@ class GrowthCall:
                 "class_win_rate": self.class_win_rate,
                 "class_fit_p": self.class_fits, "predicts_best": self.predicts_best, "reasons": self.reasons,
                 "laws": [{**{k: v for k, v in row.items() if k != "params"},
-                          "formula": LAWS[row["law"]].formula,
-                          "params": dict(zip(LAWS[row["law"]].names, map(float, self.params[row["law"]]))),
-                          "ci95": {name: self.ci(row["law"], name) for name in LAWS[row["law"]].names}}
+                          "formula": self.laws[row["law"]].formula,
+                          "params": dict(zip(self.laws[row["law"]].names, map(float, self.params[row["law"]]))),
+                          "ci95": {name: self.ci(row["law"], name) for name in self.laws[row["law"]].names}}
                          for row in self.table.to_dict("records")]}
 
 
-def _held_out_score(x, logy, sigma, law, held_out: int) -> float:
+def _held_out_score(x, logy, sigma, law: Law, held_out: int) -> float:
     """Mean squared standardized error of log y at the `held_out` largest x, fitted on the rest."""
     fit_x, fit_y, fit_s = x[:-held_out], logy[:-held_out], sigma[:-held_out]
-    if len(fit_x) < LAWS[law].k + 1:
+    if len(fit_x) < law.k + 1:
         return float("nan")
-    params, _ = fit_law(LAWS[law], fit_x, fit_y, fit_s)
-    pred = LAWS[law].predict(x[-held_out:], params[0])
+    params, _ = fit_law(law, fit_x, fit_y, fit_s)
+    pred = law.predict(x[-held_out:], params[0])
     if np.any(~(pred > 0)):
         return float("inf")
     return float(np.mean(((logy[-held_out:] - np.log(pred)) / sigma[-held_out:]) ** 2))
@@ -105,23 +106,25 @@ def between_cell_sd(x, logy, sigma) -> float:
     return float(np.sqrt(max(0.0, float(np.mean(d * d - seed_var)) / 6.0)))
 
 
-def _class_priors(names) -> dict[str, float]:
+def _class_priors(laws: dict[str, Law]) -> dict[str, float]:
     """Each class gets half the prior weight, shared equally by its laws, however many laws it has."""
-    count = {g: sum(LAWS[n].growth == g for n in names) for g in (EXPONENTIAL, POLYNOMIAL)}
+    count = {g: sum(law.growth == g for law in laws.values()) for g in (EXPONENTIAL, POLYNOMIAL)}
     present = sum(c > 0 for c in count.values())
-    return {n: 1.0 / (present * count[LAWS[n].growth]) for n in names}
+    return {n: 1.0 / (present * count[law.growth]) for n, law in laws.items()}
 
 
-def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = True) -> GrowthCall:
+def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws: dict[str, Law] | None = None,
+           refine: bool = True) -> GrowthCall:
     """The growth call of y(x) (ascending x, y > 0) with per-point noise sigma (standard error of log y) and
     bootstrap replicates of y (R x M). A replicate with a non-finite entry failed: it wins for no class and
     enters no interval. `refine` polishes the point fits' shapes beyond their grids (simulations skip it: the
     grid decides the same calls).
 
     Each point's noise is its seed noise and the between-cell term tau (between_cell_sd); each class has prior
-    weight 1/2; a parameter held at its bound is not counted as fitted (laws.free_parameters)."""
+    weight 1/2; a parameter held at its bound is not counted as fitted (laws.free_parameters). `laws`: the laws
+    to choose from (default LAWS; the calibration tries variants)."""
     x, y, sigma = (np.asarray(v, float) for v in (x, y, sigma))
-    laws = tuple(LAWS) if laws is None else laws
+    laws = LAWS if laws is None else laws
     m = len(x)
     if m < MIN_POINTS:
         raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {m}")
@@ -132,8 +135,7 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = T
     sigma = np.hypot(sigma, tau)
     prior = _class_priors(laws)
     rows, params, boot, boot_aicc = [], {}, {}, {}
-    for name in laws:
-        law = LAWS[name]
+    for name, law in laws.items():
         p, chi2 = fit_law(law, x, logy, sigma, refine=refine)
         boot[name], chi2_r = fit_law(law, x, np.log(reps), sigma)
         boot_aicc[name] = aicc(chi2_r, m, free_parameters(law, boot[name]))
@@ -143,7 +145,7 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = T
         rows.append({"law": name, "growth": law.growth, "k": k, "chi2": float(chi2[0]), "dof": dof,
                      "p_fit": float(stats.chi2.sf(chi2[0], dof)) if dof > 0 else float(chi2[0] < 1e-9),
                      "aicc": float(aicc(chi2[0], m, k)), "prior": prior[name],
-                     "oos": _held_out_score(x, logy, sigma, name, rule.held_out)})
+                     "oos": _held_out_score(x, logy, sigma, law, rule.held_out)})
     table = pd.DataFrame(rows)
     finite = np.isfinite(table["aicc"])
     delta = table["aicc"] - table.loc[finite, "aicc"].min()
@@ -156,7 +158,7 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = T
     classes = (EXPONENTIAL, POLYNOMIAL)
     with np.errstate(invalid="ignore", over="ignore"):
         rel = np.exp(-0.5 * (aicc_LxR - np.nanmin(np.where(np.isfinite(aicc_LxR), aicc_LxR, np.nan), axis=0)))
-    evidence = {c: np.nansum([prior[n] * rel[i] for i, n in enumerate(names) if LAWS[n].growth == c], axis=0)
+    evidence = {c: np.nansum([prior[n] * rel[i] for i, n in enumerate(names) if laws[n].growth == c], axis=0)
                 for c in classes}
     class_winner = np.where(evidence[EXPONENTIAL] > evidence[POLYNOMIAL], EXPONENTIAL, POLYNOMIAL)
     table = table.sort_values("aicc", ignore_index=True)
@@ -179,4 +181,4 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws=None, refine: bool = T
     if predicts is not None and predicts != lead:
         reasons.append(f"a {other} law predicts the {rule.held_out} largest n best out of sample")
     return GrowthCall(UNDECIDED if reasons else lead, table, class_weight, class_win, class_fits, predicts, reasons,
-                      x, params, {law: b[ok] for law, b in boot.items()}, tau)
+                      x, params, {law: b[ok] for law, b in boot.items()}, tau, laws)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.calls.claims import Claim, Curve, deep_claims, shallow_claims
 from analysis.calls.growth import MIN_POINTS, RULE, UNDECIDED, GrowthCall, decide
+from analysis.calls.laws import Law
 from analysis.measurement.measure import CellMeasure, measure_cells
 from scaling.engine.constructions import unit_counts
 from scaling.engine.population import units_at
@@ -97,13 +98,16 @@ def _points(cells: list[CellMeasure], limited: set, statistic: str) -> Points:
                   np.stack(reps, axis=1) if keep else np.zeros((0, 0)), left_out)
 
 
-def _call(points: Points, refine: bool) -> GrowthCall | None:
-    return decide(points.x, points.y, points.sigma, points.reps, refine=refine) if len(points.x) >= MIN_POINTS else None
+def _call(points: Points, refine: bool, laws: dict[str, Law] | None) -> GrowthCall | None:
+    if len(points.x) < MIN_POINTS:
+        return None
+    return decide(points.x, points.y, points.sigma, points.reps, laws=laws, refine=refine)
 
 
 def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: set,
-                  refine: bool = True) -> GroupVerdict:
-    """The call of one depth group from its measured cells (limited, censored: the (n, depth) cells that are)."""
+                  refine: bool = True, laws: dict[str, Law] | None = None) -> GroupVerdict:
+    """The call of one depth group from its measured cells (limited, censored: the (n, depth) cells that are;
+    `laws`: the laws to call from, default LAWS)."""
     keys = [(n, cfg.group_depth(group, n)) for n in cfg.task.ns if (n, cfg.group_depth(group, n)) in cells]
     own = not group.startswith("depth=log2") or any(d not in cfg.model.depths for _, d in keys)
     measured = [cells[k] for k in keys]
@@ -112,8 +116,8 @@ def group_verdict(group: str, cfg: Config, cells: dict, limited: set, censored: 
     if not own:
         reasons.append("its cells are those of the fixed depths at every n: the same data relabelled, not a curve "
                        "of its own")
-    w50_call = _call(w50, refine) if own else None
-    w_star_call = _call(w_star, refine) if own else None
+    w50_call = _call(w50, refine, laws) if own else None
+    w_star_call = _call(w_star, refine, laws) if own else None
     if own and w50_call is None:
         reasons.append(f"{len(w50.x)} measured W50 points; a call needs at least {MIN_POINTS}")
     call = w50_call.call if w50_call is not None and not reasons else UNDECIDED
@@ -202,8 +206,10 @@ class Verdict:
         return {"groups": groups, "claims": [c.as_dict() for c in self.claims], "rule": dataclasses.asdict(RULE)}
 
 
-def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0) -> Verdict:
-    """The verdict from a members table and its config (the whole chain that `scaling analyze` reports)."""
+def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0,
+          laws: dict[str, Law] | None = None) -> Verdict:
+    """The verdict from a members table and its config (the whole chain that `scaling analyze` reports);
+    `laws`: the growth laws to call from (default analysis.calls.laws.LAWS)."""
     shaped = latest_budget(width_cells(df, cfg))
     summary = summarize(df, cfg)
     stars = summary[summary["kind"] == "min_width"] if len(summary) else summary
@@ -212,5 +218,6 @@ def judge(df: pd.DataFrame, cfg: Config, reps: int = REPS, seed: int = 0) -> Ver
         if len(stars) else set()
     censored = key(stars[stars["censored"].astype(bool)]) if len(stars) else set()
     cells = measure_cells(shaped, cfg.search.success_threshold, reps, seed)
-    groups = {g: group_verdict(g, cfg, cells, limited, censored) for g in cfg.depth_groups if g != "depth=0"}
+    groups = {g: group_verdict(g, cfg, cells, limited, censored, laws=laws) for g in cfg.depth_groups
+              if g != "depth=0"}
     return Verdict(groups, cells, summary, _claims(cells, limited, cfg))

@@ -10,6 +10,7 @@ from analysis.calls.verdict import Verdict
 from analysis.reporting.answer import label, num, plain_answer, verdict_section
 from scaling.engine.population import hidden_units
 from scaling.experiment.config import Config
+from scaling.planning.stats import w_star_fell
 
 
 def _ended(timestamp) -> str:
@@ -77,8 +78,8 @@ def _budget_cell(rows: pd.DataFrame) -> str:
     rows = rows.sort_values("fraction")
     values = [f"> {b}" if c else num(w) for w, c, b in zip(rows["w_star"], rows["censored"], rows["bound"])]
     half, whole = rows[rows["fraction"] == 0.5], rows[rows["fraction"] == 1.0]
-    fell = (len(half) and len(whole) and not whole["censored"].iloc[0]
-            and (half["censored"].iloc[0] or whole["w_star"].iloc[0] < half["w_star"].iloc[0]))
+    fell = len(half) and len(whole) and bool(w_star_fell(half.reset_index(drop=True),
+                                                         whole.reset_index(drop=True)).iloc[0])
     return " → ".join(values) + ("" if fell else " ✓")
 
 

@@ -15,14 +15,13 @@ prints (and writes) the table of every truth x design: false calls (the other cl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 
 import numpy as np
 import pandas as pd
 
-from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL
+from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, Law
 from analysis.calls.verdict import REPS, judge
 from analysis.simulation.synthetic import (
     Design,
@@ -38,15 +37,16 @@ from scaling.planning.stats import wilson
 
 
 def run(truths, designs, draws: int, reps: int = REPS, seed: int = 0, progress=None,
-        grid: str = "adaptive") -> pd.DataFrame:
-    """One row per (truth, design, draw): the group's call and each test's outcome."""
+        grid: str = "adaptive", laws: dict[str, Law] | None = None) -> pd.DataFrame:
+    """One row per (truth, design, draw): the group's call and each test's outcome (`laws`: judged with these,
+    e.g. law_variant(name); default analysis.calls.laws.LAWS)."""
     rows = []
     rng = np.random.default_rng(seed)
     for design in designs:
         for truth in truths:
             cfg = synthetic_config(design, max_width_for(truth.curve, design), grid=grid)
             for draw in range(draws):
-                verdict = judge(draw_store(cfg, truth.curve, rng), cfg, reps=reps, seed=draw)
+                verdict = judge(draw_store(cfg, truth.curve, rng), cfg, reps=reps, seed=draw, laws=laws)
                 group = verdict.groups["depth=1"]
                 rows.append({"truth": truth.name, "growth": truth.growth, "design": design.label, "grid": grid,
                              "n_max": design.n_max, "seeds": design.seeds, "draw": draw, "call": group.call,
@@ -86,20 +86,15 @@ def _variants() -> dict[str, dict]:
     }
 
 
-@contextlib.contextmanager
-def law_variant(name: str | None):
-    """Judge with another set of laws inside the block (a calibration device: LAWS is restored after)."""
-    saved = dict(LAWS)
+def law_variant(name: str | None) -> dict[str, Law]:
+    """The laws of a variant (name None: LAWS itself), a new dict: LAWS is never changed."""
+    laws = dict(LAWS)
     for law, replacement in (_variants()[name] if name else {}).items():
         if replacement is None:
-            del LAWS[law]
+            del laws[law]
         else:
-            LAWS[law] = replacement
-    try:
-        yield
-    finally:
-        LAWS.clear()
-        LAWS.update(saved)
+            laws[law] = replacement
+    return laws
 
 
 def estimator_check(truth: Truth, n: int, seeds: int, draws: int = 300, reps: int = 100, seed: int = 0) -> dict:
@@ -168,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(blocks.to_string(index=False))
         return 0
     designs = [Design(*map(int, d.split("x"))) for d in args.designs.split(",")]
-    with law_variant(args.laws):
-        chosen = args.truth or list(SETS[args.set] if args.set else TRUTHS)
-        results = run([TRUTHS[t] for t in chosen], designs, args.draws, args.reps, grid=args.grid)
+    chosen = args.truth or list(SETS[args.set] if args.set else TRUTHS)
+    results = run([TRUTHS[t] for t in chosen], designs, args.draws, args.reps, grid=args.grid,
+                  laws=law_variant(args.laws))
     if args.out:
         results.to_csv(args.out, index=False)
     print(table(results).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

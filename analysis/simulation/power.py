@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import expit
 
 from analysis.calls.growth import RULE
 from analysis.calls.laws import LAWS
 from analysis.calls.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from analysis.measurement.measure import measure_cube
-from analysis.simulation.synthetic import RATE_FACTOR, Design, synthetic_config, tested_widths
+from analysis.simulation.synthetic import RATE_FACTOR, Design, solve_probability, synthetic_config, tested_widths
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
 from scaling.planning.stats import wilson
@@ -89,8 +88,8 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
     for done in range(1, repeats + 1):
         cells = {}
         for n in range(design.n_min, design.n_max + 1):
-            w, centre = widths[n][:, None, None], float(truth(n)) * np.exp(tau * rng.standard_normal()) * factors
-            p = expit((w - centre) / (scale * centre))
+            w50 = float(truth(n)) * np.exp(tau * rng.standard_normal())
+            p = solve_probability(w50, widths[n][:, None, None], factors, scale)
             solved = (rng.random((len(widths[n]), 3, design.seeds)) < p).astype(float)
             cells[(n, 1)] = measure_cube(n, 1, widths[n], solved, seeds, threshold, reps, rng)
         right += group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call == growth

@@ -64,10 +64,10 @@ min_depth_widths = []
     return cfg.replace(widths=tuple(2**k for k in range(1, int(np.log2(max(max_width, 4))) + 1)))
 
 
-def solve_probability(w50, width, lr_factor) -> np.ndarray:
-    """P(solved) of a member: logistic in width around its W50 x lr_factor, with scale SCALE x that."""
+def solve_probability(w50, width, lr_factor, scale: float = SCALE) -> np.ndarray:
+    """P(solved) of a member: logistic in width around its W50 x lr_factor, with scale `scale` x that."""
     centre = np.asarray(w50, float) * lr_factor
-    return expit((np.asarray(width, float) - centre) / (SCALE * centre))
+    return expit((np.asarray(width, float) - centre) / (scale * centre))
 
 
 def draw_store(cfg: Config, truth: Callable, rng: np.random.Generator, scale_lr: dict | None = None,

@@ -35,7 +35,7 @@ import pandas as pd
 from scaling.engine.population import SHARED_FIELDS, Member
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
-from scaling.planning.stats import budget_convergence, crossfit_rates, min_width_by_budget, monotone_min
+from scaling.planning.stats import budget_convergence, crossfit_rates, lr_edge, min_width_by_budget, monotone_min
 from scaling.storage.results import store_key, stored_keys
 
 
@@ -102,16 +102,11 @@ def _edge_lrs(cell: pd.DataFrame, rates: pd.DataFrame, cfg: Config) -> dict[int,
     extra = {}
     best_init = dict(zip(rates["width"], rates["init"]))
     for width in transition:
-        at = cell[cell["width"] == width]
-        if "init" in at and best_init.get(width):
-            at = at[at["init"] == best_init[width]]  # the learning rates of the best recipe's init
-        by_lr = at.groupby("lr")["solved"].mean()  # sorted by lr
-        if len(by_lr) < 2:
+        direction, edge = lr_edge(cell[cell["width"] == width], best_init.get(width))
+        if direction == 0:
             continue
-        # Only where success still rises towards the edge: a tie says nothing about the rates beyond it.
-        beyond = (by_lr.index[-1] * LR_FACTOR if by_lr.iloc[-1] > by_lr.iloc[-2] else
-                  by_lr.index[0] / LR_FACTOR if by_lr.iloc[0] > by_lr.iloc[1] else None)
-        if beyond is not None and lo * 0.999 <= beyond <= hi * 1.001:
+        beyond = edge * LR_FACTOR if direction > 0 else edge / LR_FACTOR
+        if lo * 0.999 <= beyond <= hi * 1.001:
             extra[width] = float(f"{beyond:.6g}")
     return extra
 

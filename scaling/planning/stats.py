@@ -200,6 +200,12 @@ def min_width_by_budget(df: pd.DataFrame, threshold: float = 0.5, fractions=BUDG
     return pd.concat(parts, ignore_index=True).sort_values(["n", "depth", "fraction"], ignore_index=True)[columns]
 
 
+def w_star_fell(half: pd.DataFrame, whole: pd.DataFrame) -> pd.Series:
+    """Per aligned row of w* at half the budget and at the whole: censored at half and found at the whole, or
+    smaller at the whole."""
+    return ~whole["censored"] & (half["censored"] | (whole["w_star"] < half["w_star"]))
+
+
 def budget_convergence(by_budget: pd.DataFrame) -> pd.DataFrame:
     """Per (n, depth): w* at half the budget and whether the cell is budget-converged. It is not (it is
     budget-limited) only where w* fell with more steps: censored at half the budget and found at the whole,
@@ -207,7 +213,7 @@ def budget_convergence(by_budget: pd.DataFrame) -> pd.DataFrame:
     whole, so only the learning-rate choice can raise it), not evidence that more steps would lower it."""
     half = by_budget[by_budget["fraction"] == 0.5].set_index(["n", "depth"])
     whole = by_budget[by_budget["fraction"] == 1.0].set_index(["n", "depth"])
-    fell = ~whole["censored"] & (half["censored"] | (whole["w_star"] < half["w_star"]))
+    fell = w_star_fell(half, whole)
     return pd.DataFrame({"w_star_half_budget": half["w_star"], "budget_converged": ~fell.astype(bool)}).reset_index()
 
 
@@ -241,11 +247,24 @@ def _lr_at_edge(df: pd.DataFrame, stars: pd.DataFrame) -> list[bool]:
     for row in stars.itertuples():
         width = row.bound if row.censored else row.w_star
         at = df[(df["n"] == row.n) & (df["depth"] == row.depth) & (df["width"] == width)]
-        if "init" in at and row.best_init:
-            at = at[at["init"] == row.best_init]  # the learning rates of the best recipe's init
-        rate = at.groupby("lr")["solved"].mean()  # sorted by lr
-        edges.append(len(rate) > 1 and (rate.iloc[0] > rate.iloc[1] or rate.iloc[-1] > rate.iloc[-2]))
+        edges.append(lr_edge(at, row.best_init)[0] != 0)
     return edges
+
+
+def lr_edge(at: pd.DataFrame, best_init: str | None = None) -> tuple[int, float | None]:
+    """(+1, largest lr) where success over these rows (one width) still rises towards the largest learning
+    rate tested, (-1, smallest lr) towards the smallest, (0, None) where neither: a tie with the inner
+    neighbour says nothing about the rates beyond. `best_init`: the rates of that recipe alone."""
+    if "init" in at and best_init:
+        at = at[at["init"] == best_init]
+    rate = at.groupby("lr")["solved"].mean()  # sorted by lr
+    if len(rate) < 2:
+        return 0, None
+    if rate.iloc[-1] > rate.iloc[-2]:
+        return 1, float(rate.index[-1])
+    if rate.iloc[0] > rate.iloc[1]:
+        return -1, float(rate.index[0])
+    return 0, None
 
 
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
