@@ -150,3 +150,12 @@ def deal(buckets: list[Bucket], model: CostModel, threads: list[int], shapes: li
         shapes[process].add(shape)
         owners.append(process)
     return owners
+
+
+def makespan(durations, threads: int) -> float:
+    """When the last of `durations` ends, each started in order on the first of `threads` to be free (the
+    sweep's thread pool)."""
+    finish = [0.0] * max(threads, 1)
+    for seconds in durations:
+        finish[finish.index(min(finish))] += seconds
+    return max(finish)

@@ -21,7 +21,7 @@ from scaling.errors import UserError
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
 from scaling.planning import plan, search
-from scaling.planning.cost import CostModel, deal
+from scaling.planning.cost import CostModel, deal, makespan
 
 # Every value is a float, so that no expression can build a huge integer ("9**9**9"): a float overflows at once.
 _FUNCTIONS = {f: (lambda fn: lambda *x: float(fn(*x)))(getattr(math, f))
@@ -109,10 +109,9 @@ class Tally:
             mine = [b for b, owner in zip(buckets, owners) if owner == process]
             new = {(b.spec, b.slots) for b in mine} - shapes
             shapes |= new
-            finish = [0.0] * threads
-            for b in mine:  # the population splits over the devices of the process's mesh
-                finish[finish.index(min(finish))] += b.steps * model.step_s(b.spec, -(-b.slots // devices))
-            walls.append(sum(model.program_s(spec) for spec, _ in new) + max(finish))
+            # the population splits over the devices of the process's mesh
+            train = makespan([b.steps * model.step_s(b.spec, -(-b.slots // devices)) for b in mine], threads)
+            walls.append(sum(model.program_s(spec) for spec, _ in new) + train)
         self.wall_s += max(walls)
         forecast = model.forecast(buckets, known)
         self.members += sum(len(b.members) for b in buckets)
@@ -120,10 +119,7 @@ class Tally:
         self.programs += forecast["programs"]
         self.compile_s += forecast["compile_s"]
         self.train_s += forecast["train_s"]
-        finish = [0.0] * workers  # each bucket goes to the first worker free, as in the sweep's thread pool
-        for b in buckets:
-            finish[finish.index(min(finish))] += model.train_s(b)
-        self.train_wall_s += max(finish)
+        self.train_wall_s += makespan([model.train_s(b) for b in buckets], workers)
         for b in buckets:
             padded, useful = b.flops()
             self.padded_flops += padded * b.steps
