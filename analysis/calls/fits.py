@@ -1,7 +1,10 @@
-"""Curve families fitted in log space, ranked by AICc, with Akaike weights, bootstrap and extrapolation checks.
+"""Curve families fitted in log space with the noise estimated from the residuals (L* and steps to solve).
 
-Every family is fitted to log(y), so the residuals of all four live on one scale and their AICc values
-compare. Each family has two parameters; with sigma^2, K = 3 for the information criterion.
+A family is one of the two-parameter growth laws (analysis.calls.laws.LAWS: its formula, parameters and basis
+are the law's, fitted by the same routines) seen through an unconstrained parameterisation theta for the
+intervals. Every family is fitted to log(y), so the residuals of all four live on one scale and their AICc
+values compare. Each family has two parameters; with sigma^2, K = 3 for the information criterion. The W50
+and w* curves, whose noise is measured, are fitted by analysis.calls.laws directly.
 """
 
 from __future__ import annotations
@@ -10,45 +13,44 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
+
+from analysis.calls.laws import LAWS, Law, fit_affine, fit_log_linear
 
 _TINY = 1e-300
 
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A two-parameter curve y(x; theta), linear in theta through one basis g(x): either log y = t0 + t1 g(x)
+    """A two-parameter law y(x; theta), linear in theta through its basis g(x): either log y = t0 + t1 g(x)
     (log_linear: least squares in log space is then linear, and solved in closed form) or y = t0 + t1 g(x).
     theta is the unconstrained parameterisation that the optimiser sees."""
 
-    name: str
-    formula: str
-    names: tuple[str, str]
-    basis: Callable[[np.ndarray], np.ndarray]  # g(x)
-    log_linear: bool
+    law: Law
     to_params: Callable[[np.ndarray], np.ndarray]  # theta -> reported params (monotone per coordinate)
     needs_positive_x: bool = False
+
+    name = property(lambda self: self.law.name)
+    formula = property(lambda self: self.law.formula)
+    names = property(lambda self: self.law.names)
+    log_linear = property(lambda self: self.law.log_linear)
+
+    def basis(self, x: np.ndarray) -> np.ndarray:
+        return self.law.basis(x, 0.0)
 
     def model(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """y(x; theta)."""
         line = theta[0] + theta[1] * self.basis(x)
         return np.exp(line) if self.log_linear else line
 
-    def starts(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-        """Starting points of the iterative fit (families that are not log-linear)."""
-        g = self.basis(x)
-        slope, icpt = np.polyfit(g, y, 1)
-        return [np.array([icpt, slope]), np.array([y.min() / 2, (y.max() - y.min()) / max(np.ptp(g), 1e-9)]),
-                np.array([y.mean(), 0.0])]
 
-
+# The growth laws with two parameters, unbounded (the W50 call caps the power's degree; a steps curve may not).
 FAMILIES: dict[str, Family] = {
-    "exponential": Family("exponential", "a * b^x", ("a", "b"), lambda x: x, True, np.exp),
-    "power": Family("power", "a * x^k", ("a", "k"), np.log, True, lambda t: np.array([np.exp(t[0]), t[1]]),
+    "exponential": Family(LAWS["exponential"], np.exp),
+    "power": Family(dataclasses.replace(LAWS["power"], slope_max=np.inf), lambda t: np.array([np.exp(t[0]), t[1]]),
                     needs_positive_x=True),
-    "linear": Family("linear", "a + b * x", ("a", "b"), lambda x: x, False, lambda t: t),
-    "logarithmic": Family("logarithmic", "a + b * log2(x)", ("a", "b"), np.log2, False, lambda t: t,
-                          needs_positive_x=True),
+    "linear": Family(LAWS["linear"], lambda t: t),
+    "logarithmic": Family(LAWS["logarithmic"], lambda t: t, needs_positive_x=True),
 }
 
 
@@ -114,40 +116,25 @@ def _check(x, y, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_curve(x, y, family: str, sigma=None) -> Fit:
-    """Least squares of log(y) against log(model); 95 % CIs from the Jacobian (t quantiles). Log-linear
-    families are solved in closed form, the others by Levenberg-Marquardt from several starts with the
-    analytic Jacobian. `sigma`, if given, is each point's relative standard error of log(y): weighted least
-    squares."""
+    """Least squares of log(y) against log(model), by the growth laws' own routines (analysis.calls.laws: the
+    closed form for log-linear families, Gauss-Newton for the others); 95 % CIs from the Jacobian (t
+    quantiles). `sigma`, if given, is each point's relative standard error of log(y): weighted least squares."""
     x, y = _check(x, y, family)
     fam = FAMILIES[family]
     log_y = np.log(y)
     scale = np.ones_like(x) if sigma is None else np.asarray(sigma, float) / np.mean(sigma)
     design_Mx2 = np.stack([np.ones_like(x), fam.basis(x)], axis=1) / scale[:, None]
 
-    if fam.log_linear:  # log y = t0 + t1 g(x): linear least squares
-        theta = np.linalg.lstsq(design_Mx2, log_y / scale, rcond=None)[0]
+    if fam.log_linear:  # log y = t0 + t1 g(x): linear least squares, in closed form
+        theta = np.array(fit_log_linear(fam.law, fam.basis(x), log_y, scale)[:2], float)
         resid, jac = design_Mx2 @ theta - log_y / scale, design_Mx2
-    else:
-        def residuals(theta):
-            pred = fam.model(x, theta)
-            # A curve that goes non-positive inside the data is infeasible: a steep, smooth penalty steers away.
-            return (np.where(pred > 0, np.log(np.maximum(pred, _TINY)), -50.0 + pred) - log_y) / scale
-
-        def jacobian(theta):
-            pred = fam.model(x, theta)
-            return design_Mx2 * np.where(pred > 0, 1.0 / np.maximum(pred, _TINY), 1.0)[:, None]
-
-        best = None
-        for start in fam.starts(x, y):
-            try:
-                sol = optimize.least_squares(residuals, start, jac=jacobian, method="lm", max_nfev=5000)
-            except ValueError:
-                continue
-            if np.all(np.isfinite(sol.fun)) and (best is None or sol.cost < best.cost):
-                best = sol
-        if best is None:
+    else:  # y = t0 + t1 g(x): Gauss-Newton in log space from the linear-space solution
+        a, b, chi2 = fit_affine(log_y, scale, fam.basis(x))
+        theta = np.array([a, b], float)
+        pred = fam.model(x, theta)
+        if not np.isfinite(chi2) or np.any(pred <= 0):
             raise FitError(f"the {family} family cannot fit these points with y > 0 everywhere")
-        theta, resid, jac = best.x, best.fun, jacobian(best.x)
+        resid, jac = (np.log(pred) - log_y) / scale, design_Mx2 / pred[:, None]
     if not (np.all(np.isfinite(theta)) and np.all(fam.model(x, theta) > 0)):
         raise FitError(f"the {family} family cannot fit these points with y > 0 everywhere")
     m = len(x)

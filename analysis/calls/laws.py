@@ -105,7 +105,7 @@ def _chi2(logy, sigma, f):
     return np.where(ok, np.sum(r * r, axis=-1), np.inf)
 
 
-def _affine(logy, sigma, g, floor: bool = False):
+def fit_affine(logy, sigma, g, floor: bool = False):
     """Fit y = a + b g in log space for every leading index. logy: (..., M), g: broadcastable to it (> 0
     where floor). With `floor`, a >= 0: where the free fit has a < 0, the fit with a = 0 (closed form).
     Returns a, b, chi2 with the leading shape."""
@@ -149,15 +149,15 @@ def fit_law(law: Law, x, logy, sigma, refine: bool = False) -> tuple[np.ndarray,
     if law.log_linear and law.shapes is not None:
         return _fit_power_exponential(law, x, logy, sigma, refine)
     if law.log_linear:
-        p0, p1, chi2 = _log_linear(law, law.basis(x, 0.0), logy, sigma)
+        p0, p1, chi2 = fit_log_linear(law, law.basis(x, 0.0), logy, sigma)
         params = np.stack([np.exp(p0), np.exp(p1) if law.name == "exponential" else p1], axis=1)
         return params, chi2
     if law.shapes is None:
-        a, b, chi2 = _affine(logy, sigma, law.basis(x, 0.0))
+        a, b, chi2 = fit_affine(logy, sigma, law.basis(x, 0.0))
         return np.stack([a, b], axis=1), chi2
     grid = law.shapes
     g_GxM = np.stack([law.basis(x, s) for s in grid])
-    a, b, chi2 = _affine(logy[:, None, :], sigma[:, None, :], g_GxM[None], law.floor)  # (R, G)
+    a, b, chi2 = fit_affine(logy[:, None, :], sigma[:, None, :], g_GxM[None], law.floor)  # (R, G)
     best = np.argmin(chi2, axis=1)
     rows = np.arange(len(logy))
     params = np.stack([a[rows, best], b[rows, best], grid[best]], axis=1)
@@ -166,15 +166,15 @@ def fit_law(law: Law, x, logy, sigma, refine: bool = False) -> tuple[np.ndarray,
         for r in rows:
             i = best[r]
             lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-            profile = lambda s: float(_affine(logy[r], sigma[r], law.basis(x, s), law.floor)[2])
+            profile = lambda s: float(fit_affine(logy[r], sigma[r], law.basis(x, s), law.floor)[2])
             sol = optimize.minimize_scalar(profile, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
             if sol.fun < chi2[r]:
-                ra, rb, rc = _affine(logy[r], sigma[r], law.basis(x, sol.x), law.floor)
+                ra, rb, rc = fit_affine(logy[r], sigma[r], law.basis(x, sol.x), law.floor)
                 params[r], chi2[r] = (float(ra), float(rb), float(sol.x)), float(rc)
     return params, chi2
 
 
-def _log_linear(law: Law, g, logy, sigma):
+def fit_log_linear(law: Law, g, logy, sigma):
     """log y = p0 + p1 g by weighted least squares for every leading index, p1 held within its bounds (the
     constrained optimum lies on the bound, where p0 has a closed form). Returns p0, p1, chi2."""
     w = 1.0 / sigma**2
@@ -191,7 +191,7 @@ def _fit_power_exponential(law: Law, x, logy, sigma, refine: bool):
     `refine`, a bounded search between the grid's neighbours)."""
     g, grid = np.log(x), law.shapes
     target_RxGxM = logy[:, None, :] - np.log(grid)[None, :, None] * x
-    p0, p1, chi2 = _log_linear(law, g, target_RxGxM, sigma[:, None, :])  # (R, G)
+    p0, p1, chi2 = fit_log_linear(law, g, target_RxGxM, sigma[:, None, :])  # (R, G)
     best = np.argmin(chi2, axis=1)
     rows = np.arange(len(logy))
     params = np.stack([np.exp(p0[rows, best]), p1[rows, best], grid[best]], axis=1)
@@ -199,7 +199,7 @@ def _fit_power_exponential(law: Law, x, logy, sigma, refine: bool):
     if refine:
         for r in rows:
             lo, hi = grid[max(best[r] - 1, 0)], grid[min(best[r] + 1, len(grid) - 1)]
-            one = lambda b: _log_linear(law, g, logy[r] - np.log(b) * x, sigma[r])
+            one = lambda b: fit_log_linear(law, g, logy[r] - np.log(b) * x, sigma[r])
             sol = optimize.minimize_scalar(lambda b: float(one(b)[2]), bounds=(lo, hi), method="bounded",
                                            options={"xatol": 1e-10})
             if sol.fun < chi2[r]:
