@@ -24,11 +24,12 @@ class Progress:
         self.batch = show and self.bar.disable  # asked for, but stderr is no terminal
         self.compiled, self.start, self.lock = compiled, time.perf_counter(), threading.Lock()
 
-    def round(self, plan: RoundPlan, buckets: list[Bucket], trained: int, workers: int, known: set) -> None:
+    def round(self, plan: RoundPlan, buckets: list[Bucket], trained: int, threads: int, known: set) -> None:
+        """A round starts: `threads` training threads (all of a cluster's) take its buckets."""
         self.bar.total += sum(len(b.members) for b in buckets)
         if self.batch:
             log.info(rounds.round_line(plan, buckets, trained, time.perf_counter() - self.start,
-                                       self.compiled()["compile_s"], workers, known))
+                                       self.compiled()["compile_s"], threads, known))
 
     def chunk(self, count: int) -> None:
         """Members finished in a chunk (from any training thread)."""

@@ -245,8 +245,8 @@ class _Sweep:
         # What compaction may count as compiled: the programs of this and the earlier plans, so that no bucket's
         # rows depend on what this process happened to compile (or on when it was stopped).
         free_shapes = rounds.program_shapes(plans, self.slots)
-        bar.round(plan, [b for _, b in pending], len(self.members), self.workers,
-                  rounds.program_shapes(plans[:-1], self.slots))
+        bar.round(plan, [b for _, b in pending], len(self.members),
+                  sum(cluster.threads) if cluster else self.workers, rounds.program_shapes(plans[:-1], self.slots))
         programs.cancel_pending()  # guesses for this round that never started
         # A cluster deals the round first (each process compiles and trains only its own buckets).
         owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes) if cluster \

@@ -153,3 +153,14 @@ def test_version_comes_from_the_package_metadata(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"scaling {importlib.metadata.version('scaling')}"
+
+
+def test_overrides_write_back_any_text_dates_and_strays_as_toml_or_one_line(tmp_path):
+    path = tmp_path / "base.toml"
+    path.write_text(BASE.replace('name = "t"', 'name = "t"\ndescription = "run 😀 \\u007f \\"quoted\\" \\\\ tab\\t"'))
+    cfg = config.load(path, ["search.seeds=5"])
+    assert cfg.experiment.description == config.load(path).experiment.description  # written back exactly
+    assert config.load(path, ["experiment.name=2024-01-01"]).experiment.name == "2024-01-01"  # a date: a string
+    path.write_text("when = 2024-01-01\n" + BASE)  # a value outside every section: the schema's own error
+    with pytest.raises(UserError, match=r"\[when\]: unknown section"):
+        config.load(path, ["search.seeds=5"])

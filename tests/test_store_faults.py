@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -271,11 +272,17 @@ def test_a_full_disk_during_a_sweep_is_one_line_keeps_the_saved_buckets_and_resu
 
 def test_bench_to_a_bad_path_fails_at_once(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    for bad in (tmp_path / "missing" / "bench.json", tmp_path / "file" / "bench.json"):
+    for bad in (Path("/proc/scaling-bench.json"), tmp_path / "file" / "bench.json", tmp_path / "file" / "a" / "b.json"):
         for command in (["bench"], ["bench", "--processes", "2"]):
             if command[-1] == "2" and len(os.sched_getaffinity(0)) < 2:
                 continue
             _one_line_error(capsys, main([*command, "--out", str(bad)]), "cannot be written")
+
+
+def test_bench_output_in_a_folder_still_to_make_is_fine():
+    from scaling.storage.outputs import check_writable
+
+    check_writable(Path("/tmp") / f"scaling-bench-{os.getpid()}" / "new" / "bench.json")  # made at the end
 
 
 def test_a_first_analysis_on_a_full_disk_leaves_no_empty_folder(store_copy, monkeypatch):

@@ -5,7 +5,8 @@ trained, and the schema checks an override like any key of the file."""
 
 from __future__ import annotations
 
-import json
+import copy
+import datetime
 import math
 import re
 import tomllib
@@ -18,16 +19,18 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def parse_value(text: str) -> Any:
-    """A TOML value (8, 1e-2, true, [1, 2], {max = 64}, "he"); anything else is taken as a bare string."""
+    """A TOML value (8, 1e-2, true, [1, 2], {max = 64}, "he"); anything else, a date included, is taken as a
+    bare string (no key of the schema holds a date)."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        value = tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
+    return text if isinstance(value, datetime.date | datetime.time) else value
 
 
 def apply(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of the file's tables with each `section.key[.subkey]=value` set in order (the last one wins)."""
-    tables = json.loads(json.dumps(raw))  # a deep copy (TOML's types here are JSON's)
+    tables = copy.deepcopy(raw)
     for item in overrides:
         path, sep, value = item.partition("=")
         keys = path.strip().split(".")
@@ -45,14 +48,24 @@ def apply(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
 def dump(tables: dict[str, Any], header: str = "") -> str:
     """TOML text for tables of sections (values: strings, numbers, booleans, lists and inline tables of them)."""
     lines = [f"# {line}" for line in header.splitlines()]
+    # A value outside every section (the schema refuses it, naming it) must come before the first [section].
+    lines.extend(f"{_key(k)} = {_value(v)}" for k, v in tables.items() if not isinstance(v, dict))
     for section, table in tables.items():
-        lines.append(f"\n[{_key(section)}]")
-        lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items())
+        if isinstance(table, dict):
+            lines.append(f"\n[{_key(section)}]")
+            lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items())
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as it is (UTF-8)."""
+    escaped = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    return '"' + "".join(escaped.get(c, f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                         for c in text) + '"'
 
 
 def _value(value: Any) -> str:
@@ -63,9 +76,11 @@ def _value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return _string(value)
+    if isinstance(value, datetime.date | datetime.time):  # a TOML date or time in the file, written back as one
+        return value.isoformat()
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML spelling for {value!r}")
+    raise UserError("--set", f"cannot write {value!r} back as TOML")

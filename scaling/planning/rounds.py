@@ -16,7 +16,7 @@ import json
 import time
 
 from scaling.engine.population import Bucket, BucketSpec, Member
-from scaling.planning.cost import CostModel
+from scaling.planning.cost import CostModel, makespan
 from scaling.storage.results import store_key
 
 PLAN_VERSION = 1
@@ -81,13 +81,15 @@ def program_shapes(plans: list[RoundPlan], slots) -> set[tuple[BucketSpec, int]]
 
 
 def round_line(plan: RoundPlan, buckets: list[Bucket], done: int, elapsed_s: float, compile_s: float,
-               workers: int, known: set) -> str:
+               threads: int, known: set) -> str:
     """A batch job's progress, one timestamped line at each round's start: members done and to train, the
-    compile and training time so far, and the round's bound from its cost model (every member to its budget,
-    the buckets spread evenly over the training threads)."""
-    cost = plan.calibration.model.forecast(buckets, known)
+    compile and training time so far, and the round's bound from its cost model: every new program compiled
+    one after another, then every member trained to its budget, the buckets taken in order by the first of
+    `threads` (all of a cluster's) to be free."""
+    model = plan.calibration.model
+    cost = model.forecast(buckets, known)
     members = sum(len(b.members) for b in buckets)
-    eta = (cost["compile_s"] + cost["train_s"]) / max(workers, 1)
+    eta = cost["compile_s"] + makespan([model.train_s(b) for b in buckets], threads)
     plural = "s" if len(buckets) != 1 else ""
     return (f"{time.strftime('%Y-%m-%d %H:%M:%S')} round {plan.round}: {members:,} members to train in "
             f"{len(buckets)} bucket{plural} ({done:,} trained so far); {elapsed_s:.0f} s elapsed, {compile_s:.0f} s of "

@@ -128,11 +128,15 @@ def write_atomic(files: dict[Path, bytes | str]) -> None:
 
 
 def check_writable(path: Path) -> None:
-    """Fail now, in one line, if a file cannot be written at path (before minutes of work whose output it is)."""
+    """Fail now, in one line, if a file cannot be written at path (before minutes of work whose output it is);
+    folders that do not exist yet are fine where they can be made."""
     if path.is_dir():
         raise UserError(str(path), "is a directory; name a file")
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())  # the nearest that exists
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
