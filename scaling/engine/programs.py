@@ -132,14 +132,14 @@ class Programs:
 
     # The three programs, each lowered from abstract shapes (with the mesh's shardings when there is one).
     @staticmethod
-    def _init_args(cap: int, pop) -> tuple:
+    def _init_args(slots: int, pop) -> tuple:
         """Abstract arguments of init_population: key data, n, depth, width and lr per member."""
-        i32 = _struct((cap,), jnp.int32, pop)
-        return _struct((cap, 2), jnp.uint32, pop), i32, i32, i32, _struct((cap,), jnp.float32, pop)
+        i32 = _struct((slots,), jnp.int32, pop)
+        return _struct((slots, 2), jnp.uint32, pop), i32, i32, i32, _struct((slots,), jnp.float32, pop)
 
-    def _lower_init(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+    def _lower_init(self, spec: BucketSpec, slots: int, mesh: Mesh | None):
         pop, _ = shardings(mesh)
-        return lambda: init_population.lower(*self._init_args(cap, pop), spec=spec)
+        return lambda: init_population.lower(*self._init_args(slots, pop), spec=spec)
 
     @staticmethod
     def _lower_draw(distribution: str):
@@ -147,65 +147,65 @@ class Programs:
         q = host_init.DRAWS_PER_CALL
         return lambda: host_init.draw.lower(u32(q, 2), u32(q), u32(q), u32(q), distribution=distribution)
 
-    def _init_program(self, spec: BucketSpec, cap: int, mesh: Mesh | None) -> tuple[tuple, Callable]:
+    def _init_program(self, spec: BucketSpec, slots: int, mesh: Mesh | None) -> tuple[tuple, Callable]:
         """The key and lowering of what starts a population: the shape-generic draw program where
         host_init_applies, else the bucket shape's init program."""
         if host_init_applies(mesh):
             distribution = INITS[spec.init].distribution
             return ("draw", distribution, host_init.DRAWS_PER_CALL), self._lower_draw(distribution)
-        return ("init", spec, cap, mesh), self._lower_init(spec, cap, mesh)
+        return ("init", spec, slots, mesh), self._lower_init(spec, slots, mesh)
 
-    def _state_struct(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+    def _state_struct(self, spec: BucketSpec, slots: int, mesh: Mesh | None):
         pop, _ = shardings(mesh)
-        shapes = jax.eval_shape(functools.partial(init_population, spec=spec), *self._init_args(cap, None))
+        shapes = jax.eval_shape(functools.partial(init_population, spec=spec), *self._init_args(slots, None))
         return jax.tree.map(lambda a: _struct(a.shape, a.dtype, pop), shapes)
 
-    def _lower_chunk(self, spec: BucketSpec, cap: int, mesh: Mesh | None):
+    def _lower_chunk(self, spec: BucketSpec, slots: int, mesh: Mesh | None):
         _, whole = shardings(mesh)
 
         def lower():
-            state = self._state_struct(spec, cap, mesh)
+            state = self._state_struct(spec, slots, mesh)
             rows = 2**spec.n
             return train_chunk.lower(state, _struct((rows, spec.n), jnp.float32, whole),
                                       _struct((rows,), jnp.float32, whole), _struct((), jnp.int32, whole),
                                       _struct((), jnp.int32, whole), spec=spec)
         return lower
 
-    def _lower_gather(self, spec: BucketSpec, cap: int, new_cap: int, mesh: Mesh | None):
+    def _lower_gather(self, spec: BucketSpec, slots: int, new_slots: int, mesh: Mesh | None):
         pop, _ = shardings(mesh)
-        return lambda: gather.lower(self._state_struct(spec, cap, mesh), _struct((new_cap,), jnp.int32, pop))
+        return lambda: gather.lower(self._state_struct(spec, slots, mesh), _struct((new_slots,), jnp.int32, pop))
 
-    def lowered(self, kind: str, spec: BucketSpec, cap: int, mesh: Mesh | None = None) -> jax.stages.Lowered:
+    def lowered(self, kind: str, spec: BucketSpec, slots: int, mesh: Mesh | None = None) -> jax.stages.Lowered:
         """The traced and lowered, not compiled, "init", "chunk" or "gather" (to half the population) program of
         a bucket shape (for measurements)."""
         if kind == "gather":
-            return self._lower_gather(spec, cap, max(1, cap // 2), mesh)()
+            return self._lower_gather(spec, slots, max(1, slots // 2), mesh)()
         lower = {"init": self._lower_init, "chunk": self._lower_chunk}[kind]
-        return lower(spec, cap, mesh)()
+        return lower(spec, slots, mesh)()
 
-    def init(self, spec, cap, mesh):
+    def init(self, spec, slots, mesh):
         """(key_data_Px2, n_P, depth_P, width_P, lr_P) -> the population's initial PopState."""
-        key, lower = self._init_program(spec, cap, mesh)
+        key, lower = self._init_program(spec, slots, mesh)
         program = self._get(key, lower)
         return functools.partial(host_population, program, spec) if key[0] == "draw" else program
 
-    def chunk(self, spec, cap, mesh):
-        return self._get(("chunk", spec, cap, mesh), self._lower_chunk(spec, cap, mesh))
+    def chunk(self, spec, slots, mesh):
+        return self._get(("chunk", spec, slots, mesh), self._lower_chunk(spec, slots, mesh))
 
-    def gather(self, spec, cap, new_cap, mesh):
-        return self._get(("gather", spec, cap, new_cap, mesh), self._lower_gather(spec, cap, new_cap, mesh))
+    def gather(self, spec, slots, new_slots, mesh):
+        return self._get(("gather", spec, slots, new_slots, mesh), self._lower_gather(spec, slots, new_slots, mesh))
 
-    def chunk_soon(self, spec, cap, mesh) -> None:
+    def chunk_soon(self, spec, slots, mesh) -> None:
         """Start compiling a chunk program on a thread of its own (unless it is compiled or compiling), so that
         it compiles while the calling thread starts the bucket's population."""
-        self._future(("chunk", spec, cap, mesh), self._lower_chunk(spec, cap, mesh), "now")
+        self._future(("chunk", spec, slots, mesh), self._lower_chunk(spec, slots, mesh), "now")
 
     def prefetch(self, bucket: Bucket, mesh: Mesh | None = None, guess: bool = False) -> None:
         """Start compiling a bucket's first programs in the background (a no-op for programs already there).
         A guess (a bucket that the next round may ask for) stays out of shapes() until something asks for it."""
-        cap = population_slots(bucket, mesh)
-        for key, lower in (self._init_program(bucket.spec, cap, mesh),
-                           (("chunk", bucket.spec, cap, mesh), self._lower_chunk(bucket.spec, cap, mesh))):
+        slots = population_slots(bucket, mesh)
+        for key, lower in (self._init_program(bucket.spec, slots, mesh),
+                           (("chunk", bucket.spec, slots, mesh), self._lower_chunk(bucket.spec, slots, mesh))):
             self._future(key, lower, "queue", guess=guess)
 
     def set_compile_threads(self, threads: int) -> None:
@@ -223,9 +223,9 @@ class Programs:
             pending = list(self._futures.values())
         concurrent.futures.wait(pending)
 
-    def has(self, kind: str, spec: BucketSpec, cap: int, mesh: Mesh | None) -> bool:
+    def has(self, kind: str, spec: BucketSpec, slots: int, mesh: Mesh | None) -> bool:
         with self._lock:
-            return (kind, spec, cap, mesh) in self._futures
+            return (kind, spec, slots, mesh) in self._futures
 
     def cancel_pending(self) -> None:
         """Drop queued background compiles that have not started (a sweep that stops early need not wait)."""

@@ -37,13 +37,13 @@ _COMPACT_FACTOR = 4
 _COMPILE_CONTENTION = 1.5
 
 
-def _lead_chunks(model, spec, cap: int) -> int:
+def _lead_chunks(model, spec, slots: int) -> int:
     """Chunks that a population trains on after a compaction is decided, while the smaller population's program
     compiles in the background: about the compile's time, from the plan's cost model (so the chunk of the
     compaction, and every row, depends on the plan alone, never on how fast a compile happened to be)."""
     if model is None:
         return 1
-    chunk_s = spec.eval_every * model.step_s(spec, cap)
+    chunk_s = spec.eval_every * model.step_s(spec, slots)
     return max(1, math.ceil(_COMPILE_CONTENTION * model.program_s(spec) / max(chunk_s, 1e-9)))
 
 
@@ -86,19 +86,19 @@ def train_bucket(
     table = make_table(spec.task, spec.n, spec.encoding)
     x_RxN, y_R = _place((table.x_RxN, table.y_R), mesh, whole=True)
     multiple = 1 if mesh is None else mesh.devices.size
-    cap = population_slots(bucket, mesh)
-    slot_member = np.array(list(range(len(members))) + [0] * (cap - len(members)))
-    slot_live = np.arange(cap) < len(members)
+    slots = population_slots(bucket, mesh)
+    slot_member = np.array(list(range(len(members))) + [0] * (slots - len(members)))
+    slot_live = np.arange(slots) < len(members)
     column = lambda field, dtype: np.array([getattr(m, field) for m in members], dtype)[slot_member]
     keys_Px2 = np.stack([m.key_data(run_seed) for m in members])[slot_member]
-    programs.chunk_soon(spec, cap, mesh)
-    state = programs.init(spec, cap, mesh)(*_place((keys_Px2, column("n", np.int32), column("depth", np.int32),
+    programs.chunk_soon(spec, slots, mesh)
+    state = programs.init(spec, slots, mesh)(*_place((keys_Px2, column("n", np.int32), column("depth", np.int32),
                                                     column("width", np.int32), column("lr", np.float32)), mesh))
     state = _place(state._replace(active_P=slot_live), mesh)
     budget = _place(np.int32(bucket.steps), mesh, whole=True)
     outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
-    chunk_program = programs.chunk(spec, cap, mesh)
+    chunk_program = programs.chunk(spec, slots, mesh)
     if free_shapes is None:
         compiled = lambda size: programs.has("chunk", spec, size, mesh)
     else:
@@ -127,27 +127,27 @@ def train_bucket(
         if live == 0:
             break
         if compact_to is None:
-            new_cap = capacity(live, multiple)
-            lead = 0 if compiled(new_cap) else _lead_chunks(model, spec, cap)
-            if chunk + lead + 2 < n_chunks and new_cap < cap and (
-                    new_cap * _COMPACT_FACTOR <= cap if model is None else
+            new_slots = capacity(live, multiple)
+            lead = 0 if compiled(new_slots) else _lead_chunks(model, spec, slots)
+            if chunk + lead + 2 < n_chunks and new_slots < slots and (
+                    new_slots * _COMPACT_FACTOR <= slots if model is None else
                     (bucket.steps - step_end - lead * spec.eval_every)
-                    * (model.step_s(spec, cap) - model.step_s(spec, new_cap))
-                    > (0.0 if compiled(new_cap) else model.program_s(spec))):
-                compact_to, compact_at = new_cap, chunk + lead
+                    * (model.step_s(spec, slots) - model.step_s(spec, new_slots))
+                    > (0.0 if compiled(new_slots) else model.program_s(spec))):
+                compact_to, compact_at = new_slots, chunk + lead
                 if lead:  # compiled in the background while this population trains `lead` more chunks
-                    programs.chunk_soon(spec, new_cap, mesh)
+                    programs.chunk_soon(spec, new_slots, mesh)
         if compact_to is not None and chunk >= compact_at:
             # gather the live members into the smaller population (members finished meanwhile stay out)
-            new_cap, compact_to = compact_to, None
+            new_slots, compact_to = compact_to, None
             keep = np.flatnonzero(slot_live)
-            take = np.concatenate([keep, np.full(new_cap - live, keep[0])]).astype(np.int32)
+            take = np.concatenate([keep, np.full(new_slots - live, keep[0])]).astype(np.int32)
             if host_init_applies(mesh):  # the device's memory is the host's: index it there, compiling nothing
                 state = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[take], state))
             else:
-                state = programs.gather(spec, cap, new_cap, mesh)(state, _place(take, mesh))
-            slot_member, slot_live, cap = slot_member[take], np.arange(new_cap) < live, new_cap
-            chunk_program = programs.chunk(spec, cap, mesh)
+                state = programs.gather(spec, slots, new_slots, mesh)(state, _place(take, mesh))
+            slot_member, slot_live, slots = slot_member[take], np.arange(new_slots) < live, new_slots
+            chunk_program = programs.chunk(spec, slots, mesh)
         state = state._replace(active_P=_place(slot_live, mesh))
     wall_s = time.perf_counter() - start  # the bucket's wall time, recorded on each of its members
     return [dataclasses.replace(outcome[i], wall_s=wall_s) for i in range(len(members))]
