@@ -38,6 +38,7 @@ class Optimizer(enum.StrEnum):
 class Loss(enum.StrEnum):
     BCE = "bce"
     MSE = "mse"
+    HINGE = "hinge"
 
 
 class Profile(enum.StrEnum):

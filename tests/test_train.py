@@ -184,3 +184,13 @@ def test_compaction_on_the_host_trains_as_the_compiled_gather_does(member_factor
         assert any(key[0] == "gather" for key in programs._futures)  # it did compact
     strip = lambda rows: [dataclasses.replace(r, wall_s=0.0) for r in rows]
     assert strip(host) == strip(compiled) and sum(r.solved for r in host) >= 9
+
+
+def test_the_hinge_loss_trains_parity_and_is_zero_beyond_the_margin(member_factory):
+    from scaling.engine.steps import LOSSES
+
+    hinge = LOSSES["hinge"](jnp.array([2.0, 0.5, -0.5, -3.0]), jnp.array([1.0, 1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(np.asarray(hinge), [0.0, 0.5, 1.5, 0.0])
+    members = [member_factory(n=2, depth=1, width=8, seed=s, lr=3e-2, steps=1000, loss="hinge") for s in range(8)]
+    results = train_bucket(make_bucket(members, eval_every=100))
+    assert sum(r.solved for r in results) >= 6 and all(r.solved == (r.final_accuracy == 1.0) for r in results)

@@ -27,10 +27,12 @@ OPTIMIZERS = {
     Optimizer.SGD: optax.sgd,
     Optimizer.MOMENTUM: lambda learning_rate: optax.sgd(learning_rate, momentum=0.9),
 }
-# Per-row losses on a logit: binary cross-entropy, or the squared error against a +-1 target.
+# Per-row losses on a logit: binary cross-entropy, the squared error against a +-1 target, or the hinge
+# max(0, 1 - t * logit) with t = +-1 (the sparse-parity studies' loss, Barak et al. 2022).
 LOSSES = {
     Loss.BCE: optax.sigmoid_binary_cross_entropy,
     Loss.MSE: lambda logits_R, y_R: (logits_R - (2.0 * y_R - 1.0)) ** 2,
+    Loss.HINGE: lambda logits_R, y_R: jnp.maximum(0.0, 1.0 - (2.0 * y_R - 1.0) * logits_R),
 }
 
 
