@@ -164,3 +164,17 @@ def test_overrides_write_back_any_text_dates_and_strays_as_toml_or_one_line(tmp_
     path.write_text("when = 2024-01-01\n" + BASE)  # a value outside every section: the schema's own error
     with pytest.raises(UserError, match=r"\[when\]: unknown section"):
         config.load(path, ["search.seeds=5"])
+
+
+def test_weight_decay_is_read_checked_and_hashed_only_when_set():
+    plain = config.parse(BASE)
+    assert plain.train.weight_decay == 0.0
+    assert config.parse(BASE + "[train]\nweight_decay = 0\n").hash() == plain.hash()  # every old store keeps its own
+    decayed = config.parse(BASE + "[train]\nweight_decay = 0.01\n")
+    assert decayed.train.weight_decay == 0.01 and decayed.hash() != plain.hash()
+    from scaling.planning import search
+
+    assert {m.weight_decay for m in search.members_at(decayed, 2, 1, 4)} == {0.01}
+    for bad in ("-0.1", "1", "true", '"x"'):
+        with pytest.raises(UserError, match=r"\[train\] weight_decay: must be a number in \[0, 1\)"):
+            config.parse(BASE + f"[train]\nweight_decay = {bad}\n")

@@ -310,7 +310,7 @@ def test_a_member_is_defined_once_and_round_trips_through_the_store(member_facto
     from scaling.storage.results import MEMBER_COLUMNS, member_of
     from scaling.storage.store import _row
 
-    member = member_factory(n=3, depth=2, width=5, lr=3e-3, seed=4, steps=700)
+    member = member_factory(n=3, depth=2, width=5, lr=3e-3, seed=4, steps=700, weight_decay=0.01)
     result = MemberResult(steps_run=300, solved=True, step_solved=300, final_loss=float("nan"),
                           final_accuracy=1.0, diverged=False, wall_s=0.5)
     row = dict(zip(["run_id", *MEMBER_COLUMNS], _row(1, "r0b0", member, result)))

@@ -194,3 +194,17 @@ def test_the_hinge_loss_trains_parity_and_is_zero_beyond_the_margin(member_facto
     members = [member_factory(n=2, depth=1, width=8, seed=s, lr=3e-2, steps=1000, loss="hinge") for s in range(8)]
     results = train_bucket(make_bucket(members, eval_every=100))
     assert sum(r.solved for r in results) >= 6 and all(r.solved == (r.final_accuracy == 1.0) for r in results)
+
+
+def test_weight_decay_trains_the_same_alone_or_padded_and_changes_the_trajectory(member_factory):
+    """L2 weight decay (the sparse-parity recipe's): padded parameters stay zero under it, so a member trains the
+    same alone or padded; and it is applied (another loss than without it), while the starting weights are the
+    same (weight decay is not part of the key)."""
+    target = member_factory(n=3, depth=2, width=5, lr=3e-2, seed=3, steps=300, optimizer="sgd", weight_decay=0.01)
+    other = member_factory(n=3, depth=3, width=16, lr=3e-2, seed=1, steps=300, optimizer="sgd", weight_decay=0.01)
+    alone = train_bucket(make_bucket([target], eval_every=100))[0]
+    padded = train_bucket(make_bucket([other, target], eval_every=100))[1]
+    assert abs(alone.final_loss - padded.final_loss) < 1e-5 and alone.steps_run == padded.steps_run
+    plain = dataclasses.replace(target, weight_decay=0.0)
+    assert (target.key_data(0) == plain.key_data(0)).all()
+    assert train_bucket(make_bucket([plain], eval_every=100))[0].final_loss != pytest.approx(alone.final_loss)

@@ -27,6 +27,7 @@ class Member:
     seed: int
     steps: int
     profile: str = "constant"  # the later layers' widths (layer_widths); last, so that stored plans still read
+    weight_decay: float = 0.0  # L2 weight decay added to the gradient (PyTorch SGD's weight_decay); likewise last
 
     def key_data(self, run_seed: int) -> np.ndarray:
         """Raw threefry key (uint32[2]) derived from the identity alone, never from a place in a population.
@@ -43,7 +44,7 @@ class Member:
 
 MEMBER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Member))
 # Left out of the initialisation key (see Member.key_data), so learning rates share initial weights.
-_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps", "profile"})
+_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps", "profile", "weight_decay"})
 # What may differ between the members of one bucket; every other field is shared by its compiled program.
 # Members of different n share a program through padded inputs (BucketSpec.n is the largest n).
 PER_MEMBER_FIELDS = ("n", "depth", "width", "lr", "seed", "steps")
@@ -79,6 +80,7 @@ class BucketSpec:
     eval_every: int
     batch_rows: int  # rows per step; 2^n (the whole table) when it fits
     profile: str = "constant"  # last, so that stored plans still read
+    weight_decay: float = 0.0  # likewise
 
 
 def layer_widths(width: int, depth: int, profile: str = "constant") -> tuple[int, ...]:

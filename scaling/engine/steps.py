@@ -55,8 +55,14 @@ def compiler_options() -> dict | None:
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
 
 
-def optimizer(name: str, lr) -> optax.GradientTransformation:
-    return optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=lr)
+def optimizer(name: str, lr, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """The optimizer with its learning rate as a hyperparameter of its state (one per member); weight decay
+    adds weight_decay x params to the gradient first (L2, as PyTorch's SGD weight_decay does)."""
+    if not weight_decay:
+        return optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=lr)
+    decayed = lambda learning_rate: optax.chain(optax.add_decayed_weights(weight_decay),
+                                                OPTIMIZERS[name](learning_rate))
+    return optax.inject_hyperparams(decayed)(learning_rate=lr)
 
 
 def loss(logits_R: jax.Array, y_R: jax.Array, valid_R: jax.Array, kind: str) -> jax.Array:
@@ -74,7 +80,7 @@ def init_population(key_data_Px2, n_P, depth_P, width_P, lr_P, spec: BucketSpec)
             depth_max=spec.depth_max, width_max=spec.width_max, activation=spec.activation, init=spec.init,
             profile=spec.profile,
         )
-        return params, optimizer(spec.optimizer, lr).init(params), masks
+        return params, optimizer(spec.optimizer, lr, spec.weight_decay).init(params), masks
 
     params, opt_state, masks = jax.vmap(one)(key_data_Px2, n_P, depth_P, width_P, lr_P)
     return PopState(params, opt_state, masks, key_data_Px2, jnp.left_shift(1, n_P).astype(jnp.int32),
@@ -89,7 +95,7 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
     row is right is recorded exactly (state.first_solved_P), at no extra cost; mini-batch buckets rely on the
     chunk-end evaluation alone.
     """
-    tx = optimizer(spec.optimizer, 0.0)  # the real learning rate lives in each member's opt_state
+    tx = optimizer(spec.optimizer, 0.0, spec.weight_decay)  # the real learning rate lives in each member's opt_state
     rows = x_RxN.shape[0]
     full_batch = spec.batch_rows >= rows
 
@@ -154,8 +160,9 @@ def host_population(draw, spec: BucketSpec, key_data_Px2, n_P, depth_P, width_P,
     params, masks = host_init.initial_params(spec, keys, n, depth, width, draw)
     # optax's own init, traced for shapes only (no program to compile per bucket shape), then filled: zeros,
     # and the hyperparameters from optax's defaults (Adam's b1, b2, eps) with each member's learning rate.
-    opt_shapes = jax.eval_shape(jax.vmap(lambda p, rate: optimizer(spec.optimizer, rate).init(p)), params, lr)
-    defaults = {**optimizer(spec.optimizer, 0.0).init({}).hyperparams, "learning_rate": lr}
+    tx = lambda rate: optimizer(spec.optimizer, rate, spec.weight_decay)
+    opt_shapes = jax.eval_shape(jax.vmap(lambda p, rate: tx(rate).init(p)), params, lr)
+    defaults = {**tx(0.0).init({}).hyperparams, "learning_rate": lr}
     hyperparams = {name: np.broadcast_to(defaults[name], leaf.shape).astype(leaf.dtype)
                    for name, leaf in optax.tree_utils.tree_get(opt_shapes, "hyperparams").items()}
     opt_state = optax.tree_utils.tree_set(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), opt_shapes),

@@ -30,6 +30,7 @@ from scaling.experiment.schema import (
     lrs_of,
     min_depth_widths_of,
     ns_of,
+    weight_decay_of,
     widths_of,
 )
 
@@ -67,6 +68,7 @@ class Train:
     eval_every: int
     loss: Loss
     max_batch_rows: int
+    weight_decay: float  # L2 weight decay added to every gradient (0: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +99,7 @@ _HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", 
     for f in dataclasses.fields(cls)] + [("run", "seed", "run_seed")]
 # Fields added after stores existed, hashed only when they differ from their default, so that every earlier
 # experiment file keeps its hash (and its stores).
-_HASHED_UNLESS = {"profile": Profile.CONSTANT}
+_HASHED_UNLESS = {"profile": Profile.CONSTANT, "weight_decay": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +226,7 @@ def parse(text: str, path: str = "<config>") -> Config:
                     inits=inits_of(r["model"])),
         train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
                     eval_every=eval_every, loss=r["train"].choice("loss", Loss),
-                    max_batch_rows=r["train"].int_("max_batch_rows", 1)),
+                    max_batch_rows=r["train"].int_("max_batch_rows", 1), weight_decay=weight_decay_of(r["train"])),
         search=Search(seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS), success_threshold=float(threshold),
                       min_depth_widths=min_depth_widths, min_depth_times_n=min_depth_times_n,
                       min_depth_max=None if min_depth_max is None

@@ -37,7 +37,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model": {"depths": [1, 2, 3], "widths": {"min": 1, "max": 64, "search": WidthSearch.ADAPTIVE},
               "profile": Profile.CONSTANT, "activation": Activation.RELU, "init": Init.HE},
     "train": {"optimizer": Optimizer.ADAM, "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100,
-              "loss": Loss.BCE, "max_batch_rows": 65536},
+              "loss": Loss.BCE, "max_batch_rows": 65536, "weight_decay": 0.0},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
                "max_steps": None, "lr_extend": 1},
     "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
@@ -186,3 +186,10 @@ def lrs_of(r: Reader) -> tuple[float, ...]:
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < math.inf:
             raise r.fail("lrs", f"every learning rate must be a finite number > 0, got {x!r}")
     return tuple(sorted({float(x) for x in v}))
+
+
+def weight_decay_of(r: Reader) -> float:
+    value = r.get("weight_decay")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise r.fail("weight_decay", f"must be a number in [0, 1), got {value!r}")
+    return float(value)

@@ -47,7 +47,8 @@ def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = 
     width = 0 if depth == 0 else width
     # Plain strings, not the config's enums: a member's identity (and its key) is the repr of its fields.
     shared = dict(task=str(cfg.task.kind), encoding=str(cfg.task.encoding), activation=str(cfg.model.activation),
-                  optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss), profile=str(cfg.model.profile))
+                  optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss), profile=str(cfg.model.profile),
+                  weight_decay=cfg.train.weight_decay)
     assert set(shared) | {"init"} == set(SHARED_FIELDS)
     return [Member(**shared, init=str(init), n=n, depth=depth, width=width, lr=lr, seed=seed,
                    steps=steps or cfg.train.steps)

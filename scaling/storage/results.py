@@ -41,7 +41,7 @@ RUN_END = ("ended_at", "compiles", "compile_s")
 ADDED_LATER = ("compiles", "compile_s", "processes", "hosts")
 # Member columns added later, with the value every earlier row had: a store without one gains it (ALTER TABLE),
 # and a reader fills it in.
-MEMBERS_ADDED_LATER = {"profile": "constant"}
+MEMBERS_ADDED_LATER = {"profile": "constant", "weight_decay": 0.0}
 RUN_START = [c for c in RUN_COLUMNS if c != "run_id" and c not in RUN_END]
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});
