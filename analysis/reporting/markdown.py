@@ -1,4 +1,6 @@
-"""REPORT.md: the answer, the definitions, the tables and the fits, as Markdown text."""
+"""REPORT.md as Markdown text: this module assembles the document (its sections, tables and fits);
+analysis.reporting.answer writes the verdict's prose in it (the answer, each group's call, the claims, the
+power analysis), which the command line's `plan --power` prints too."""
 
 from __future__ import annotations
 
