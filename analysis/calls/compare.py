@@ -166,10 +166,10 @@ def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: n
             continue
         if bounds is None:
             fits = _fit_all(bx, by, families)
-        else:
-            bx, by = np.concatenate([bx, bounds[0]]), np.concatenate([by, bounds[1]])
-            lower, upper = (np.concatenate([np.zeros(len(bx) - len(bounds[0]), bool), b]) for b in bounds[2:])
-            fits = _fit_all_bounded(bx, by, lower, upper, families)
+        else:  # the replicate's exact points, then the observed bounds
+            exact = np.zeros(len(bx), bool)
+            fits = _fit_all_bounded(np.concatenate([bx, bounds[0]]), np.concatenate([by, bounds[1]]),
+                                    np.concatenate([exact, bounds[2]]), np.concatenate([exact, bounds[3]]), families)
         if not fits:
             continue
         used += 1
