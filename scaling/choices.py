@@ -7,7 +7,16 @@ import enum
 
 
 class Task(enum.StrEnum):
-    PARITY = "parity"
+    PARITY = "parity"  # the XOR of all n bits
+    SPARSE_PARITY = "sparse_parity"  # the XOR of k hidden bits of n (Barak et al. 2022), learned from samples
+
+
+class Data(enum.StrEnum):
+    """Where a member's training rows come from."""
+
+    TABLE = "table"  # the whole truth table (or uniform mini-batches of it), n <= 20
+    ONLINE = "online"  # a fresh batch of uniform random inputs every step, drawn from the member's key
+    FIXED = "fixed"  # mini-batches of one training set of m samples, drawn from the member's key
 
 
 class Encoding(enum.StrEnum):

@@ -35,7 +35,8 @@ def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
     star, col = ("w_star", "depth") if kind == "min_width" else ("L_star", "group")
     cells = rows.assign(value=[_format_star(v, c, b) for v, c, b in zip(rows[star], rows["censored"], rows["bound"])])
     name = (lambda c: f"depth {int(c)}") if col == "depth" else (lambda c: str(c).replace("=", " "))
-    table = cells.pivot(index="n", columns=col, values="value").rename(columns=name).fillna("-")  # - : not searched
+    index = ["k", "n"] if "k" in cells else "n"  # a sparse parity: one row per task (k, n)
+    table = cells.pivot(index=index, columns=col, values="value").rename(columns=name).fillna("-")  # - : not searched
     table.columns.name = None
     return table
 
@@ -149,6 +150,9 @@ def _power(dir: str) -> None:
     df, cfg = load(dir), load_config(dir)
     if df.empty:
         raise UserError(dir, "the store has no trained members yet")
+    if cfg.task.data != "table":
+        raise UserError(dir, "learned from samples: the power analysis is of the truth table's w* calls; "
+                             "`scaling analyze` reports this run's α(k) and its controls")
     verdict = judge(df, cfg)
     for group, g in verdict.groups.items():
         print(f"{label(group)}: {g.call}" + (f" ({'; '.join(g.reasons)})" if g.reasons else ""))

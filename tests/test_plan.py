@@ -57,7 +57,7 @@ def test_memory_budget_splits_large_groups():
     members = grid_members(wide)
     roomy, tight = plan_buckets(members, wide), plan_buckets(members, wide.replace(bucket_mib=8))
     assert len(tight) > len(roomy)
-    assert all(len(b.members) == 1 or len(b.members) * _bytes_per_member(b) <= 8 * 2**20 for b in tight)
+    assert all(len(b.members) == 1 or len(b.members) * _bytes_per_member(b.spec) <= 8 * 2**20 for b in tight)
     assert sorted(m for b in tight for m in b.members) == sorted(members)
 
 

@@ -14,8 +14,9 @@ def test_every_choice_of_an_experiment_file_has_one_implementation():
     from scaling.engine import model, steps, tasks
     for registry, choice in ((model.ACTIVATIONS, choices.Activation), (model.INITS, choices.Init),
                              (steps.OPTIMIZERS, choices.Optimizer), (steps.LOSSES, choices.Loss),
-                             (tasks.TABLES, choices.Task)):
+                             (tasks.SUBSETS, choices.Task)):
         assert set(registry) == set(choice), choice.__name__
+    assert set(tasks.TABLES) == {choices.Task.PARITY}  # a sparse parity is learned from samples only
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 10])

@@ -28,6 +28,12 @@ class Member:
     steps: int
     profile: str = "constant"  # the later layers' widths (layer_widths); last, so that stored plans still read
     weight_decay: float = 0.0  # L2 weight decay added to the gradient (PyTorch SGD's weight_decay); likewise last
+    # Learning from samples (fields added after the truth-table ones; their defaults are the table's):
+    k: int = 0  # the hidden bits of a sparse parity (0: every one of the n bits)
+    data: str = "table"  # choices.Data: the truth table, fresh samples every step, or a fixed training set
+    samples: int = 0  # the fixed training set's size m (data = "fixed")
+    batch_size: int = 0  # samples per step in the sample modes
+    eval_samples: int = 0  # fresh samples every evaluation checks in the sample modes
 
     def key_data(self, run_seed: int) -> np.ndarray:
         """Raw threefry key (uint32[2]) derived from the identity alone, never from a place in a population.
@@ -44,10 +50,12 @@ class Member:
 
 MEMBER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Member))
 # Left out of the initialisation key (see Member.key_data), so learning rates share initial weights.
-_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps", "profile", "weight_decay"})
+# So are the sample modes' fields: the members of one (n, seed) see the same inputs whatever k, m or batch.
+_NOT_IN_KEY = frozenset({"optimizer", "loss", "lr", "steps", "profile", "weight_decay", "k", "data", "samples",
+                         "batch_size", "eval_samples"})
 # What may differ between the members of one bucket; every other field is shared by its compiled program.
 # Members of different n share a program through padded inputs (BucketSpec.n is the largest n).
-PER_MEMBER_FIELDS = ("n", "depth", "width", "lr", "seed", "steps")
+PER_MEMBER_FIELDS = ("n", "depth", "width", "lr", "seed", "steps", "k")
 SHARED_FIELDS: tuple[str, ...] = tuple(f for f in MEMBER_FIELDS if f not in PER_MEMBER_FIELDS)
 
 
@@ -62,6 +70,7 @@ class MemberResult:
     final_accuracy: float
     diverged: bool
     wall_s: float
+    subset: str = ""  # the hidden bits it was trained on ("0,7,12"; "" for the truth table): added later
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +90,14 @@ class BucketSpec:
     batch_rows: int  # rows per step; 2^n (the whole table) when it fits
     profile: str = "constant"  # last, so that stored plans still read
     weight_decay: float = 0.0  # likewise
+    data: str = "table"  # the sample modes: batch_rows is then the batch size, eval_samples the evaluation's rows
+    samples: int = 0
+    eval_samples: int = 0
+
+    @property
+    def eval_rows(self) -> int:
+        """Rows of one evaluation: the whole table, or the sample modes' fresh evaluation samples."""
+        return 2**self.n if self.data == "table" else self.eval_samples
 
 
 def layer_widths(width: int, depth: int, profile: str = "constant") -> tuple[int, ...]:
@@ -184,12 +201,12 @@ class Bucket:
         return TRAIN_FLOPS_PER_MADD * padded, TRAIN_FLOPS_PER_MADD * useful
 
 
-def member_bytes(n: int, depth: int, width: int, batch_rows: int) -> int:
+def member_bytes(n: int, depth: int, width: int, batch_rows: int, eval_rows: int | None = None) -> int:
     """An estimate of one member's device memory in a bucket padded to (depth, width): the larger of a training
     step (activations, pre-activations and their gradients for every layer of a batch) and an evaluation (two
-    live layers over all 2^n rows), plus parameters, gradients and two Adam moments."""
+    live layers over all 2^n rows, or eval_rows), plus parameters, gradients and two Adam moments."""
     train = 4 * batch_rows * width * (depth + 1)
-    evaluate = 2 * 2**n * width
+    evaluate = 2 * (2**n if eval_rows is None else eval_rows) * width
     params = n * width + depth * width**2 + 2 * width + 1
     return 4 * (max(train, evaluate) + 4 * params)
 
@@ -213,17 +230,19 @@ def spec_for(members: list[Member], *, eval_every: int, max_batch_rows: int, wid
     if depth_max > 0 and any(m.depth == 0 for m in members):
         raise ValueError("depth-0 members (no hidden layer) cannot be padded into deeper buckets")
     n_max = max(m.n for m in members)
-    if len({m.n for m in members}) > 1 and (depth_max == 0 or 2**n_max > max_batch_rows):
-        raise ValueError("members of different n share a bucket only with hidden layers and full batches")
+    table = first.data == "table"
+    if len({m.n for m in members}) > 1 and (depth_max == 0 or table and 2**n_max > max_batch_rows):
+        raise ValueError("members of different n share a bucket only with hidden layers, and with full batches "
+                         "of the table")
     if depth_max == 0:
         width_max = 0
     return BucketSpec(
-        **shared,
+        **{f: v for f, v in shared.items() if f != "batch_size"},  # the spec's batch_rows
         n=n_max,
         depth_max=depth_max,
         width_max=width_max,
         eval_every=eval_every,
-        batch_rows=min(2**n_max, max_batch_rows),
+        batch_rows=min(2**n_max, max_batch_rows) if table else first.batch_size,
     )
 
 

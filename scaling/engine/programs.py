@@ -165,7 +165,7 @@ class Programs:
 
         def lower():
             state = self._state_struct(spec, slots, mesh)
-            rows = 2**spec.n
+            rows = spec.eval_rows
             return train_chunk.lower(state, _struct((rows, spec.n), jnp.float32, whole),
                                       _struct((rows,), jnp.float32, whole), _struct((), jnp.int32, whole),
                                       _struct((), jnp.int32, whole), spec=spec)

@@ -21,6 +21,7 @@ from scaling.choices import Loss, Optimizer
 from scaling.engine import host_init
 from scaling.engine.model import forward, init_member, param_mask
 from scaling.engine.population import BucketSpec
+from scaling.engine.tasks import MAX_BITS, decode, encode
 
 OPTIMIZERS = {
     Optimizer.ADAM: optax.adam,
@@ -43,9 +44,16 @@ class PopState(NamedTuple):
     opt_state: optax.OptState
     masks: dict
     key_data_Px2: jax.Array
-    rows_P: jax.Array  # int32: the member's own rows, 2^n (a prefix of the bucket's table)
+    rows_P: jax.Array  # int32: the member's own rows, 2^n (a prefix of the bucket's table; read in the table mode only)
     active_P: jax.Array
     first_solved_P: jax.Array  # int32: the first step whose full-batch forward got every row right, or -1
+    subset_PxN: jax.Array  # float32 0/1: the bits whose parity the member learns (sample modes; zeros in the table's)
+
+
+def table_rows(n_P, xp):
+    """2^n per member (int32): its truth table's rows. The sample modes' n (up to 256) has no table; capped so
+    that the int32 does not overflow."""
+    return xp.left_shift(1, xp.minimum(n_P, MAX_BITS)).astype(xp.int32)
 
 
 def compiler_options() -> dict | None:
@@ -83,8 +91,36 @@ def init_population(key_data_Px2, n_P, depth_P, width_P, lr_P, spec: BucketSpec)
         return params, optimizer(spec.optimizer, lr, spec.weight_decay).init(params), masks
 
     params, opt_state, masks = jax.vmap(one)(key_data_Px2, n_P, depth_P, width_P, lr_P)
-    return PopState(params, opt_state, masks, key_data_Px2, jnp.left_shift(1, n_P).astype(jnp.int32),
-                    jnp.ones(depth_P.shape, bool), jnp.full(depth_P.shape, -1, jnp.int32))
+    return PopState(params, opt_state, masks, key_data_Px2, table_rows(n_P, jnp),
+                    jnp.ones(depth_P.shape, bool), jnp.full(depth_P.shape, -1, jnp.int32),
+                    jnp.zeros((*depth_P.shape, spec.n), jnp.float32))
+
+
+def sample_bits(key: jax.Array, count: int, n: int) -> jax.Array:
+    """count uniform random inputs of n bits (int32 0/1), count x n, drawn column by column (bit j from
+    fold_in(key, j)): a member's own bits are the same whatever the n of the bucket it is padded into."""
+    column = lambda j: jax.random.bernoulli(jax.random.fold_in(key, j), 0.5, (count,))
+    return jax.vmap(column, out_axes=1)(jnp.arange(n)).astype(jnp.int32)
+
+
+def parity_labels(bits_BxN: jax.Array, subset_N: jax.Array) -> jax.Array:
+    """The parity of the subset's bits of each row (float32 0/1)."""
+    return ((bits_BxN @ subset_N.astype(jnp.int32)) % 2).astype(jnp.float32)
+
+
+def sample_batch(key_data: jax.Array, step, subset_N: jax.Array, spec: BucketSpec):
+    """The sample modes' batch at `step` (x_BxN, y_B), from the member's key alone. Online: fresh inputs from
+    the stream (key, 2, step). Fixed: sample i of the training set is drawn from (key, 3, i), and the batch's
+    indices from (key, 1, step), so a set of m samples is the first m of every larger set."""
+    key = jax.random.wrap_key_data(key_data)
+    if spec.data == "online":
+        bits_BxN = sample_bits(jax.random.fold_in(jax.random.fold_in(key, 2), step), spec.batch_rows, spec.n)
+    else:
+        idx_B = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, 1), step), (spec.batch_rows,), 0,
+                                   spec.samples)
+        train_set = jax.random.fold_in(key, 3)
+        bits_BxN = jax.vmap(lambda i: sample_bits(jax.random.fold_in(train_set, i), 1, spec.n)[0])(idx_B)
+    return encode(bits_BxN.astype(jnp.float32), spec.encoding), parity_labels(bits_BxN, subset_N)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
@@ -93,14 +129,19 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
 
     With full batches, each step's forward pass already sees every row, so the first step at which every
     row is right is recorded exactly (state.first_solved_P), at no extra cost; mini-batch buckets rely on the
-    chunk-end evaluation alone.
+    chunk-end evaluation alone. In the sample modes x_RxN holds the evaluation's inputs (shared), each member's
+    labels are the parity of its own subset, and y_R is not read.
     """
     tx = optimizer(spec.optimizer, 0.0, spec.weight_decay)  # the real learning rate lives in each member's opt_state
     rows = x_RxN.shape[0]
-    full_batch = spec.batch_rows >= rows
+    samples = spec.data != "table"
+    full_batch = not samples and spec.batch_rows >= rows
 
-    def member_step(params, opt_state, masks, key_data, own_rows, active, step):
-        if spec.batch_rows < rows:  # mini-batches: never mixed with other n, so every row is the member's own
+    def member_step(params, opt_state, masks, key_data, own_rows, active, subset_N, step):
+        if samples:
+            x_BxN, y_B = sample_batch(key_data, step, subset_N, spec)
+            valid_B = jnp.ones((spec.batch_rows,), bool)
+        elif spec.batch_rows < rows:  # mini-batches: never mixed with other n, so every row is the member's own
             key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 1), step)
             idx_B = jax.random.randint(key, (spec.batch_rows,), 0, rows)
             x_BxN, y_B, valid_B = x_RxN[idx_B], y_R[idx_B], jnp.ones((spec.batch_rows,), bool)
@@ -122,13 +163,13 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
         keep = lambda new, old: jnp.where(live, new, old)
         return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state), live & all_right
 
-    step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, 0, None))
+    step_all = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, 0, 0, None))
 
     def body(carry, i):
         params, opt_state, first_P = carry
         step = step0 + i
         params, opt_state, right_P = step_all(params, opt_state, state.masks, state.key_data_Px2, state.rows_P,
-                                              state.active_P, step)
+                                              state.active_P, state.subset_PxN, step)
         if full_batch:
             first_P = jnp.where((first_P < 0) & right_P, step, first_P)
         return (params, opt_state, first_P), None
@@ -136,13 +177,18 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, spec: BucketSpec):
     carry = (state.params, state.opt_state, state.first_solved_P)
     (params, opt_state, first_P), _ = jax.lax.scan(body, carry, jnp.arange(spec.eval_every))
 
-    def evaluate(p, masks, own_rows):
+    def evaluate(p, masks, own_rows, subset_N):
         logits_R = forward(p, masks, x_RxN, spec.activation)
-        correct_R, valid_R = (logits_R > 0) == (y_R > 0.5), jnp.arange(rows) < own_rows
-        accuracy = jnp.sum(correct_R & valid_R) / own_rows
-        return loss(logits_R, y_R, valid_R, spec.loss), accuracy, jnp.all(correct_R | ~valid_R)
+        if samples:  # every evaluation sample is the member's own; its labels from its own subset
+            labels_R = parity_labels(decode(x_RxN, spec.encoding).astype(jnp.int32), subset_N)
+            valid_R, count = jnp.ones((rows,), bool), rows
+        else:
+            labels_R, valid_R, count = y_R, jnp.arange(rows) < own_rows, own_rows
+        correct_R = (logits_R > 0) == (labels_R > 0.5)
+        accuracy = jnp.sum(correct_R & valid_R) / count
+        return loss(logits_R, labels_R, valid_R, spec.loss), accuracy, jnp.all(correct_R | ~valid_R)
 
-    metrics = jax.vmap(evaluate)(params, state.masks, state.rows_P)
+    metrics = jax.vmap(evaluate)(params, state.masks, state.rows_P, state.subset_PxN)
     return state._replace(params=params, opt_state=opt_state, first_solved_P=first_P), metrics
 
 
@@ -167,8 +213,8 @@ def host_population(draw, spec: BucketSpec, key_data_Px2, n_P, depth_P, width_P,
                    for name, leaf in optax.tree_utils.tree_get(opt_shapes, "hyperparams").items()}
     opt_state = optax.tree_utils.tree_set(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), opt_shapes),
                                           hyperparams=hyperparams)
-    state = PopState(params, opt_state, masks, keys, np.left_shift(1, n).astype(np.int32), np.ones(len(n), bool),
-                     np.full(len(n), -1, np.int32))
+    state = PopState(params, opt_state, masks, keys, table_rows(n, np), np.ones(len(n), bool),
+                     np.full(len(n), -1, np.int32), np.zeros((len(n), spec.n), np.float32))
     return jax.device_put(state)
 
 

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from scaling.engine.population import Bucket, MemberResult, capacity
 from scaling.engine.programs import Programs, population_slots
 from scaling.engine.steps import host_init_applies, shardings
-from scaling.engine.tasks import make_table
+from scaling.engine.tasks import SUBSETS, eval_inputs, make_table, subset_text
 
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
 # near 1; a loss of 10^4 means the weights blew up (Adam at lr = 1e6 kills every ReLU and leaves a finite
@@ -83,8 +83,14 @@ def train_bucket(
                                 stop_early=stop_early, model=model, free_shapes=free_shapes)
     spec, members = bucket.spec, bucket.members
     start = time.perf_counter()
-    table = make_table(spec.task, spec.n, spec.encoding)
-    x_RxN, y_R = _place((table.x_RxN, table.y_R), mesh, whole=True)
+    if spec.data == "table":
+        table = make_table(spec.task, spec.n, spec.encoding)
+        x_RxN, y_R = table.x_RxN, table.y_R
+    else:  # the evaluation's fresh samples; each member's labels come from its own hidden bits
+        x_RxN = eval_inputs(run_seed, spec.n, spec.eval_samples, spec.encoding)
+        y_R = np.zeros(len(x_RxN), np.float32)
+    x_RxN, y_R = _place((x_RxN, y_R), mesh, whole=True)
+    subsets = [SUBSETS[spec.task](run_seed, m.n, m.k) if spec.data != "table" else () for m in members]
     multiple = 1 if mesh is None else mesh.devices.size
     slots = population_slots(bucket, mesh)
     slot_member = np.array(list(range(len(members))) + [0] * (slots - len(members)))
@@ -94,7 +100,10 @@ def train_bucket(
     programs.chunk_soon(spec, slots, mesh)
     state = programs.init(spec, slots, mesh)(*_place((keys_Px2, column("n", np.int32), column("depth", np.int32),
                                                     column("width", np.int32), column("lr", np.float32)), mesh))
-    state = _place(state._replace(active_P=slot_live), mesh)
+    subset_PxN = np.zeros((slots, spec.n), np.float32)
+    for slot, member in enumerate(slot_member):
+        subset_PxN[slot, list(subsets[member])] = 1.0
+    state = _place(state._replace(active_P=slot_live, subset_PxN=subset_PxN), mesh)
     budget = _place(np.int32(bucket.steps), mesh, whole=True)
     outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
@@ -119,7 +128,7 @@ def train_bucket(
             outcome[int(slot_member[slot])] = MemberResult(
                 steps_run=step_end, solved=solved, step_solved=step_solved,
                 final_loss=float(loss_P[slot]), final_accuracy=float(acc_P[slot]), diverged=bool(diverged_P[slot]),
-                wall_s=0.0)
+                wall_s=0.0, subset=subset_text(subsets[slot_member[slot]]))
         slot_live = slot_live & ~done_P
         live = int(slot_live.sum())
         if on_chunk is not None:

@@ -10,26 +10,25 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
-from scaling.engine.population import member_bytes
+from scaling.choices import Activation, Data, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
 from scaling.errors import UserError
+from scaling.experiment import limits
 from scaling.experiment import overrides as overrides_mod
 from scaling.experiment.schema import (
     MAX_BUCKET_MIB,
     MAX_DEPTH,
-    MAX_MEMBERS,
     MAX_SEEDS,
     MAX_STEPS,
     SCHEMA,
     Reader,
+    data_of,
     depths_of,
     inits_of,
     log2_depth,
     lrs_of,
     min_depth_widths_of,
     ns_of,
+    sampling_of,
     weight_decay_of,
     widths_of,
 )
@@ -46,6 +45,10 @@ class TaskSection:
     kind: Task
     ns: tuple[int, ...]
     encoding: Encoding
+    ks: tuple[int, ...] = ()  # a sparse parity's hidden bits, one task per k (() = every bit: parity)
+    data: Data = Data.TABLE  # the truth table, or samples: online (fresh every step) or a fixed set
+    samples: int = 0  # the fixed training set's size m
+    eval_samples: int = 0  # fresh samples per evaluation (sample modes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Train:
     loss: Loss
     max_batch_rows: int
     weight_decay: float  # L2 weight decay added to every gradient (0: none)
+    batch_size: int = 0  # samples per step in the sample modes (0: the table mode's max_batch_rows applies)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +97,15 @@ class Run:
 # The fields of the config hash, named as they have been since the first stored run (section, field, name):
 # the run's and the experiment's sections change no member, so they are left out.
 _NAMES = {"inits": "init"}  # hashed under its name from before it could hold a list (one init: its value alone)
-_HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding")] + [
+_HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding"), ("task", "ks", "k"),
+           ("task", "data", "data"), ("task", "samples", "samples"), ("task", "eval_samples", "eval_samples")] + [
     (section, f.name, _NAMES.get(f.name, f.name)) for section, cls in (("model", Model), ("train", Train),
                                                                         ("search", Search))
     for f in dataclasses.fields(cls)] + [("run", "seed", "run_seed")]
 # Fields added after stores existed, hashed only when they differ from their default, so that every earlier
 # experiment file keeps its hash (and its stores).
-_HASHED_UNLESS = {"profile": Profile.CONSTANT, "weight_decay": 0.0}
+_HASHED_UNLESS = {"profile": Profile.CONSTANT, "weight_decay": 0.0, "k": (), "data": Data.TABLE, "samples": 0,
+                  "eval_samples": 0, "batch_size": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +135,10 @@ class Config:
     @property
     def max_width(self) -> int:
         return max(w for n in self.task.ns for w in self.widths_at(n))
+
+    def tasks(self) -> list[tuple[int, int]]:
+        """Every (n, k) whose widths are searched: k = 0 (every bit) for parity, each k of a sparse parity."""
+        return [(n, k) for n in self.task.ns for k in (self.task.ks or (0,))]
 
     def widths_at(self, n: int) -> tuple[int, ...]:
         """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
@@ -193,7 +203,8 @@ def parse(text: str, path: str = "<config>") -> Config:
                                 f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: Reader(path, s, raw.get(s, {})) for s in SCHEMA}
     widths, width_search, width_per_n = widths_of(r["model"])
-    ns = ns_of(r["task"])
+    ns = ns_of(r["task"], data_of(r["task"]) == Data.TABLE)
+    sampling = sampling_of(r["task"], r["train"], ns)
     depths, depth_log2 = depths_of(r["model"], max(ns))
     min_depth_widths, min_depth_times_n = min_depth_widths_of(r["search"])
     threshold = r["search"].get("success_threshold")
@@ -219,14 +230,16 @@ def parse(text: str, path: str = "<config>") -> Config:
                                            f"without path separators or NUL, and not . or ..; got {name!r}")
     cfg = Config(
         experiment=Experiment(name=name, description=r["experiment"].str_("description")),
-        task=TaskSection(kind=r["task"].choice("kind", Task), ns=ns, encoding=r["task"].choice("encoding", Encoding)),
+        task=TaskSection(kind=r["task"].choice("kind", Task), ns=ns, encoding=r["task"].choice("encoding", Encoding),
+                         **{k: v for k, v in sampling.items() if k != "batch_size"}),
         model=Model(depths=depths, depth_log2=depth_log2, widths=widths, width_search=width_search,
                     width_per_n=width_per_n, profile=r["model"].choice("profile", Profile),
                     activation=r["model"].choice("activation", Activation),
                     inits=inits_of(r["model"])),
         train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
                     eval_every=eval_every, loss=r["train"].choice("loss", Loss),
-                    max_batch_rows=r["train"].int_("max_batch_rows", 1), weight_decay=weight_decay_of(r["train"])),
+                    max_batch_rows=r["train"].int_("max_batch_rows", 1), weight_decay=weight_decay_of(r["train"]),
+                    batch_size=sampling["batch_size"]),
         search=Search(seeds=r["search"].int_("seeds", 1, hi=MAX_SEEDS), success_threshold=float(threshold),
                       min_depth_widths=min_depth_widths, min_depth_times_n=min_depth_times_n,
                       min_depth_max=None if min_depth_max is None
@@ -236,45 +249,9 @@ def parse(text: str, path: str = "<config>") -> Config:
                 bucket_mib=r["run"].int_("bucket_mib", 1, hi=MAX_BUCKET_MIB), pad_depth=pad_depth),
         source=text,
     )
-    _check_size(cfg, path)
-    _check_lrs(cfg, r)
+    limits.check_size(cfg, path)
+    limits.check_lrs(cfg, r)
     return cfg
-
-
-# Learning rates are float32 on the device. Adam's first step moves every weight by about lr, so a rate past
-# float32's largest number (with the search's x 3 extensions) makes every weight infinite at once, and one
-# below its smallest is zero: neither trains anything.
-_F32 = np.finfo(np.float32)
-
-
-def _check_lrs(cfg: Config, r: Reader) -> None:
-    lo, hi = cfg.lr_range()
-    if hi > float(_F32.max) or lo < float(_F32.tiny):
-        raise r["train"].fail("lrs", f"learning rates from {lo:.3g} to {hi:.3g} (the grid and the search's "
-                                     f"extensions) must lie within float32's normal range, {float(_F32.tiny):.3g} "
-                                     f"to {float(_F32.max):.3g}: Adam's first step moves each weight by about lr")
-
-
-def _check_size(cfg: Config, path: str) -> None:
-    """Refuse a config whose first round, or whose largest member, would not fit in memory."""
-    points = sum(len(cfg.depths_at(n)) * len(cfg.widths_at(n))
-                 + len(cfg.min_depth_widths_at(n)) * cfg.min_depth_max_at(n) for n in cfg.task.ns)
-    members = points * len(cfg.model.inits) * len(cfg.train.lrs) * cfg.search.seeds
-    if members > MAX_MEMBERS:
-        raise UserError(f"{path}: [search] seeds", f"the first round would plan {members:,} members (points x "
-                                                   f"inits x lrs x seeds), over the limit of {MAX_MEMBERS:,}")
-    budget = cfg.run.bucket_mib * 2**20
-    for n in cfg.task.ns:
-        rows = min(2**n, cfg.train.max_batch_rows)
-        shapes = [(max(cfg.depths_at(n)), max(cfg.widths_at(n)), "[model] widths")]
-        if cfg.min_depth_widths_at(n):
-            shapes.append((cfg.min_depth_max_at(n), max(cfg.min_depth_widths_at(n)), "[search] min_depth_widths"))
-        for depth, width, key in shapes:
-            need = member_bytes(n, depth, width, rows)
-            if need > budget:
-                raise UserError(f"{path}: {key}", f"one member of width {width} and depth {depth} at n = {n} "
-                                                  f"needs about {need / 2**20:,.0f} MiB, over run.bucket_mib = "
-                                                  f"{cfg.run.bucket_mib}; use smaller widths or raise bucket_mib")
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:

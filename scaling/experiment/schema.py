@@ -8,8 +8,8 @@ import enum
 import math
 from typing import Any, TypeVar
 
-from scaling.choices import Activation, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
-from scaling.engine.tasks import check_bits
+from scaling.choices import Activation, Data, Encoding, Init, Loss, Optimizer, Profile, Task, WidthSearch
+from scaling.engine.tasks import MAX_SAMPLE_BITS, check_bits
 from scaling.errors import UserError
 
 
@@ -25,6 +25,8 @@ MAX_DEPTH = 64  # hidden layers are unrolled into the compiled program, so compi
 MAX_SEEDS = 10_000
 MAX_MEMBERS = 2_000_000  # the first round's members are planned in memory at once (paper.toml: 192,000)
 MAX_BUCKET_MIB = 2**20
+MAX_SAMPLES = 2**31 - 1  # sample indices are int32 on the device
+MAX_EVAL_SAMPLES = 2**20
 
 Choice = TypeVar("Choice", bound=enum.StrEnum)
 REQUIRED = object()
@@ -33,11 +35,13 @@ REQUIRED = object()
 # cell is rerun at a larger budget).
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": REQUIRED, "description": ""},
-    "task": {"kind": Task.PARITY, "n": REQUIRED, "encoding": Encoding.PM1},
+    "task": {"kind": Task.PARITY, "n": REQUIRED, "encoding": Encoding.PM1, "k": None, "data": Data.TABLE,
+             "samples": None, "eval_samples": 8192},
     "model": {"depths": [1, 2, 3], "widths": {"min": 1, "max": 64, "search": WidthSearch.ADAPTIVE},
               "profile": Profile.CONSTANT, "activation": Activation.RELU, "init": Init.HE},
     "train": {"optimizer": Optimizer.ADAM, "lrs": [3e-3, 1e-2, 3e-2], "steps": 3000, "eval_every": 100,
-              "loss": Loss.BCE, "max_batch_rows": 65536, "weight_decay": 0.0},
+              "loss": Loss.BCE, "max_batch_rows": 65536, "weight_decay": 0.0,
+              "batch_size": 32},
     "search": {"seeds": 8, "success_threshold": 0.5, "min_depth_widths": [2, 4], "min_depth_max": None,
                "max_steps": None, "lr_extend": 1},
     "run": {"seed": 0, "devices": "all", "bucket_mib": 1024, "pad_depth": True},
@@ -93,7 +97,8 @@ class Reader:
 
 # Readers of the keys that take more than one form; each returns the Config fields it fills.
 
-def ns_of(r: Reader) -> tuple[int, ...]:
+def ns_of(r: Reader, table: bool = True) -> tuple[int, ...]:
+    """The n grid; a truth table must fit in memory, the sample modes take n up to MAX_SAMPLE_BITS."""
     v = r.get("n")
     if isinstance(v, dict):  # n = {values = [4, 8]}: exactly these
         if set(v) != {"values"}:
@@ -109,8 +114,50 @@ def ns_of(r: Reader) -> tuple[int, ...]:
     else:
         ns = r.int_list("n", 1)
     for n in ns:
-        check_bits(n, f"{r.path}: [task] n")
+        if table:
+            check_bits(n, f"{r.path}: [task] n")
+        elif n > MAX_SAMPLE_BITS:
+            raise r.fail("n", f"must be <= {MAX_SAMPLE_BITS} in the sample modes, got {n}")
     return ns
+
+
+def data_of(task: Reader) -> Data:
+    """The data mode, checked against the task first (a sparse parity's n is too large for any table)."""
+    data = task.choice("data", Data)
+    if task.choice("kind", Task) == Task.SPARSE_PARITY and data == Data.TABLE:
+        raise task.fail("data", 'a sparse parity is learned from samples: choose "online" or "fixed"')
+    return data
+
+
+def sampling_of(task: Reader, train: Reader, ns: tuple[int, ...]) -> dict[str, Any]:
+    """The task's hidden bits and data mode: ks (() = every bit), data, samples (m, data = "fixed"), eval_samples
+    and the train section's batch_size (0 in the table mode, where neither applies)."""
+    kind, data = task.choice("kind", Task), data_of(task)
+    if kind == Task.SPARSE_PARITY:
+        ks = task.int_list("k", 1, task.get("k") if isinstance(task.get("k"), list) else [task.get("k")],
+                           hi=min(ns))
+    elif "k" in task.table:
+        raise task.fail("k", 'names the hidden bits of kind = "sparse_parity"; parity uses every bit')
+    else:
+        ks = ()
+    sample_keys = [("task", "samples"), ("task", "eval_samples"), ("train", "batch_size")]
+    if data == Data.TABLE:
+        for section, key in sample_keys:
+            if key in (task if section == "task" else train).table:
+                raise (task if section == "task" else train).fail(
+                    key, 'applies to the sample modes only (data = "online" or "fixed")')
+        return {"ks": ks, "data": data, "samples": 0, "eval_samples": 0, "batch_size": 0}
+    if data == Data.FIXED:
+        if "samples" not in task.table:
+            raise task.fail("samples", 'is required with data = "fixed": the training set\'s size m')
+        samples = task.int_("samples", 1, hi=MAX_SAMPLES)
+    elif "samples" in task.table:
+        raise task.fail("samples", 'is the training set of data = "fixed"; "online" draws fresh samples')
+    else:
+        samples = 0
+    return {"ks": ks, "data": data, "samples": samples,
+            "eval_samples": task.int_("eval_samples", 1, hi=MAX_EVAL_SAMPLES),
+            "batch_size": train.int_("batch_size", 1, hi=2**16)}
 
 
 def widths_of(r: Reader) -> tuple[tuple[int, ...], WidthSearch, int | None]:

@@ -83,9 +83,13 @@ class CostModel:
         return {"programs": len(programs), "compile_s": compile_s, "train_s": train_s, "total_s": compile_s + train_s}
 
 
-def work(spec: BucketSpec, slots: int) -> tuple[int, int, int, int]:
-    """One step's units of work over a padded population of `slots` members, in the order of UNITS."""
+def work(spec: BucketSpec, slots: int) -> tuple[float, float, float, float]:
+    """One step's units of work over a padded population of `slots` members, in the order of UNITS. In the sample
+    modes a step also carries its share of the evaluation (eval_samples rows, forward only, every eval_every
+    steps: a third of a training row each), which there can cost as much as the training itself."""
     depth, width, rows = spec.depth_max, spec.width_max, spec.batch_rows
+    if spec.data != "table":
+        rows += spec.eval_rows / (3 * spec.eval_every)
     return (slots * (depth + 1), slots * rows * max(depth - 1, 0), slots * rows * max(depth * width, 1),
             TRAIN_FLOPS_PER_MADD * forward_madds(spec.n, depth, width) * rows * slots)
 

@@ -152,9 +152,9 @@ def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 
 
 
 def _width_grid(cfg: Config) -> list[Member]:
-    """Every coarse width at every (n, depth): what round 0 trained before the search grew widths from below."""
-    return [m for n in cfg.task.ns for d in cfg.depths_at(n) for w in cfg.widths_at(n)
-            for m in search.members_at(cfg, n, d, w)]
+    """Every coarse width at every (n, k, depth): what round 0 trained before the search grew widths from below."""
+    return [m for n, k in cfg.tasks() for d in cfg.depths_at(n) for w in cfg.widths_at(n)
+            for m in search.members_at(cfg, n, d, w, k=k)]
 
 
 def _budget_factor(cfg: Config) -> int:
@@ -174,7 +174,7 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
     factors = [search.LR_FACTOR**k for k in range(1, cfg.search.lr_extend + 1)]
     extra_lrs = tuple(float(f"{min(cfg.train.lrs) / f:.6g}") for f in factors) + tuple(
         float(f"{max(cfg.train.lrs) * f:.6g}") for f in factors)
-    for n in cfg.task.ns:
+    for n, k in cfg.tasks():
         widths = set(cfg.widths_at(n))
         if cfg.model.width_search == WidthSearch.ADAPTIVE and len(cfg.widths_at(n)) > 1:
             lo, hi = cfg.widths_at(n)[-2:]
@@ -183,7 +183,7 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
                 widths.add(lo)
         for depth in cfg.depths_at(n):
             for width in sorted(widths):
-                members += search.members_at(cfg, n, depth, width, lrs=cfg.train.lrs + extra_lrs)
+                members += search.members_at(cfg, n, depth, width, lrs=cfg.train.lrs + extra_lrs, k=k)
     tally = _tally(members, cfg, model, workers)
     factor = _budget_factor(cfg)
     for field in ("members", "padded_flops", "useful_flops", "train_s", "train_wall_s"):

@@ -25,9 +25,8 @@ from scaling.planning.cost import CostModel
 N_BANDS = (1, 2, 4, 0)
 
 
-def _bytes_per_member(bucket: Bucket) -> int:
-    s = bucket.spec
-    return member_bytes(s.n, s.depth_max, s.width_max, s.batch_rows)
+def _bytes_per_member(spec: BucketSpec) -> int:
+    return member_bytes(spec.n, spec.depth_max, spec.width_max, spec.batch_rows, spec.eval_rows)
 
 
 def _make(members: list[Member], cfg: Config) -> Bucket:
@@ -37,7 +36,7 @@ def _make(members: list[Member], cfg: Config) -> Bucket:
 
 def _split_for_memory(members: list[Member], cfg: Config) -> list[Bucket]:
     whole = _make(members, cfg)
-    per_bucket = max(1, cfg.run.bucket_mib * 2**20 // _bytes_per_member(whole))
+    per_bucket = max(1, cfg.run.bucket_mib * 2**20 // _bytes_per_member(whole.spec))
     return [whole] if len(members) <= per_bucket else [
         _make(members[i:i + per_bucket], cfg) for i in range(0, len(members), per_bucket)]
 
@@ -54,7 +53,7 @@ def _families(members: list[Member], cfg: Config, band: int, share_depths: bool
     families: dict[tuple, dict[int, list[Member]]] = defaultdict(lambda: defaultdict(list))
     for m in sorted(members):
         depth_key = -1 if share_depths and m.depth > 0 else m.depth
-        mixable = m.depth > 0 and 2**m.n <= cfg.train.max_batch_rows
+        mixable = m.depth > 0 and (m.data != "table" or 2**m.n <= cfg.train.max_batch_rows)
         n_key = ("n", m.n) if not mixable else ("band", -1 if band == 0 else (m.n - low) // band)
         families[(*(getattr(m, f) for f in SHARED_FIELDS), m.steps, depth_key, n_key)][rung(m.width)].append(m)
     return families
@@ -118,7 +117,7 @@ def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set, cfg: Co
             train_s = lambda spec, slots: b.steps * model.step_s(spec, slots)
             fits = [(spec, slots) for spec, slots in have if slots >= b.slots and
                     (spec == b.spec or _holds(spec, b.spec, cfg.run.pad_depth)) and
-                    len(b.members) * member_bytes(spec.n, spec.depth_max, spec.width_max, spec.batch_rows)
+                    len(b.members) * _bytes_per_member(spec)
                     <= cfg.run.bucket_mib * 2**20]
             if fits:
                 spec, slots = min(fits, key=lambda shape: (train_s(*shape), shape[1]))

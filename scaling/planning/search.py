@@ -26,6 +26,7 @@ value beyond it (/ 3 or x 3) is trained at that width, up to search.lr_extend fa
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 
@@ -36,34 +37,36 @@ from scaling.engine.population import SHARED_FIELDS, Member
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
 from scaling.planning.stats import budget_convergence, crossfit_rates, lr_edge, min_width_by_budget, monotone_min
-from scaling.storage.results import store_key, stored_keys
+from scaling.storage.results import store_key, stored_keys, with_defaults
 
 
 def members_at(cfg: Config, n: int, depth: int, width: int, steps: int | None = None,
-               lrs: tuple[float, ...] | None = None) -> list[Member]:
-    """Every (init, lr, seed) member of one (n, depth, width) point, at the config's budget or at `steps`. Depth
+               lrs: tuple[float, ...] | None = None, k: int = 0) -> list[Member]:
+    """Every (init, lr, seed) member of one (n, depth, width) point of the task (n, k), at the config's budget or
+    at `steps`. Depth
     0 (logistic regression) has no hidden layer, so its one point per n is stored with width 0 instead of once
     per grid width. `lrs` replaces the config's learning rates (the search's edge extensions)."""
     width = 0 if depth == 0 else width
     # Plain strings, not the config's enums: a member's identity (and its key) is the repr of its fields.
     shared = dict(task=str(cfg.task.kind), encoding=str(cfg.task.encoding), activation=str(cfg.model.activation),
                   optimizer=str(cfg.train.optimizer), loss=str(cfg.train.loss), profile=str(cfg.model.profile),
-                  weight_decay=cfg.train.weight_decay)
+                  weight_decay=cfg.train.weight_decay, data=str(cfg.task.data), samples=cfg.task.samples,
+                  batch_size=cfg.train.batch_size, eval_samples=cfg.task.eval_samples)
     assert set(shared) | {"init"} == set(SHARED_FIELDS)
     return [Member(**shared, init=str(init), n=n, depth=depth, width=width, lr=lr, seed=seed,
-                   steps=steps or cfg.train.steps)
+                   steps=steps or cfg.train.steps, k=k)
             for init, lr, seed in itertools.product(cfg.model.inits, lrs or cfg.train.lrs, range(cfg.search.seeds))]
 
 
 def grid_members(cfg: Config) -> list[Member]:
-    """The first round: the width grid at every (n, depth) (only its first width when the search is adaptive:
+    """The first round: the width grid at every (n, k, depth) (only its first width when the search is adaptive:
     the search climbs from there), and the depth grid at every min-depth width."""
     first = (lambda ws: ws[:1]) if cfg.model.width_search == WidthSearch.ADAPTIVE else (lambda ws: ws)
-    points = {(n, d, 0 if d == 0 else w)
-              for n in cfg.task.ns for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
-    points |= {(n, d, w) for n in cfg.task.ns for w in cfg.min_depth_widths_at(n)
+    points = {(n, d, 0 if d == 0 else w, k)
+              for n, k in cfg.tasks() for d in cfg.depths_at(n) for w in first(cfg.widths_at(n))}
+    points |= {(n, d, w, k) for n, k in cfg.tasks() for w in cfg.min_depth_widths_at(n)
                for d in range(1, cfg.min_depth_max_at(n) + 1)}
-    return [m for p in sorted(points) for m in members_at(cfg, *p)]
+    return [m for n, d, w, k in sorted(points) for m in members_at(cfg, n, d, w, k=k)]
 
 
 def _next_widths(by_width: pd.DataFrame, ladder: tuple[int, ...], threshold: float) -> tuple[int, ...]:
@@ -121,19 +124,20 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
     wanted = grid_members(cfg)
     if df.empty:
         return wanted
-    cells = dict(iter(df.groupby(["n", "depth"])))
-    for n in cfg.task.ns:
+    cells = dict(iter(with_defaults(df).groupby(["n", "k", "depth"])))
+    for n, k in cfg.tasks():
+        at = functools.partial(members_at, cfg, n, k=k)  # (depth, width, steps=, lrs=) of this task
         for depth in cfg.depths_at(n):
-            cell = cells.get((n, depth))
+            cell = cells.get((n, k, depth))
             if cell is None:
                 continue
             for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
-                wanted += members_at(cfg, n, depth, int(width), steps=int(steps),
-                                     lrs=tuple(sorted(set(cfg.train.lrs) | set(lrs.tolist()))))
+                wanted += at(depth, int(width), steps=int(steps),
+                             lrs=tuple(sorted(set(cfg.train.lrs) | set(lrs.tolist()))))
             budget = int(cell["steps_budget"].max())
             if budget > cfg.train.steps:  # a rerun: every width tested at a smaller budget, at this one
                 for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
-                    wanted += members_at(cfg, n, depth, int(width), steps=budget)
+                    wanted += at(depth, int(width), steps=budget)
             now = cell[cell["steps_budget"] == budget]
             # Only decide on widths whose every (init, lr, seed) is in, the config's learning rates and any added
             # at an edge: never from a half-trained point.
@@ -151,15 +155,15 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
             widths = (_next_widths(rates, cfg.widths_at(n), cfg.search.success_threshold)
                       if cfg.model.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
             for width in widths:
-                wanted += members_at(cfg, n, depth, width, steps=budget)
+                wanted += at(depth, width, steps=budget)
             if widths:
                 continue
             for w, lr in _edge_lrs(complete, rates, cfg).items():
-                wanted += members_at(cfg, n, depth, w, steps=budget, lrs=(lr,))
+                wanted += at(depth, w, steps=budget, lrs=(lr,))
             if (budget * BUDGET_FACTOR <= cfg.search.max_steps
                   and _settled_budget_limited(complete, cfg.search.success_threshold)):
                 for w in sorted(complete["width"].unique()):
-                    wanted += members_at(cfg, n, depth, int(w), steps=budget * BUDGET_FACTOR)
+                    wanted += at(depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted
 
 
@@ -209,8 +213,8 @@ def assumed_rows(members: list[Member], solves: Callable[[Member], bool], result
     results = results or {}
     outcome = lambda m: ((results[m].solved, results[m].step_solved) if m in results else
                          (bool(solves(m)), 1 if solves(m) else None))
-    return pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, *outcome(m)) for m in members],
-                        columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "solved",
+    return pd.DataFrame([(m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, m.k, *outcome(m)) for m in members],
+                        columns=["n", "depth", "width", "init", "lr", "seed", "steps_budget", "k", "solved",
                                  "step_solved"])
 
 

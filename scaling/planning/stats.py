@@ -269,7 +269,12 @@ def lr_edge(at: pd.DataFrame, best_init: str | None = None) -> tuple[int, float 
 
 def summarize(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per (n, depth) with w* (at each cell's largest budget), and one per (n, width) with L*: what the
-    sweep prints, and the analysis's summary.csv with W50 added."""
+    sweep prints, and the analysis's summary.csv with W50 added. A sparse parity's tasks are summarized one k at a
+    time (a leading k column)."""
+    if cfg.task.ks and not df.empty:
+        parts = [summarize(part, cfg.replace(ks=())).assign(k=k) for k, part in df.groupby("k")]
+        summary = pd.concat(parts, ignore_index=True)
+        return summary[["k", *summary.columns[:-1]]]
     parts = []
     if not df.empty:
         shaped = latest_budget(width_cells(df, cfg))

@@ -41,7 +41,8 @@ RUN_END = ("ended_at", "compiles", "compile_s")
 ADDED_LATER = ("compiles", "compile_s", "processes", "hosts")
 # Member columns added later, with the value every earlier row had: a store without one gains it (ALTER TABLE),
 # and a reader fills it in.
-MEMBERS_ADDED_LATER = {"profile": "constant", "weight_decay": 0.0}
+MEMBERS_ADDED_LATER = {"profile": "constant", "weight_decay": 0.0, "k": 0, "data": "table", "samples": 0,
+                       "batch_size": 0, "eval_samples": 0, "subset": ""}
 RUN_START = [c for c in RUN_COLUMNS if c != "run_id" and c not in RUN_END]
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});
@@ -144,32 +145,36 @@ def connect_readonly(out_dir: str | Path) -> sqlite3.Connection:
 
 # What tells the members of one store apart: the store holds one config's members (Store.start_run checks the
 # hash), so the fields that config fixes need no comparing.
-STORE_KEY = ("n", "depth", "width", "init", "lr", "seed", "steps_budget")
+STORE_KEY = ("n", "depth", "width", "init", "lr", "seed", "steps_budget", "k")
 
 
 def store_key(m: Member) -> tuple:
     """A member's STORE_KEY values, as a row of its store holds them."""
-    return (m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps)
+    return (m.n, m.depth, m.width, m.init, m.lr, m.seed, m.steps, m.k)
 
 
 def stored_keys(df: pd.DataFrame) -> set[tuple]:
-    """The STORE_KEY of every row of a members frame (of rows with at least those columns)."""
-    return set() if df.empty else set(df[list(STORE_KEY)].itertuples(index=False, name=None))
+    """The STORE_KEY of every row of a members frame (of rows with at least those columns, but for columns added
+    later, which take their default)."""
+    return set() if df.empty else set(with_defaults(df)[list(STORE_KEY)].itertuples(index=False, name=None))
+
+
+def with_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every member column added later that it lacks, at the value earlier rows had."""
+    missing = {col: value for col, value in MEMBERS_ADDED_LATER.items() if col not in df}
+    return df.assign(**missing) if missing else df
 
 
 # Columns that every row must fill with a number; the others may be NULL (step_solved of an unsolved member, the
 # final loss and accuracy of a diverged one).
-_REQUIRED = ("n", "depth", "width", "lr", "seed", "steps_budget", "steps_run", "solved", "diverged")
+_REQUIRED = ("n", "depth", "width", "lr", "seed", "steps_budget", "k", "steps_run", "solved", "diverged")
 _OPTIONAL = ("step_solved", "final_loss", "final_accuracy", "wall_s")
 
 
 def read_members(conn: sqlite3.Connection) -> pd.DataFrame:
     """The members table, numbers as numbers (NULL as NaN where a column may be empty); ValueError naming the
     column when an edited or damaged store holds NULL or text where a number belongs."""
-    df = pd.read_sql_query("SELECT * FROM members ORDER BY rowid", conn)
-    for col, value in MEMBERS_ADDED_LATER.items():
-        if col not in df:
-            df[col] = value
+    df = with_defaults(pd.read_sql_query("SELECT * FROM members ORDER BY rowid", conn))
     for col in (*_REQUIRED, *_OPTIONAL):
         values = pd.to_numeric(df[col], errors="coerce")
         odd = values.isna() & (df[col].notna() | (col in _REQUIRED))
