@@ -38,5 +38,5 @@ def test_a_study_writes_what_analyze_writes_and_fits_json_is_strict(tiny_sweep, 
         raise ValueError(f"not strict JSON: {constant}")
 
     json.loads(text, parse_constant=refuse)
-    assert analysis.reporting.report.strict_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == \
+    assert analysis.reporting.files.strict_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == \
         json.dumps({"a": None, "b": [None, 1.5]}, indent=2)

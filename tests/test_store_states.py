@@ -13,7 +13,7 @@ import pytest
 from configs import TINY
 from streams import without_progress
 
-from analysis.reporting.report import FITS, REPORT, SUMMARY
+from analysis.reporting.files import FITS, REPORT, SUMMARY
 from scaling.cli import main
 from scaling.engine.population import MemberResult
 from scaling.experiment import config

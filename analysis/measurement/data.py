@@ -13,6 +13,7 @@ import pandas as pd
 from scaling.errors import UserError
 from scaling.experiment import config as config_mod
 from scaling.experiment.config import Config
+from scaling.planning import search
 from scaling.storage.results import STORE_NAME, connect_readonly, read_members, read_runs
 
 
@@ -44,3 +45,25 @@ def load_config(dir: str | Path) -> Config:
         raise UserError(str(Path(dir) / STORE_NAME), "its latest run holds no config text (an edited or damaged "
                                                      "store); rerun the sweep with its experiment file to restore it")
     return config_mod.parse(text, f"{dir} (saved config)")
+
+
+def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """What a reader must know before trusting the report: unfinished runs, members still missing."""
+    notes = []
+    unfinished = runs[runs["ended_at"].isna()]
+    if len(unfinished):
+        notes.append(f"{len(unfinished)} of {len(runs)} sweep run(s) did not finish (interrupted, or still "
+                     f"running): run id {', '.join(str(int(r)) for r in unfinished['run_id'])}.")
+    if not df["solved"].any():
+        notes.append(f"No member of this store solved parity ({len(df)} trained): nothing here measures a width. "
+                     "Check the learning rates (`lrs`) and the step budget (`steps`) of the experiment file.")
+    diverged = int(df["diverged"].sum())
+    if diverged > len(df) // 2:
+        notes.append(f"{diverged} of {len(df)} members diverged (a loss that was not finite or above 10^4): the "
+                     "learning rates are likely too large.")
+    missing = len(set(search.next_round(cfg, df)))
+    if missing:
+        notes.append(f"The store lacks {missing} members that the search asks for at this point: the sweep is "
+                     f"incomplete, so w* and the fits may change. Rerun "
+                     f"`scaling sweep` with this config and the same --out to finish it.")
+    return notes

@@ -15,12 +15,12 @@ from scaling.experiment.config import Config
 from scaling.planning.stats import w_star_fell
 
 
-def _ended(timestamp) -> str:
+def run_end(timestamp) -> str:
     """A run's end time, or "unfinished" where it never ended."""
     return timestamp if isinstance(timestamp, str) and timestamp else "unfinished"
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -95,7 +95,7 @@ def _fit_section(name: str, comp: FitComparison) -> str:
         win = (comp.win_rate or {}).get(r["family"])
         rows.append([r["family"], num(r["aicc"]), num(r["delta_aicc"]), f"{r['weight']:.2f}", params, boot_s,
                      num(r["extrap_error"]), "n/a" if win is None else f"{win:.2f}"])
-    text = f"### {name}\n\n" + _table(
+    text = f"### {name}\n\n" + md_table(
         ["family", fit.criterion, "Δ", "Akaike weight", "params [95 % CI]", "bootstrap 95 % CI",
          "extrap. error", "bootstrap win rate"], rows)
     if comp.notes:
@@ -113,7 +113,7 @@ def _laws_section(name: str, call) -> str:
                            zip(law.names, call.params[r.law], (call.ci(r.law, k) for k in law.names)))
         rows.append([law.formula, r.growth, f"{num(r.chi2)} / {r.dof}", f"{r.p_fit:.2g}", num(r.delta),
                      f"{r.weight:.2f}", f"{r.win_rate:.2f}", num(r.oos), params])
-    return f"### {name}\n\n" + _table(["law", "class", "χ² / dof", "fit p", "ΔAICc", "Akaike weight",
+    return f"### {name}\n\n" + md_table(["law", "class", "χ² / dof", "fit p", "ΔAICc", "Akaike weight",
                                         "bootstrap wins", "held-out z²", "params [95 % seed bootstrap]"], rows)
 
 
@@ -164,7 +164,7 @@ def _setup(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame) -> str:
     commit = last["git_commit"] if isinstance(last["git_commit"], str) and last["git_commit"] else "unknown"
     l_star_max = (str(cfg.search.min_depth_max) if cfg.search.min_depth_max is not None else
                   "⌈log2 n⌉ + 2" if cfg.search.min_depth_times_n else "the largest depth")
-    return _table(["setting", "value"], [
+    return md_table(["setting", "value"], [
         ["task", f"{task.kind}, n = {', '.join(map(str, task.ns))}, encoding {task.encoding}"],
         ["model", f"depths {list(model.depths)}" + "".join(f", ⌈log2 n⌉ + {k}" for k in model.depth_log2) + ", widths "
          + (f"{model.width_per_n}n" if model.width_per_n else f"{model.width_search} up to {cfg.max_width}")
@@ -177,7 +177,7 @@ def _setup(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame) -> str:
         ["members trained", f"{len(df)} ({int(df['solved'].sum())} solved, {int(df['diverged'].sum())} diverged)"],
         ["provenance", f"jax {last['jax_version']}, flax {last['flax_version']}, optax {last['optax_version']}, "
                        f"{last['backend']} ({last['device_kind']} x{last['device_count']}), commit "
-                       f"{commit[:10]}, {runs['started_at'].iloc[0]} .. {_ended(last['ended_at'])}"],
+                       f"{commit[:10]}, {runs['started_at'].iloc[0]} .. {run_end(last['ended_at'])}"],
     ])
 
 
@@ -255,14 +255,14 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         "then W50 [95 % seed bootstrap]; *budget-limited* where w* fell between half the budget and the whole; "
         "*one seed: A to B* where one more or one fewer solved seed per width would move "
         f"w* there ({one_seed_cells(stars, 'w_star')} of {len(stars)} cells).",
-        _table(["n"] + [f"depth {d}" for d in depths], _cell_rows(stars, depths, lambda r, d: _width_cell(r))),
+        md_table(["n"] + [f"depth {d}" for d in depths], _cell_rows(stars, depths, lambda r, d: _width_cell(r))),
         _edge_note(stars, cfg),
         "## w* against the step budget",
         f"w* re-read from the stored solve steps at 1/8, 1/4, 1/2 and all of each cell's budget "
         f"({cfg.train.steps} steps); "
         f"✓: budget-converged (w* did not fall between half the budget and the whole). {limited} of {len(stars)} "
         f"cells are budget-limited; they are left out of the fits.",
-        _table(["n"] + [f"depth {d}" for d in depths],
+        md_table(["n"] + [f"depth {d}" for d in depths],
                [[n] + [_budget_cell(by_budget[(by_budget["n"] == n) & (by_budget["depth"] == d)]) for d in depths]
                 for n in sorted(stars["n"].unique())]),
         *(["## Does W50 fall with the recipe or the budget?",
@@ -274,11 +274,11 @@ def render_report(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame, summary: pd
         f"Trained: hidden units at w* ({cfg.model.profile} width profile). Constructions: hidden units of the "
         f"smallest {cfg.model.profile}-profile network that holds each hand-built network (`scaling construct "
         f"KIND --n N`), computed by code.",
-        _table(["n"] + [f"trained depth {d}" for d in depths] + kinds, u_rows),
+        md_table(["n"] + [f"trained depth {d}" for d in depths] + kinds, u_rows),
     ]
     if l_rows:
         parts += ["## Minimum depth L* at fixed width", f"Searched over depths 1..{l_star_max}.",
-                  _table(["n"] + [label(g) for g in d_groups], l_rows)]
+                  md_table(["n"] + [label(g) for g in d_groups], l_rows)]
     parts += ["## Steps to solve",
               "Median steps to solve at the first tested width >= 2n of each cell and its best learning rate. Steps "
               f"are exact with full batches, read every {cfg.train.eval_every} steps with mini-batches.",

@@ -10,9 +10,6 @@ Study (members, config, summary, verdict, fits and the figures' frames), drawn a
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,52 +21,20 @@ from analysis.calls.curves import depth_curves, steps_curves, steps_frame
 from analysis.calls.laws import LAWS
 from analysis.calls.recipe import recipe_effects, recipe_lines
 from analysis.calls.verdict import REPS, Verdict, judge
-from analysis.measurement.data import load, load_config, load_runs
+from analysis.measurement.data import load, load_config, load_runs, store_warnings
 from analysis.measurement.measure import w50_frame
 from analysis.reporting import figures
+from analysis.reporting.files import strict_json, write_study
 from analysis.reporting.frames import figure_frames, fit_all
 from analysis.reporting.markdown import render_report
+from analysis.reporting.sample_report import SampleStudy, sample_study
 from analysis.reporting.style import group_label
 from analysis.simulation.power import power_analysis
+from scaling.choices import Data
 from scaling.engine.constructions import unit_counts
 from scaling.errors import UserError
 from scaling.experiment.config import Config
-from scaling.planning import search
 from scaling.planning.stats import crossfit_rates, latest_budget, min_width_by_budget, width_cells
-from scaling.storage.outputs import write_outputs
-
-PNG_DPI = 200
-# What `scaling analyze` writes into a results directory (the one writer of each).
-SUMMARY, FITS, REPORT, FIGURES_DIR = "summary.csv", "fits.json", "REPORT.md", "figures"
-FIGURE_SUFFIXES = (".pdf", ".png")
-
-
-def _figure_bytes(fig, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.02)
-    return buffer.getvalue()
-
-
-def store_warnings(cfg, df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
-    """What a reader must know before trusting the report: unfinished runs, members still missing."""
-    notes = []
-    unfinished = runs[runs["ended_at"].isna()]
-    if len(unfinished):
-        notes.append(f"{len(unfinished)} of {len(runs)} sweep run(s) did not finish (interrupted, or still "
-                     f"running): run id {', '.join(str(int(r)) for r in unfinished['run_id'])}.")
-    if not df["solved"].any():
-        notes.append(f"No member of this store solved parity ({len(df)} trained): nothing here measures a width. "
-                     "Check the learning rates (`lrs`) and the step budget (`steps`) of the experiment file.")
-    diverged = int(df["diverged"].sum())
-    if diverged > len(df) // 2:
-        notes.append(f"{diverged} of {len(df)} members diverged (a loss that was not finite or above 10^4): the "
-                     "learning rates are likely too large.")
-    missing = len(set(search.next_round(cfg, df)))
-    if missing:
-        notes.append(f"The store lacks {missing} members that the search asks for at this point: the sweep is "
-                     f"incomplete, so w* and the fits may change. Rerun "
-                     f"`scaling sweep` with this config and the same --out to finish it.")
-    return notes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,13 +116,8 @@ class Study:
 
     def write(self) -> list[Path]:
         """Write summary.csv, fits.json, the figures and REPORT.md, all or nothing; returns their paths."""
-        files: dict[str, bytes | str] = {SUMMARY: self.summary.to_csv(index=False), FITS: self.fits_json()}
-        for name in FIGURES:
-            fig = self.figure(name)
-            for suffix in FIGURE_SUFFIXES:
-                files[f"{FIGURES_DIR}/{name}{suffix}"] = _figure_bytes(fig, suffix[1:])
-        files[REPORT] = self.report()
-        return write_outputs(self.dir, files)  # the report last
+        return write_study(self.dir, self.summary, self.fits_json(), {name: self.figure(name) for name in FIGURES},
+                           self.report())
 
 
 # Every figure of the report, drawn from a Study's frames (analysis.reporting.figures has one function per figure).
@@ -172,29 +132,15 @@ FIGURES = {
 }
 
 
-def strict_json(data: Any) -> str:
-    """JSON that every reader accepts: NaN and infinities become null, numpy numbers plain ones."""
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        if hasattr(value, "tolist"):  # numpy scalars and arrays
-            return clean(value.tolist())
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-
-    return json.dumps(clean(data), indent=2, allow_nan=False)
-
-
-def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study:
+def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study | SampleStudy:
     """Read and analyse a results directory, writing nothing. `power` runs the power analysis (most of the
-    time of a default analysis)."""
+    time of a default analysis). A store of the sample modes gives a SampleStudy (analysis.reporting.sample_report)."""
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
+    if cfg.task.data != Data.TABLE:  # learned from samples: t_c and its scaling, not widths on the table
+        return sample_study(dir, df, cfg, runs)
     verdict = judge(df, cfg, reps)
     shaped = latest_budget(width_cells(df, cfg))  # w* at each cell's largest budget
     base = df[df["steps_budget"] == cfg.train.steps]  # L* compares depths at one budget
@@ -216,7 +162,8 @@ def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study:
                  powers=power_analysis(verdict, cfg) if power else {}, recipe=recipe, reps=reps)
 
 
-def analyze(dir: str | Path, reps: int = REPS, power: bool = True, write: bool = True) -> list[Path] | Study:
+def analyze(dir: str | Path, reps: int = REPS, power: bool = True, write: bool = True
+            ) -> list[Path] | Study | SampleStudy:
     """Everything `scaling analyze` writes; returns the paths written (write=False: the Study, nothing written)."""
     result = study(dir, reps, power)
     return result.write() if write else result

@@ -1,0 +1,200 @@
+"""A run that learns parities from samples, analysed (`scaling analyze DIR` on such a store, or
+analysis.study): t_c per point, alpha(k) in t_c ∝ n^alpha with its interval, whether alpha grows with k, the
+effect of width, the width search's w* per (n, k), and the hidden bits of each task.
+
+    study = analysis.study("results/sparse_parity")
+    study.points, study.alphas, study.growth          # t_c per point, alpha per k, the claim tested
+    study.figure("tc_vs_n")                           # a matplotlib Figure
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.calls.sample_scaling import GROWS, REPS, GrowthInK, Slope, growth_by_curve, slopes, tc_points
+from analysis.measurement.data import store_warnings
+from analysis.reporting import sample_figures
+from analysis.reporting.files import strict_json, write_study
+from analysis.reporting.markdown import md_table, run_end
+from analysis.simulation.sample_controls import MAX_FALSE_POSITIVES, ClaimControl, control
+from scaling.experiment.config import Config
+from scaling.planning.stats import min_width
+
+FIGURES = {
+    "tc_vs_n": lambda s: sample_figures.tc_vs_n(s.members, s.points, s.alphas, s.config.train.eval_every),
+    "tc_vs_width": lambda s: sample_figures.tc_vs_width(s.members, s.points, s.width_slopes),
+}
+
+
+def _steps(value: float) -> str:
+    return "not reached" if not np.isfinite(value) else f"{value:,.0f}"
+
+
+def _interval(lo: float, hi: float, cap: float | None = None) -> str:
+    if np.isnan(lo) or np.isnan(hi):
+        return "-"
+    show = lambda v: f"> {cap:,.0f}" if cap is not None and not np.isfinite(v) else f"{v:.2f}" if cap is None \
+        else f"{v:,.0f}"
+    return f"[{show(lo)}, {show(hi)}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleStudy:
+    """One results directory of the sample modes, analysed: the frames of its tables, figures and files."""
+
+    dir: Path
+    config: Config
+    members: pd.DataFrame
+    runs: pd.DataFrame
+    points: pd.DataFrame  # t_c per (k, n, depth, width, lr): median, interval, quartiles, success (summary.csv)
+    alphas: list[Slope]  # t_c ∝ n^alpha per (k, depth, width, lr)
+    width_slopes: list[Slope]  # t_c ∝ width^slope per (k, n, depth, lr) trained at two or more widths
+    growth: dict[tuple, GrowthInK]  # (depth, width, lr) -> does alpha grow with k?
+    controls: dict[tuple, ClaimControl]  # (depth, width, lr) -> the test on synthetic runs of this design
+    stars: pd.DataFrame  # the width search's w* per (n, k, depth): half the seeds solve within the cap
+    reps: int
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.points
+
+    def figure(self, name: str) -> Figure:
+        if name not in FIGURES:
+            raise KeyError(f"no figure {name!r}; one of {', '.join(FIGURES)}")
+        return FIGURES[name](self)
+
+    def subsets(self) -> pd.DataFrame:
+        """The hidden bits of each (n, k), as the engine stored them with every member."""
+        return (self.members.groupby(["n", "k"])["subset"].agg(lambda s: sorted(set(s)))
+                .reset_index().sort_values(["k", "n"], ignore_index=True))
+
+    def fits_json(self) -> str:
+        return strict_json({"alpha": [a.as_dict() for a in self.alphas],
+                            "width_slope": [s.as_dict() for s in self.width_slopes],
+                            "alpha_grows_with_k": [{"depth": d, "width": w, "lr": lr, **g.as_dict(),
+                                                    "controls": self.controls[(d, w, lr)].as_dict()
+                                                    if (d, w, lr) in self.controls else None}
+                                                   for (d, w, lr), g in self.growth.items()]})
+
+    def report(self) -> str:
+        return render(self)
+
+    def write(self) -> list[Path]:
+        return write_study(self.dir, self.points, self.fits_json(), {name: self.figure(name) for name in FIGURES},
+                           self.report())
+
+
+def sample_study(dir: Path, df: pd.DataFrame, cfg: Config, runs: pd.DataFrame, reps: int = REPS) -> SampleStudy:
+    points = tc_points(df, reps)
+    alphas = slopes(df, "n", cfg.train.eval_every, reps)
+    stars = pd.concat([min_width(part, cfg.search.success_threshold).assign(k=k) for k, part in df.groupby("k")],
+                      ignore_index=True)
+    growth = growth_by_curve(alphas)
+    controls = {}
+    for depth, width, lr in growth:
+        mine = [a for a in alphas if (a.at["depth"], a.at["width"], a.at["lr"]) == (depth, width, lr)]
+        rows = df[(df["depth"] == depth) & (df["width"] == width) & (df["lr"] == lr)]
+        if (result := control(mine, rows, cfg.train.steps, cfg.train.eval_every)) is not None:
+            controls[(depth, width, lr)] = result
+    return SampleStudy(dir=dir, config=cfg, members=df, runs=runs, points=points, alphas=alphas,
+                       width_slopes=slopes(df, "width", cfg.train.eval_every, reps), growth=growth,
+                       controls=controls, stars=stars, reps=reps)
+
+
+def _setup(s: SampleStudy) -> str:
+    cfg, last = s.config, s.runs.iloc[-1]
+    task, train = cfg.task, cfg.train
+    data = (f"online: a fresh batch of {train.batch_size} every step" if task.data == "online" else
+            f"fixed: mini-batches of {train.batch_size} from {task.samples:,} training samples")
+    return md_table(["setting", "value"], [
+        ["task", f"{task.kind}, n = {', '.join(map(str, task.ns))}"
+         + (f", k = {', '.join(map(str, task.ks))}" if task.ks else " (every bit)") + f", inputs {task.encoding}"],
+        ["data", f"{data}; success = every one of {task.eval_samples:,} fresh samples right"],
+        ["model", f"depths {list(cfg.model.depths)}, widths {list(cfg.model.widths)}, {cfg.model.activation}, "
+                  f"init {' or '.join(cfg.model.inits)}"],
+        ["training", f"{train.optimizer}, lrs {list(train.lrs)}, weight decay {train.weight_decay:g}, loss "
+                     f"{train.loss}, cap {train.steps:,} steps, evaluated every {train.eval_every}"],
+        ["seeds", f"{cfg.search.seeds} per point"],
+        ["members trained", f"{len(s.members)} ({int(s.members['solved'].sum())} solved within the cap)"],
+        ["provenance", f"jax {last['jax_version']}, {last['backend']} ({last['device_kind']} x{last['device_count']}),"
+                       f" {s.runs['started_at'].iloc[0]} .. {run_end(last['ended_at'])}"],
+    ])
+
+
+def _growth_lines(s: SampleStudy) -> list[str]:
+    lines = []
+    for key, g in s.growth.items():
+        depth, width, lr = key
+        steps = "; ".join(f"α({st['k_to']}) − α({st['k_from']}) = {st['difference']:.2f} "
+                          f"[{st['lo']:.2f}, {st['hi']:.2f}]: {st['call']}" for st in g.steps)
+        c = s.controls.get(key)
+        verdict = ("**holds**" if g.call == GROWS else "**is refuted**" if g.call == "does not grow"
+                   else "**is not shown**")
+        if c is not None and not c.passes and g.call == GROWS:
+            verdict = "is **not reported** (the test's controls failed)"
+        checked = ("" if c is None else f" Controls: on {c.simulations} synthetic runs of this design (seed spread "
+                   f"σ = {c.sigma:.2f} in log t_c) the test said \"grows\" in {c.false_positive:.0%} with α equal "
+                   f"across k (at most {MAX_FALSE_POSITIVES:.0%} allowed) and in {c.power:.0%} at the measured α.")
+        lines.append(f"- depth {depth}, width {width}, lr {lr:g}: \"α grows with k\" {verdict} ({steps}).{checked}")
+    if lines:
+        lines.append("A step grows when the 95 % seed-bootstrap interval of α(k') − α(k) lies above 0; the claim "
+                     "holds when every step between consecutive k grows.")
+    return lines or ["- Not tested: it needs fitted exponents at two or more k."]
+
+
+def _spreads(points: pd.DataFrame, at: dict) -> list[str]:
+    """The seeds' q75 / q25 of t_c at the narrowest and the widest width of one (k, n, depth, lr)."""
+    rows = points
+    for field, value in at.items():
+        rows = rows[rows[field] == value]
+    rows = rows.sort_values("width")
+    ratio = lambda r: "-" if not np.isfinite(r["tc_q75"]) else f"{r['tc_q75'] / r['tc_q25']:.2f}"
+    return [ratio(rows.iloc[0]), ratio(rows.iloc[-1])]
+
+
+def render(s: SampleStudy) -> str:
+    cfg, eval_every = s.config, s.config.train.eval_every
+    p = s.points
+    alpha_rows = [[a.at["k"], a.at["depth"], a.at["width"], f"{a.at['lr']:g}",
+                   "-" if not np.isfinite(a.slope) else f"{a.slope:.2f}", _interval(a.lo, a.hi),
+                   ", ".join(map(str, a.x)) or "-", ", ".join(map(str, a.left_out)) or "-",
+                   ", ".join(map(str, a.first_eval)) or "-"] for a in s.alphas]
+    point_rows = [[r.k, r.n, r.depth, r.width, f"{r.lr:g}", f"{r.solved}/{r.seeds}", _steps(r.tc_median),
+                   _interval(r.tc_lo, r.tc_hi, r.cap), f"{_steps(r.tc_q25)} .. {_steps(r.tc_q75)}"]
+                  for r in p.itertuples()]
+    width_rows = [[w.at["k"], w.at["n"], f"{w.slope:.2f}" if np.isfinite(w.slope) else "-", _interval(w.lo, w.hi),
+                   ", ".join(map(str, w.x)) or "-", *_spreads(p, w.at)] for w in s.width_slopes]
+    subsets = [[r.k, r.n, "; ".join(r.subset)] for r in s.subsets().itertuples()]
+    star_rows = [[r.k, r.n, r.depth, "> " + str(int(r.bound)) if r.censored else int(r.w_star)]
+                 for r in s.stars.sort_values(["k", "n", "depth"]).itertuples()]
+    warnings = store_warnings(cfg, s.members, s.runs)
+    return "\n\n".join([
+        f"# {cfg.experiment.name}: how long SGD takes to learn a parity from samples",
+        cfg.experiment.description.strip() or "(no description)",
+        *(["## Before you read\n\n" + "\n".join(f"- {w}" for w in warnings)] if warnings else []),
+        "## Setup\n\n" + _setup(s),
+        "## α: t_c ∝ n^α\n\n"
+        f"t_c is a member's first evaluation step (every {eval_every}) at which every evaluation sample is right. "
+        "α is the least-squares slope of log median t_c on log n; its interval resamples seeds within every point "
+        "(95 % percentile). Medians not reached within the cap (lower bounds) and medians at the first evaluation "
+        "(upper bounds) are listed, not fitted.\n\n"
+        + md_table(["k", "depth", "width", "lr", "α", "95 % interval", "n fitted", "not reached",
+                    "at the first evaluation"], alpha_rows)
+        + "\n\n" + "\n".join(_growth_lines(s)) + "\n\n![t_c against n](figures/tc_vs_n.png)",
+        *(["## Width\n\nThe slope of log median t_c on log width at fixed (n, k): −1 would be a proportional "
+           "speed-up, 0 none. The spread is the seeds' q75 / q25 of t_c at the narrowest and the widest width.\n\n"
+           + md_table(["k", "n", "slope", "95 % interval", "widths fitted", "spread, narrowest",
+                       "spread, widest"], width_rows)
+           + "\n\n![t_c against width](figures/tc_vs_width.png)"] if width_rows else []),
+        "## t_c per point\n\n" + md_table(["k", "n", "depth", "width", "lr", "solved", "median t_c",
+                                           "95 % interval", "quartiles"], point_rows),
+        "## w*: the narrowest width at which half the seeds learn within the cap\n\n"
+        + md_table(["k", "n", "depth", "w*"], star_rows),
+        "## Hidden bits\n\nDrawn from the run seed, n and k (scaling.engine.tasks.hidden_subset), stored with every "
+        "member.\n\n" + md_table(["k", "n", "bits"], subsets),
+    ]) + "\n"
