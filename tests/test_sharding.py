@@ -17,6 +17,7 @@ from scaling.engine.train import train_bucket
 import dataclasses
 base = Member(task="parity", n=3, encoding="pm1", depth=1, width=2, activation="relu", init="he", optimizer="adam",
               loss="bce", lr=3e-2, seed=0, steps=300)
+base = dataclasses.replace(base, **{fields})
 members = [dataclasses.replace(base, depth=d, width=w, seed=s) for d in (1, 2) for w in (2, 5) for s in range(3)]
 bucket = make_bucket(members, eval_every=100)
 plain, sharded = train_bucket(bucket), train_bucket(bucket, mesh=make_mesh(2))
@@ -26,8 +27,14 @@ print(json.dumps({"devices": jax.device_count(),
 """
 
 
-def test_sharded_population_equals_unsharded():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("fields", [
+    "{}",  # the truth table
+    "dict(task='sparse_parity', n=12, k=2, data='online', batch_size=16, eval_samples=256, optimizer='sgd', "
+    "loss='hinge', lr=0.1, weight_decay=0.01)",  # samples drawn on each device from each member's key
+])
+def test_sharded_population_equals_unsharded(fields):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.replace("{fields}", fields)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2

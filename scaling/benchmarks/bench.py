@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scaling.benchmarks import bench_torch
+from scaling.benchmarks import bench_samples, bench_torch
 from scaling.engine.model import forward, init_member
 from scaling.engine.population import Member, make_bucket, padding_waste
 from scaling.engine.programs import Programs
@@ -151,6 +151,7 @@ def run_bench(out: str | Path = "bench.json") -> dict:
     jax.config.update("jax_enable_compilation_cache", False)  # cold means cold
     try:
         results = _measure()
+        samples = bench_samples.measure()  # the sample modes' workload (a sparse parity from fresh samples)
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_was)
     baselines = ["one_by_one", "step_loop", "naive_vmap"]
@@ -168,6 +169,7 @@ def run_bench(out: str | Path = "bench.json") -> dict:
         "results": {k: {f: (round(v, 3) if isinstance(v, float) else v) for f, v in r.items()}
                     for k, r in results.items()},
         **{f"{way}_speedup": {f"vs_{k}": ratio(k, way) for k in baselines} for way in ("sweep", "sweep_warm", "grid")},
+        "samples": samples,
     }
     write_atomic({out: json.dumps(report, indent=2)})
     print(f"{'way':<12}{'members':>8}{'buckets':>8}{'compiles':>9}{'compile s':>10}{'wall s':>9}{'waste':>7}")
@@ -180,5 +182,8 @@ def run_bench(out: str | Path = "bench.json") -> dict:
     for way in ("sweep", "sweep_warm", "grid"):
         r = report[f"{way}_speedup"]
         print(f"{way}: " + ", ".join(f"{r[f'vs_{k}']}x {described[k]}" for k in baselines))
+    print("sparse parity from samples (member-steps per second): engine "
+          f"{samples['results']['engine']['member_steps_per_s']:,.0f}, "
+          + ", ".join(f"{v}x the {k[3:].replace('_', ' ')}" for k, v in samples["engine_throughput"].items()))
     print(f"-> {out}")
     return report

@@ -24,7 +24,7 @@ def available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def _initial_params(members: list[Member], n: int) -> list[dict[str, np.ndarray]]:
+def initial_params(members: list[Member], n: int) -> list[dict[str, np.ndarray]]:
     """The engine's initial weights of each member, unpadded (one jitted init per width)."""
     init = jax.jit(init_member, static_argnames=("n_in", "depth", "width", "depth_max", "width_max", "activation",
                                                  "init"))
@@ -37,7 +37,7 @@ def _initial_params(members: list[Member], n: int) -> list[dict[str, np.ndarray]
     return params
 
 
-def _network(torch, params: dict[str, np.ndarray]):
+def network(torch, params: dict[str, np.ndarray]):
     """nn.Sequential holding `params` (the engine's kernels are (in, out); nn.Linear's weights are (out, in))."""
     nn = torch.nn
     kernels = [params["in_kernel"], *params["hidden_kernel"], params["out_kernel"]]
@@ -58,11 +58,11 @@ def torch_loop(members: list[Member], n: int, lr: float, steps: int, eval_every:
 
     table = make_table(members[0].task, n, members[0].encoding)
     x_RxN, y_R = torch.from_numpy(table.x_RxN), torch.from_numpy(table.y_R)
-    initial = _initial_params(members, n)
+    initial = initial_params(members, n)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     start, solved = time.perf_counter(), 0
     for params in initial:
-        net = _network(torch, params)
+        net = network(torch, params)
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         for i in range(1, steps + 1):
             optimizer.zero_grad(set_to_none=True)
