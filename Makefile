@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/default.toml
-OUT    ?= results/default
+# results/NAME for experiments/NAME.toml
+OUT    ?= results/$(basename $(notdir $(CONFIG)))
 # The accelerator build of jax: cuda where nvidia-smi sees a GPU, tpu on a TPU VM, else the CPU build.
 ACCEL  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo cuda; \
                   elif [ -e /dev/accel0 ] || [ -n "$$TPU_NAME" ]; then echo tpu; fi)
@@ -62,10 +63,13 @@ profile-compile: $(STAMP)
 	$(BIN)/python -m scaling.benchmarks.compile_profile --out compile-profile.json
 
 # The README's figure: copied from a real `make sweep` (never edited by hand).
+# The README's figures: units_vs_bits of the default run, and tc_vs_n of a sparse-parity run
+# (make readme-figure CONFIG=experiments/sparse_parity.toml FIGURE=tc_vs_n).
+FIGURE ?= units_vs_bits
 readme-figure:
-	@test -f $(OUT)/figures/units_vs_bits.png || { echo "no $(OUT)/figures/units_vs_bits.png: run make sweep first"; exit 2; }
+	@test -f $(OUT)/figures/$(FIGURE).png || { echo "no $(OUT)/figures/$(FIGURE).png: run make sweep first"; exit 2; }
 	mkdir -p experiments/figures
-	cp $(OUT)/figures/units_vs_bits.png experiments/figures/units_vs_bits.png
+	cp $(OUT)/figures/$(FIGURE).png experiments/figures/$(FIGURE).png
 
 clean:
 	rm -rf results bench.json .pytest_cache
