@@ -8,6 +8,8 @@
     analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.calls.verdict)
     analysis.study(dir, power=True) -> Study           one results directory analysed, for a notebook: members,
                                                        summary, calls, claims, frames, .figure(name) -> Figure
+                                                       (a store of the sample modes: a SampleStudy, with t_c per
+                                                       point, alpha per k and the growth test)
     analysis.analyze(dir, write=True)                  fits.json, figures, REPORT.md (write=False: the Study)
     analysis.compare_runs(dir_a, dir_b) -> RunComparison  two stores of one config, member by member and cell by cell
 
@@ -23,6 +25,7 @@ _EXPORTS = {
     **dict.fromkeys(["FAMILIES", "Fit", "FitError", "fit_curve"], "analysis.calls.fits"),
     **dict.fromkeys(["analyze", "study", "Study", "FIGURES"], "analysis.reporting.report"),
     **dict.fromkeys(["judge", "Verdict"], "analysis.calls.verdict"),
+    "SampleStudy": "analysis.reporting.sample_report",
     **dict.fromkeys(["RunComparison", "compare_runs"], "analysis.measurement.runs"),
     **dict.fromkeys(["min_depth", "min_width", "success_rates", "wilson"], "scaling.planning.stats"),
 }

@@ -63,6 +63,7 @@ def test_a_sparse_parity_config_plans_one_task_per_k_with_n_up_to_64():
 @pytest.mark.parametrize("edit, key", [
     (("data = \"online\"", "data = \"table\""), "[task] data"),
     (("k = [2, 3]", "k = [2, 13]"), "[task] k"),
+    (("k = [2, 3]", ""), "[task] k"),
     (("data = \"online\"", "data = \"fixed\""), "[task] samples"),
     (("data = \"online\"", "data = \"online\"\nsamples = 100"), "[task] samples"),
     (("[12, 64]", "[12, 257]"), "[task] n"),

@@ -90,6 +90,11 @@ class Study:
                               "lo": c.outcome.ci95[0], "hi": c.outcome.ci95[1], "at": c.outcome.at,
                               "controls_pass": c.reported} for c in self.verdict.claims])
 
+    @property
+    def figure_names(self) -> list[str]:
+        """The figures of this study (every one of FIGURES)."""
+        return list(FIGURES)
+
     def figure(self, name: str) -> Figure:
         """One of FIGURES, drawn from this study's frames."""
         if name not in FIGURES:
@@ -116,8 +121,8 @@ class Study:
 
     def write(self) -> list[Path]:
         """Write summary.csv, fits.json, the figures and REPORT.md, all or nothing; returns their paths."""
-        return write_study(self.dir, self.summary, self.fits_json(), {name: self.figure(name) for name in FIGURES},
-                           self.report())
+        return write_study(self.dir, self.summary, self.fits_json(),
+                           {name: self.figure(name) for name in self.figure_names}, self.report())
 
 
 # Every figure of the report, drawn from a Study's frames (analysis.reporting.figures has one function per figure).

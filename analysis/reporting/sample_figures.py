@@ -123,7 +123,8 @@ def tc_vs_width(members: pd.DataFrame, points: pd.DataFrame, width_slopes: list[
             _log_axes(ax, mine["width"])
             ax.set_xlabel("width (hidden units)")
             ax.set_title(f"k = {k}" if k is not None else "no point has two widths")
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
         axes[0].set_ylabel("$t_c$: median and quartiles")
         fig.suptitle("Width against time to learn (dotted: a proportional speed-up at the largest n)", fontsize=8,
                      y=1.03)

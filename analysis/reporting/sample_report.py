@@ -63,9 +63,14 @@ class SampleStudy:
     def summary(self) -> pd.DataFrame:
         return self.points
 
+    @property
+    def figure_names(self) -> list[str]:
+        """The figures this run has data for: t_c against width needs a point trained at two or more widths."""
+        return [name for name in FIGURES if name != "tc_vs_width" or self.width_slopes]
+
     def figure(self, name: str) -> Figure:
-        if name not in FIGURES:
-            raise KeyError(f"no figure {name!r}; one of {', '.join(FIGURES)}")
+        if name not in self.figure_names:
+            raise KeyError(f"no figure {name!r}; one of {', '.join(self.figure_names)}")
         return FIGURES[name](self)
 
     def subsets(self) -> pd.DataFrame:
@@ -85,8 +90,8 @@ class SampleStudy:
         return render(self)
 
     def write(self) -> list[Path]:
-        return write_study(self.dir, self.points, self.fits_json(), {name: self.figure(name) for name in FIGURES},
-                           self.report())
+        return write_study(self.dir, self.points, self.fits_json(),
+                           {name: self.figure(name) for name in self.figure_names}, self.report())
 
 
 def sample_study(dir: Path, df: pd.DataFrame, cfg: Config, runs: pd.DataFrame, reps: int = REPS) -> SampleStudy:

@@ -133,6 +133,8 @@ def sampling_of(task: Reader, train: Reader, ns: tuple[int, ...]) -> dict[str, A
     """The task's hidden bits and data mode: ks (() = every bit), data, samples (m, data = "fixed"), eval_samples
     and the train section's batch_size (0 in the table mode, where neither applies)."""
     kind, data = task.choice("kind", Task), data_of(task)
+    if kind == Task.SPARSE_PARITY and "k" not in task.table:
+        raise task.fail("k", 'is required with kind = "sparse_parity": how many hidden bits (a list for several)')
     if kind == Task.SPARSE_PARITY:
         ks = task.int_list("k", 1, task.get("k") if isinstance(task.get("k"), list) else [task.get("k")],
                            hi=min(ns))
