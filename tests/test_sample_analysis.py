@@ -18,7 +18,8 @@ def truth(alphas: dict[int, float], seeds=25, sigma=0.3, cap=10**9, every=10, se
 
 
 def test_tc_points_reads_medians_quartiles_success_and_censoring():
-    rows = pd.DataFrame({"k": 2, "n": 10, "depth": 1, "width": 8, "lr": 0.1, "seed": range(5), "steps_budget": 1000,
+    rows = pd.DataFrame({"k": 2, "n": 10, "depth": 1, "width": 8, "init": "he", "lr": 0.1, "seed": range(5),
+                         "steps_budget": 1000,
                          "solved": [True, True, True, False, False],
                          "step_solved": [100.0, 300.0, 200.0, np.nan, np.nan]})
     half_failed = rows.assign(n=12, solved=[True, True, False, False, False],
@@ -59,7 +60,7 @@ def test_equal_alphas_are_rarely_called_growing():
 
 def test_the_controls_measure_false_positives_and_power_at_the_design():
     rows = truth({2: 0.5, 3: 1.0, 4: 1.5}, sigma=0.4)
-    result = control(slopes(rows, "n", eval_every=10, reps=200), rows, cap=10**6, eval_every=10, simulations=10)
+    result = control(slopes(rows, "n", eval_every=10, reps=200), rows, eval_every=10, simulations=10)
     assert result.passes and result.false_positive <= 0.1 and result.power >= 0.8
     assert result.sigma == pytest.approx(0.4, abs=0.1)
 
@@ -110,3 +111,12 @@ def test_a_tiny_sparse_sweep_is_analysed_end_to_end(tmp_path):
     assert len(study.points) == 3 * 2 * 2 and {a.at["k"] for a in study.alphas} == {2, 3}
     report = (tmp_path / "REPORT.md").read_text()
     assert "## α: t_c ∝ n^α" in report and "## Hidden bits" in report
+
+
+def test_inits_are_points_of_their_own_and_censored_replicates_take_the_cap():
+    rows = pd.concat([truth({3: 1.0}), truth({3: 1.0}, seed=1).assign(init="lecun")])
+    assert len(tc_points(rows)) == 2 * len(NS) and len(slopes(rows, "n", eval_every=10)) == 2
+    near_cap = truth({3: 2.0}, cap=int(np.exp(4.0) * 64**2 * 1.05), seed=3)  # about 45 % censored at n = 64
+    fit = slopes(near_cap, "n", eval_every=10)[0]
+    assert fit.x[-1] == 64 and fit.capped > 0 and len(fit.draws) == 400  # kept, not dropped
+    assert fit.lo < fit.slope < fit.hi

@@ -1,7 +1,7 @@
 """Learning a (sparse) parity from samples: t_c, the steps SGD takes to find it, and how it scales.
 
 Per member, t_c is the first evaluation step at which every evaluation sample is right (its step_solved),
-censored at the step cap. Per point (k, n, depth, width, lr): the median t_c over seeds with its 95 %
+censored at the step cap. Per point (k, n, depth, width, init, lr): the median t_c over seeds with its 95 %
 seed-bootstrap interval, the quartiles, and the fraction of seeds that succeed within the cap. Along n (or
 width) at the rest fixed: the exponent of t_c ∝ n^alpha (width^slope), the least-squares slope of log median t_c
 on log n, with the seed-bootstrap interval of the slope. And the claim the paper makes (Barak et al. 2022),
@@ -17,7 +17,8 @@ import pandas as pd
 
 from analysis.measurement.intervals import interval95
 
-POINT = ["k", "n", "depth", "width", "lr"]  # what a point of t_c fixes; seeds vary within it
+POINT = ["k", "n", "depth", "width", "init", "lr"]  # what a point of t_c fixes; seeds vary within it
+CURVE = ["depth", "width", "init", "lr"]  # what the curves of alpha over k share: the network and its recipe
 REPS = 400
 MIN_CURVE_POINTS = 2  # a slope needs two points with a median reached; REPORT says how many each used
 
@@ -27,7 +28,7 @@ def solve_steps(rows: pd.DataFrame) -> np.ndarray:
     return np.where(rows["solved"].to_numpy(bool), rows["step_solved"].to_numpy(float), np.inf)
 
 
-def _latest_budget(df: pd.DataFrame) -> pd.DataFrame:
+def latest_budget(df: pd.DataFrame) -> pd.DataFrame:
     """Each point's rows at its largest step cap (a point rerun at a larger cap is read there)."""
     return df[df["steps_budget"] == df.groupby(POINT)["steps_budget"].transform("max")]
 
@@ -60,7 +61,7 @@ def tc_points(df: pd.DataFrame, reps: int = REPS, seed: int = 0) -> pd.DataFrame
     reached), tc_lo and tc_hi (95 % seed bootstrap of the median), tc_q25 and tc_q75 (the seeds' quartiles)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for key, part in _latest_budget(df).groupby(POINT, sort=True):
+    for key, part in latest_budget(df).groupby(POINT, sort=True):
         t_S = solve_steps(part)
         lo, hi = _order_interval(_boot_medians(t_S, reps, rng))
         q25, q75 = np.quantile(t_S, [0.25, 0.75], method="inverted_cdf")
@@ -77,7 +78,7 @@ class Slope:
     """t_c ∝ x^slope along x = n or width, the other point fields fixed (`at`)."""
 
     along: str
-    at: dict  # the fixed fields: k, depth, width, lr (along n) or k, n, depth, lr (along width)
+    at: dict  # the fixed fields of POINT: all but n (along n) or all but width (along width)
     slope: float  # NaN with fewer than MIN_CURVE_POINTS reached medians
     lo: float
     hi: float
@@ -85,14 +86,14 @@ class Slope:
     x: list[int]  # the x whose median was reached after the first evaluation, fitted
     left_out: list[int]  # the x whose median was not reached within the cap (lower bounds; not fitted)
     first_eval: list[int]  # the x whose median is the first evaluation step (upper bounds; not fitted)
-    dropped: int  # bootstrap replicates in which a fitted median was not reached (left out of the interval)
+    capped: int  # bootstrap replicates in which a fitted median was not reached (taken at the cap: see slopes)
     draws: np.ndarray = dataclasses.field(repr=False)  # the replicates' slopes (R',)
 
     def as_dict(self) -> dict:
         return {"along": self.along, **self.at, "slope": self.slope, "ci95": [self.lo, self.hi],
                 "intercept": self.intercept, "fitted": self.x, "not_reached": self.left_out,
                 "at_first_evaluation": self.first_eval,
-                "replicates_dropped": self.dropped}
+                "replicates_at_the_cap": self.capped}
 
 
 def _slope_of(logx_M: np.ndarray, logy_RxM: np.ndarray) -> np.ndarray:
@@ -108,11 +109,14 @@ def slopes(df: pd.DataFrame, along: str = "n", eval_every: int = 0, reps: int = 
     An evaluation every `eval_every` steps only says that t_c lies in (t - eval_every, t]: the fit and each
     bootstrap draw take a uniform point of that interval (without this, medians on the evaluation grid give
     degenerate intervals). A median not reached within the cap is only a lower bound, and one
-    at the first evaluation only an upper bound: neither is fitted; both are listed."""
+    at the first evaluation only an upper bound: neither is fitted; both are listed. A replicate whose median at a
+    fitted x is not reached takes the cap there (its lower bound): dropping those replicates would drop the
+    steepest ones; capping them keeps them, so that the interval's upper end errs low only by what the cap hides
+    (REPORT counts them)."""
     rng = np.random.default_rng(seed)
     fixed = [c for c in POINT if c != along]
     out = []
-    for key, curve in _latest_budget(df).groupby(fixed, sort=True):
+    for key, curve in latest_budget(df).groupby(fixed, sort=True):
         xs = sorted(int(x) for x in curve[along].unique())
         t_of = {x: solve_steps(curve[curve[along] == x]) for x in xs}
         medians = {x: float(np.median(t_of[x])) for x in xs}
@@ -129,49 +133,57 @@ def slopes(df: pd.DataFrame, along: str = "n", eval_every: int = 0, reps: int = 
         logy = np.array([_log_median(t_of[x], eval_every, rng) for x in reached])
         slope = float(_slope_of(logx, logy[None])[0])
         boot_RxM = np.stack([_boot_medians(t_of[x], reps, rng, eval_every) for x in reached], axis=1)
-        ok = np.all(np.isfinite(boot_RxM), axis=1)
-        draws = _slope_of(logx, np.log(boot_RxM[ok])) if ok.any() else np.empty(0)
-        lo, hi = interval95(draws) if len(draws) else (np.nan, np.nan)
+        cap_M = np.array([curve.loc[curve[along] == x, "steps_budget"].max() for x in reached], float)
+        capped = ~np.all(np.isfinite(boot_RxM), axis=1)
+        draws = _slope_of(logx, np.log(np.where(np.isfinite(boot_RxM), boot_RxM, cap_M)))
+        lo, hi = interval95(draws)
         out.append(Slope(along, at, slope, float(lo), float(hi), float(logy.mean() - slope * logx.mean()),
-                         reached, not_reached, at_first, int((~ok).sum()), draws))
+                         reached, not_reached, at_first, int(capped.sum()), draws))
     return out
 
 
 @dataclasses.dataclass
 class GrowthInK:
-    """Does alpha grow with k? Each step between consecutive k, at one (depth, width, lr)."""
+    """Does alpha grow with k? Each step between consecutive k with a fitted alpha, at one CURVE."""
 
     call: str  # "grows", "does not grow" (some step falls), or "not shown" (some step's interval holds 0)
     steps: list[dict]  # k_from, k_to, difference, lo, hi, call
+    unfitted: list[int]  # the k without a fitted alpha (left out of the steps)
 
     def as_dict(self) -> dict:
-        return {"call": self.call, "steps": self.steps}
+        return {"call": self.call, "steps": self.steps, "k_without_alpha": self.unfitted}
 
 
 GROWS, FALLS, NOT_SHOWN = "grows", "does not grow", "not shown"
 
 
 def alpha_grows(alphas: list[Slope]) -> GrowthInK | None:
-    """Test "alpha grows with k" on the slopes along n of one (depth, width, lr): every consecutive pair of k
-    whose 95 % bootstrap interval of alpha(k') - alpha(k) lies above 0 grows; one below 0 falls. The claim holds
-    when every step grows, is refuted when any falls, and is not shown otherwise. None with fewer than two k."""
-    usable = sorted((a for a in alphas if np.isfinite(a.slope) and len(a.draws)), key=lambda a: a.at["k"])
+    """Test "alpha grows with k" on the slopes along n of one CURVE: every consecutive pair of k (with a fitted
+    alpha) whose 95 % bootstrap interval of alpha(k') - alpha(k) lies above 0 grows; one below 0 falls. The claim
+    holds when every step grows, is refuted when any falls, and is not shown otherwise. None with fewer than two k.
+
+    Members at one (n, seed) share their initial weights and inputs whatever k (k is not in the key), so the
+    alphas of two k are not independent in principle; their replicates are paired by index as if they were.
+    On the CPU experiment the correlation of log t_c across k at one (n, width, seed) was -0.04 to 0.03."""
+    fitted = lambda a: bool(np.isfinite(a.slope) and len(a.draws))
+    usable = sorted(filter(fitted, alphas), key=lambda a: a.at["k"])
+    unfitted = sorted(a.at["k"] for a in alphas if not fitted(a))
     if len(usable) < 2:
         return None
     steps = []
     for a, b in zip(usable, usable[1:]):
-        m = min(len(a.draws), len(b.draws))  # independent seeds per k: replicates pair up in any order
+        m = min(len(a.draws), len(b.draws))
         lo, hi = interval95(b.draws[:m] - a.draws[:m])
         call = GROWS if lo > 0 else FALLS if hi < 0 else NOT_SHOWN
         steps.append({"k_from": a.at["k"], "k_to": b.at["k"], "difference": b.slope - a.slope, "lo": float(lo),
                       "hi": float(hi), "call": call})
     calls = {s["call"] for s in steps}
-    return GrowthInK(GROWS if calls == {GROWS} else FALLS if FALLS in calls else NOT_SHOWN, steps)
+    return GrowthInK(GROWS if calls == {GROWS} else FALLS if FALLS in calls else NOT_SHOWN, steps, unfitted)
 
 
 def growth_by_curve(alphas: list[Slope]) -> dict[tuple, GrowthInK]:
-    """alpha_grows for each (depth, width, lr) of the slopes along n."""
+    """alpha_grows for each CURVE (a tuple of its values) of the slopes along n."""
     groups: dict[tuple, list[Slope]] = {}
     for a in alphas:
-        groups.setdefault((a.at["depth"], a.at["width"], a.at["lr"]), []).append(a)
+        groups.setdefault(tuple(a.at[f] for f in CURVE), []).append(a)
     return {key: g for key, group in groups.items() if (g := alpha_grows(group)) is not None}

@@ -50,9 +50,10 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
     a, b = load(dir_a), load(dir_b)
     both = a.merge(b, on=list(IDENTITY_COLUMNS), suffixes=("_a", "_b"))
     # A summary lacks the columns of a kind it has no rows of (no L* search: no width, no L_star).
-    columns = _CELL + ["w_star", "L_star", "rate", "tested"]
-    summaries = [summarize(df, load_config(d)).reindex(columns=columns) for df, d in ((a, dir_a), (b, dir_b))]
-    cells = summaries[0].merge(summaries[1], on=_CELL, how="outer", suffixes=("_a", "_b"))
+    summaries = [summarize(df, load_config(d)) for df, d in ((a, dir_a), (b, dir_b))]
+    cell = (["k"] if any("k" in s for s in summaries) else []) + _CELL  # a sparse parity's cells are per k
+    summaries = [s.reindex(columns=cell + ["w_star", "L_star", "rate", "tested"]) for s in summaries]
+    cells = summaries[0].merge(summaries[1], on=cell, how="outer", suffixes=("_a", "_b"))
     differs = pd.Series(False, index=cells.index)
     for col in ("w_star", "L_star"):
         differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)

@@ -137,15 +137,17 @@ FIGURES = {
 }
 
 
-def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study | SampleStudy:
+def study(dir: str | Path, reps: int | None = None, power: bool = True) -> Study | SampleStudy:
     """Read and analyse a results directory, writing nothing. `power` runs the power analysis (most of the
-    time of a default analysis). A store of the sample modes gives a SampleStudy (analysis.reporting.sample_report)."""
+    time of a default analysis). A store of the sample modes gives a SampleStudy (analysis.reporting.sample_report).
+    `reps`: seed-bootstrap replicates (default: each analysis's own, REPS for the verdict)."""
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
     if df.empty:
         raise UserError(str(dir), "the store has no trained members yet")
     if cfg.task.data != Data.TABLE:  # learned from samples: t_c and its scaling, not widths on the table
-        return sample_study(dir, df, cfg, runs)
+        return sample_study(dir, df, cfg, runs) if reps is None else sample_study(dir, df, cfg, runs, reps)
+    reps = REPS if reps is None else reps
     verdict = judge(df, cfg, reps)
     shaped = latest_budget(width_cells(df, cfg))  # w* at each cell's largest budget
     base = df[df["steps_budget"] == cfg.train.steps]  # L* compares depths at one budget
@@ -167,7 +169,7 @@ def study(dir: str | Path, reps: int = REPS, power: bool = True) -> Study | Samp
                  powers=power_analysis(verdict, cfg) if power else {}, recipe=recipe, reps=reps)
 
 
-def analyze(dir: str | Path, reps: int = REPS, power: bool = True, write: bool = True
+def analyze(dir: str | Path, reps: int | None = None, power: bool = True, write: bool = True
             ) -> list[Path] | Study | SampleStudy:
     """Everything `scaling analyze` writes; returns the paths written (write=False: the Study, nothing written)."""
     result = study(dir, reps, power)

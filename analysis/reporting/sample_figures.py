@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from analysis.calls.sample_scaling import Slope, solve_steps
+from analysis.calls.sample_scaling import CURVE, Slope, solve_steps
 from analysis.reporting.style import DOUBLE_COLUMN, SINGLE_COLUMN, colour, paper
 
 
@@ -23,8 +23,8 @@ def _curves(points: pd.DataFrame, fixed: list[str]) -> list[tuple[dict, pd.DataF
 def _label(at: dict, varying: set[str]) -> str:
     """The curve's fixed fields that vary between curves, in words: "k = 3, width 100"."""
     words = {"k": lambda v: f"k = {v}", "n": lambda v: f"n = {v}", "width": lambda v: f"width {v}",
-             "depth": lambda v: f"depth {v}", "lr": lambda v: f"lr {v:g}"}
-    return ", ".join(words[f](at[f]) for f in ("k", "n", "width", "depth", "lr") if f in at and f in varying)
+             "depth": lambda v: f"depth {v}", "init": lambda v: f"init {v}", "lr": lambda v: f"lr {v:g}"}
+    return ", ".join(words[f](at[f]) for f in ("k", "n", "width", "depth", "init", "lr") if f in at and f in varying)
 
 
 def _seeds(ax, members: pd.DataFrame, at: dict, along: str, c: str) -> None:
@@ -61,13 +61,13 @@ def tc_vs_n(members: pd.DataFrame, points: pd.DataFrame, alphas: list[Slope], ev
     """Median t_c (seed-bootstrap 95 % bars) against n on log-log axes, one curve per k, one panel per width
     (and per depth or learning rate where those vary), with the fitted t_c ∝ n^alpha over the medians reached
     (drawn + eval_every / 2: the fit places each t_c within its evaluation interval, the markers at its end)."""
-    panels = _curves(points, ["depth", "width", "lr"])
-    varying = {f for f in ("depth", "width", "lr") if points[f].nunique() > 1}
+    panels = _curves(points, CURVE)
+    varying = {f for f in CURVE if points[f].nunique() > 1}
     with paper():
         fig = Figure(figsize=(SINGLE_COLUMN if len(panels) == 1 else DOUBLE_COLUMN, 3.8))
         axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
         for ax, (panel, rows) in zip(axes, panels):
-            for i, (at, part) in enumerate(_curves(rows, ["k", "depth", "width", "lr"])):
+            for i, (at, part) in enumerate(_curves(rows, ["k", *CURVE])):
                 c = colour(i)
                 _seeds(ax, members, at, "n", c)
                 fit = next((a for a in alphas if a.at == at), None)
@@ -97,7 +97,8 @@ def tc_vs_n(members: pd.DataFrame, points: pd.DataFrame, alphas: list[Slope], ev
 def tc_vs_width(members: pd.DataFrame, points: pd.DataFrame, width_slopes: list[Slope]) -> Figure:
     """At each (n, k) trained at two or more widths: the median t_c and the seeds' quartiles (shaded)
     against width, one panel per k; a proportional speed-up would fall as 1/width (the grey guide)."""
-    shown = points.groupby(["k", "n", "depth", "lr"])["width"].transform("nunique") > 1
+    across = ["k", "n", "depth", "init", "lr"]  # a width curve fixes all of POINT but width
+    shown = points.groupby(across)["width"].transform("nunique") > 1
     points = points[shown]
     ks = sorted(points["k"].unique()) or [None]
     with paper():
@@ -105,8 +106,8 @@ def tc_vs_width(members: pd.DataFrame, points: pd.DataFrame, width_slopes: list[
         axes = np.atleast_1d(fig.subplots(1, len(ks), sharey=True))
         for ax, k in zip(axes, ks):
             mine = points[points["k"] == k] if k is not None else points
-            varying = {f for f in ("n", "depth", "lr") if mine[f].nunique() > 1} | {"n"}
-            for i, (at, part) in enumerate(_curves(mine, ["k", "n", "depth", "lr"])):
+            varying = {f for f in ("n", "depth", "init", "lr") if mine[f].nunique() > 1} | {"n"}
+            for i, (at, part) in enumerate(_curves(mine, across)):
                 c = colour(i)
                 part = part.sort_values("width")
                 q75 = part["tc_q75"].where(np.isfinite(part["tc_q75"]), part["cap"])

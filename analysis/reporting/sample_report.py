@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.calls.sample_scaling import GROWS, REPS, GrowthInK, Slope, growth_by_curve, slopes, tc_points
+from analysis.calls.sample_scaling import (
+    CURVE,
+    GROWS,
+    REPS,
+    GrowthInK,
+    Slope,
+    growth_by_curve,
+    latest_budget,
+    slopes,
+    tc_points,
+)
 from analysis.measurement.data import store_warnings
 from analysis.reporting import sample_figures
 from analysis.reporting.files import strict_json, write_study
@@ -51,11 +61,11 @@ class SampleStudy:
     config: Config
     members: pd.DataFrame
     runs: pd.DataFrame
-    points: pd.DataFrame  # t_c per (k, n, depth, width, lr): median, interval, quartiles, success (summary.csv)
-    alphas: list[Slope]  # t_c ∝ n^alpha per (k, depth, width, lr)
-    width_slopes: list[Slope]  # t_c ∝ width^slope per (k, n, depth, lr) trained at two or more widths
-    growth: dict[tuple, GrowthInK]  # (depth, width, lr) -> does alpha grow with k?
-    controls: dict[tuple, ClaimControl]  # (depth, width, lr) -> the test on synthetic runs of this design
+    points: pd.DataFrame  # t_c per (k, n, depth, width, init, lr): median, interval, quartiles, success (summary.csv)
+    alphas: list[Slope]  # t_c ∝ n^alpha per (k, depth, width, init, lr)
+    width_slopes: list[Slope]  # t_c ∝ width^slope per (k, n, depth, init, lr) trained at two or more widths
+    growth: dict[tuple, GrowthInK]  # CURVE values (depth, width, init, lr) -> does alpha grow with k?
+    controls: dict[tuple, ClaimControl]  # CURVE values -> the test on synthetic runs of this design
     stars: pd.DataFrame  # the width search's w* per (n, k, depth): half the seeds solve within the cap
     reps: int
 
@@ -81,10 +91,10 @@ class SampleStudy:
     def fits_json(self) -> str:
         return strict_json({"alpha": [a.as_dict() for a in self.alphas],
                             "width_slope": [s.as_dict() for s in self.width_slopes],
-                            "alpha_grows_with_k": [{"depth": d, "width": w, "lr": lr, **g.as_dict(),
-                                                    "controls": self.controls[(d, w, lr)].as_dict()
-                                                    if (d, w, lr) in self.controls else None}
-                                                   for (d, w, lr), g in self.growth.items()]})
+                            "alpha_grows_with_k": [{**dict(zip(CURVE, key)), **g.as_dict(),
+                                                    "controls": self.controls[key].as_dict()
+                                                    if key in self.controls else None}
+                                                   for key, g in self.growth.items()]})
 
     def report(self) -> str:
         return render(self)
@@ -97,15 +107,15 @@ class SampleStudy:
 def sample_study(dir: Path, df: pd.DataFrame, cfg: Config, runs: pd.DataFrame, reps: int = REPS) -> SampleStudy:
     points = tc_points(df, reps)
     alphas = slopes(df, "n", cfg.train.eval_every, reps)
-    stars = pd.concat([min_width(part, cfg.search.success_threshold).assign(k=k) for k, part in df.groupby("k")],
-                      ignore_index=True)
+    stars = pd.concat([min_width(latest_budget(part), cfg.search.success_threshold).assign(k=k)
+                       for k, part in df.groupby("k")], ignore_index=True)
     growth = growth_by_curve(alphas)
     controls = {}
-    for depth, width, lr in growth:
-        mine = [a for a in alphas if (a.at["depth"], a.at["width"], a.at["lr"]) == (depth, width, lr)]
-        rows = df[(df["depth"] == depth) & (df["width"] == width) & (df["lr"] == lr)]
-        if (result := control(mine, rows, cfg.train.steps, cfg.train.eval_every)) is not None:
-            controls[(depth, width, lr)] = result
+    for key in growth:
+        mine = [a for a in alphas if tuple(a.at[f] for f in CURVE) == key]
+        rows = df[(df[CURVE] == pd.Series(dict(zip(CURVE, key)))).all(axis=1)]
+        if (result := control(mine, rows, cfg.train.eval_every)) is not None:
+            controls[key] = result
     return SampleStudy(dir=dir, config=cfg, members=df, runs=runs, points=points, alphas=alphas,
                        width_slopes=slopes(df, "width", cfg.train.eval_every, reps), growth=growth,
                        controls=controls, stars=stars, reps=reps)
@@ -133,8 +143,11 @@ def _setup(s: SampleStudy) -> str:
 
 def _growth_lines(s: SampleStudy) -> list[str]:
     lines = []
+    recipes = {f for f in ("init", "lr") if s.points[f].nunique() > 1}
     for key, g in s.growth.items():
-        depth, width, lr = key
+        at = dict(zip(CURVE, key))
+        where = f"depth {at['depth']}, width {at['width']}" + "".join(
+            f", {f} {at[f]:g}" if f == "lr" else f", {f} {at[f]}" for f in ("init", "lr") if f in recipes)
         steps = "; ".join(f"α({st['k_to']}) − α({st['k_from']}) = {st['difference']:.2f} "
                           f"[{st['lo']:.2f}, {st['hi']:.2f}]: {st['call']}" for st in g.steps)
         c = s.controls.get(key)
@@ -145,7 +158,9 @@ def _growth_lines(s: SampleStudy) -> list[str]:
         checked = ("" if c is None else f" Controls: on {c.simulations} synthetic runs of this design (seed spread "
                    f"σ = {c.sigma:.2f} in log t_c) the test said \"grows\" in {c.false_positive:.0%} with α equal "
                    f"across k (at most {MAX_FALSE_POSITIVES:.0%} allowed) and in {c.power:.0%} at the measured α.")
-        lines.append(f"- depth {depth}, width {width}, lr {lr:g}: \"α grows with k\" {verdict} ({steps}).{checked}")
+        left = (f" No α at k = {', '.join(map(str, g.unfitted))} (too few medians reached): it is not in the test."
+                if g.unfitted else "")
+        lines.append(f"- {where}: \"α grows with k\" {verdict} ({steps}).{checked}{left}")
     if lines:
         lines.append("A step grows when the 95 % seed-bootstrap interval of α(k') − α(k) lies above 0; the claim "
                      "holds when every step between consecutive k grows.")
@@ -162,14 +177,24 @@ def _spreads(points: pd.DataFrame, at: dict) -> list[str]:
     return [ratio(rows.iloc[0]), ratio(rows.iloc[-1])]
 
 
+def _capped_note(alphas: list[Slope]) -> str:
+    capped = [a for a in alphas if a.capped]
+    if not capped:
+        return ""
+    worst = max(capped, key=lambda a: a.capped)
+    return (f"\n\nIn {len(capped)} fit(s) some bootstrap replicates did not reach a fitted median within the cap "
+            f"(at most {worst.capped} of {len(worst.draws)}, k = {worst.at['k']}, width {worst.at['width']}); they "
+            "take the cap there, so those intervals' upper ends are lower bounds.")
+
+
 def render(s: SampleStudy) -> str:
     cfg, eval_every = s.config, s.config.train.eval_every
     p = s.points
-    alpha_rows = [[a.at["k"], a.at["depth"], a.at["width"], f"{a.at['lr']:g}",
+    alpha_rows = [[a.at["k"], a.at["depth"], a.at["width"], a.at["init"], f"{a.at['lr']:g}",
                    "-" if not np.isfinite(a.slope) else f"{a.slope:.2f}", _interval(a.lo, a.hi),
                    ", ".join(map(str, a.x)) or "-", ", ".join(map(str, a.left_out)) or "-",
                    ", ".join(map(str, a.first_eval)) or "-"] for a in s.alphas]
-    point_rows = [[r.k, r.n, r.depth, r.width, f"{r.lr:g}", f"{r.solved}/{r.seeds}", _steps(r.tc_median),
+    point_rows = [[r.k, r.n, r.depth, r.width, r.init, f"{r.lr:g}", f"{r.solved}/{r.seeds}", _steps(r.tc_median),
                    _interval(r.tc_lo, r.tc_hi, r.cap), f"{_steps(r.tc_q25)} .. {_steps(r.tc_q75)}"]
                   for r in p.itertuples()]
     width_rows = [[w.at["k"], w.at["n"], f"{w.slope:.2f}" if np.isfinite(w.slope) else "-", _interval(w.lo, w.hi),
@@ -188,15 +213,15 @@ def render(s: SampleStudy) -> str:
         "α is the least-squares slope of log median t_c on log n; its interval resamples seeds within every point "
         "(95 % percentile). Medians not reached within the cap (lower bounds) and medians at the first evaluation "
         "(upper bounds) are listed, not fitted.\n\n"
-        + md_table(["k", "depth", "width", "lr", "α", "95 % interval", "n fitted", "not reached",
-                    "at the first evaluation"], alpha_rows)
+        + md_table(["k", "depth", "width", "init", "lr", "α", "95 % interval", "n fitted", "not reached",
+                    "at the first evaluation"], alpha_rows) + _capped_note(s.alphas)
         + "\n\n" + "\n".join(_growth_lines(s)) + "\n\n![t_c against n](figures/tc_vs_n.png)",
         *(["## Width\n\nThe slope of log median t_c on log width at fixed (n, k): −1 would be a proportional "
            "speed-up, 0 none. The spread is the seeds' q75 / q25 of t_c at the narrowest and the widest width.\n\n"
            + md_table(["k", "n", "slope", "95 % interval", "widths fitted", "spread, narrowest",
                        "spread, widest"], width_rows)
            + "\n\n![t_c against width](figures/tc_vs_width.png)"] if width_rows else []),
-        "## t_c per point\n\n" + md_table(["k", "n", "depth", "width", "lr", "solved", "median t_c",
+        "## t_c per point\n\n" + md_table(["k", "n", "depth", "width", "init", "lr", "solved", "median t_c",
                                            "95 % interval", "quartiles"], point_rows),
         "## w*: the narrowest width at which half the seeds learn within the cap\n\n"
         + md_table(["k", "n", "depth", "w*"], star_rows),

@@ -14,14 +14,15 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from analysis.calls.sample_scaling import GROWS, Slope, alpha_grows, slopes, solve_steps
+from analysis.calls.sample_scaling import GROWS, POINT, Slope, alpha_grows, latest_budget, slopes, solve_steps
 
-SIMULATIONS = 40
+SIMULATIONS = 100
 MAX_FALSE_POSITIVES = 0.1
 
 
 def synthetic_members(ns, curves: dict[int, tuple[float, float]], seeds: int, cap: int, eval_every: int,
-                      sigma: float, rng: np.random.Generator, width: int = 1, lr: float = 0.1) -> pd.DataFrame:
+                      sigma: float, rng: np.random.Generator, width: int = 1, lr: float = 0.1,
+                      init: str = "he") -> pd.DataFrame:
     """Rows as a store holds them: for each k, log t_c = intercept + alpha * log n + sigma * z (curves: k ->
     (intercept, alpha)), solved at the next evaluation at or after t_c, unsolved past the cap."""
     rows = []
@@ -30,7 +31,8 @@ def synthetic_members(ns, curves: dict[int, tuple[float, float]], seeds: int, ca
             t = np.exp(intercept + alpha * np.log(n) + sigma * rng.standard_normal(seeds))
             step = np.maximum(np.ceil(t / eval_every), 1) * eval_every
             solved = step <= cap
-            rows += [{"k": k, "n": n, "depth": 1, "width": width, "lr": lr, "seed": s, "steps_budget": cap,
+            rows += [{"k": k, "n": n, "depth": 1, "width": width, "init": init, "lr": lr, "seed": s,
+                      "steps_budget": cap,
                       "solved": bool(solved[s]), "step_solved": float(step[s]) if solved[s] else np.nan}
                      for s in range(seeds)]
     return pd.DataFrame(rows)
@@ -38,7 +40,7 @@ def synthetic_members(ns, curves: dict[int, tuple[float, float]], seeds: int, ca
 
 def seed_spread(members: pd.DataFrame) -> float:
     """sigma: the median over points of the standard deviation of log t_c among the seeds that solved."""
-    sds = [np.std(np.log(t[np.isfinite(t)]), ddof=1) for _, part in members.groupby(["k", "n", "width", "lr"])
+    sds = [np.std(np.log(t[np.isfinite(t)]), ddof=1) for _, part in members.groupby(POINT)
            if np.isfinite(t := solve_steps(part)).sum() >= 3]
     return float(np.median(sds)) if sds else 0.5
 
@@ -58,15 +60,18 @@ class ClaimControl:
         return dataclasses.asdict(self) | {"passes": self.passes}
 
 
-def control(alphas: list[Slope], members: pd.DataFrame, cap: int, eval_every: int,
+def control(alphas: list[Slope], members: pd.DataFrame, eval_every: int,
             simulations: int = SIMULATIONS, seed: int = 0, reps: int = 200) -> ClaimControl | None:
-    """The test's false-positive rate and power at this design, for the slopes along n of one (depth, width, lr)
-    (None when fewer than two k have a fitted alpha)."""
+    """The test's false-positive rate and power at this design, for the slopes along n of one curve (`members`:
+    that curve's rows; each point read at its largest cap, as the slopes are). None when fewer than two k have a
+    fitted alpha."""
     fitted = [a for a in alphas if np.isfinite(a.slope)]
     if len(fitted) < 2:
         return None
+    members = latest_budget(members)
     ns = sorted(set(members["n"]))
     seeds = int(members.groupby(["k", "n"]).size().median())
+    cap = int(members["steps_budget"].max())
     sigma = seed_spread(members)
     mean_alpha = float(np.mean([a.slope for a in fitted]))
     centre = {a.at["k"]: float(np.mean(np.log(a.x))) for a in fitted}

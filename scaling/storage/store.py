@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from scaling.engine.population import Member, MemberResult
+from scaling.engine.tasks import SUBSETS, subset_text
 from scaling.errors import UserError
 from scaling.experiment.config import Config
 from scaling.storage import filesystems
@@ -200,6 +201,19 @@ class Store:
         if other:
             raise UserError(str(self.path), f"was written by another config (hash {other[0]}, this one is "
                                             f"{cfg.hash()}); use --fresh to start over or another --out")
+        self._refuse_other_subsets(cfg)
+
+    def _refuse_other_subsets(self, cfg: Config) -> None:
+        """A resume must draw the hidden bits its members were trained on (numpy draws them from the run seed;
+        another numpy could draw others, and the store would then mix two functions under one (n, k))."""
+        if cfg.task.data == "table" or "subset" not in {r[1] for r in self.conn.execute("PRAGMA table_info(members)")}:
+            return
+        for n, k, stored in self.conn.execute("SELECT DISTINCT n, k, subset FROM members"):
+            drawn = subset_text(SUBSETS[cfg.task.kind](cfg.run.seed, n, k))
+            if stored != drawn:
+                raise UserError(str(self.path), f"holds members of (n = {n}, k = {k}) trained on the bits {stored}, "
+                                                f"but this numpy draws {drawn} from the run seed; resume with the "
+                                                "numpy that made the store, or start over with --fresh")
 
     def end_run(self, run_id: int, compiles: int | None = None, compile_s: float | None = None) -> None:
         """Mark a run finished, with the programs it compiled and the compiler's seconds."""
