@@ -167,7 +167,7 @@ def _setup(cfg: Config, df: pd.DataFrame, runs: pd.DataFrame) -> str:
     return md_table(["setting", "value"], [
         ["task", f"{task.kind}, n = {', '.join(map(str, task.ns))}, encoding {task.encoding}"],
         ["model", f"depths {list(model.depths)}" + "".join(f", ⌈log2 n⌉ + {k}" for k in model.depth_log2) + ", widths "
-         + (f"{model.width_per_n}n" if model.width_per_n else f"{model.width_search} up to {cfg.max_width}")
+         + (f"{model.times_n}n" if model.times_n else f"{model.width_search} up to {cfg.max_width}")
          + f", {model.activation}, init {' or '.join(model.inits)}"],
         ["training", f"{train.optimizer}, lrs {list(train.lrs)}, loss {train.loss}, budget {train.steps} steps"
          + (f" (budget-limited cells rerun at 2x up to {search.max_steps})" if search.max_steps > train.steps else "")

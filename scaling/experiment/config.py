@@ -57,7 +57,7 @@ class Model:
     depth_log2: tuple[int, ...]  # a schedule tied to n: depth ceil(log2 n) + k for each k
     widths: tuple[int, ...]  # the explicit grid, or the coarse geometric grid of an adaptive search
     width_search: WidthSearch
-    width_per_n: int | None  # with width_search = "per_n": the one width at each n is width_per_n * n
+    times_n: int | None  # with width_search = "per_n": the one width at each n is times_n * n
     profile: Profile  # the widths of the later layers, from the first layer's (the searched width)
     activation: Activation
     inits: tuple[Init, ...]  # initialisations: one, or several searched per (n, depth) like the learning rate
@@ -96,7 +96,9 @@ class Run:
 
 # The fields of the config hash, named as they have been since the first stored run (section, field, name):
 # the run's and the experiment's sections change no member, so they are left out.
-_NAMES = {"inits": "init"}  # hashed under its name from before it could hold a list (one init: its value alone)
+# Hashed under the names they had when stores were first written: init before it could hold a list (one init:
+# its value alone), times_n (the file's key) as width_per_n.
+_NAMES = {"inits": "init", "times_n": "width_per_n"}
 _HASHED = [("task", "kind", "task"), ("task", "ns", "ns"), ("task", "encoding", "encoding"), ("task", "ks", "k"),
            ("task", "data", "data"), ("task", "samples", "samples"), ("task", "eval_samples", "eval_samples")] + [
     (section, f.name, _NAMES.get(f.name, f.name)) for section, cls in (("model", Model), ("train", Train),
@@ -142,7 +144,7 @@ class Config:
 
     def widths_at(self, n: int) -> tuple[int, ...]:
         """The grid widths at n (the coarse grid when adaptive; 2n for an N-2N-1 study)."""
-        return (self.model.width_per_n * n,) if self.model.width_per_n else self.model.widths
+        return (self.model.times_n * n,) if self.model.times_n else self.model.widths
 
     def depths_at(self, n: int) -> tuple[int, ...]:
         """Every depth whose w* is searched at n: the fixed ones and the log2 schedule's."""
@@ -202,7 +204,7 @@ def parse(text: str, path: str = "<config>") -> Config:
                 raise UserError(f"{path}: [{section}] {key}",
                                 f"unknown key; expected one of {', '.join(SCHEMA[section])}")
     r = {s: Reader(path, s, raw.get(s, {})) for s in SCHEMA}
-    widths, width_search, width_per_n = widths_of(r["model"])
+    widths, width_search, times_n = widths_of(r["model"])
     ns = ns_of(r["task"], data_of(r["task"]) == Data.TABLE)
     sampling = sampling_of(r["task"], r["train"], ns)
     depths, depth_log2 = depths_of(r["model"], max(ns))
@@ -233,7 +235,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         task=TaskSection(kind=r["task"].choice("kind", Task), ns=ns, encoding=r["task"].choice("encoding", Encoding),
                          **{k: v for k, v in sampling.items() if k != "batch_size"}),
         model=Model(depths=depths, depth_log2=depth_log2, widths=widths, width_search=width_search,
-                    width_per_n=width_per_n, profile=r["model"].choice("profile", Profile),
+                    times_n=times_n, profile=r["model"].choice("profile", Profile),
                     activation=r["model"].choice("activation", Activation),
                     inits=inits_of(r["model"])),
         train=Train(optimizer=r["train"].choice("optimizer", Optimizer), lrs=lrs_of(r["train"]), steps=steps,
