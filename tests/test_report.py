@@ -163,3 +163,6 @@ def test_analyze_without_the_power_analysis(tiny_sweep, tmp_path):
     shutil.copytree(tiny_sweep[0], out)
     assert main(["analyze", str(out), "--no-power"]) == 0
     assert json.loads((out / "fits.json").read_text())["verdict"]["power"] == {}
+    report = (out / "REPORT.md").read_text()
+    assert "not run by this analysis (`scaling analyze DIR --no-power`)" in report
+    assert "no fitted W50 curve to simulate from" not in report

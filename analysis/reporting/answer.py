@@ -198,6 +198,10 @@ def verdict_section(verdict: Verdict, powers: dict, cfg) -> str:
               "experiment file at that design (`scaling plan --power DIR`). It is a post-hoc estimate, conditional "
               "on this run's fitted curves and noise: a run that was lucky (a steep noise curve, an easy law "
               "fitted best) names too small a design (README, \"How far to trust the verdict\")."]
-    lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or [
-        "- no group to simulate."]
+    if not powers and any(v.own for v in verdict.groups.values()):  # analysed with --no-power
+        lines.append("- not run by this analysis (`scaling analyze DIR --no-power`); `scaling plan --power DIR` "
+                     "runs it.")
+    else:
+        lines += [power_line(g, powers.get(g), cfg) for g, v in verdict.groups.items() if v.own] or [
+            "- no group to simulate."]
     return "\n".join(lines)
