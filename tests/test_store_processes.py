@@ -14,6 +14,7 @@ import pytest
 from configs import TINY
 from streams import without_progress
 
+from scaling.errors import UserError
 from scaling.storage.store import STORE_NAME
 
 KEY = ["n", "depth", "width", "lr", "seed"]
@@ -228,3 +229,20 @@ def test_ctrl_c_from_the_first_moment_on_exits_130_with_one_line(tmp_path):
         assert proc.returncode == 130, (delay, proc.returncode, err)
         err = without_progress(err)
         assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err, (delay, err)
+
+
+def test_a_store_another_sweep_is_creating_is_not_taken_for_other_files(tmp_path, monkeypatch):
+    """The race of two sweeps started at once: between this sweep's look for a store and its listing of the
+    directory, the other one creates results.sqlite; that is left to the lock to refuse, not called other files."""
+    from pathlib import Path
+
+    from scaling.storage.store import _check_out_dir
+
+    (tmp_path / STORE_NAME).write_bytes(b"")
+    (tmp_path / f"{STORE_NAME}-journal").write_bytes(b"")
+    real = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self.name == STORE_NAME else real(self))
+    _check_out_dir(tmp_path)  # no error: the lock decides
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds other files \(notes.txt\)"):
+        _check_out_dir(tmp_path)

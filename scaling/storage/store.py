@@ -69,7 +69,9 @@ def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(str(out_dir), "is a file, not a results directory")
     if out_dir.is_dir() and not (out_dir / STORE_NAME).exists():
-        others = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+        # A store another sweep is creating right now (it holds the lock) is not "other files": the lock refuses.
+        ours = {LOCK_NAME, STORE_NAME, *(f"{STORE_NAME}{suffix}" for suffix in SIDE_SUFFIXES)}
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)
         if others:
             raise UserError(str(out_dir), f"holds other files ({', '.join(others[:3])}) but no results store; "
                                           "choose a new or empty --out")
