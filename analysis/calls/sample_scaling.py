@@ -28,6 +28,11 @@ def solve_steps(rows: pd.DataFrame) -> np.ndarray:
     return np.where(rows["solved"].to_numpy(bool), rows["step_solved"].to_numpy(float), np.inf)
 
 
+def rows_at(frame: pd.DataFrame, at: dict) -> pd.DataFrame:
+    """The rows of `frame` whose fields equal `at`'s values (a point, a curve)."""
+    return frame[(frame[list(at)] == pd.Series(at)).all(axis=1)]
+
+
 def latest_budget(df: pd.DataFrame) -> pd.DataFrame:
     """Each point's rows at its largest step cap (a point rerun at a larger cap is read there)."""
     return df[df["steps_budget"] == df.groupby(POINT)["steps_budget"].transform("max")]

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from analysis.calls.sample_scaling import CURVE, Slope, solve_steps
+from analysis.calls.sample_scaling import CURVE, Slope, rows_at, solve_steps
 from analysis.reporting.style import DOUBLE_COLUMN, SINGLE_COLUMN, colour, paper
 
 
@@ -29,9 +29,7 @@ def _label(at: dict, varying: set[str]) -> str:
 
 def _seeds(ax, members: pd.DataFrame, at: dict, along: str, c: str) -> None:
     """Each seed's t_c as a faint dot (slightly spread sideways), censored ones at the cap as faint triangles."""
-    rows = members
-    for f, v in at.items():
-        rows = rows[rows[f] == v]
+    rows = rows_at(members, at)
     t = solve_steps(rows)
     rng = np.random.default_rng(0)
     x = rows[along].to_numpy(float) * np.exp(rng.uniform(-0.04, 0.04, len(rows)))

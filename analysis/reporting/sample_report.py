@@ -24,6 +24,7 @@ from analysis.calls.sample_scaling import (
     Slope,
     growth_by_curve,
     latest_budget,
+    rows_at,
     slopes,
     tc_points,
 )
@@ -113,8 +114,7 @@ def sample_study(dir: Path, df: pd.DataFrame, cfg: Config, runs: pd.DataFrame, r
     controls = {}
     for key in growth:
         mine = [a for a in alphas if tuple(a.at[f] for f in CURVE) == key]
-        rows = df[(df[CURVE] == pd.Series(dict(zip(CURVE, key)))).all(axis=1)]
-        if (result := control(mine, rows, cfg.train.eval_every)) is not None:
+        if (result := control(mine, rows_at(df, dict(zip(CURVE, key))), cfg.train.eval_every)) is not None:
             controls[key] = result
     return SampleStudy(dir=dir, config=cfg, members=df, runs=runs, points=points, alphas=alphas,
                        width_slopes=slopes(df, "width", cfg.train.eval_every, reps), growth=growth,
@@ -167,14 +167,10 @@ def _growth_lines(s: SampleStudy) -> list[str]:
     return lines or ["- Not tested: it needs fitted exponents at two or more k."]
 
 
-def _spreads(points: pd.DataFrame, at: dict) -> list[str]:
-    """The seeds' q75 / q25 of t_c at the narrowest and the widest width of one (k, n, depth, lr)."""
-    rows = points
-    for field, value in at.items():
-        rows = rows[rows[field] == value]
-    rows = rows.sort_values("width")
-    ratio = lambda r: "-" if not np.isfinite(r["tc_q75"]) else f"{r['tc_q75'] / r['tc_q25']:.2f}"
-    return [ratio(rows.iloc[0]), ratio(rows.iloc[-1])]
+def _spreads(points: pd.DataFrame, at: dict) -> tuple[float, float]:
+    """The seeds' q75 / q25 of t_c at the narrowest and the widest width of one width curve (inf: q75 censored)."""
+    rows = rows_at(points, at).sort_values("width")
+    return tuple(float(r["tc_q75"] / r["tc_q25"]) for _, r in rows.iloc[[0, -1]].iterrows())
 
 
 def _capped_note(alphas: list[Slope]) -> str:
@@ -197,8 +193,13 @@ def render(s: SampleStudy) -> str:
     point_rows = [[r.k, r.n, r.depth, r.width, r.init, f"{r.lr:g}", f"{r.solved}/{r.seeds}", _steps(r.tc_median),
                    _interval(r.tc_lo, r.tc_hi, r.cap), f"{_steps(r.tc_q25)} .. {_steps(r.tc_q75)}"]
                   for r in p.itertuples()]
+    spreads = [_spreads(p, w.at) for w in s.width_slopes]
+    ratio = lambda v: f"{v:.2f}" if np.isfinite(v) else "-"
     width_rows = [[w.at["k"], w.at["n"], f"{w.slope:.2f}" if np.isfinite(w.slope) else "-", _interval(w.lo, w.hi),
-                   ", ".join(map(str, w.x)) or "-", *_spreads(p, w.at)] for w in s.width_slopes]
+                   ", ".join(map(str, w.x)) or "-", ratio(narrow), ratio(wide)]
+                  for w, (narrow, wide) in zip(s.width_slopes, spreads)]
+    narrower = sum(wide < narrow for narrow, wide in spreads)
+    ties = sum(wide == narrow for narrow, wide in spreads)
     subsets = [[r.k, r.n, "; ".join(r.subset)] for r in s.subsets().itertuples()]
     star_rows = [[r.k, r.n, r.depth, "> " + str(int(r.bound)) if r.censored else int(r.w_star)]
                  for r in s.stars.sort_values(["k", "n", "depth"]).itertuples()]
@@ -220,6 +221,7 @@ def render(s: SampleStudy) -> str:
            "speed-up, 0 none. The spread is the seeds' q75 / q25 of t_c at the narrowest and the widest width.\n\n"
            + md_table(["k", "n", "slope", "95 % interval", "widths fitted", "spread, narrowest",
                        "spread, widest"], width_rows)
+           + f"\n\nThe spread is narrower at the widest width in {narrower} of {len(spreads)} curves ({ties} equal)."
            + "\n\n![t_c against width](figures/tc_vs_width.png)"] if width_rows else []),
         "## t_c per point\n\n" + md_table(["k", "n", "depth", "width", "init", "lr", "solved", "median t_c",
                                            "95 % interval", "quartiles"], point_rows),

@@ -23,8 +23,8 @@ from scaling.benchmarks import bench_torch
 from scaling.engine.model import forward, init_member
 from scaling.engine.population import Member, make_bucket
 from scaling.engine.programs import Programs
-from scaling.engine.steps import LOSSES, sample_batch
-from scaling.engine.tasks import eval_inputs, hidden_subset
+from scaling.engine.steps import LOSSES, parity_labels, sample_batch
+from scaling.engine.tasks import decode, eval_inputs, hidden_subset
 from scaling.engine.train import train_bucket
 
 N, K, WIDTH, SEEDS, LR, DECAY, BATCH, EVAL, EVAL_EVERY, CAP = 30, 3, 100, 32, 0.1, 0.01, 32, 8192, 100, 20000
@@ -54,7 +54,7 @@ def _step_loop(members: list[Member]) -> dict:
     spec = make_bucket(members, eval_every=EVAL_EVERY).spec
     subset_N = jnp.zeros(N).at[jnp.array(hidden_subset(0, N, K))].set(1.0)
     x_ExN = jnp.asarray(eval_inputs(0, N, EVAL, "pm1"))
-    y_E = (jnp.sum((x_ExN > 0) * subset_N, axis=1) % 2)
+    y_E = parity_labels(decode(x_ExN, "pm1").astype(jnp.int32), subset_N)
     tx = optax.chain(optax.add_decayed_weights(DECAY), optax.sgd(LR))
 
     @jax.jit
