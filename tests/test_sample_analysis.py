@@ -120,3 +120,14 @@ def test_inits_are_points_of_their_own_and_censored_replicates_take_the_cap():
     fit = slopes(near_cap, "n", eval_every=10)[0]
     assert fit.x[-1] == 64 and fit.capped > 0 and len(fit.draws) == 400  # kept, not dropped
     assert fit.lo < fit.slope < fit.hi
+
+
+def test_the_slope_along_width_is_recovered_on_a_known_truth():
+    """t_c ∝ n * width^-0.5: the curves over four widths find about -0.5, within their intervals (one miss allowed)."""
+    rng = np.random.default_rng(7)
+    rows = pd.concat([synthetic_members(NS, {3: (6.0 - 0.5 * np.log(w), 1.0)}, 25, 10**9, 10, 0.3, rng, width=w)
+                      for w in (25, 50, 100, 200)])
+    fits = slopes(rows, "width", eval_every=10)
+    assert len(fits) == len(NS) and all(f.x == [25, 50, 100, 200] for f in fits)
+    assert np.median([f.slope for f in fits]) == pytest.approx(-0.5, abs=0.1)
+    assert sum(f.lo < -0.5 < f.hi for f in fits) >= len(NS) - 1
