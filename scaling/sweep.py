@@ -24,7 +24,7 @@ from scaling.engine.train import train_bucket
 from scaling.errors import UserError
 from scaling.experiment.config import Config
 from scaling.planning import guesses, probes, rounds, search
-from scaling.planning.cost import deal
+from scaling.planning.cost import deal, makespan
 from scaling.planning.plan import plan_buckets
 from scaling.planning.rounds import Calibration, RoundPlan
 from scaling.planning.stats import summarize
@@ -254,8 +254,11 @@ class _Sweep:
         own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
         for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
             programs.prefetch(bucket, mesh)
-        if min(self.workers, len(pending)) < self.spare:  # a core is left: compile for the next round meanwhile
-            guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
+        # The next rounds' programs, compiled meanwhile on a core left idle, or while a round too short to hide
+        # them trains (queue_next_round decides).
+        busy_s = 0.0 if min(self.workers, len(pending)) < self.spare else makespan(
+            [plan.calibration.model.train_s(b) for _, b in pending], self.workers)
+        guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh, busy_s=busy_s)
         tail = guesses.RoundTail(lambda known: guesses.queue_next_round(
             cfg, df, members, calibration, free_shapes, programs, mesh, known), len(pending), self.workers)
         train = trainer(cfg, plan, free_shapes, mesh, programs, bar.chunk,

@@ -139,18 +139,65 @@ def test_a_bucket_reuses_a_compiled_population_size_when_that_is_cheaper():
 
 def test_a_bucket_trains_in_a_compiled_wider_or_deeper_program_when_that_is_cheaper():
     members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]
-    own = plan_buckets(members, CFG, COMPILE_BOUND)
+    own = plan_buckets(members, CFG, FLOPS_BOUND)  # compiles are free: the bucket's own width
     assert len(own) == 1 and (own[0].spec.width_max, own[0].spec.depth_max) == (8, 1)
+    # A compile costs 100 s and training nothing: a new program is compiled as wide as the experiment's widest
+    # width, for later rounds at other widths to reuse.
+    padded = dataclasses.replace(own[0].spec, width_max=width_rung(CFG.max_width))
+    assert [b.spec for b in plan_buckets(members, CFG, COMPILE_BOUND)] == [padded]
     wider = dataclasses.replace(own[0].spec, width_max=16, depth_max=3)
     other_n = dataclasses.replace(wider, n=4, batch_rows=16)
     known = {(wider, own[0].slots), (other_n, own[0].slots)}
     reused = plan_buckets(members, CFG, COMPILE_BOUND, known=known)  # a compile costs 100 s
     assert len(reused) == 1 and reused[0].spec == wider and reused[0].members == own[0].members
     assert plan_buckets(members, CFG, FLOPS_BOUND, known=known)[0].spec == own[0].spec  # compiles are free
-    assert plan_buckets(members, CFG, COMPILE_BOUND, known={(other_n, own[0].slots)})[0].spec == own[0].spec
+    assert plan_buckets(members, CFG, COMPILE_BOUND, known={(other_n, own[0].slots)})[0].spec == padded
     no_depth_padding = CFG.replace(pad_depth=False)
-    assert plan_buckets(members, no_depth_padding, COMPILE_BOUND, known=known)[0].spec == own[0].spec
+    assert plan_buckets(members, no_depth_padding, COMPILE_BOUND, known=known)[0].spec == padded
     huge = {(dataclasses.replace(wider, width_max=256), own[0].slots)}  # about 3 MiB per member
     assert plan_buckets(members, CFG, COMPILE_BOUND, known=huge)[0].spec.width_max == 256
     tight_memory = CFG.replace(bucket_mib=1)
-    assert plan_buckets(members, tight_memory, COMPILE_BOUND, known=huge)[0].spec == own[0].spec
+    assert plan_buckets(members, tight_memory, COMPILE_BOUND, known=huge)[0].spec == padded
+
+
+def test_a_new_program_is_compiled_wider_while_the_padding_costs_at_most_half_a_compile():
+    from scaling.planning import plan
+
+    members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 2]
+    step_flops = dataclasses.replace(FLOPS_BOUND, unit_s=(0.0, 0.0, 0.0, 1e-9))
+    own = plan_buckets(members, CFG, step_flops)[0]  # compiles free: no padding
+    assert own.spec.width_max == 2
+    extra = lambda width: (step_flops.train_s(dataclasses.replace(own, spec=dataclasses.replace(
+        own.spec, width_max=width))) - step_flops.train_s(own))
+    for compile_s in (extra(4) / plan.PAD_UP * 1.01, extra(8) / plan.PAD_UP * 1.01, 1e6):
+        model = dataclasses.replace(step_flops, compile_s=compile_s)
+        width = plan_buckets(members, CFG, model)[0].spec.width_max
+        allowed = [w for w in (2, 3, 4, 6, 8, 12, 16) if extra(w) <= plan.PAD_UP * compile_s]
+        assert width == max(allowed)  # the widest rung within the bound, and never past the widest width (16)
+    assert plan_buckets(members, CFG, model, known={(own.spec, own.slots)})[0].spec == own.spec  # compiled: kept
+    depth0 = [m for m in grid_members(CFG) if m.depth == 0 and m.n == 3]
+    assert all(b.spec.width_max == 0 for b in plan_buckets(depth0, CFG, model))  # no hidden layer to widen
+
+
+def test_a_round_of_uneven_buckets_splits_its_longest_while_the_round_ends_sooner():
+    from scaling.planning.cost import makespan
+
+    wide = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 4 and m.width == 16]
+    narrow = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 4 and m.width == 2]
+    model = dataclasses.replace(FLOPS_BOUND, compile_s=1e-9)
+    alone = plan_buckets(wide + narrow, CFG, model, workers=1)
+    spread = plan_buckets(wide + narrow, CFG, model, workers=2)
+    assert len(alone) == 2 and len(spread) == 3  # as many buckets as threads, yet the wide one is split
+    ends = lambda buckets: makespan(sorted(map(model.train_s, buckets), reverse=True), 2)
+    assert ends(spread) < ends(alone)
+    assert sorted(m for b in spread for m in b.members) == sorted(wide + narrow)
+
+
+def test_halves_of_a_split_bucket_train_in_a_compiled_program_that_holds_them():
+    members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]  # 6 members
+    halves = plan_buckets(members, CFG, FLOPS_BOUND, workers=2)
+    assert [b.slots for b in halves] == [3, 3]
+    wider = dataclasses.replace(halves[0].spec, width_max=16)
+    reused = plan_buckets(members, CFG, dataclasses.replace(COMPILE_BOUND, unit_s=(1e-6,) * 4),
+                          known={(wider, 4)}, workers=2)
+    assert [(b.spec, b.slots) for b in reused] == [(wider, 4), (wider, 4)]

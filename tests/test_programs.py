@@ -155,3 +155,37 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
                                                   profile=profile)], eval_every=50)
     programs.init(wider.spec, len(wider.members), None)
     assert programs.compiles == before
+
+
+class _Queue:
+    """Stands in for Programs: records the member widths of each bucket queued as a guess."""
+
+    def __init__(self):
+        self.widths: list[list[int]] = []
+
+    def prefetch(self, bucket, mesh=None, guess=False):
+        assert guess
+        self.widths.append(sorted({m.width for m in bucket.members}))
+
+
+def test_a_width_ladder_of_short_rounds_is_compiled_rounds_ahead_and_a_long_round_waits(monkeypatch):
+    """Rounds that train for less time than their programs compile queue the programs of the rounds after
+    them too, if every member fails (the gallop climbs 2, 4, 8); a round that trains for longer than the
+    next round's compile queues nothing (that round compiles its own programs in time)."""
+    from scaling.planning import cost, plan
+
+    monkeypatch.setattr(plan, "PAD_UP", 0.0)  # one program per width, to see each round's own
+    cfg = config.parse(TINY.replace("n = [2, 4]", "n = 4").replace("depths = {fixed = [1, 2], log2 = [1]}",
+                                                                   "depths = [1]")
+                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
+    model = cost.CostModel("cpu", "test", compile_s=1.0, compile_s_per_layer=0.0, step_latency_s=0.0,
+                           unit_s=(0.0, 0.0, 0.0, 1e-9), calibrated=True)  # a round trains in milliseconds
+    round0 = search.wanted_members(cfg, pd.DataFrame())
+    assert {m.width for m in round0} == {1}
+    queued = _Queue()
+    queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), queued, None)
+    # next if all fail, next if all solve (settled at 1: confirmed at the next rung), then the climb on
+    assert queued.widths == [[2], [2], [4], [8]]
+    busy = _Queue()
+    queue_next_round(cfg, pd.DataFrame(), round0, Calibration(model, 1), set(), busy, None, busy_s=10.0)
+    assert busy.widths == []

@@ -14,23 +14,42 @@ from jax.sharding import Mesh
 from scaling.engine.population import Bucket, Member, MemberResult
 from scaling.engine.programs import Programs
 from scaling.experiment.config import Config
-from scaling.planning import search
+from scaling.planning import cost, search
 from scaling.planning.plan import plan_buckets
 from scaling.planning.rounds import Calibration
 
 log = logging.getLogger(__name__)
 
 
+# How many rounds ahead a guess may reach (a search climbing a width ladder one cell at a time: every round
+# needs a new program and trains for less time than it takes to compile, so it waits unless compiled ahead).
+LOOKAHEAD = 4
+
+
 def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                      programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
-    """Queue the programs that the next round will likely need, for compile threads that would otherwise idle:
-    the next round's buckets if every member of this round (todo) without results yet fails, then if every one
-    solves. A wrong guess costs a compile on a spare core; what has not started by the next round is dropped."""
-    for solves in (False, True):
-        guess = search.with_assumed_rows(df, todo, lambda m: solves, results=results)
-        following = sorted(set(search.next_round(cfg, guess)))
-        for bucket in (plan_buckets(following, cfg, calibration.model, known, workers=calibration.workers)
-                       if following else []):
+                      programs: Programs, mesh: Mesh | None, results: dict | None = None, busy_s: float = 0.0
+                      ) -> None:
+    """Queue the programs that the coming rounds will likely need: the next round's buckets if every member of
+    this round (todo) without results yet fails, then if every one solves; then the round after the next if all
+    of it fails too, and so on (up to LOOKAHEAD rounds), while each round needs new programs. They are queued
+    only when the round before it trains for less time (by the cost model) than they take to compile (on a
+    machine whose cores all train, a compile ahead slows the training it overlaps): `busy_s`, this round's
+    training, is 0 when a core is idle now. A wrong guess costs a compile; what has not started by the next
+    round is dropped (and guessed again from what that round knows)."""
+    model, queued = calibration.model, []
+    for solves in (True, False):  # queued below in the order next-fails, next-solves, then further fails
+        guess, assumed, shapes, before_s = df, todo, set(known), busy_s
+        for ahead in range(LOOKAHEAD if not solves else 1):
+            guess = search.with_assumed_rows(guess, assumed, lambda m: solves, results=results if ahead == 0 else None)
+            assumed = sorted(set(search.next_round(cfg, guess)))
+            buckets = plan_buckets(assumed, cfg, model, shapes, workers=calibration.workers) if assumed else []
+            if not buckets or before_s >= model.forecast(buckets, shapes)["compile_s"]:
+                break  # nothing new to compile, or it compiles in time when that round asks for it
+            queued.insert(0 if ahead == 0 and not solves else len(queued), buckets)
+            shapes |= {(b.spec, b.slots) for b in buckets}
+            before_s = cost.makespan([model.train_s(b) for b in buckets], calibration.workers)
+    for buckets in queued:
+        for bucket in buckets:
             programs.prefetch(bucket, mesh, guess=True)
 
 

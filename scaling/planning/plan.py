@@ -19,7 +19,7 @@ from scaling.engine.population import (
 )
 from scaling.experiment.config import Config
 from scaling.planning import cost
-from scaling.planning.cost import CostModel
+from scaling.planning.cost import CostModel, makespan
 
 # How many consecutive n may share a program, in the plans the cost model chooses between (0: every n).
 N_BANDS = (1, 2, 4, 0)
@@ -91,7 +91,10 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
         buckets = [b for rungs in _families(members, cfg, band, share_depths).values()
                    for b in _pack(rungs, cfg, model, known)]
         plans.append((model.forecast(buckets, known)["total_s"], buckets))
-    buckets = _spread(_reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg), workers, model, known)
+    buckets = _reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg)
+    # Halves of a split bucket may fit a compiled program that the whole did not.
+    buckets = _pad_up(_reuse_programs(_spread(buckets, workers, model, known), model, known, cfg), model, known,
+                      cfg)
     # The training order (buckets train on several workers, programs compile in the background): first the
     # buckets whose programs are compiled, which start at once while the others compile, then the longest
     # first, so that the round does not end on one long bucket.
@@ -128,22 +131,56 @@ def _reuse_programs(buckets: list[Bucket], model: CostModel, known: set, cfg: Co
     return out
 
 
+# A new program is compiled wider than its bucket needs while the padding costs at most this share of a compile
+# (by the cost model): a search's later rounds at narrower or nearby widths then reuse it (a width ladder 1, 2,
+# 4, 8 is one program, not four), and a program that no later round reuses costs at most half a compile more.
+PAD_UP = 0.5
+
+
+def _pad_up(buckets: list[Bucket], model: CostModel, known: set, cfg: Config) -> list[Bucket]:
+    """Widen each new program (a (spec, slots) neither compiled nor planned before) to the widest rung, up to
+    the experiment's widest width, whose extra training over all its buckets costs at most PAD_UP of a
+    compile and whose members fit the memory budget."""
+    new: dict[tuple, list[int]] = defaultdict(list)
+    for i, b in enumerate(buckets):
+        if (b.spec, b.slots) not in known and b.spec.depth_max > 0:
+            new[(b.spec, b.slots)].append(i)
+    out, top = list(buckets), rung(cfg.max_width)
+    for (spec, _), at in new.items():
+        width, base = spec.width_max, sum(model.train_s(buckets[i]) for i in at)
+        while width < top:
+            wider = dataclasses.replace(spec, width_max=rung(width + 1))
+            padded = [dataclasses.replace(buckets[i], spec=wider) for i in at]
+            if (sum(map(model.train_s, padded)) - base > PAD_UP * model.program_s(spec)
+                    or max(len(b.members) for b in padded) * _bytes_per_member(wider) > cfg.run.bucket_mib * 2**20):
+                break
+            width = wider.width_max
+        for i in at:
+            out[i] = dataclasses.replace(buckets[i], spec=dataclasses.replace(spec, width_max=width))
+    return out
+
+
 def _spread(buckets: list[Bucket], workers: int, model: CostModel, known: set) -> list[Bucket]:
-    """While a round has fewer buckets than workers, split its longest bucket into two halves of one
-    population size (one program for both), when the model predicts that the round ends sooner: an idle
-    worker's core is free compute. A bucket that would train in a compiled program and whose halves would
-    need a new one pays that compile."""
+    """Split the round's longest bucket into two halves of one population size (one program for both) while
+    the model predicts that the round ends sooner: its buckets trained longest first on `workers` threads (a
+    cluster's threads of every process), a compile counted where the halves need a new program, or no later
+    while threads would idle. A round of fewer buckets than threads leaves cores idle, and one of a few uneven
+    buckets ends on its longest."""
+    new_programs = lambda bs: len({(b.spec, b.slots) for b in bs} - known)
+    ends = lambda bs: makespan(sorted(map(model.train_s, bs), reverse=True), workers)
     buckets = list(buckets)
-    while len(buckets) < workers:
-        longest = max(buckets, key=model.train_s, default=None)
-        if longest is None or len(longest.members) < 2:
+    while buckets:
+        longest = max(buckets, key=model.train_s)
+        if len(longest.members) < 2:
             break
         half = -(-len(longest.members) // 2)
         halves = [dataclasses.replace(longest, members=longest.members[i:i + half], slots_min=capacity(half))
                   for i in (0, half)]
-        new_program = ((longest.spec, longest.slots) in known) and ((longest.spec, halves[0].slots) not in known)
-        if model.train_s(halves[0]) + (model.program_s(longest.spec) if new_program else 0.0) >= model.train_s(longest):
-            break
         at = buckets.index(longest)
-        buckets[at:at + 1] = halves
+        split = buckets[:at] + halves + buckets[at + 1:]
+        compile_s = (new_programs(split) - new_programs(buckets)) * model.program_s(longest.spec)
+        sooner = ends(split) + compile_s - ends(buckets)
+        if sooner > 0 or (sooner == 0 and len(buckets) >= workers):  # ties: one of two equal longest buckets
+            break
+        buckets = split
     return buckets
