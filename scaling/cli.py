@@ -94,7 +94,7 @@ def _leave_cluster(error: UserError) -> None:
 def _launch(args) -> None:
     from scaling.distributed.launch import launch
 
-    code = launch(args.processes, args.command, args.devices_per_process, args.heartbeat, args.pin_cores)
+    code = launch(args.processes, args.sweep_command, args.devices_per_process, args.heartbeat, args.pin_cores)
     if code:
         raise SystemExit(code)
 
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=int, default=30, metavar="S",
                    help="seconds of silence after which a process counts as lost (default 30)")
     p.add_argument("--pin-cores", action="store_true", help="run process i on core i alone (for benchmarks)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- sweep CONFIG [--out DIR]")
+    p.add_argument("sweep_command", nargs=argparse.REMAINDER, metavar="command", help="-- sweep CONFIG [--out DIR]")
     p.set_defaults(func=_launch)
     p = sub.add_parser("plan", help="forecast a sweep's members, buckets, programs, FLOPs and time; trains and writes "
                                     "nothing")
@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None, on_cluster: Callable[[Cluster], None] | 
         command = args.command
         args.on_cluster = on_cluster or (lambda cluster: None)
         logger = _logging(args.verbose, args.quiet)
-        _enable_compilation_cache()
+        if command != "launch":  # launch only starts processes: importing jax would take a core from them
+            _enable_compilation_cache()
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm([logger]):  # log lines above the progress bar, not through it

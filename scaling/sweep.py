@@ -249,8 +249,10 @@ class _Sweep:
                   sum(cluster.threads) if cluster else self.workers, rounds.program_shapes(plans[:-1], self.slots))
         programs.cancel_pending()  # guesses for this round that never started
         # A cluster deals the round first (each process compiles and trains only its own buckets).
-        owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes) if cluster \
-            else None
+        owners = None
+        if cluster is not None:
+            owners = deal([b for _, b in pending], plan.calibration.model, cluster.threads, cluster.shapes)
+            cluster.pool_shapes()
         own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
         for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
             programs.prefetch(bucket, mesh)

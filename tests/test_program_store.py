@@ -95,3 +95,38 @@ def test_the_store_is_off_with_jaxs_cache(member_factory, tmp_path):
         assert program_store.directory() is None
     finally:
         jax.config.update("jax_enable_compilation_cache", was)
+
+
+_ON_ANOTHER_DEVICE = """
+import jax, numpy as np
+jax.config.update("jax_num_cpu_devices", 2)
+from jax.experimental import serialize_executable
+from scaling.engine.program_store import load_onto
+
+first, second = jax.devices()
+step = jax.jit(lambda w_IxO, x_RxI: jax.nn.relu(x_RxI @ w_IxO).sum(0))
+w, x = np.arange(6.0, dtype=np.float32).reshape(3, 2), np.ones((4, 3), np.float32)
+compiled = step.lower(jax.device_put(w, first), jax.device_put(x, first)).compile()
+loaded = load_onto(*serialize_executable.serialize(compiled), second)
+out = loaded(jax.device_put(w, second), jax.device_put(x, second))
+print(out.devices() == {second}, np.array_equal(out, compiled(jax.device_put(w, first), jax.device_put(x, first))))
+"""
+
+
+def test_a_program_compiled_for_one_device_runs_on_another():
+    """What lets the processes of a cluster share one program store: an executable names its device, and is
+    loaded onto the loading process's own (two CPU devices of one process stand for two processes)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _ON_ANOTHER_DEVICE], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["True", "True"], run.stderr[-2000:]
+
+
+def test_processes_reading_one_directory_share_its_identity_and_others_do_not(store_dir, tmp_path):
+    first = program_store.identity()
+    assert first is not None and program_store.identity() == first  # kept in the directory
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "elsewhere"))
+    assert program_store.identity() not in (None, first)
+    jax.config.update("jax_enable_compilation_cache", False)
+    assert program_store.identity() is None

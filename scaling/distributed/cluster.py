@@ -83,11 +83,21 @@ class Cluster:
         self.hosts: list[str] = [platform.node()] * processes  # process 0 learns the others' in the handshake
         self.threads: list[int] = [1] * processes  # buckets each process trains at once (from the handshake)
         self.shapes: list[set] = [set() for _ in range(processes)]  # bucket shapes dealt to each process so far
+        # Processes that read process 0's program store (from the handshake): each loads what any of them compiled.
+        self.shares_programs: list[bool] = [process_id == 0] + [False] * (processes - 1)
         self.waited_s = 0.0  # process 0: seconds it waited for the others once its own buckets of a round were done
         self.kv_s = 0.0  # seconds spent in the key-value store's calls
         self._beats: dict[int, tuple[str | None, float]] = {}  # peer -> (its last beat seen, when it changed)
         self._stop_beating = threading.Event()
         threading.Thread(target=self._beat, name="scaling-heartbeat", daemon=True).start()
+
+    def pool_shapes(self) -> None:
+        """After a round's deal: the programs dealt to any process that shares process 0's program store are
+        compiled by the next round, and every such process loads them instead of compiling."""
+        pooled = set().union(*(shapes for shapes, shared in zip(self.shapes, self.shares_programs) if shared))
+        for shapes, shared in zip(self.shapes, self.shares_programs):
+            if shared:
+                shapes |= pooled
 
     def _beat(self) -> None:
         """Count up under alive/<id> several times per heartbeat: the others' sign that this process lives. (The
@@ -247,15 +257,17 @@ def fingerprint(cfg_source: str, out: str, local_devices: int, threads: int) -> 
     import jax
 
     from scaling import about
+    from scaling.engine import program_store
 
     return {"config": hashlib.sha256(cfg_source.encode()).hexdigest()[:16], "out": out,
             "version": f"scaling {about.version()} (sources {about.source_hash()[:12]}), jax {jax.__version__}",
             "devices per process": f"{local_devices} x {jax.local_devices()[0].device_kind}",
-            "host": platform.node(), "threads": threads}
+            "host": platform.node(), "threads": threads, "programs": program_store.identity()}
 
 
 def handshake(cluster: Cluster, mine: dict) -> None:
-    """Every process shows process 0 its fingerprint; process 0 refuses a cluster whose processes differ."""
+    """Every process shows process 0 its fingerprint; process 0 refuses a cluster whose processes differ, and
+    learns which of them read its program store."""
     if not cluster.leader:
         cluster.set(f"hello/{cluster.process_id}", json.dumps(mine))
         verdict = json.loads(cluster.wait("verdict", [0]))
@@ -268,8 +280,9 @@ def handshake(cluster: Cluster, mine: dict) -> None:
     for peer in range(1, cluster.processes):
         theirs = json.loads(cluster.wait(f"hello/{peer}", [peer]))
         cluster.hosts[peer], cluster.threads[peer] = theirs["host"], int(theirs["threads"])
+        cluster.shares_programs[peer] = mine["programs"] is not None and theirs.get("programs") == mine["programs"]
         for field in mine:
-            if field not in ("host", "threads") and theirs.get(field) != mine[field] and problem is None:
+            if field not in ("host", "threads", "programs") and theirs.get(field) != mine[field] and problem is None:
                 problem = (f"process {peer} ({theirs['host']}) was launched with another {field} "
                            f"({theirs.get(field)!r}, process 0 has {mine[field]!r}); launch every process with the "
                            "same command and version")

@@ -5,11 +5,13 @@ has been traced and lowered (a third of a chunk program's cost on a CPU). This s
 executables (jax.experimental.serialize_executable) under `<jax's cache directory>/programs`, keyed by what
 the program is (kind, bucket spec, population size, XLA options) and by everything that could make the bytes
 wrong elsewhere: the source of the scaling package, the versions of jax, jaxlib, flax, optax and numpy, the jax
-flags that change a traced program, XLA_FLAGS, the backend, the device kind, the ids of the process's devices
-(an executable names the devices it runs on: another process's cannot run here) and, on a CPU, the host's
-instruction set. Every process reads before it compiles and writes what it compiled (atomically: a temporary
-file renamed into place), so a warm rerun neither compiles nor lowers, on every process of a cluster (jax's own
-cache skips them all but process 0). Programs sharded over a mesh are not stored. It is on whenever jax's
+flags that change a traced program, XLA_FLAGS, the backend, the device kind and, on a CPU, the host's
+instruction set. An executable names the device it was compiled for; a stored one is loaded onto this
+process's first device instead (as jax's own cache does on GPUs), so that the processes of a cluster that share
+one directory run what any of them compiled. Every process reads before it compiles and writes what it
+compiled (atomically: a temporary file renamed into place), so a warm rerun neither compiles nor lowers, on
+every process of a cluster (jax's own cache skips them all but process 0). Programs sharded over a mesh are
+not stored. It is on whenever jax's
 cache is (the command line turns it on; probes and benchmarks that measure compiles turn it off). Files are
 unpickled: the directory must be the user's own, like jax's cache.
 """
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import logging
 import os
 import pickle
 import platform
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import jax
@@ -52,7 +56,7 @@ def _fingerprint() -> str:
                                                      "jax_default_matmul_precision", "jax_default_prng_impl")]
     environment = [os.environ.get(name, "") for name in ("XLA_FLAGS", "LIBTPU_INIT_ARGS")]
     digest.update(repr((jax.__version__, versions, flags, environment, device.platform, device.device_kind,
-                        device.client.platform_version, [d.id for d in jax.local_devices()], platform.machine(),
+                        device.client.platform_version, platform.machine(),
                         _cpu_flags())).encode())
     return digest.hexdigest()
 
@@ -105,13 +109,62 @@ def load(name: str) -> jax.stages.Compiled | None:
         return None
     try:
         payload, in_tree, out_tree = pickle.loads((folder / name).read_bytes())
-        # On this process's own devices (by default every device of the cluster, which a one-device program
-        # of this process cannot run on).
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree,
-                                                         execution_devices=jax.local_devices()[:1])
+        return load_onto(payload, in_tree, out_tree, jax.local_devices()[0])
     except Exception as e:  # a torn or foreign file is a miss: compile instead
         log.debug("compiled program %s not loaded: %s", name, e)
         return None
+
+
+def identity() -> str | None:
+    """Which program store this process reads, for a cluster to learn which of its processes share one: a
+    random name kept in the directory (made by whichever process comes first) and the fingerprint of what may
+    be loaded; None when the store is off or cannot be written."""
+    folder = directory()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = folder / ".identity"
+        try:
+            with open(name, "x") as f:  # exclusive: of processes starting together, one names the store
+                f.write(os.urandom(8).hex())
+        except FileExistsError:
+            pass
+        for _ in range(100):  # the first process's name may be created but not yet written
+            if text := name.read_text().strip():
+                return f"{text}/{_fingerprint()[:16]}"
+            time.sleep(0.01)
+    except OSError as e:
+        log.debug("program store %s has no identity: %s", folder, e)
+    return None
+
+
+def load_onto(payload: bytes, in_tree, out_tree, device: jax.Device) -> jax.stages.Compiled:
+    """A serialised one-device executable (serialize_executable.serialize), loaded to run on `device` whichever
+    device it was compiled for: jax's deserialize_and_load keeps the compiled device assignment, which a process
+    that does not hold that device cannot run. Private jax calls, as in jax 0.10 and 0.11; if they move, every
+    load fails and programs are compiled instead (tests/test_program_store.py fails first)."""
+    from jax._src import compiler
+    from jax._src.lib import xla_client
+
+    options = compiler.get_compile_options(num_replicas=1, num_partitions=1, device_assignment=[device],
+                                           backend=device.client)
+    devices = xla_client.DeviceList((device,))
+
+    class Unpickler(pickle.Unpickler):  # serialize_executable's own, but every device reference is `device`
+        def persistent_load(self, pid):
+            if pid[0] == "exec":
+                return device.client.deserialize_executable(pid[1], executable_devices=devices,
+                                                            compile_options=options)
+            if pid[0] == "device":
+                return device
+            if pid[0] == "client":
+                return device.client
+            raise pickle.UnpicklingError(f"unknown reference {pid[0]!r}")
+
+    unloaded, args_info_flat, no_kwargs = Unpickler(io.BytesIO(payload)).load()
+    return jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info_flat), out_tree,
+                               no_kwargs=no_kwargs)
 
 
 def save(name: str, compiled: jax.stages.Compiled) -> None:

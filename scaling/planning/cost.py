@@ -139,8 +139,8 @@ def load() -> CostModel:
 def deal(buckets: list[Bucket], model: CostModel, threads: list[int], shapes: list[set] | None = None) -> list[int]:
     """The process of each bucket, in plan order: the one that would finish it first (process p trains threads[p]
     buckets at once), by the plan's own cost model, counting a compile where the process has not compiled the
-    bucket's shape yet (`shapes[p]`, updated here; every process compiles its own programs: an executable names
-    the devices it runs on)."""
+    bucket's shape yet (`shapes[p]`, updated here; processes that share a program store pool theirs after the
+    deal, scaling.distributed.cluster)."""
     free = [[0.0] * count for count in threads]
     shapes = shapes if shapes is not None else [set() for _ in threads]
     owners = []
