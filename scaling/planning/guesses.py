@@ -37,6 +37,8 @@ def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibrat
     training, is 0 when a core is idle now. A wrong guess costs a compile; what has not started by the next
     round is dropped (and guessed again from what that round knows)."""
     model, queued = calibration.model, []
+    if busy_s >= model.compile_s:  # no program compiles faster: nothing to queue (and no search to ask, ~0.2 s)
+        return
     for solves in (True, False):  # queued below in the order next-fails, next-solves, then further fails
         guess, assumed, shapes, before_s = df, todo, set(known), busy_s
         for ahead in range(LOOKAHEAD if not solves else 1):
