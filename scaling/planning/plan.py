@@ -81,8 +81,10 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     (each n apart), 2 or 4 consecutive n, or every n, into shared programs, each with one program per
     hidden depth or (cfg.run.pad_depth) with every depth padded to the deepest; the one with the smallest
     predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
-    `known`: (spec, population size) of programs already compiled, which cost nothing more. With fewer
-    buckets than `workers` (training threads), the longest are split so that every worker trains (_spread).
+    `known`: (spec, population size) of programs already compiled, which cost nothing more. Then buckets train
+    in compiled programs that hold them where that is cheaper (_reuse_programs), the longest is split while the
+    round on `workers` threads ends sooner (_spread), and new programs are compiled wider while that costs at
+    most half a compile (_pad_up), for later rounds to reuse.
     """
     model = model or cost.default_model("cpu", "unknown")
     known = known or set()
