@@ -4,6 +4,9 @@
     analysis.min_width(df, threshold) / min_depth(df, width, threshold)
     analysis.fit_curve(x, y, family) -> Fit
     analysis.compare_fits(x, y, families=None, bootstrap=None, censored=None) -> FitComparison
+    analysis.compare_laws(x, y, LAWS, sigma=..., replicates_RxM=...) -> LawComparison
+                                                       the one comparison of growth laws every curve goes through
+                                                       (measured or estimated noise, bounds, replicates)
     analysis.figures.<name>(frames...) -> Figure       (analysis.reporting.figures)
     analysis.judge(df, cfg) -> Verdict                 the verdict REPORT.md reports (analysis.calls.verdict)
     analysis.study(dir, power=True) -> Study           one results directory analysed, for a notebook: members,
@@ -21,6 +24,8 @@ import importlib
 
 _EXPORTS = {
     **dict.fromkeys(["Bootstrap", "FitComparison", "compare_fits"], "analysis.calls.compare"),
+    **dict.fromkeys(["LawComparison", "compare_laws"], "analysis.calls.comparison"),
+    "LAWS": "analysis.calls.laws",
     **dict.fromkeys(["load", "load_config", "load_runs"], "analysis.measurement.data"),
     **dict.fromkeys(["FAMILIES", "Fit", "FitError", "fit_curve"], "analysis.calls.fits"),
     **dict.fromkeys(["analyze", "study", "Study", "FIGURES"], "analysis.reporting.report"),

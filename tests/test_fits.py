@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from analysis import Bootstrap, FitError, compare_fits, fit_curve
-from analysis.calls.fits import FAMILIES, akaike_weights, information_criterion
+from analysis.calls.fits import FAMILIES, information_criterion
+from analysis.calls.laws import akaike_weights
 
 X = np.arange(2, 17, dtype=float)  # n = 2..16, the paper range
 TRUTH = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, stats
 
-from analysis.calls.fits import FAMILIES, Fit, FitError, _check, corrected, fit_curve
+from analysis.calls.fits import FAMILIES, Fit, FitError, _check, criterion_name, fit_curve
+from analysis.calls.laws import aicc
 from scaling.planning.stats import Z95
 
 _MIN_LOG_SIGMA = float(np.log(1e-4))  # a perfect fit of the exact points must not make the likelihood infinite
@@ -65,7 +66,7 @@ def fit_censored(x, y, family: str, lower, upper) -> Fit:
         se = np.full(2, np.inf)
     theta = best.x[:2]
     lo, hi = fam.to_params(theta - Z95 * se), fam.to_params(theta + Z95 * se)
-    score, criterion = corrected(2 * best.fun + 2 * 3, len(x), 3)  # theta and sigma
+    score, criterion = float(aicc(2 * best.fun, len(x), 3)), criterion_name(len(x), 3)  # theta and sigma
     pred = fam.model(x[exact], theta)
     return Fit(
         family=family,

@@ -1,4 +1,6 @@
-"""Model comparison across curve families: AICc ranking, Akaike weights, bootstrap win rates, extrapolation."""
+"""compare_fits: a curve without per-point noise (L*, steps to solve) across the two-parameter families, by the
+one comparison (analysis.calls.comparison, noise estimated from the residuals), with its notes, extrapolation
+errors, and a bootstrap drawn from a resampler."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from analysis.calls.fits import FAMILIES, Fit, FitError, akaike_weights, fit_curve
-from analysis.measurement.intervals import interval95
+from analysis.calls.comparison import ESTIMATED, LawComparison, compare_laws, held_out_residuals
+from analysis.calls.fits import FAMILIES, Fit, FitError
 
 # resample(rng) -> (x, y) of one bootstrap replicate (censored points already left out).
 Resampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -47,48 +49,17 @@ class FitComparison:
         }
 
 
-def _fit_all(x, y, families, sigma=None) -> dict[str, Fit]:
-    fits = {}
-    for fam in families:
-        try:
-            fits[fam] = fit_curve(x, y, fam, sigma)
-        except FitError:
-            continue  # e.g. a family that cannot stay positive on these points; reported as missing
-    return fits
-
-
 def extrapolation_error(x, y, family: str, held_out: int = 2) -> float:
     """Fit on all but the `held_out` largest x; mean |log(pred / y)| on those (NaN if too few points)."""
     order = np.argsort(x)
     x, y = np.asarray(x, float)[order], np.asarray(y, float)[order]
-    if len(x) - held_out < 3:
-        return float("nan")
-    try:
-        fit = fit_curve(x[:-held_out], y[:-held_out], family)
-    except FitError:
-        return float("nan")
-    pred = fit.predict(x[-held_out:])
-    if np.any(pred <= 0):
-        return float("inf")
-    return float(np.mean(np.abs(np.log(pred / y[-held_out:]))))
+    residuals = held_out_residuals(FAMILIES[family].law, x, np.log(y), np.ones_like(x), held_out)
+    return float("nan") if residuals is None else float(np.mean(np.abs(residuals)))
 
 
 # No curve is fitted, nor a bootstrap replicate used, on fewer points: with two parameters and sigma, fewer
 # than 5 points leave AICc undefined and the families indistinguishable.
 MIN_POINTS = 5
-
-
-def _fit_all_bounded(x, y, lower, upper, families) -> dict[str, Fit]:
-    """Every family by the censored likelihood (analysis.calls.censored), the bounds included."""
-    from analysis.calls.censored import fit_censored
-
-    fits = {}
-    for fam in families:
-        try:
-            fits[fam] = fit_censored(x, y, fam, lower, upper)
-        except FitError:
-            continue
-    return fits
 
 
 def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censored=None,
@@ -100,6 +71,9 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
     where bounds enter), so its intervals describe the estimate reported. `sigma` (each
     point's standard error of log y, e.g. from W50's interval) weights the least squares where no bounds are."""
     families = list(families or FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise FitError(f"unknown family {unknown[0]!r}; choose one of {', '.join(FAMILIES)}")
     x, y = np.asarray(x, float), np.asarray(y, float)
     notes = []
     censored = np.zeros(len(x), bool) if censored is None else np.asarray(censored, bool)
@@ -118,75 +92,62 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
     bounded = not exact.all()
     if bounded and sigma is not None:
         notes.append("the per-point weights are not used where bounds enter the likelihood")
-    fits = (_fit_all_bounded(x, y, censored, limited, families) if bounded
-            else _fit_all(x, y, families, sigma))
+        sigma = None
+    laws = {f: FAMILIES[f].law for f in families}
+    comparison = compare_laws(x, y, laws, noise=ESTIMATED, sigma=sigma, lower=censored, upper=limited,
+                              replicates_RxM=None if bootstrap is None else _replicates(bootstrap, x[exact]),
+                              min_points=MIN_POINTS)
+    fits = comparison.fits
     if not fits:
         raise FitError("no family could be fitted")
     missing = [f for f in families if f not in fits]
     if missing:
         notes.append(f"could not fit: {', '.join(missing)}")
-    names = list(fits)
-    scores = np.array([fits[f].aicc for f in names])
-    if fits[names[0]].criterion.split()[0] == "AIC":
+    if comparison.criterion.split()[0] == "AIC":
         notes.append(f"only {len(x)} points: ranked by AIC (the AICc correction needs more; it is equal "
                      "for all these two-parameter families, so the ranking is unchanged)")
-    x_bounds, y_bounds = x[censored], y[censored]
-    x_exact, y_exact = x[exact], y[exact]
+    ranked = comparison.table[comparison.table["law"].isin(list(fits))]
     table = pd.DataFrame({
-        "family": names, "aicc": scores, "delta_aicc": scores - scores.min(), "weight": akaike_weights(scores),
-        "params": [fits[f].params for f in names],
-        "extrap_error": [extrapolation_error(x_exact, y_exact, f) for f in names],
-    }).sort_values("aicc", ignore_index=True)
+        "family": ranked["law"], "aicc": ranked["aicc"], "delta_aicc": ranked["delta"], "weight": ranked["weight"],
+        "params": [fits[f].params for f in ranked["law"]],
+        "extrap_error": [extrapolation_error(x[exact], y[exact], f) for f in ranked["law"]],
+    }).reset_index(drop=True)
     best = table["family"].iloc[0]
     if censored.any():
-        below = x_bounds[fits[best].predict(x_bounds) < y_bounds]
+        below = x[censored][fits[best].predict(x[censored]) < y[censored]]
         if below.size:
             notes.append(f"the {best} fit predicts less than the known lower bound at x = "
                          f"{', '.join(f'{v:g}' for v in below)}: treat its extrapolation with care")
-    comparison = FitComparison(best=best, table=table, fits=fits, notes=notes)
+    result = FitComparison(best=best, table=table, fits=fits, notes=notes)
     if bootstrap is not None:
-        bounds = (x[censored | limited], y[censored | limited], censored[censored | limited],
-                  limited[censored | limited]) if bounded else None
-        _bootstrap(comparison, families, bootstrap, x_exact, bounds)
-    return comparison
+        _bootstrap_summary(result, comparison, bootstrap.reps)
+    return result
 
 
-def _bootstrap(comparison: FitComparison, families, boot: Bootstrap, fitted_x: np.ndarray, bounds=None) -> None:
-    """Refit every family on each replicate (with the observed `bounds`: x, y, lower, upper) and record the
-    families' wins and the parameters' percentile intervals."""
+def _replicates(boot: Bootstrap, fitted_x: np.ndarray) -> np.ndarray:
+    """The bootstrap's replicates as an R x M array over `fitted_x` (NaN where a replicate lacks a point; points
+    at other x, such as a bound's, are not used)."""
     rng = np.random.default_rng(boot.seed)
-    wins = {f: 0 for f in families}
-    draws: dict[str, list[np.ndarray]] = {f: [] for f in families}
-    used = 0
-    for _ in range(boot.reps):
+    reps_RxM = np.full((boot.reps, len(fitted_x)), np.nan)
+    column = {float(v): i for i, v in enumerate(fitted_x)}
+    for r in range(boot.reps):
         bx, by = boot.resample(rng)
-        keep = np.isin(bx, fitted_x)  # a replicate uses the points that the fit itself used, no others
-        bx, by = bx[keep], by[keep]
-        if len(bx) < MIN_POINTS:
-            continue
-        if bounds is None:
-            fits = _fit_all(bx, by, families)
-        else:  # the replicate's exact points, then the observed bounds
-            exact = np.zeros(len(bx), bool)
-            fits = _fit_all_bounded(np.concatenate([bx, bounds[0]]), np.concatenate([by, bounds[1]]),
-                                    np.concatenate([exact, bounds[2]]), np.concatenate([exact, bounds[3]]), families)
-        if not fits:
-            continue
-        used += 1
-        wins[min(fits, key=lambda f: fits[f].aicc)] += 1
-        for f, fit in fits.items():
-            draws[f].append(np.array(list(fit.params.values())))
+        for v, value in zip(bx, by):
+            if float(v) in column:
+                reps_RxM[r, column[float(v)]] = value
+    return reps_RxM
+
+
+def _bootstrap_summary(result: FitComparison, comparison: LawComparison, reps: int) -> None:
+    """The families' bootstrap win rates and their parameters' percentile intervals."""
+    used = int(np.isfinite(comparison.reps_aicc).any(axis=0).sum())
     if used == 0:
-        comparison.notes.append(f"bootstrap: no replicate had {MIN_POINTS} uncensored points; no bootstrap intervals")
+        result.notes.append(f"bootstrap: no replicate had {MIN_POINTS} uncensored points; no bootstrap intervals")
         return
-    if used < boot.reps:
-        comparison.notes.append(f"bootstrap: {boot.reps - used} of {boot.reps} replicates had too few "
-                                "uncensored points and were dropped")
-    comparison.win_rate = {f: wins[f] / used for f in families}
-    comparison.boot_ci = {}
-    for f, rows in draws.items():
-        if rows:
-            arr = np.stack(rows)
-            comparison.boot_ci[f] = {name: tuple(map(float, interval95(arr[:, i])))
-                                     for i, name in enumerate(FAMILIES[f].names)}
-    comparison.table["boot_win_rate"] = comparison.table["family"].map(comparison.win_rate)
+    if used < reps:
+        result.notes.append(f"bootstrap: {reps - used} of {reps} replicates had too few uncensored points and "
+                            "won for no family")
+    result.win_rate = dict(zip(comparison.table["law"], comparison.table["win_rate"]))
+    result.boot_ci = {f: {name: comparison.ci(f, name) for name in FAMILIES[f].names}
+                      for f, draws in comparison.reps.items() if len(draws)}
+    result.table["boot_win_rate"] = result.table["family"].map(result.win_rate)

@@ -1,10 +1,10 @@
-"""Curve families fitted in log space with the noise estimated from the residuals (L* and steps to solve).
+"""One two-parameter law fitted in log space with the noise estimated from the residuals (L* and steps to solve).
 
 A family is one of the two-parameter growth laws (analysis.calls.laws.LAWS: its formula, parameters and basis
 are the law's, fitted by the same routines) seen through an unconstrained parameterisation theta for the
 intervals. Every family is fitted to log(y), so the residuals of all four live on one scale and their AICc
-values compare. Each family has two parameters; with sigma^2, K = 3 for the information criterion. The W50
-and w* curves, whose noise is measured, are fitted by analysis.calls.laws directly.
+values compare. Each family has two parameters; with sigma^2, K = 3 for the information criterion. Curves are
+compared, W50's and w*'s as these, by analysis.calls.comparison.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from analysis.calls.laws import LAWS, Law, fit_affine, fit_log_linear
+from analysis.calls.laws import LAWS, Law, aicc, fit_affine, fit_log_linear
 
 _TINY = 1e-300
 
@@ -78,23 +78,15 @@ class Fit:
                 "rss_log": self.rss, "n_points": self.n_points}
 
 
-def corrected(aic: float, m: int, K: int) -> tuple[float, str]:
-    """AICc from AIC on m points with K parameters; AIC itself where m <= K + 1 (the correction is undefined)."""
-    if m - K - 1 <= 0:
-        return float(aic), "AIC"
-    return float(aic + 2 * K * (K + 1) / (m - K - 1)), "AICc"
+def criterion_name(m: int, K: int) -> str:
+    """"AICc", or "AIC" where m <= K + 1 (the small-sample correction is undefined there)."""
+    return "AICc" if m - K - 1 > 0 else "AIC"
 
 
 def information_criterion(rss: float, m: int, k: int = 2) -> tuple[float, str]:
     """AICc of a least-squares fit with k parameters plus sigma^2 (K = k + 1); AIC where m <= K + 1."""
     K = k + 1
-    return corrected(m * np.log(max(rss, _TINY) / m) + 2 * K, m, K)
-
-
-def akaike_weights(scores) -> np.ndarray:
-    delta = np.asarray(scores, float) - np.min(scores)
-    w = np.exp(-delta / 2)
-    return w / w.sum()
+    return float(aicc(m * np.log(max(rss, _TINY) / m), m, K)), criterion_name(m, K)
 
 
 def _check(x, y, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:

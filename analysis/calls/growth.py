@@ -18,11 +18,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, Law, aicc, fit_law, free_parameters
-from analysis.measurement.intervals import interval95
+from analysis.calls.comparison import LawComparison, compare_laws, held_out_residuals
+from analysis.calls.laws import EXPONENTIAL, LAWS, POLYNOMIAL, Law
 
 UNDECIDED = "undecided"
 MIN_POINTS = 5  # below this, three-parameter laws leave no degrees of freedom to test their fit
@@ -40,32 +38,17 @@ RULE = Rule()
 
 
 @dataclasses.dataclass
-class GrowthCall:
-    call: str  # EXPONENTIAL, POLYNOMIAL or UNDECIDED
-    table: pd.DataFrame  # one row per law: growth, k, chi2, dof, p_fit, aicc, delta, weight, win_rate, oos, params
-    class_weight: dict[str, float]
-    class_win_rate: dict[str, float]
-    class_fits: dict[str, float]  # the best p-value of goodness of fit within each class
-    predicts_best: str | None  # the class of the law that predicts the held-out largest n best
-    reasons: list[str]  # why the call is undecided (empty when decided)
-    x: np.ndarray
-    params: dict[str, np.ndarray]  # law -> point params
-    reps: dict[str, np.ndarray]  # law -> bootstrap params of the replicates that did not fail (R' x K)
+class GrowthCall(LawComparison):
+    """The comparison of the laws (table: law, growth, k, chi2, dof, p_fit, aicc, prior, oos, delta, weight,
+    win_rate, best first) and the call made from it."""
+
+    call: str = UNDECIDED  # EXPONENTIAL, POLYNOMIAL or UNDECIDED
+    class_weight: dict[str, float] = dataclasses.field(default_factory=dict)
+    class_win_rate: dict[str, float] = dataclasses.field(default_factory=dict)
+    class_fits: dict[str, float] = dataclasses.field(default_factory=dict)  # best goodness-of-fit p per class
+    predicts_best: str | None = None  # the class of the law that predicts the held-out largest n best
+    reasons: list[str] = dataclasses.field(default_factory=list)  # why the call is undecided (empty when decided)
     tau: float = 0.0  # the between-cell noise of log y added to every point's (between_cell_sd)
-    laws: dict[str, Law] = dataclasses.field(default_factory=lambda: LAWS, repr=False)  # the laws it chose from
-
-    def predict(self, law: str, x) -> np.ndarray:
-        return self.laws[law].predict(x, self.params[law])
-
-    def best(self, growth: str | None = None) -> str:
-        """The law with the smallest AICc (within one class, if named)."""
-        rows = self.table if growth is None else self.table[self.table["growth"] == growth]
-        return str(rows.sort_values("aicc")["law"].iloc[0])
-
-    def ci(self, law: str, name: str) -> tuple[float, float]:
-        """95 % seed-bootstrap percentile interval of one parameter."""
-        i = self.laws[law].names.index(name)
-        return tuple(map(float, interval95(self.reps[law][:, i])))
 
     def as_dict(self) -> dict:
         return {"call": self.call, "between_cell_sd": self.tau, "class_weight": self.class_weight,
@@ -76,18 +59,6 @@ class GrowthCall:
                           "params": dict(zip(self.laws[row["law"]].names, map(float, self.params[row["law"]]))),
                           "ci95": {name: self.ci(row["law"], name) for name in self.laws[row["law"]].names}}
                          for row in self.table.to_dict("records")]}
-
-
-def _held_out_score(x, logy, sigma, law: Law, held_out: int) -> float:
-    """Mean squared standardized error of log y at the `held_out` largest x, fitted on the rest."""
-    fit_x, fit_y, fit_s = x[:-held_out], logy[:-held_out], sigma[:-held_out]
-    if len(fit_x) < law.k + 1:
-        return float("nan")
-    params, _ = fit_law(law, fit_x, fit_y, fit_s)
-    pred = law.predict(x[-held_out:], params[0])
-    if np.any(~(pred > 0)):
-        return float("inf")
-    return float(np.mean(((logy[-held_out:] - np.log(pred)) / sigma[-held_out:]) ** 2))
 
 
 def between_cell_sd(x, logy, sigma) -> float:
@@ -125,43 +96,24 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws: dict[str, Law] | None
     to choose from (default LAWS; the calibration tries variants)."""
     x, y, sigma = (np.asarray(v, float) for v in (x, y, sigma))
     laws = LAWS if laws is None else laws
-    m = len(x)
-    if m < MIN_POINTS:
-        raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {m}")
-    logy = np.log(y)
-    ok = np.all(np.isfinite(reps_RxM) & (reps_RxM > 0), axis=1)
-    reps = np.where(np.isfinite(reps_RxM) & (reps_RxM > 0), reps_RxM, y)
-    tau = between_cell_sd(x, logy, sigma)
+    if len(x) < MIN_POINTS:
+        raise ValueError(f"need at least {MIN_POINTS} measured points to call a growth law, got {len(x)}")
+    tau = between_cell_sd(x, np.log(y), sigma)
     sigma = np.hypot(sigma, tau)
     prior = _class_priors(laws)
-    rows, params, boot, boot_aicc = [], {}, {}, {}
-    for name, law in laws.items():
-        p, chi2 = fit_law(law, x, logy, sigma, refine=refine)
-        boot[name], chi2_r = fit_law(law, x, np.log(reps), sigma)
-        boot_aicc[name] = aicc(chi2_r, m, free_parameters(law, boot[name]))
-        params[name] = p[0]
-        k = int(free_parameters(law, p)[0])
-        dof = m - k
-        rows.append({"law": name, "growth": law.growth, "k": k, "chi2": float(chi2[0]), "dof": dof,
-                     "p_fit": float(stats.chi2.sf(chi2[0], dof)) if dof > 0 else float(chi2[0] < 1e-9),
-                     "aicc": float(aicc(chi2[0], m, k)), "prior": prior[name],
-                     "oos": _held_out_score(x, logy, sigma, law, rule.held_out)})
-    table = pd.DataFrame(rows)
-    finite = np.isfinite(table["aicc"])
-    delta = table["aicc"] - table.loc[finite, "aicc"].min()
-    weight = np.where(finite, table["prior"] * np.exp(-0.5 * delta.where(finite, 0.0)), 0.0)
-    table["delta"], table["weight"] = delta, weight / weight.sum()
-    names = np.array(list(boot_aicc))
-    aicc_LxR = np.stack(list(boot_aicc.values()))
-    winners = np.where(ok, names[np.argmin(np.where(np.isfinite(aicc_LxR), aicc_LxR, np.inf), axis=0)], "")
-    table["win_rate"] = [float(np.mean(winners == name)) for name in table["law"]]
+    comparison = compare_laws(x, y, laws, sigma=sigma, replicates_RxM=reps_RxM, priors=prior, refine=refine)
+    table = comparison.table.assign(oos=[_held_out_score(x, np.log(y), sigma, laws[name], rule.held_out)
+                                         for name in comparison.table["law"]])
+    table = table[["law", "growth", "k", "chi2", "dof", "p_fit", "aicc", "prior", "oos", "delta", "weight",
+                   "win_rate"]]
+    ok = np.isfinite(comparison.reps_aicc).any(axis=0)
+    names, aicc_LxR = np.array(list(laws)), np.where(ok, comparison.reps_aicc, 0.0)
     classes = (EXPONENTIAL, POLYNOMIAL)
     with np.errstate(invalid="ignore", over="ignore"):
         rel = np.exp(-0.5 * (aicc_LxR - np.nanmin(np.where(np.isfinite(aicc_LxR), aicc_LxR, np.nan), axis=0)))
     evidence = {c: np.nansum([prior[n] * rel[i] for i, n in enumerate(names) if laws[n].growth == c], axis=0)
                 for c in classes}
     class_winner = np.where(evidence[EXPONENTIAL] > evidence[POLYNOMIAL], EXPONENTIAL, POLYNOMIAL)
-    table = table.sort_values("aicc", ignore_index=True)
     class_weight = {c: float(table.loc[table["growth"] == c, "weight"].sum()) for c in classes}
     class_win = {c: float(np.mean(ok & (class_winner == c))) for c in classes}
     class_fits = {c: float(table.loc[table["growth"] == c, "p_fit"].max()) for c in classes}
@@ -180,5 +132,12 @@ def decide(x, y, sigma, reps_RxM, rule: Rule = RULE, laws: dict[str, Law] | None
         reasons.append(f"a {other} law also fits within the measured noise (p = {class_fits[other]:.2g})")
     if predicts is not None and predicts != lead:
         reasons.append(f"a {other} law predicts the {rule.held_out} largest n best out of sample")
-    return GrowthCall(UNDECIDED if reasons else lead, table, class_weight, class_win, class_fits, predicts, reasons,
-                      x, params, {law: b[ok] for law, b in boot.items()}, tau, laws)
+    return GrowthCall(**{**vars(comparison), "table": table}, call=UNDECIDED if reasons else lead,
+                      class_weight=class_weight, class_win_rate=class_win, class_fits=class_fits,
+                      predicts_best=predicts, reasons=reasons, tau=tau)
+
+
+def _held_out_score(x, logy, sigma, law: Law, held_out: int) -> float:
+    """Mean squared standardized error of log y at the `held_out` largest x, fitted on the rest."""
+    residuals = held_out_residuals(law, x, logy, sigma, held_out)
+    return float("nan") if residuals is None else float(np.mean(residuals**2))

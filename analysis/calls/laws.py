@@ -229,3 +229,12 @@ def aicc(chi2, m: int, k: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         correction = np.where(m - k - 1 > 0, 2 * k * (k + 1) / (m - k - 1), 0.0)
     return np.asarray(chi2, float) + 2 * k + correction
+
+
+def akaike_weights(aicc_values, priors=None) -> np.ndarray:
+    """prior * exp(-delta / 2), normalised; a law whose AICc is not finite (it could not fit) weighs 0."""
+    scores = np.asarray(aicc_values, float)
+    finite = np.isfinite(scores)
+    prior = np.ones_like(scores) if priors is None else np.asarray(priors, float)
+    weight = np.where(finite, prior * np.exp(-0.5 * np.where(finite, scores - scores[finite].min(), 0.0)), 0.0)
+    return weight / weight.sum()
