@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.calls.compare import Resampler
-from analysis.measurement.measure import solved_cube
+from analysis.measurement.measure import crossfit_draws, solved_cube
 from scaling.experiment.config import Config
-from scaling.planning.stats import crossfit_counts, min_depth_rows, monotone_min
+from scaling.planning.stats import min_depth_rows, monotone_min
 
 
 @dataclasses.dataclass
@@ -41,16 +41,6 @@ def _seed_cubes(df: pd.DataFrame, along: str) -> list[tuple[float, np.ndarray, l
     return cubes
 
 
-def _crossfit(halves: list[np.ndarray]) -> np.ndarray:
-    """Held-out success rate per value (stats.crossfit_counts) from each half's drawn value x lr x seed
-    arrays; one half alone: its in-sample best."""
-    counts = [(np.nansum(h, axis=2), np.sum(~np.isnan(h), axis=2).astype(float)) for h in halves]
-    while len(counts) < 2:
-        counts.append((np.zeros_like(counts[0][0]), np.zeros_like(counts[0][1])))
-    solved, trials, _ = crossfit_counts(np.stack([c[0] for c in counts], -1), np.stack([c[1] for c in counts], -1))
-    return np.where(trials > 0, solved / np.maximum(trials, 1), -1.0)
-
-
 def _star_resampler(df: pd.DataFrame, along: str, threshold: float) -> Resampler:
     """Resampler of the monotone minimum along `along` (width or depth) for every n.
     Seeds are drawn with replacement once per n, within each half, and used for every value and learning
@@ -60,8 +50,9 @@ def _star_resampler(df: pd.DataFrame, along: str, threshold: float) -> Resampler
     def resample(rng: np.random.Generator):
         xs, ys = [], []
         for n, values, halves in cubes:
-            drawn = [h[:, :, rng.integers(0, h.shape[2], h.shape[2])] for h in halves]
-            star = monotone_min(values, _crossfit(drawn) >= threshold)
+            solved, trials = crossfit_draws(halves, [rng.integers(0, h.shape[2], (1, h.shape[2])) for h in halves])
+            rate = np.where(trials[0] > 0, solved[0] / np.maximum(trials[0], 1), -1.0)
+            star = monotone_min(values, rate >= threshold)
             if star is not None:
                 xs.append(n)
                 ys.append(star)

@@ -114,7 +114,7 @@ def solved_cube(cell: pd.DataFrame, along: str = "width") -> tuple[np.ndarray, n
     return values, cube, seeds
 
 
-def _counts(halves: list[np.ndarray], draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def crossfit_draws(halves: list[np.ndarray], draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted (solved, trials) per replicate and width (R x V) from each half's seed draws (R x S_h)."""
     solved, trials = [], []
     for cube, idx in zip(halves, draws):
@@ -143,9 +143,9 @@ def measure_cube(n: int, depth: int, widths: np.ndarray, solved_VxLxS: np.ndarra
     same = [np.arange(h.shape[2])[None] for h in halves]
     redrawn = [rng.integers(0, h.shape[2], (reps, h.shape[2])) for h in halves]
     x = np.log2(widths.astype(float))
-    k, t = _counts(halves, same)
+    k, t = crossfit_draws(halves, same)
     point = fit_logistic(x, k, t)
-    k_r, t_r = _counts(halves, redrawn)
+    k_r, t_r = crossfit_draws(halves, redrawn)
     with np.errstate(invalid="ignore", divide="ignore"):
         w_star = _monotone_min(widths, k / t >= threshold)[0]
         w_star_reps = _monotone_min(widths, k_r / t_r >= threshold)
