@@ -58,12 +58,12 @@ def _sweep(args) -> None:
     args.on_cluster(cluster)  # the console script's signal handlers stop the whole cluster from here on
     import jax
 
-    from scaling.engine.devices import default_workers, make_mesh
+    from scaling.engine.devices import make_mesh, training_threads
     from scaling.sweep import follow_sweep, run_sweep
 
     try:  # from here on, a failure tells the other processes
         mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
-        threads = default_workers(mesh, cfg.run.bucket_mib)
+        threads = training_threads(mesh, cfg.run.bucket_mib)
         clusters.handshake(cluster, clusters.fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
         if not cluster.leader:
             trained = follow_sweep(cfg, cluster, args.devices)
@@ -104,7 +104,7 @@ def _report_sweep(cfg, out: str, outcome) -> None:
           f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
           f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time), "
           f"loaded {outcome.loads} from the program store; training threads waited {outcome.compile_wait_s:.0f} s "
-          f"({outcome.compile_wait_s / max(outcome.wall_s * outcome.workers, 1e-9):.0%} of their time) for them "
+          f"({outcome.compile_wait_s / max(outcome.wall_s * outcome.threads, 1e-9):.0%} of their time) for them "
           f"-> {out}")
     for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
         table = star_table(outcome.summary, kind)
@@ -113,7 +113,7 @@ def _report_sweep(cfg, out: str, outcome) -> None:
 
 
 def _plan(args) -> None:
-    from scaling.engine.devices import default_workers, make_mesh
+    from scaling.engine.devices import make_mesh, training_threads
     from scaling.experiment import config
     from scaling.planning import probes
     from scaling.planning.forecast import describe, forecast, parse_oracle
@@ -133,10 +133,10 @@ def _plan(args) -> None:
         raise UserError("--processes/--devices", "forecast the whole search, so they need --assume-wstar")
     if processes < 1 or devices < 1:
         raise UserError("--processes/--devices", f"must be at least 1, got {processes} and {devices}")
-    workers = default_workers(make_mesh(cfg.run.devices) if not cluster else None, cfg.run.bucket_mib)
+    threads = training_threads(make_mesh(cfg.run.devices) if not cluster else None, cfg.run.bucket_mib)
     model = probes.load_or_calibrate()
-    out = forecast(cfg, model, args.assume_wstar, workers, processes, devices)
-    print("\n".join(describe(cfg, model, out, workers, args.assume_wstar)))
+    out = forecast(cfg, model, args.assume_wstar, threads, processes, devices)
+    print("\n".join(describe(cfg, model, out, threads, args.assume_wstar)))
 
 
 def _power(dir: str) -> None:

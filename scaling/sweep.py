@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 
 from scaling.distributed.cluster import Cluster
 from scaling.distributed.dealer import finish, follow, lead_round
-from scaling.engine.devices import cores, default_workers, make_mesh
+from scaling.engine.devices import cores, make_mesh, training_threads
 from scaling.engine.population import Bucket, Member, MemberResult, padding_waste
 from scaling.engine.programs import Programs, population_slots
 from scaling.engine.train import train_bucket
@@ -46,17 +46,17 @@ class SweepOutcome:
     summary: pd.DataFrame
     compiles: int = 0  # XLA programs compiled by this call
     compile_s: float = 0.0  # the compiler's seconds, summed over its threads (mostly while buckets trained)
-    compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the workers
+    compile_wait_s: float = 0.0  # seconds that training waited for a compile, summed over the threads
     loads: int = 0  # programs read from the program store instead of compiled
-    workers: int = 1  # training threads of this process
+    threads: int = 1  # training threads of this process
 
 
-def _calibration(plans: list[RoundPlan], workers: int) -> Calibration:
+def _calibration(plans: list[RoundPlan], threads: int) -> Calibration:
     """The calibration of the store's latest plan when it was measured on this kind of device (so that a resume
     plans as the stopped run would have), else this machine's cost model (probed once per machine)."""
     if plans and plans[-1].calibration.matches(jax.default_backend(), jax.devices()[0].device_kind):
         return plans[-1].calibration
-    return Calibration(probes.load_or_calibrate(), workers)
+    return Calibration(probes.load_or_calibrate(), threads)
 
 
 def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibration: Calibration,
@@ -70,28 +70,28 @@ def _next_plan(cfg: Config, df: pd.DataFrame, plans: list[RoundPlan], calibratio
     if not todo:
         return None
     buckets = plan_buckets(todo, cfg, calibration.model, known=rounds.program_shapes(plans, slots),
-                           workers=calibration.workers)
+                           threads=calibration.threads)
     plan = RoundPlan(plans[-1].round + 1 if plans else 0, tuple(buckets), calibration)
     return plan, list(enumerate(plan.buckets))
 
 
 class _Stopped(Exception):
-    """Raised inside a worker's bucket when the sweep stops (an error or an interrupt elsewhere)."""
+    """Raised inside a training thread's bucket when the sweep stops (an error or an interrupt elsewhere)."""
 
 
-def train_concurrently(buckets: list[Bucket], workers: int,
+def train_concurrently(buckets: list[Bucket], threads: int,
                         train: Callable[[Bucket, threading.Event], list[MemberResult]]
                         ) -> Iterator[list[MemberResult]]:
-    """Train buckets on `workers` threads (XLA releases the GIL while a program runs), yielding each bucket's
+    """Train buckets on `threads` training threads (XLA releases the GIL while a program runs), yielding each bucket's
     results in the buckets' order, so the store fills in plan order whatever finishes first. When the caller
-    stops early, the workers stop at their next chunk and nothing of their buckets is returned."""
+    stops early, the threads stop at their next chunk and nothing of their buckets is returned."""
     stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="scaling-train") as pool:
         futures = [pool.submit(train, bucket, stop) for bucket in buckets]
         try:
             for future in futures:
                 yield future.result()
-        finally:  # cancel what has not started before the running workers stop, so none picks up another
+        finally:  # cancel what has not started before the running threads stop, so none picks up another
             for future in futures:
                 future.cancel()
             stop.set()
@@ -120,11 +120,11 @@ def follow_sweep(cfg: Config, cluster: Cluster, devices: int | None = None) -> i
     """A cluster's process other than 0: train the buckets process 0 deals until it says done (nothing is
     written here: process 0 stores every row). Returns the number of buckets trained."""
     mesh = make_mesh(devices if devices is not None else cfg.run.devices)
-    workers = default_workers(mesh, cfg.run.bucket_mib)
+    threads = training_threads(mesh, cfg.run.bucket_mib)
     with Programs() as programs:
-        programs.set_compile_threads(max(1, cores() - workers))
+        programs.set_compile_threads(max(1, cores() - threads))
         return follow(cluster, lambda plan, free: trainer(cfg, plan, free, mesh, programs),
-                      lambda bucket: programs.prefetch(bucket, mesh), workers)
+                      lambda bucket: programs.prefetch(bucket, mesh), threads)
 
 
 def _load_plan(text: str, store: Store) -> RoundPlan:
@@ -144,10 +144,10 @@ def run_sweep(
     progress: bool = True,
     on_bucket: Callable[[Bucket], None] | None = None,
     programs: Programs | None = None,
-    workers: int | None = None,
+    threads: int | None = None,
     cluster: Cluster | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep into out_dir with `workers` training threads (default: default_workers). Rows are
+    """Run (or resume) a sweep into out_dir with `threads` training threads (default: training_threads). Rows are
     committed bucket by bucket in plan order (on a cluster, as they arrive), so a stop loses only the buckets in
     training and those that finished while an earlier one still trained; a resume trains those again as the
     stored plan has them.
@@ -156,10 +156,10 @@ def run_sweep(
     if programs is None:
         with Programs() as own:
             return run_sweep(cfg, out_dir, fresh=fresh, devices=devices, progress=progress, on_bucket=on_bucket,
-                             programs=own, workers=workers, cluster=cluster)
+                             programs=own, threads=threads, cluster=cluster)
     start = time.perf_counter()
     mesh = make_mesh(devices if devices is not None else cfg.run.devices)
-    sweep = _Sweep(cfg, mesh, programs, workers or default_workers(mesh, cfg.run.bucket_mib), cluster, on_bucket)
+    sweep = _Sweep(cfg, mesh, programs, threads or training_threads(mesh, cfg.run.bucket_mib), cluster, on_bucket)
     store = Store.open(out_dir, fresh=fresh)
     try:
         run_id = store.start_run(cfg, hosts=cluster.hosts) if cluster else store.start_run(cfg)
@@ -170,7 +170,7 @@ def run_sweep(
     try:
         plans = [_load_plan(text, store) for text in store.plans()]
         # A cluster's plans spread buckets over the training threads of all its processes.
-        calibration = _calibration(plans, sum(cluster.threads) if cluster else sweep.workers)
+        calibration = _calibration(plans, sum(cluster.threads) if cluster else sweep.threads)
         df = store.frame()
         skipped = len(df)  # the store holds this config's members only (Store.start_run checks the hash)
         while (planned := _next_plan(cfg, df, plans, calibration, sweep.slots)) is not None:
@@ -204,18 +204,18 @@ def run_sweep(
     waste = padding_waste(sweep.buckets) if sweep.buckets else 1.0
     return SweepOutcome(trained, skipped, sweep.rounds, len(sweep.buckets), time.perf_counter() - start, waste,
                         summary, compiles=counts["compiles"], compile_s=counts["compile_s"],
-                        compile_wait_s=counts["compile_wait_s"], loads=counts["loads"], workers=sweep.workers)
+                        compile_wait_s=counts["compile_wait_s"], loads=counts["loads"], threads=sweep.threads)
 
 
 class _Sweep:
     """What one sweep's rounds share: the device mesh, the compile cache, the training threads (and a
     cluster's processes), and the buckets and members trained so far."""
 
-    def __init__(self, cfg: Config, mesh: Mesh | None, programs: Programs, workers: int, cluster: Cluster | None,
+    def __init__(self, cfg: Config, mesh: Mesh | None, programs: Programs, threads: int, cluster: Cluster | None,
                  on_bucket: Callable[[Bucket], None] | None):
-        self.cfg, self.mesh, self.programs, self.workers, self.cluster = cfg, mesh, programs, workers, cluster
+        self.cfg, self.mesh, self.programs, self.threads, self.cluster = cfg, mesh, programs, threads, cluster
         self.on_bucket, self.spare = on_bucket, cores()
-        programs.set_compile_threads(max(1, self.spare - workers))  # an accelerator's host compiles on spare cores
+        programs.set_compile_threads(max(1, self.spare - threads))  # an accelerator's host compiles on spare cores
         self.before = programs.counters()
         self.buckets: list[Bucket] = []
         self.members: set[Member] = set()
@@ -246,7 +246,7 @@ class _Sweep:
         # rows depend on what this process happened to compile (or on when it was stopped).
         free_shapes = rounds.program_shapes(plans, self.slots)
         bar.round(plan, [b for _, b in pending], len(self.members),
-                  sum(cluster.threads) if cluster else self.workers, rounds.program_shapes(plans[:-1], self.slots))
+                  sum(cluster.threads) if cluster else self.threads, rounds.program_shapes(plans[:-1], self.slots))
         programs.cancel_pending()  # guesses for this round that never started
         # A cluster deals the round first (each process compiles and trains only its own buckets).
         owners = None
@@ -258,18 +258,18 @@ class _Sweep:
             programs.prefetch(bucket, mesh)
         # The next rounds' programs, compiled meanwhile on a core left idle, or while a round too short to hide
         # them trains (queue_next_round decides).
-        busy_s = 0.0 if min(self.workers, len(pending)) < self.spare else makespan(
-            [plan.calibration.model.train_s(b) for _, b in pending], self.workers)
+        busy_s = 0.0 if min(self.threads, len(pending)) < self.spare else makespan(
+            [plan.calibration.model.train_s(b) for _, b in pending], self.threads)
         guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh, busy_s=busy_s)
         tail = guesses.RoundTail(lambda known: guesses.queue_next_round(
-            cfg, df, members, calibration, free_shapes, programs, mesh, known), len(pending), self.workers)
+            cfg, df, members, calibration, free_shapes, programs, mesh, known), len(pending), self.threads)
         train = trainer(cfg, plan, free_shapes, mesh, programs, bar.chunk,
                         tail.done if cluster is None else lambda bucket, results: None)
         if cluster is None:
             arrivals = ((i, b, r, False) for (i, b), r in zip(pending, train_concurrently(
-                [b for _, b in pending], self.workers, train)))
+                [b for _, b in pending], self.threads, train)))
         else:
-            arrivals = lead_round(cluster, self.rounds, plan, pending, owners, free_shapes, train, self.workers)
+            arrivals = lead_round(cluster, self.rounds, plan, pending, owners, free_shapes, train, self.threads)
         solved = int(df["solved"].sum()) if len(df) else 0
         try:
             for i, bucket, results, remote in arrivals:
@@ -283,5 +283,5 @@ class _Sweep:
                 if self.on_bucket is not None:
                     self.on_bucket(bucket)
         finally:
-            arrivals.close()  # stops the workers now, not whenever the generator is collected
+            arrivals.close()  # stops the threads now, not whenever the generator is collected
         self.rounds += 1

@@ -69,4 +69,4 @@ def tiny_sweep(tmp_path_factory):
     from scaling.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("tiny")
-    return out, run_sweep(config.parse(TINY), out, progress=False, workers=2)
+    return out, run_sweep(config.parse(TINY), out, progress=False, threads=2)

@@ -61,7 +61,7 @@ def one_process(config_file, tmp_path_factory):
     process trains one bucket at a time on its mesh of two devices, so the cluster plans for two threads)."""
     out = tmp_path_factory.mktemp("one") / "out"
     run = subprocess.run([sys.executable, "-m", "scaling", "sweep", str(config_file), "--out", str(out)],
-                         env=_env(2, SCALING_WORKERS="2"), capture_output=True, text=True, timeout=300)
+                         env=_env(2, SCALING_THREADS="2"), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return _rows(out)
 
@@ -161,7 +161,7 @@ def test_every_process_stores_its_programs_and_a_warm_relaunch_compiles_none(con
     """jax's persistent cache is written by process 0 only; the program store by every process, into one
     directory (an executable is loaded onto the loading process's device), so a relaunch loads every program in
     every process. One training thread per process, so that process 1 gets buckets of its own."""
-    env = {**os.environ, "SCALING_JAX_CACHE": str(tmp_path / "jax"), "SCALING_WORKERS": "1"}
+    env = {**os.environ, "SCALING_JAX_CACHE": str(tmp_path / "jax"), "SCALING_THREADS": "1"}
     store = tmp_path / "jax" / "programs"
     launch = lambda out: subprocess.run(
         [sys.executable, "-m", "scaling", "launch", "--processes", "2", "--", "sweep", str(config_file),

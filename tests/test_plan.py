@@ -92,10 +92,10 @@ def test_the_forecast_replays_the_search_and_stays_under_its_bound():
     searched, bound = total(rounds), upper_bound(cfg, FLOPS_BOUND)
     assert len(rounds) >= 3 and searched.members <= bound.members
     assert searched.padded_flops <= bound.padded_flops and searched.useful_flops <= searched.padded_flops
-    assert searched.train_wall_s == pytest.approx(searched.train_s)  # one worker: buckets one after another
-    two = total(simulate(cfg, lambda n, d: n + d, FLOPS_BOUND, workers=2))
+    assert searched.train_wall_s == pytest.approx(searched.train_s)  # one training thread: buckets one after another
+    two = total(simulate(cfg, lambda n, d: n + d, FLOPS_BOUND, threads=2))
     assert two.members == searched.members and two.train_s == pytest.approx(searched.train_s)
-    assert searched.train_s / 2 <= two.train_wall_s < searched.train_s  # rounds of several buckets share workers
+    assert searched.train_s / 2 <= two.train_wall_s < searched.train_s  # rounds of several buckets share threads
     with pytest.raises(UserError, match="names 'x'"):
         parse_oracle("2*x")
     assert parse_oracle("2**(n-1)/d")(5, 2) == 8.0
@@ -114,17 +114,17 @@ def test_calibration_measures_this_backend_and_caches_the_model(tmp_path, monkey
     assert cost.load() == model  # read back from the cache: the next sweep needs no probe
 
 
-def test_a_round_of_fewer_buckets_than_workers_splits_its_longest_bucket():
+def test_a_round_of_fewer_buckets_than_threads_splits_its_longest_bucket():
     members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]  # 6 members
     one = plan_buckets(members, CFG, FLOPS_BOUND)
-    two = plan_buckets(members, CFG, FLOPS_BOUND, workers=2)
+    two = plan_buckets(members, CFG, FLOPS_BOUND, threads=2)
     assert len(one) == 1 and len(two) == 2 and two[0].spec == two[1].spec == one[0].spec
     assert two[0].slots == two[1].slots == 3 and sorted(two[0].members + two[1].members) == sorted(members)
-    assert len(plan_buckets(members, CFG, FLOPS_BOUND, workers=4)) == 4  # halves split again: 2 + 1 + 2 + 1
-    assert len(plan_buckets(members[:1], CFG, FLOPS_BOUND, workers=2)) == 1  # one member cannot be split
+    assert len(plan_buckets(members, CFG, FLOPS_BOUND, threads=4)) == 4  # halves split again: 2 + 1 + 2 + 1
+    assert len(plan_buckets(members[:1], CFG, FLOPS_BOUND, threads=2)) == 1  # one member cannot be split
     # A compiled program for the whole bucket, none for its halves: a 100 s compile outweighs the halved steps.
     slow_compiles = dataclasses.replace(COMPILE_BOUND, unit_s=(1e-6,) * 4)
-    assert len(plan_buckets(members, CFG, slow_compiles, workers=2)) == 2  # one program either way
+    assert len(plan_buckets(members, CFG, slow_compiles, threads=2)) == 2  # one program either way
     assert len(plan_buckets(members, CFG, slow_compiles, {(one[0].spec, one[0].slots)}, 2)) == 1
 
 
@@ -185,8 +185,8 @@ def test_a_round_of_uneven_buckets_splits_its_longest_while_the_round_ends_soone
     wide = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 4 and m.width == 16]
     narrow = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 4 and m.width == 2]
     model = dataclasses.replace(FLOPS_BOUND, compile_s=1e-9)
-    alone = plan_buckets(wide + narrow, CFG, model, workers=1)
-    spread = plan_buckets(wide + narrow, CFG, model, workers=2)
+    alone = plan_buckets(wide + narrow, CFG, model, threads=1)
+    spread = plan_buckets(wide + narrow, CFG, model, threads=2)
     assert len(alone) == 2 and len(spread) == 3  # as many buckets as threads, yet the wide one is split
     ends = lambda buckets: makespan(sorted(map(model.train_s, buckets), reverse=True), 2)
     assert ends(spread) < ends(alone)
@@ -195,9 +195,19 @@ def test_a_round_of_uneven_buckets_splits_its_longest_while_the_round_ends_soone
 
 def test_halves_of_a_split_bucket_train_in_a_compiled_program_that_holds_them():
     members = [m for m in grid_members(CFG) if m.depth == 1 and m.n == 3 and m.width == 8]  # 6 members
-    halves = plan_buckets(members, CFG, FLOPS_BOUND, workers=2)
+    halves = plan_buckets(members, CFG, FLOPS_BOUND, threads=2)
     assert [b.slots for b in halves] == [3, 3]
     wider = dataclasses.replace(halves[0].spec, width_max=16)
     reused = plan_buckets(members, CFG, dataclasses.replace(COMPILE_BOUND, unit_s=(1e-6,) * 4),
-                          known={(wider, 4)}, workers=2)
+                          known={(wider, 4)}, threads=2)
     assert [(b.spec, b.slots) for b in reused] == [(wider, 4), (wider, 4)]
+
+
+def test_a_round_plan_round_trips_and_reads_the_training_threads_under_their_earlier_key():
+    from scaling.planning.rounds import Calibration, RoundPlan
+
+    plan = RoundPlan(0, tuple(plan_buckets(grid_members(CFG), CFG, FLOPS_BOUND)), Calibration(FLOPS_BOUND, 2))
+    assert RoundPlan.from_json(plan.to_json()) == plan
+    doc = json.loads(plan.to_json())
+    doc["workers"] = doc.pop("threads")  # a store written before the field was renamed
+    assert RoundPlan.from_json(json.dumps(doc)) == plan

@@ -100,7 +100,7 @@ def test_a_tiny_sparse_sweep_is_analysed_end_to_end(tmp_path):
     from scaling.experiment import config
     from scaling.sweep import run_sweep
 
-    outcome = run_sweep(config.parse(SWEEP), tmp_path, progress=False, workers=1)
+    outcome = run_sweep(config.parse(SWEEP), tmp_path, progress=False, threads=1)
     assert outcome.trained == 3 * 2 * 2 * 4 and list(outcome.summary.columns[:2]) == ["k", "kind"]
     members = analysis.load(tmp_path)
     assert all(row.subset == subset_text(hidden_subset(0, row.n, row.k)) for row in members.itertuples())

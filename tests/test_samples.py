@@ -160,13 +160,13 @@ def test_a_resume_that_would_draw_other_hidden_bits_is_refused(tmp_path):
 
     cfg = config.parse(SPARSE.replace("{values = [12, 64]}", "{values = [6, 8]}").replace("seeds = 3", "seeds = 1")
                        .replace("k = [2, 3]", "k = 2"))
-    run_sweep(cfg, tmp_path, progress=False, workers=1)
-    again = run_sweep(cfg, tmp_path, progress=False, workers=1)
+    run_sweep(cfg, tmp_path, progress=False, threads=1)
+    again = run_sweep(cfg, tmp_path, progress=False, threads=1)
     assert again.trained == 0  # a plain resume finds every member
     with sqlite3.connect(tmp_path / "results.sqlite") as conn:
         conn.execute("UPDATE members SET subset = '0,1' WHERE n = 8")
         runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     with pytest.raises(UserError, match=r"\(n = 8, k = 2\) trained on the bits 0,1"):
-        run_sweep(cfg, tmp_path, progress=False, workers=1)
+        run_sweep(cfg, tmp_path, progress=False, threads=1)
     with sqlite3.connect(tmp_path / "results.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == runs

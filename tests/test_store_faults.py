@@ -129,7 +129,7 @@ def test_a_plan_of_a_config_that_crashed_before_its_first_bucket_is_never_traine
     bucket = make_bucket(search.grid_members(wrong)[:4], eval_every=wrong.train.eval_every)
     store.save_plan(run_id, 0, RoundPlan(0, (bucket,), Calibration(load(), 2)).to_json())
     store.close()  # as if it crashed after storing its plan
-    run_sweep(config.parse(TINY), tmp_path, progress=False, workers=2)
+    run_sweep(config.parse(TINY), tmp_path, progress=False, threads=2)
     with _connect(tmp_path / STORE_NAME) as conn:
         budgets = {r[0] for r in conn.execute("SELECT DISTINCT steps_budget FROM members")}
         hashes = {r[0] for r in conn.execute("SELECT config_hash FROM runs")}
@@ -245,7 +245,7 @@ def test_a_full_disk_during_a_sweep_is_one_line_keeps_the_saved_buckets_and_resu
         tiny_sweep, tmp_path, monkeypatch, capsys):
     """The disk fills after the first bucket; once space is freed, the rerun ends with every member of an
     uninterrupted run, with its results bit for bit."""
-    monkeypatch.setenv("SCALING_WORKERS", "2")  # as the shared tiny sweep trained
+    monkeypatch.setenv("SCALING_THREADS", "2")  # as the shared tiny sweep trained
     real_insert, inserted = Store.insert, []
 
     def insert_until_full(self, run_id, bucket, members, results):

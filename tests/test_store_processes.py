@@ -134,7 +134,7 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
                ("timed", rng.uniform(0.0, 0.5))]
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
-    env = {**os.environ, "SCALING_WORKERS": "2"}  # the reference trained on two threads
+    env = {**os.environ, "SCALING_THREADS": "2"}  # the reference trained on two threads
     kills = 0
     for i, (moment, at) in enumerate(moments):
         out = tmp_path / f"out{i}"
@@ -155,7 +155,7 @@ def test_sigkill_at_five_moments_then_resume_gives_the_uninterrupted_rows_bit_fo
         stopped = _rows(out)
         assert len(stopped) < len(theirs), (moment, at)
         _assert_same_rows(stopped, theirs)  # what was stored before the kill is already right
-        run_sweep(config.parse(TINY), out, progress=False, workers=2)  # the resume
+        run_sweep(config.parse(TINY), out, progress=False, threads=2)  # the resume
         mine = _rows(out)
         assert len(mine) == len(theirs), (moment, at)
         _assert_same_rows(mine, theirs)
@@ -174,7 +174,7 @@ def test_members_lost_from_a_finished_store_are_trained_again(tmp_path, lost):
 
     cfg = config.parse(SMALL.replace("lrs = [3e-2]", "lrs = [1e-2, 3e-2]"))
     full_out, out = tmp_path / "full", tmp_path / "out"
-    run_sweep(cfg, full_out, progress=False, workers=2)
+    run_sweep(cfg, full_out, progress=False, threads=2)
     shutil.copytree(full_out, out)
     theirs = _rows(full_out)
     cell = theirs[(theirs["n"] == 3) & (theirs["depth"] == 1)]
@@ -185,7 +185,7 @@ def test_members_lost_from_a_finished_store_are_trained_again(tmp_path, lost):
         gone = conn.execute(f"DELETE FROM members WHERE n = 3 AND depth = 1 AND width = ? AND {where}",
                             (width,)).rowcount
     assert gone > 0
-    outcome = run_sweep(cfg, out, progress=False, workers=2)
+    outcome = run_sweep(cfg, out, progress=False, threads=2)
     assert outcome.trained == gone and len(_rows(out)) == len(theirs)
     pd.testing.assert_frame_equal(_rows(out)[KEY + RESULT], theirs[KEY + RESULT])
 

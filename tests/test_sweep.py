@@ -8,7 +8,7 @@ import pytest
 from configs import TINY
 
 from scaling import sweep
-from scaling.engine.devices import default_workers
+from scaling.engine.devices import training_threads
 from scaling.errors import UserError
 from scaling.experiment import config
 from scaling.planning import plan
@@ -70,18 +70,18 @@ def test_resume_after_a_stop_matches_an_uninterrupted_run(uninterrupted, tmp_pat
 
 
 def test_buckets_trained_at_once_give_the_same_rows_as_one_at_a_time(uninterrupted, tmp_path, monkeypatch):
-    out, concurrent = uninterrupted  # two workers
-    # The plan for two workers (rounds of one bucket are split in two), trained by one.
-    two_workers_plan = lambda *args, **kwargs: plan.plan_buckets(*args, **{**kwargs, "workers": 2})
-    monkeypatch.setattr(sweep, "plan_buckets", two_workers_plan)
-    alone = run_sweep(config.parse(TINY), tmp_path, progress=False, workers=1)
+    out, concurrent = uninterrupted  # two threads
+    # The plan for two threads (rounds of one bucket are split in two), trained by one.
+    two_threads_plan = lambda *args, **kwargs: plan.plan_buckets(*args, **{**kwargs, "threads": 2})
+    monkeypatch.setattr(sweep, "plan_buckets", two_threads_plan)
+    alone = run_sweep(config.parse(TINY), tmp_path, progress=False, threads=1)
     mine, theirs = _rows(tmp_path), _rows(out)
     assert (alone.trained, alone.rounds, alone.buckets) == (concurrent.trained, concurrent.rounds, concurrent.buckets)
     columns = KEY + RESULT + ["final_loss", "final_accuracy", "bucket"]
     pd.testing.assert_frame_equal(mine[columns], theirs[columns])  # bit for bit, and in the same buckets
 
 
-def test_a_stopped_round_stops_its_workers_and_starts_no_more():
+def test_a_stopped_round_stops_its_threads_and_starts_no_more():
     started, stopped = [], []
 
     def train(bucket, stop):
@@ -109,16 +109,19 @@ def test_a_stopped_round_stops_its_workers_and_starts_no_more():
         list(train_concurrently([0, 1, 2], 2, lambda b, stop: "ok" if b == 0 else fails(b, stop)))
 
 
-def test_workers_default_to_the_cores_on_a_cpu_and_reject_a_bad_override(monkeypatch):
-    monkeypatch.delenv("SCALING_WORKERS", raising=False)
-    assert default_workers(None) >= 1
-    assert default_workers(None, bucket_mib=2**30) == 1  # no room in memory for a second bucket of 1 PiB
-    monkeypatch.setenv("SCALING_WORKERS", "3")
-    assert default_workers(None) == 3
+def test_training_threads_default_to_the_cores_on_a_cpu_and_reject_a_bad_override(monkeypatch):
+    monkeypatch.delenv("SCALING_THREADS", raising=False)
+    monkeypatch.setenv("SCALING_WORKERS", "5")  # the variable's earlier name is still read
+    assert training_threads(None) == 5
+    monkeypatch.delenv("SCALING_WORKERS")
+    assert training_threads(None) >= 1
+    assert training_threads(None, bucket_mib=2**30) == 1  # no room in memory for a second bucket of 1 PiB
+    monkeypatch.setenv("SCALING_THREADS", "3")
+    assert training_threads(None) == 3
     for bad in ("0", "two", "-1"):
-        monkeypatch.setenv("SCALING_WORKERS", bad)
-        with pytest.raises(UserError, match="SCALING_WORKERS.*at least 1"):
-            default_workers(None)
+        monkeypatch.setenv("SCALING_THREADS", bad)
+        with pytest.raises(UserError, match="SCALING_THREADS.*at least 1"):
+            training_threads(None)
 
 
 def test_store_of_another_config_is_refused_unless_fresh(uninterrupted, tmp_path):
@@ -155,7 +158,7 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     result = lambda solved: [MemberResult(steps_run=100, solved=solved, step_solved=50 if solved else None,
                                           final_loss=0.1, final_accuracy=1.0, diverged=False, wall_s=0.0)]
     guesses = []
-    tail = RoundTail(guesses.append, buckets=4, workers=2)
+    tail = RoundTail(guesses.append, buckets=4, threads=2)
     settle = lambda: [t.join() for t in threading.enumerate() if t.name == "scaling-guess"]  # it runs apart
     for k, bucket in enumerate(buckets):
         tail.done(bucket, result(k % 2 == 0))
@@ -166,7 +169,7 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     def fails(known):
         raise RuntimeError("a guess went wrong")
 
-    failing = RoundTail(fails, buckets=2, workers=2)
+    failing = RoundTail(fails, buckets=2, threads=2)
     failing.done(buckets[0], result(True))  # the guess raises on its own thread, and is only logged
     settle()
 

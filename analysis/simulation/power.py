@@ -162,7 +162,7 @@ def _size(design: Design) -> int:
     return design.seeds * (design.n_max - design.n_min + 1)
 
 
-def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> float:
+def design_cost(cfg: Config, design: Design, wstar, model, threads: int = 1) -> float:
     """Forecast seconds of the whole config run at `design` on this machine (scaling.planning.forecast), with w*(n, d)
     assumed from the fitted truths; the width grid grows to twice the largest assumed w*."""
     from scaling.planning import forecast
@@ -174,7 +174,7 @@ def design_cost(cfg: Config, design: Design, wstar, model, workers: int = 1) -> 
         grid.append(grid[-1] * 2)
     variant = cfg.replace(ns=ns, seeds=design.seeds,
                           widths=tuple(grid) if cfg.model.width_search == WidthSearch.ADAPTIVE else cfg.model.widths)
-    total = forecast.total(forecast.simulate(variant, wstar, model, workers=workers))
+    total = forecast.total(forecast.simulate(variant, wstar, model, threads=threads))
     return total.compile_s + total.train_wall_s
 
 
@@ -197,14 +197,14 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
               if g.own}
     wstar = _assumed_wstar(powers) if cost else None
     if wstar is not None:
-        from scaling.engine.devices import default_workers, make_mesh
+        from scaling.engine.devices import make_mesh, training_threads
         from scaling.planning import cost as cost_model
 
         model = cost_model.load()
-        workers = default_workers(make_mesh(cfg.run.devices), cfg.run.bucket_mib)
+        threads = training_threads(make_mesh(cfg.run.devices), cfg.run.bucket_mib)
         for result in powers.values():
             if result is not None and result["decides"] is not None:
                 found = result["decides"]
                 design = Design(found["n_max"], found["seeds"], min(cfg.task.ns))
-                result["decides"]["cost_s"] = design_cost(cfg, design, wstar, model, workers)
+                result["decides"]["cost_s"] = design_cost(cfg, design, wstar, model, threads)
     return powers

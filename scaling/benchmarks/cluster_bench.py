@@ -56,7 +56,7 @@ def _compare(config: Path, work: Path, processes: int) -> dict:
     results: dict = {}
     rows = {}
     for way in ("one", "cluster"):
-        env = {**os.environ, "SCALING_WORKERS": "1", "SCALING_JAX_CACHE": str(work / f"cache-{way}")}
+        env = {**os.environ, "SCALING_THREADS": "1", "SCALING_JAX_CACHE": str(work / f"cache-{way}")}
         for temperature in ("cold", "warm"):
             store = work / f"{way}-{temperature}"
             sweep = ["sweep", str(config), "--out", str(store)]

@@ -8,7 +8,7 @@ and the time of the forward plus backward pass alone and of the optimizer with i
 forward plus backward in the layout the engine does not use for that width (scaling.engine.model.rows_minor), and
 the step time and the backend compiler's seconds (the init and chunk programs) with the engine's XLA options
 and with XLA's defaults.
-Then it times two default-sweep buckets trained one after the other and at once, on the sweep's workers.
+Then it times two default-sweep buckets trained one after the other and at once, on the sweep's threads.
 """
 
 from __future__ import annotations
@@ -115,9 +115,9 @@ def profile_shape(n: int, depth: int, width: int, population: int, model: cost.C
             "optimizer_s": _seconds(optimizer, state.params, jax.vmap(tx.init)(state.params), state.masks) / STEPS}
 
 
-def workers_check() -> dict[str, float | bool]:
+def threads_check() -> dict[str, float | bool]:
     """Two buckets of default-sweep members (1000 steps, nobody stops early), trained one after the other and
-    then on two worker threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
+    then on two training threads, programs compiled beforehand: seconds each way, and whether the rows agree."""
     from scaling.experiment import config
     from scaling.planning import search
     from scaling.sweep import train_concurrently
@@ -153,9 +153,9 @@ def main() -> None:
               f"{r['model_s'] * 1e3:>9.3f} {r['forward_backward_s'] * 1e3:>11.3f} {r['other_layout_s'] * 1e3:>13.3f} "
               f"{r['optimizer_s'] * 1e3:>13.3f} {r['compile_s']:>10.2f} {r['xla_default_compile_s']:>23.2f} "
               f"{r['xla_default_step_s'] * 1e3:>8.3f}", flush=True)
-    r = workers_check()
+    r = threads_check()
     print(f"two buckets: {r['one_after_other_s']:.2f} s one after the other, {r['at_once_s']:.2f} s at once on two "
-          f"workers; rows {'identical' if r['same_rows'] else 'DIFFERENT'}")
+          f"threads; rows {'identical' if r['same_rows'] else 'DIFFERENT'}")
 
 
 if __name__ == "__main__":

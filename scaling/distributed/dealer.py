@@ -35,17 +35,17 @@ Train = Callable[[Bucket, threading.Event], list[MemberResult]]
 
 
 def lead_round(cluster: Cluster, seq: int, plan: RoundPlan, pending: list[tuple[int, Bucket]], owners: list[int],
-               free_shapes: set, train: Train, workers: int
+               free_shapes: set, train: Train, threads: int
                ) -> Iterator[tuple[int, Bucket, list[MemberResult], bool]]:
     """Process 0's part of one round: hand the round and its deal (`owners`, from deal) to the others, train its
-    own buckets on `workers` threads, and yield (index, bucket, results, trained elsewhere) of every pending
+    own buckets on `threads` training threads, and yield (index, bucket, results, trained elsewhere) of every pending
     bucket as they arrive."""
     cluster.put(f"round/{seq}", json.dumps({
         "plan": plan.to_json(), "pending": [i for i, _ in pending], "owners": owners,
         "free": [[dataclasses.asdict(spec), size] for spec, size in sorted(free_shapes, key=repr)]}))
     remote = {i: b for (i, b), owner in zip(pending, owners) if owner != 0}
     stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="scaling-train") as pool:
         futures = {pool.submit(train, b, stop): (i, b) for (i, b), owner in zip(pending, owners) if owner == 0}
         try:
             last_check = time.monotonic()
@@ -78,7 +78,7 @@ def finish(cluster: Cluster, seq: int) -> None:
 
 
 def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], prefetch: Callable[[Bucket], None],
-           workers: int) -> int:
+           threads: int) -> int:
     """A process other than 0: train what process 0 deals, round after round, until it says done; returns the
     number of buckets trained here. Its buckets after the first compile in the background meanwhile
     (`prefetch`). (Its heartbeat thread ends the process when process 0 is lost.)"""
@@ -94,10 +94,10 @@ def follow(cluster: Cluster, make_train: Callable[[RoundPlan, set], Train], pref
             free = {(BucketSpec(**spec), size) for spec, size in message["free"]}
             mine = [(i, plan.buckets[i]) for i, owner in zip(message["pending"], message["owners"])
                     if owner == cluster.process_id]
-            for _, bucket in mine[workers:]:
+            for _, bucket in mine[threads:]:
                 prefetch(bucket)
             train = make_train(plan, free)
-            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="scaling-train") as pool:
+            with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="scaling-train") as pool:
                 futures = {pool.submit(train, b, stop): i for i, b in mine}
                 try:
                     for future in concurrent.futures.as_completed(futures):

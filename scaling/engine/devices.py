@@ -27,15 +27,16 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def default_workers(mesh: Mesh | None, bucket_mib: int = 0) -> int:
-    """How many buckets train at once (SCALING_WORKERS overrides it). On one CPU device, one per core: XLA runs
+def training_threads(mesh: Mesh | None, bucket_mib: int = 0) -> int:
+    """How many buckets train at once (SCALING_THREADS overrides it). On one CPU device, one per core: XLA runs
     a bucket's small matmuls on one thread, so on this 2-core machine two buckets trained at once in 1.15 s
-    instead of 2.14 s, with the same rows bit for bit (scaling.benchmarks.profile.workers_check). No more than half the
+    instead of 2.14 s, with the same rows bit for bit (scaling.benchmarks.profile.threads_check). No more than half the
     memory holds buckets of `bucket_mib` each. An accelerator or a mesh is kept busy by one bucket."""
-    value = os.environ.get("SCALING_WORKERS", "").strip()
-    if value:
+    name = next((n for n in ("SCALING_THREADS", "SCALING_WORKERS") if os.environ.get(n, "").strip()), None)
+    if name:  # SCALING_WORKERS: the variable's earlier name, still read
+        value = os.environ[name].strip()
         if not value.isdigit() or int(value) < 1:
-            raise UserError("SCALING_WORKERS", f"must be a whole number of at least 1, got {value!r}")
+            raise UserError(name, f"must be a whole number of at least 1, got {value!r}")
         return int(value)
     if mesh is not None or jax.default_backend() != "cpu":
         return 1

@@ -94,23 +94,24 @@ class Tally:
     useful_flops: float = 0.0
     compile_s: float = 0.0
     train_s: float = 0.0  # the buckets' training seconds, one after another
-    train_wall_s: float = 0.0  # the same on the sweep's workers: each round ends with its last bucket
+    train_wall_s: float = 0.0  # the same on the sweep's threads: each round ends with its last bucket
     wall_s: float = 0.0  # compiles and training on a cluster's processes (the slowest one ends each round)
 
-    def add(self, buckets: list[Bucket], model: CostModel, known: set, workers: int = 1, processes: int = 1,
+    def add(self, buckets: list[Bucket], model: CostModel, known: set, threads: int = 1, processes: int = 1,
             devices: int = 1, seen: list[set] | None = None) -> None:
-        """Count one round of buckets, trained in order on `workers` threads (scaling.sweep); on a cluster, dealt
-        to `processes` (scaling.planning.cost.deal) of `devices` each, where `seen` holds each one's compiled shapes."""
+        """Count one round of buckets, trained in order on `threads` training threads (scaling.sweep); on a cluster,
+        dealt to `processes` (scaling.planning.cost.deal) of `devices` each, where `seen` holds each one's compiled
+        shapes."""
         seen = seen if seen is not None else [set(known) for _ in range(processes)]
-        threads = workers if devices == 1 else 1  # a mesh is kept busy by one bucket
-        owners = deal(buckets, model, [threads] * processes, [set(shapes) for shapes in seen])
+        per_process = threads if devices == 1 else 1  # a mesh is kept busy by one bucket
+        owners = deal(buckets, model, [per_process] * processes, [set(shapes) for shapes in seen])
         walls = []
         for process, shapes in enumerate(seen):
             mine = [b for b, owner in zip(buckets, owners) if owner == process]
             new = {(b.spec, b.slots) for b in mine} - shapes
             shapes |= new
             # the population splits over the devices of the process's mesh
-            train = makespan([b.steps * model.step_s(b.spec, -(-b.slots // devices)) for b in mine], threads)
+            train = makespan([b.steps * model.step_s(b.spec, -(-b.slots // devices)) for b in mine], per_process)
             walls.append(sum(model.program_s(spec) for spec, _ in new) + train)
         self.wall_s += max(walls)
         forecast = model.forecast(buckets, known)
@@ -119,7 +120,7 @@ class Tally:
         self.programs += forecast["programs"]
         self.compile_s += forecast["compile_s"]
         self.train_s += forecast["train_s"]
-        self.train_wall_s += makespan([model.train_s(b) for b in buckets], workers)
+        self.train_wall_s += makespan([model.train_s(b) for b in buckets], threads)
         for b in buckets:
             padded, useful = b.flops()
             self.padded_flops += padded * b.steps
@@ -145,9 +146,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _tally(members: list[Member], cfg: Config, model: CostModel, workers: int = 1) -> Tally:
+def _tally(members: list[Member], cfg: Config, model: CostModel, threads: int = 1) -> Tally:
     tally = Tally()
-    tally.add(plan.plan_buckets(members, cfg, model, workers=workers), model, set(), workers)
+    tally.add(plan.plan_buckets(members, cfg, model, threads=threads), model, set(), threads)
     return tally
 
 
@@ -166,7 +167,7 @@ def _budget_factor(cfg: Config) -> int:
     return total // cfg.train.steps
 
 
-def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
+def upper_bound(cfg: Config, model: CostModel, threads: int = 1) -> Tally:
     """A bound on the whole search: in every (n, depth) cell, every rung of the coarse grid plus the longest
     bisection (within the widest gap), at every budget the budget rule may reach, with every learning rate the
     edge rule may add; plus the min-depth grid."""
@@ -184,14 +185,14 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
         for depth in cfg.depths_at(n):
             for width in sorted(widths):
                 members += search.members_at(cfg, n, depth, width, lrs=cfg.train.lrs + extra_lrs, k=k)
-    tally = _tally(members, cfg, model, workers)
+    tally = _tally(members, cfg, model, threads)
     factor = _budget_factor(cfg)
     for field in ("members", "padded_flops", "useful_flops", "train_s", "train_wall_s"):
         setattr(tally, field, getattr(tally, field) * factor)
     in_width_grid = set(_width_grid(cfg))
     depth_grid = [m for m in search.grid_members(cfg) if m not in in_width_grid]
     if depth_grid:
-        extra = _tally(depth_grid, cfg, model, workers)
+        extra = _tally(depth_grid, cfg, model, threads)
         for field in ("members", "buckets", "programs", "padded_flops", "useful_flops", "compile_s", "train_s",
                       "train_wall_s"):
             setattr(tally, field, getattr(tally, field) + getattr(extra, field))
@@ -199,18 +200,18 @@ def upper_bound(cfg: Config, model: CostModel, workers: int = 1) -> Tally:
 
 
 def simulate(cfg: Config, wstar: Callable[[int, int], float], model: CostModel, max_rounds: int = 200,
-             workers: int = 1, processes: int = 1, devices: int = 1) -> list[Tally]:
+             threads: int = 1, processes: int = 1, devices: int = 1) -> list[Tally]:
     """Every round of the search against an oracle: a member solves (at step 1) iff width >= w*(n, depth); on
     `processes` of `devices` each (Tally.wall_s)."""
     known: set = set()
     seen: list[set] = [set() for _ in range(processes)]
-    threads = (workers if devices == 1 else 1) * processes  # a cluster plans for every process's threads
+    all_threads = (threads if devices == 1 else 1) * processes  # a cluster plans for every process's threads
     rounds: list[Tally] = []
 
     def execute(todo: list[Member]) -> pd.DataFrame:  # the round as the sweep would plan it, answered by w*
         todo = sorted(set(todo))
         tally = Tally()
-        tally.add(plan.plan_buckets(todo, cfg, model, known, threads), model, known, workers, processes, devices,
+        tally.add(plan.plan_buckets(todo, cfg, model, known, all_threads), model, known, threads, processes, devices,
                   seen)
         rounds.append(tally)
         return search.assumed_rows(todo, lambda m: m.depth > 0 and m.width >= wstar(m.n, m.depth))
@@ -231,33 +232,33 @@ def total(tallies: list[Tally]) -> Tally:
     return out
 
 
-def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, workers: int = 1,
+def forecast(cfg: Config, model: CostModel, assume_wstar: str | None = None, threads: int = 1,
              processes: int = 1, devices: int = 1) -> dict:
-    """The forecast of a sweep that trains `workers` buckets at once: Tally of round 0 ("round0"), the whole
+    """The forecast of a sweep that trains `threads` buckets at once: Tally of round 0 ("round0"), the whole
     search's bound ("upper_bound") and the full width grid ("full_grid"); with an assumed w*, every round of
     the replayed search ("rounds") and their total ("search"), and with processes or devices, the search's wall
     time on them and on one process of as many devices ("cluster")."""
     oracle = parse_oracle(assume_wstar) if assume_wstar is not None else None
-    out = {"round0": _tally(search.grid_members(cfg), cfg, model, workers),
-           "upper_bound": upper_bound(cfg, model, workers),
-           "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, workers)}
+    out = {"round0": _tally(search.grid_members(cfg), cfg, model, threads),
+           "upper_bound": upper_bound(cfg, model, threads),
+           "full_grid": _tally(sorted(set(_width_grid(cfg))), cfg, model, threads)}
     if oracle is not None:
-        rounds = simulate(cfg, oracle, model, workers=workers, processes=processes, devices=devices)
+        rounds = simulate(cfg, oracle, model, threads=threads, processes=processes, devices=devices)
         out["rounds"], out["search"] = rounds, total(rounds)
         if processes > 1 or devices > 1:
-            alone = total(simulate(cfg, oracle, model, workers=workers, devices=devices)).wall_s
+            alone = total(simulate(cfg, oracle, model, threads=threads, devices=devices)).wall_s
             wall = out["search"].wall_s
             out["cluster"] = {"processes": processes, "devices": devices, "wall_s": wall, "one_process_s": alone,
                               "efficiency": alone / (processes * wall) if wall > 0 else float("nan")}
     return out
 
 
-def describe(cfg: Config, model: CostModel, out: dict, workers: int = 1, assume_wstar: str | None = None) -> list[str]:
+def describe(cfg: Config, model: CostModel, out: dict, threads: int = 1, assume_wstar: str | None = None) -> list[str]:
     """The lines `scaling plan` prints for a forecast."""
     source = "calibrated" if model.calibrated else "built-in default, not calibrated"
     lines = [f"{cfg.experiment.name}: the plan on this {model.backend} ({model.device}; cost model {source}; "
-             f"{workers} bucket"
-             f"{'s' if workers > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.",
+             f"{threads} bucket"
+             f"{'s' if threads > 1 else ''} at once). FLOPs and times assume every member runs its whole budget.",
              f"  round 0:              {out['round0'].line()}",
              f"  whole search, bound:  {out['upper_bound'].line()}",
              f"  the full width grid:  {out['full_grid'].line()}  (every coarse width in every cell at once)"]

@@ -44,12 +44,12 @@ def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibrat
         for ahead in range(LOOKAHEAD if not solves else 1):
             guess = search.with_assumed_rows(guess, assumed, lambda m: solves, results=results if ahead == 0 else None)
             assumed = sorted(set(search.next_round(cfg, guess)))
-            buckets = plan_buckets(assumed, cfg, model, shapes, workers=calibration.workers) if assumed else []
+            buckets = plan_buckets(assumed, cfg, model, shapes, threads=calibration.threads) if assumed else []
             if not buckets or before_s >= model.forecast(buckets, shapes)["compile_s"]:
                 break  # nothing new to compile, or it compiles in time when that round asks for it
             queued.insert(0 if ahead == 0 and not solves else len(queued), buckets)
             shapes |= {(b.spec, b.slots) for b in buckets}
-            before_s = cost.makespan([model.train_s(b) for b in buckets], calibration.workers)
+            before_s = cost.makespan([model.train_s(b) for b in buckets], calibration.threads)
     for buckets in queued:
         for bucket in buckets:
             programs.prefetch(bucket, mesh, guess=True)
@@ -60,8 +60,8 @@ class RoundTail:
     the next round, guessed from this round's results so far (queue_next_round), so that they
     compile while the last buckets train. Guesses never enter a plan, so rows do not depend on them."""
 
-    def __init__(self, guess: Callable[[dict], None], buckets: int, workers: int):
-        self._guess, self._left, self._workers = guess, buckets, workers
+    def __init__(self, guess: Callable[[dict], None], buckets: int, threads: int):
+        self._guess, self._left, self._threads = guess, buckets, threads
         self._results: dict[Member, MemberResult] = {}
         self._lock, self._queued = threading.Lock(), False
 
@@ -69,7 +69,7 @@ class RoundTail:
         with self._lock:
             self._results.update(zip(bucket.members, results))
             self._left -= 1
-            start = 0 < self._left < self._workers and not self._queued
+            start = 0 < self._left < self._threads and not self._queued
             self._queued |= start
             known = dict(self._results) if start else None  # a copy, once: later buckets keep adding
         if start:  # on a thread of its own: this bucket's results go to the store first

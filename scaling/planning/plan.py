@@ -74,7 +74,7 @@ def _pack(rungs: dict[int, list[Member]], cfg: Config, model: CostModel, known: 
 
 
 def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = None,
-                 known: set | None = None, workers: int = 1) -> list[Bucket]:
+                 known: set | None = None, threads: int = 1) -> list[Bucket]:
     """Group members into buckets (one spec each, under the memory budget), the shapes chosen by the cost model.
 
     Bucket widths come from the ladder (population.rung). The plans costed pack full-batch members of 1
@@ -83,7 +83,7 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
     predicted wall time (compiles included) wins: on a GPU, few fat buckets; on a CPU, tighter ones.
     `known`: (spec, population size) of programs already compiled, which cost nothing more. Then buckets train
     in compiled programs that hold them where that is cheaper (_reuse_programs), the longest is split while the
-    round on `workers` threads ends sooner (_spread), and new programs are compiled wider while that costs at
+    round on `threads` training threads ends sooner (_spread), and new programs are compiled wider while that costs at
     most half a compile (_pad_up), for later rounds to reuse.
     """
     model = model or cost.default_model("cpu", "unknown")
@@ -95,9 +95,9 @@ def plan_buckets(members: list[Member], cfg: Config, model: CostModel | None = N
         plans.append((model.forecast(buckets, known)["total_s"], buckets))
     buckets = _reuse_programs(min(plans, key=lambda p: p[0])[1], model, known, cfg)
     # Halves of a split bucket may fit a compiled program that the whole did not.
-    buckets = _pad_up(_reuse_programs(_spread(buckets, workers, model, known), model, known, cfg), model, known,
+    buckets = _pad_up(_reuse_programs(_spread(buckets, threads, model, known), model, known, cfg), model, known,
                       cfg)
-    # The training order (buckets train on several workers, programs compile in the background): first the
+    # The training order (buckets train on several threads, programs compile in the background): first the
     # buckets whose programs are compiled, which start at once while the others compile, then the longest
     # first, so that the round does not end on one long bucket.
     return sorted(buckets, key=lambda b: ((b.spec, b.slots) not in known, -model.train_s(b)))
@@ -162,14 +162,14 @@ def _pad_up(buckets: list[Bucket], model: CostModel, known: set, cfg: Config) ->
     return out
 
 
-def _spread(buckets: list[Bucket], workers: int, model: CostModel, known: set) -> list[Bucket]:
+def _spread(buckets: list[Bucket], threads: int, model: CostModel, known: set) -> list[Bucket]:
     """Split the round's longest bucket into two halves of one population size (one program for both) while
-    the model predicts that the round ends sooner: its buckets trained longest first on `workers` threads (a
+    the model predicts that the round ends sooner: its buckets trained longest first on `threads` training threads (a
     cluster's threads of every process), a compile counted where the halves need a new program, or no later
     while threads would idle. A round of fewer buckets than threads leaves cores idle, and one of a few uneven
     buckets ends on its longest."""
     new_programs = lambda bs: len({(b.spec, b.slots) for b in bs} - known)
-    ends = lambda bs: makespan(sorted(map(model.train_s, bs), reverse=True), workers)
+    ends = lambda bs: makespan(sorted(map(model.train_s, bs), reverse=True), threads)
     buckets = list(buckets)
     while buckets:
         longest = max(buckets, key=model.train_s)
@@ -182,7 +182,7 @@ def _spread(buckets: list[Bucket], workers: int, model: CostModel, known: set) -
         split = buckets[:at] + halves + buckets[at + 1:]
         compile_s = (new_programs(split) - new_programs(buckets)) * model.program_s(longest.spec)
         sooner = ends(split) + compile_s - ends(buckets)
-        if sooner > 0 or (sooner == 0 and len(buckets) >= workers):  # ties: one of two equal longest buckets
+        if sooner > 0 or (sooner == 0 and len(buckets) >= threads):  # ties: one of two equal longest buckets
             break
         buckets = split
     return buckets

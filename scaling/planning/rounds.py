@@ -27,7 +27,7 @@ class Calibration:
     """What a plan was made with: the cost model and the number of training threads it spread buckets over."""
 
     model: CostModel
-    workers: int
+    threads: int
 
     def matches(self, backend: str, device: str) -> bool:
         """Whether this calibration was measured on this kind of device (so a resume may plan with it)."""
@@ -57,7 +57,7 @@ class RoundPlan:
                     "members": [dataclasses.astuple(m) for m in b.members]} for b in self.buckets]
         return json.dumps({"version": PLAN_VERSION, "round": self.round, "buckets": buckets,
                            "model": dataclasses.asdict(self.calibration.model),
-                           "workers": self.calibration.workers}, separators=(",", ":"))
+                           "threads": self.calibration.threads}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> RoundPlan:
@@ -69,7 +69,7 @@ class RoundPlan:
             buckets = tuple(Bucket(spec=BucketSpec(**b["spec"]), steps=int(b["steps"]), slots_min=int(b["slots_min"]),
                                    members=tuple(Member(*m) for m in b["members"])) for b in doc["buckets"])
             model = CostModel(**{**doc["model"], "unit_s": tuple(doc["model"]["unit_s"])})
-            return cls(int(doc["round"]), buckets, Calibration(model, int(doc["workers"])))
+            return cls(int(doc["round"]), buckets, Calibration(model, int(doc.get("threads", doc.get("workers")))))
         except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a round plan ({e})") from None
 
