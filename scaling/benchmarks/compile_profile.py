@@ -50,12 +50,12 @@ def _timed(lower, options, reps: int) -> tuple[float, float]:
 def profile(shape: dict, options, reps: int) -> dict:
     bucket = _bucket(**shape)
     programs = Programs()
-    cap = bucket.slots
+    slots = bucket.slots
     row = dict(shape)
     for kind in ("init", "chunk", "gather"):  # a sweep on one CPU device compiles chunk programs only
         try:
             row[f"{kind}_lower_s"], row[f"{kind}_compile_s"] = _timed(
-                lambda: programs.lowered(kind, bucket.spec, cap), options, reps)
+                lambda: programs.lowered(kind, bucket.spec, slots), options, reps)
         except Exception as e:  # an XLA option that this jaxlib does not know: the row says so
             row[f"{kind}_lower_s"] = row[f"{kind}_compile_s"] = float("nan")
             row["error"] = str(e).splitlines()[0][:200]
