@@ -90,6 +90,22 @@ def test_nnx_module_and_pure_forward_agree():
     assert logreg(x_RxN).shape == (8,)
 
 
+@pytest.mark.parametrize("n, depth, width, depth_max, width_max, profile",
+                         [(3, 0, 1, 0, 1, "constant"), (4, 1, 3, 1, 4, "constant"), (5, 2, 6, 4, 8, "halving")])
+def test_the_padded_layout_is_the_models_and_counts_its_parameters(n, depth, width, depth_max, width_max, profile):
+    """population.padded_shapes is the shape of every array the model builds (the memory estimate and the host
+    initialisation use it), and layer_sizes' blocks hold exactly count_parameters' weights and biases."""
+    from scaling.engine.population import layer_sizes, padded_shapes
+
+    model = MLP(n, depth, width, key=jax.random.key(0), depth_max=depth_max, width_max=width_max, profile=profile)
+    params, _ = split_params(model)
+    assert {name: tuple(p.shape) for name, p in params.items()} == padded_shapes(n, depth_max, width_max)
+    sizes = layer_sizes(n, depth, width, profile)
+    assert sum(a * b + b for a, b in zip(sizes, sizes[1:])) == count_parameters(depth, width, n, profile)
+    real = sum(float(np.count_nonzero(p)) for name, p in params.items() if "kernel" in name)
+    assert real == sum(a * b for a, b in zip(sizes, sizes[1:]))  # the padding stays zero
+
+
 @pytest.mark.parametrize("n, depth, width, profile",
                          [(4, 3, 6, "halving"), (9, 2, 4, "constant"), (3, 1, 12, "constant")])
 def test_orthogonal_init_gives_orthogonal_real_blocks_whatever_the_padding(n, depth, width, profile):

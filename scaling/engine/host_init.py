@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from scaling.engine.model import INITS, OUTPUT_STREAM, unit_draw, weight_scale
-from scaling.engine.population import BucketSpec, layer_widths, padded_layer_widths
+from scaling.engine.population import BucketSpec, layer_sizes, padded_layer_widths, padded_shapes
 
 DRAWS_PER_CALL = 2**15  # positions per call of the draw program: one compiled shape for every bucket
 
@@ -31,18 +31,15 @@ def draw(key_data_Qx2, stream_Q, row_Q, col_Q, distribution: str) -> jax.Array:
     return jax.vmap(one)(key_data_Qx2, stream_Q, row_Q, col_Q)
 
 
-def _blocks(n: int, depth: int, width: int, depth_max: int, init: str,
-            profile: str) -> list[tuple[str, int, int, int, float]]:
+def _blocks(n: int, depth: int, width: int, init: str, profile: str) -> list[tuple[str, int, int, int, float]]:
     """The real (unpadded) weight blocks of one member: (parameter, stream, rows, cols, scale)."""
     gain = INITS[init].gain
-    scale = lambda g, fan_in: float(weight_scale(g, fan_in))
-    if depth_max == 0:
-        return [("out_kernel", OUTPUT_STREAM, n, 1, scale(1.0, n))]
-    w = layer_widths(width, depth, profile)
-    return ([("in_kernel", 0, n, w[0], scale(gain, n))]
-            + [("hidden_kernel", layer, w[layer - 1], w[layer], scale(gain, w[layer - 1]))
-               for layer in range(1, depth)]
-            + [("out_kernel", OUTPUT_STREAM, w[-1], 1, scale(1.0, w[-1]))])
+    sizes = layer_sizes(n, depth, width, profile)  # depth 0 (a bucket of its own): the output layer alone
+    names = ["in_kernel", *["hidden_kernel"] * (depth - 1), "out_kernel"] if depth else ["out_kernel"]
+    streams = [0, *range(1, depth), OUTPUT_STREAM] if depth else [OUTPUT_STREAM]
+    gains = [gain] * depth + [1.0]
+    return [(name, stream, rows, cols, float(weight_scale(g, rows)))
+            for name, stream, rows, cols, g in zip(names, streams, sizes, sizes[1:], gains)]
 
 
 def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, width_P, draw_fn) -> tuple[dict, dict]:
@@ -50,13 +47,9 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
     draw_fn(key_data_Qx2, stream_Q, row_Q, col_Q) -> values_Q, for exactly DRAWS_PER_CALL positions."""
     P, N, W, D = len(n_P), spec.n, spec.width_max, spec.depth_max
     f32 = np.float32
-    if D == 0:
-        params = {"out_kernel": np.zeros((P, N, 1), f32), "out_bias": np.zeros((P, 1), f32)}
-        masks: dict = {}
-    else:
-        params = {"in_kernel": np.zeros((P, N, W), f32), "in_bias": np.zeros((P, W), f32),
-                  "hidden_kernel": np.zeros((P, D - 1, W, W), f32), "hidden_bias": np.zeros((P, D - 1, W), f32),
-                  "out_kernel": np.zeros((P, W, 1), f32), "out_bias": np.zeros((P, 1), f32)}
+    params = {name: np.zeros((P, *shape), f32) for name, shape in padded_shapes(N, D, W).items()}
+    masks: dict = {}
+    if D > 0:
         masks = {"input_mask": (np.arange(N)[None, :] < n_P[:, None]).astype(f32),
                  "unit_mask": (np.arange(W) < padded_layer_widths(width_P, depth_P, D, spec.profile)[..., None]
                                ).astype(f32),
@@ -70,7 +63,7 @@ def initial_params(spec: BucketSpec, key_data_Px2: np.ndarray, n_P, depth_P, wid
     groups = [(shape, np.flatnonzero((shapes == shape).all(axis=1))) for shape in np.unique(shapes, axis=0)]
     keys, streams, rows, cols, places = [], [], [], [], []
     for (n, depth, width), members in groups:
-        blocks = _blocks(int(n), int(depth), int(width), D, spec.init, spec.profile)
+        blocks = _blocks(int(n), int(depth), int(width), spec.init, spec.profile)
         stream_T = np.concatenate([np.full(r * c, stream, np.uint32) for _, stream, r, c, _ in blocks])
         row_T = np.concatenate([np.repeat(np.arange(r, dtype=np.uint32), c) for _, _, r, c, _ in blocks])
         col_T = np.concatenate([np.tile(np.arange(c, dtype=np.uint32), r) for _, _, r, c, _ in blocks])

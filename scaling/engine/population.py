@@ -134,13 +134,24 @@ def units_at(width, depth, profile: str = "constant") -> np.ndarray:
     return np.vectorize(lambda w, d: hidden_units(w, int(d), profile), otypes=[float])(width, depth)
 
 
+def layer_sizes(n: int, depth: int, width: int, profile: str = "constant") -> tuple[int, ...]:
+    """Units of each layer of an unpadded member, inputs to output: (n, hidden widths..., 1); (n, 1) at depth 0."""
+    return (n, *(layer_widths(width, depth, profile) if depth else ()), 1)
+
+
+def padded_shapes(n: int, depth: int, width: int) -> dict[str, tuple[int, ...]]:
+    """Every parameter array of one member padded to n inputs and `depth` hidden layers of `width` units: the
+    layout engine.model.MLP builds and engine.host_init fills (tested against each other)."""
+    if depth == 0:
+        return {"out_kernel": (n, 1), "out_bias": (1,)}
+    return {"in_kernel": (n, width), "in_bias": (width,), "hidden_kernel": (depth - 1, width, width),
+            "hidden_bias": (depth - 1, width), "out_kernel": (width, 1), "out_bias": (1,)}
+
+
 def count_parameters(depth: int, width: float, n_in: int, profile: str = "constant") -> float:
     """Trainable parameters of an unpadded member (a fractional width interpolates, as hidden_units)."""
-    if depth == 0:
-        return n_in + 1
-
     def at(w: int) -> int:
-        sizes = (n_in, *layer_widths(w, depth, profile), 1)
+        sizes = layer_sizes(n_in, depth, w, profile)
         return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
     lo = int(np.floor(width))
@@ -149,9 +160,7 @@ def count_parameters(depth: int, width: float, n_in: int, profile: str = "consta
 
 def forward_madds(n: int, depth: int, width: int, profile: str = "constant") -> int:
     """Multiply-adds of one forward pass over one row, for an unpadded member."""
-    if depth == 0:
-        return n
-    sizes = (n, *layer_widths(width, depth, profile), 1)
+    sizes = layer_sizes(n, depth, width, profile)
     return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
@@ -207,7 +216,7 @@ def member_bytes(n: int, depth: int, width: int, batch_rows: int, eval_rows: int
     live layers over all 2^n rows, or eval_rows), plus parameters, gradients and two Adam moments."""
     train = 4 * batch_rows * width * (depth + 1)
     evaluate = 2 * (2**n if eval_rows is None else eval_rows) * width
-    params = n * width + depth * width**2 + 2 * width + 1
+    params = sum(int(np.prod(shape)) for shape in padded_shapes(n, depth, width).values())
     return 4 * (max(train, evaluate) + 4 * params)
 
 
