@@ -66,3 +66,14 @@ def test_laws_with_shapes_need_measured_noise():
         compare_laws(X, X, LAWS, noise=ESTIMATED)
     with pytest.raises(ValueError, match="sigma"):
         compare_laws(X, X, LAWS)
+
+
+def test_a_curve_no_family_can_fit_is_a_fit_error_and_a_replicate_with_a_zero_fails():
+    from analysis import FitError
+
+    with pytest.raises(FitError, match="no family could be fitted"):
+        compare_fits(X, np.where(X == 5, 0.0, X))  # a median of 0 steps has no logarithm
+    y, reps = _data(3)
+    reps[:4, 2] = 0.0
+    comparison = compare_laws(X, y, TWO_PARAMETER, noise=ESTIMATED, replicates_RxM=reps, min_points=5)
+    assert comparison.table["win_rate"].sum() == pytest.approx(26 / 30)

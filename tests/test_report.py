@@ -166,3 +166,24 @@ def test_analyze_without_the_power_analysis(tiny_sweep, tmp_path):
     report = (out / "REPORT.md").read_text()
     assert "not run by this analysis (`scaling analyze DIR --no-power`)" in report
     assert "no fitted W50 curve to simulate from" not in report
+
+
+def test_the_analysis_does_not_depend_on_the_order_rows_were_written(tiny_sweep, tmp_path):
+    """Another plan (another thread count, memory budget or cluster) writes the same members in another order;
+    every bootstrap must draw the same seeds all the same."""
+    import shutil
+    import sqlite3
+
+    written, reversed_ = tmp_path / "written", tmp_path / "reversed"
+    for out in (written, reversed_):
+        shutil.copytree(tiny_sweep[0], out)
+    with sqlite3.connect(reversed_ / "results.sqlite") as conn:
+        conn.execute("CREATE TABLE shuffled AS SELECT * FROM members ORDER BY rowid DESC")
+        conn.execute("DELETE FROM members")
+        conn.execute("INSERT INTO members SELECT * FROM shuffled")
+        conn.execute("DROP TABLE shuffled")
+    pd.testing.assert_frame_equal(analysis.load(written), analysis.load(reversed_))  # one canonical order
+    for out in (written, reversed_):
+        assert main(["analyze", str(out), "--no-power"]) == 0
+    for name in ("REPORT.md", "fits.json", "summary.csv"):
+        assert (written / name).read_text() == (reversed_ / name).read_text(), name

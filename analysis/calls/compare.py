@@ -126,7 +126,7 @@ def compare_fits(x, y, families=None, bootstrap: Bootstrap | None = None, censor
 
 def _replicates(boot: Bootstrap, fitted_x: np.ndarray) -> np.ndarray:
     """The bootstrap's replicates as an R x M array over `fitted_x` (NaN where a replicate lacks a point; points
-    at other x, such as a bound's, are not used)."""
+    at other x, such as a bound's, are not used). A resampler returns one value per x (a curve's statistic)."""
     rng = np.random.default_rng(boot.seed)
     reps_RxM = np.full((boot.reps, len(fitted_x)), np.nan)
     column = {float(v): i for i, v in enumerate(fitted_x)}
@@ -147,7 +147,8 @@ def _bootstrap_summary(result: FitComparison, comparison: LawComparison, reps: i
     if used < reps:
         result.notes.append(f"bootstrap: {reps - used} of {reps} replicates had too few uncensored points and "
                             "won for no family")
-    result.win_rate = dict(zip(comparison.table["law"], comparison.table["win_rate"]))
+    rate = dict(zip(comparison.table["law"], comparison.table["win_rate"]))
+    result.win_rate = {f: rate[f] for f in comparison.laws}
     result.boot_ci = {f: {name: comparison.ci(f, name) for name in FAMILIES[f].names}
                       for f, draws in comparison.reps.items() if len(draws)}
     result.table["boot_win_rate"] = result.table["family"].map(result.win_rate)

@@ -11,8 +11,8 @@ model, an option here:
   (censored points, budget-limited points) the fit is the censored likelihood (analysis.calls.censored).
 A replicate is fitted exactly as the point fit is (the same noise, the same bounds), so its win rates and
 intervals describe the estimate reported. Replicates come as an R x M array over the points' x; NaN marks a
-point a replicate lacks. A replicate with fewer than `min_points` points, or one that no law fits, fails: it wins
-for no law (win rates are shares of all R replicates) and enters no interval.
+point a replicate lacks. A replicate with fewer than `min_points` points, a value <= 0, or no law that fits it
+fails: it wins for no law (win rates are shares of all R replicates) and enters no interval.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LawComparison:
     fits: dict[str, Fit]  # estimated noise: law -> its Fit (intervals from the Jacobian or the likelihood)
     reps: dict[str, np.ndarray]  # law -> params of the replicates that law fitted (R' x K)
     reps_aicc: np.ndarray  # L x R, in `laws` order: inf where the replicate failed or the law could not fit it
-    criterion: str  # "AICc", "AIC" (too few points for the correction), "... (censored)"
+    criterion: str  # "AICc", or "AIC" where too few points leave the correction undefined
 
     def predict(self, law: str, x) -> np.ndarray:
         return self.laws[law].predict(x, self.params[law])
@@ -122,9 +122,10 @@ def compare_laws(x, y, laws: dict[str, Law], *, noise: str = MEASURED, sigma=Non
     if noise == ESTIMATED and any(law is not FAMILIES.get(name, FAMILIES["linear"]).law for name, law in laws.items()):
         raise ValueError(f"estimated noise fits the two-parameter families only: {', '.join(FAMILIES)}")
     reps = np.zeros((0, int(exact.sum()))) if replicates_RxM is None else np.asarray(replicates_RxM, float)
-    has = np.isfinite(reps) & (reps > 0)
+    has = np.isfinite(reps)
     reps = np.where(has, reps, np.nan)
-    ok = has.sum(axis=1) >= (exact.sum() if min_points is None else min_points)
+    with np.errstate(invalid="ignore"):  # a value <= 0 has no log: that replicate fails
+        ok = (has.sum(axis=1) >= (exact.sum() if min_points is None else min_points)) & ~np.any(reps <= 0, axis=1)
     bounds = (x[~exact], y[~exact], lower[~exact], upper[~exact])
     prior = priors or {name: 1.0 / len(laws) for name in laws}
     rows, params, fits, boot, boot_aicc = [], {}, {}, {}, []

@@ -236,5 +236,7 @@ def akaike_weights(aicc_values, priors=None) -> np.ndarray:
     scores = np.asarray(aicc_values, float)
     finite = np.isfinite(scores)
     prior = np.ones_like(scores) if priors is None else np.asarray(priors, float)
+    if not finite.any():  # no law could fit: nothing to weigh
+        return np.zeros_like(scores)
     weight = np.where(finite, prior * np.exp(-0.5 * np.where(finite, scores - scores[finite].min(), 0.0)), 0.0)
     return weight / weight.sum()

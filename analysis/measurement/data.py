@@ -14,7 +14,7 @@ from scaling.errors import UserError
 from scaling.experiment import config as config_mod
 from scaling.experiment.config import Config
 from scaling.planning import search
-from scaling.storage.results import STORE_NAME, connect_readonly, read_members, read_runs
+from scaling.storage.results import STORE_KEY, STORE_NAME, connect_readonly, read_members, read_runs
 
 
 def _read(dir: str | Path, reader) -> pd.DataFrame:
@@ -26,8 +26,11 @@ def _read(dir: str | Path, reader) -> pd.DataFrame:
 
 
 def load(dir: str | Path) -> pd.DataFrame:
-    """The members table of DIR/results.sqlite: one row per trained member."""
-    return _read(dir, read_members)
+    """The members table of DIR/results.sqlite: one row per trained member, in the order of their store keys
+    (not the order they were written, which follows the plan: a bootstrap that draws from rows in that order
+    would change with the plan)."""
+    df = _read(dir, read_members)
+    return df.sort_values(list(STORE_KEY), kind="stable", ignore_index=True) if len(df) else df
 
 
 def load_runs(dir: str | Path) -> pd.DataFrame:
