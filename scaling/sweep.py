@@ -24,7 +24,7 @@ from scaling.engine.train import train_bucket
 from scaling.errors import UserError
 from scaling.experiment.config import Config
 from scaling.planning import guesses, probes, rounds, search
-from scaling.planning.cost import deal, makespan
+from scaling.planning.cost import deal
 from scaling.planning.plan import plan_buckets
 from scaling.planning.rounds import Calibration, RoundPlan
 from scaling.planning.stats import summarize
@@ -256,11 +256,12 @@ class _Sweep:
         own = [b for k, (_, b) in enumerate(pending) if owners is None or owners[k] == 0]
         for bucket in own[1:]:  # compiled in the background, in order, while earlier buckets train
             programs.prefetch(bucket, mesh)
-        # The next rounds' programs, compiled meanwhile on a core left idle, or while a round too short to hide
-        # them trains (queue_next_round decides).
-        busy_s = 0.0 if min(self.threads, len(pending)) < self.spare else makespan(
-            [plan.calibration.model.train_s(b) for _, b in pending], self.threads)
-        guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh, busy_s=busy_s)
+        # The next rounds' programs, compiled meanwhile on a core that this process's buckets leave idle. Where
+        # every core trains, guesses wait for the round's tail (RoundTail): compiled on a training core, a right
+        # guess only moves a compile earlier and a wrong one costs a whole compile (a warm 2-process search
+        # compiled an unneeded program on each run: 8.6-8.9 s, and 5.5-5.7 s without).
+        if min(self.threads, len(own)) < self.spare:
+            guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
         tail = guesses.RoundTail(lambda known: guesses.queue_next_round(
             cfg, df, members, calibration, free_shapes, programs, mesh, known), len(pending), self.threads)
         train = trainer(cfg, plan, free_shapes, mesh, programs, bar.chunk,

@@ -203,3 +203,19 @@ def test_without_a_terminal_each_round_logs_one_timestamped_line(tmp_path, caplo
     to_train = [int(m.group(2).replace(",", "")) for m in found]
     assert [int(m.group(3).replace(",", "")) for m in found] == [sum(to_train[:i]) for i in range(len(to_train))]
     assert sum(to_train) == outcome.trained
+
+
+def test_guesses_compile_only_on_a_core_the_round_leaves_idle(tmp_path, monkeypatch):
+    """On one core with one training thread every round's bucket trains on the only core: no round queues
+    guesses of the next round's programs (compiled there, a wrong guess costs a whole compile). With a spare
+    core the same sweep guesses."""
+    from scaling.planning import guesses
+
+    calls = []
+    monkeypatch.setattr(guesses, "queue_next_round", lambda *args, **kwargs: calls.append(args[2]))
+    cfg = config.parse(TINY)
+    for cores, expect_guesses in ((1, False), (3, True)):
+        calls.clear()
+        monkeypatch.setattr(sweep, "cores", lambda cores=cores: cores)
+        run_sweep(cfg, tmp_path / f"cores{cores}", progress=False, threads=1)
+        assert bool(calls) == expect_guesses, cores

@@ -27,20 +27,16 @@ LOOKAHEAD = 4
 
 
 def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                      programs: Programs, mesh: Mesh | None, results: dict | None = None, busy_s: float = 0.0
-                      ) -> None:
+                      programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
     """Queue the programs that the coming rounds will likely need: the next round's buckets if every member of
     this round (todo) without results yet fails, then if every one solves; then the round after the next if all
-    of it fails too, and so on (up to LOOKAHEAD rounds), while each round needs new programs. They are queued
-    only when the round before it trains for less time (by the cost model) than they take to compile (on a
-    machine whose cores all train, a compile ahead slows the training it overlaps): `busy_s`, this round's
-    training, is 0 when a core is idle now. A wrong guess costs a compile; what has not started by the next
-    round is dropped (and guessed again from what that round knows)."""
+    of it fails too, and so on (up to LOOKAHEAD rounds), while each guessed round trains for less time (by the
+    cost model) than the programs of the round after it take to compile. Called only where a core is idle (the
+    sweep decides): on a core that trains, a right guess only moves a compile earlier, and a wrong one costs a
+    whole compile. What has not started by the next round is dropped (and guessed again from what it knows)."""
     model, queued = calibration.model, []
-    if busy_s >= model.compile_s:  # no program compiles faster: nothing to queue (and no search to ask, ~0.2 s)
-        return
     for solves in (True, False):  # queued below in the order next-fails, next-solves, then further fails
-        guess, assumed, shapes, before_s = df, todo, set(known), busy_s
+        guess, assumed, shapes, before_s = df, todo, set(known), 0.0
         for ahead in range(LOOKAHEAD if not solves else 1):
             guess = search.with_assumed_rows(guess, assumed, lambda m: solves, results=results if ahead == 0 else None)
             assumed = sorted(set(search.next_round(cfg, guess)))
