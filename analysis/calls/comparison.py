@@ -80,7 +80,9 @@ def _estimated_fit(law: Law, x, y, sigma, lower, upper) -> Fit:
 def _replicates_measured(law: Law, x, y, reps_RxM, sigma, ok):
     """Vectorised over replicates: a failed row's missing points are filled with y's, and the row dropped."""
     m = len(x)
-    params, chi2 = fit_law(law, x, np.log(np.where(np.isfinite(reps_RxM), reps_RxM, y)), sigma)
+    with np.errstate(invalid="ignore"):
+        filled_RxM = np.where(np.isfinite(reps_RxM) & (reps_RxM > 0), reps_RxM, y)
+    params, chi2 = fit_law(law, x, np.log(filled_RxM), sigma)
     return params, np.where(ok, aicc(chi2, m, free_parameters(law, params)), np.inf)
 
 
@@ -119,7 +121,9 @@ def compare_laws(x, y, laws: dict[str, Law], *, noise: str = MEASURED, sigma=Non
     sigma = None if sigma is None else np.broadcast_to(np.asarray(sigma, float), (m,))
     if noise == MEASURED and (sigma is None or not exact.all()):
         raise ValueError("measured noise needs every point's sigma, and no bounds")
-    if noise == ESTIMATED and any(law is not FAMILIES.get(name, FAMILIES["linear"]).law for name, law in laws.items()):
+    if noise not in (MEASURED, ESTIMATED):
+        raise ValueError(f"noise is {MEASURED!r} or {ESTIMATED!r}, got {noise!r}")
+    if noise == ESTIMATED and any(name not in FAMILIES or law is not FAMILIES[name].law for name, law in laws.items()):
         raise ValueError(f"estimated noise fits the two-parameter families only: {', '.join(FAMILIES)}")
     reps = np.zeros((0, int(exact.sum()))) if replicates_RxM is None else np.asarray(replicates_RxM, float)
     has = np.isfinite(reps)
