@@ -48,6 +48,8 @@ def _rows(out: Path) -> dict:
 
 # The bench workload's search over the cells of a small scaling study.
 STUDY = WORKLOAD.replace("n = 10\n", "n = [7, 8, 9, 10]\n").replace("depths = [2]", "depths = [1, 2]")
+if "n = [7, 8, 9, 10]" not in STUDY or "depths = [1, 2]" not in STUDY:  # the replaces found nothing to replace
+    raise RuntimeError("the bench workload's n or depths changed: rebuild cluster_bench.STUDY from it")
 WORKLOADS = {"search": WORKLOAD, "study": STUDY}
 
 
