@@ -7,7 +7,7 @@ an AICc that compares laws on one scale. Nothing is estimated from the residuals
 
 Three laws are log-linear: a b^n and a n^k (log y = p0 + p1 g(n): closed form), and a n^k b^n (closed form
 in (log a, k) for each base b of a grid, then a bounded search for the point fit). The others are
-y = a + b g(n; s), linear in (a, b) for a fixed shape s: (a, b) by Gauss-Newton from the linear-space
+y = a + b g(n; s), linear in (a, b) for a fixed shape s: (a, b) by Newton steps from the linear-space
 solution, s by a grid (then a bounded scalar search for the point fit).
 
 The shifted laws give exponential and power growth a floor, a >= 0: the smallest width that training needs
@@ -85,7 +85,7 @@ LAWS: dict[str, Law] = {law.name: law for law in (
     Law("logarithmic", "a + b * log2(n)", POLYNOMIAL, ("a", "b"), lambda x, s: np.log2(x), False),
 )}
 
-_GN_STEPS = 12
+_NEWTON_STEPS = 12
 _BACKTRACK = (1.0, 0.3, 0.0)
 
 
@@ -98,11 +98,12 @@ def _solve2(a11, a12, a22, b1, b2):
     return np.where(np.isfinite(x1), x1, 0.0), np.where(np.isfinite(x2), x2, 0.0)
 
 
-def _chi2(logy, sigma, f):
-    """sum of squared standardized log residuals; inf where the curve is not positive at every point."""
-    ok = np.all(f > 0, axis=-1)
-    r = (logy - np.log(np.where(f > 0, f, 1.0))) / sigma
-    return np.where(ok, np.sum(r * r, axis=-1), np.inf)
+def _chi2_MxB(logy_MxB, sigma_MxB, f_MxB):
+    """sum of squared standardized log residuals over the points (axis 0); inf where the curve is not positive
+    at every point."""
+    ok = np.all(f_MxB > 0, axis=0)
+    r = (logy_MxB - np.log(np.where(f_MxB > 0, f_MxB, 1.0))) / sigma_MxB
+    return np.where(ok, np.einsum("mb,mb->b", r, r), np.inf)
 
 
 def fit_affine(logy, sigma, g, floor: bool = False):
@@ -110,35 +111,43 @@ def fit_affine(logy, sigma, g, floor: bool = False):
     where floor). With `floor`, a >= 0: where the free fit has a < 0, the fit with a = 0 (closed form).
     Returns a, b, chi2 with the leading shape."""
     shape = np.broadcast_shapes(np.shape(logy), np.shape(g), np.shape(sigma))
-    logy, sigma, g = (np.broadcast_to(v, shape) for v in (logy, sigma, g))
+    lead, m = shape[:-1], shape[-1]
+    # The points' axis first: each sum over the points is then m - 1 adds of whole rows.
+    logy, sigma, g = (np.ascontiguousarray(np.broadcast_to(v, shape).reshape(-1, m).T) for v in (logy, sigma, g))
     y, w = np.exp(logy), 1.0 / sigma**2
-    lw = w / y**2  # the linear-space weights of the same errors: a first guess
-    a, b = _solve2(np.sum(lw, -1), np.sum(lw * g, -1), np.sum(lw * g * g, -1), np.sum(lw * y, -1),
-                   np.sum(lw * g * y, -1))
-    chi2 = _chi2(logy, sigma, a[..., None] + b[..., None] * g)
-    for _ in range(_GN_STEPS):
-        f = a[..., None] + b[..., None] * g
+    lw = w / y**2
+    a, b = _solve2(lw.sum(0), (lw * g).sum(0), (lw * g * g).sum(0), (lw * y).sum(0), (lw * g * y).sum(0))
+    chi2 = _chi2_MxB(logy, sigma, a + b * g)
+    live = np.arange(a.size)  # the fits still moving: a settled fit leaves the batch, so each fit is its own
+    for _ in range(_NEWTON_STEPS):
+        ly, sg, gg, ww = logy[:, live], sigma[:, live], g[:, live], w[:, live]
+        la, lb, lc = a[live], b[live], chi2[live]
+        f = la + lb * gg
         safe = np.where(f > 0, f, 1.0)
-        r = logy - np.log(safe)
-        ja, jb = w / safe, w * g / safe  # weighted Jacobian of log f
-        da, db = _solve2(np.sum(ja / safe, -1), np.sum(ja * g / safe, -1), np.sum(jb * g / safe, -1),
-                         np.sum(ja * r, -1), np.sum(jb * r, -1))
-        before = chi2
-        for t in _BACKTRACK[:-1]:  # the full step where it lowers chi^2, else a shorter one, else none
-            ta, tb = a + t * da, b + t * db
-            trial = _chi2(logy, sigma, ta[..., None] + tb[..., None] * g)
-            better = trial < chi2
-            a, b, chi2 = np.where(better, ta, a), np.where(better, tb, b), np.where(better, trial, chi2)
+        r = ly - np.log(safe)
+        ja = ww / safe
+        # Newton's step: chi^2's Hessian is Gauss-Newton's with each weight times (1 + r), where that is positive
+        curv = np.where(1.0 + r > 0, 1.0 + r, 1.0) * ja / safe
+        h11, h12, h22 = curv.sum(0), (curv * gg).sum(0), (curv * gg * gg).sum(0)
+        da, db = _solve2(h11, h12, h22, (ja * r).sum(0), (ja * gg * r).sum(0))
+        before = lc
+        for t in _BACKTRACK[:-1]:
+            ta, tb = la + t * da, lb + t * db
+            trial = _chi2_MxB(ly, sg, ta + tb * gg)
+            better = trial < lc
+            la, lb, lc = np.where(better, ta, la), np.where(better, tb, lb), np.where(better, trial, lc)
+        a[live], b[live], chi2[live] = la, lb, lc
         with np.errstate(invalid="ignore"):
-            settled = ~np.isfinite(chi2) | (before - chi2 <= 1e-12 * (1 + chi2))
-        if np.all(settled):
+            moving = np.isfinite(lc) & (before - lc > 1e-12 * (1 + lc))
+        live = live[moving | ~np.isfinite(lc)]  # a fit with no positive curve yet keeps stepping
+        if not live.size:
             break
-    if floor:  # a < 0: the constrained optimum lies on a = 0, where log y = log b + log g
-        log_b = np.sum(w * (logy - np.log(g)), -1) / np.sum(w, -1)
-        on_edge = np.sum(w * (logy - log_b[..., None] - np.log(g)) ** 2, -1)
+    if floor:
+        log_b = (w * (logy - np.log(g))).sum(0) / w.sum(0)
+        on_edge = (w * (logy - log_b - np.log(g)) ** 2).sum(0)
         below = a < 0
         a, b, chi2 = np.where(below, 0.0, a), np.where(below, np.exp(log_b), b), np.where(below, on_edge, chi2)
-    return a, b, chi2
+    return a.reshape(lead), b.reshape(lead), chi2.reshape(lead)
 
 
 def fit_law(law: Law, x, logy, sigma, refine: bool = False) -> tuple[np.ndarray, np.ndarray]:
