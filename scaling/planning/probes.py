@@ -10,7 +10,6 @@ import logging
 import time
 
 import numpy as np
-import scipy.optimize
 
 from scaling.engine.population import Bucket
 from scaling.planning.cost import CostModel, cached, save, work
@@ -69,6 +68,8 @@ def calibrate(probes: dict = PROBES) -> CostModel:
     rows = [(b, max(seconds / b.steps - latency, 1e-9))
             for name, (b, _, seconds) in fitted.items() if name != "latency"]
     rows = [(np.array(work(b.spec, b.slots), float), t) for b, t in rows]
+    import scipy.optimize  # here, not at the top: it adds a quarter second to every sweep's start
+
     prices = scipy.optimize.nnls(np.array([w / t for w, t in rows]), np.ones(len(rows)))[0]
     model = CostModel(backend=jax.default_backend(), device=jax.devices()[0].device_kind,
                       compile_s=max(float(at_zero), 0.0), compile_s_per_layer=max(float(per_layer), 0.0),
