@@ -146,6 +146,7 @@ def _power(dir: str) -> None:
     from analysis.reporting.answer import power_line
     from analysis.reporting.style import group_label as label
     from analysis.simulation.power import power_analysis
+    from scaling.engine.devices import cores
 
     df, cfg = load(dir), load_config(dir)
     if df.empty:
@@ -157,15 +158,16 @@ def _power(dir: str) -> None:
     for group, g in verdict.groups.items():
         print(f"{label(group)}: {g.call}" + (f" ({'; '.join(g.reasons)})" if g.reasons else ""))
     print("What would decide it (simulated from this run's fitted curves and noise):")
-    powers = power_analysis(verdict, cfg)
+    powers = power_analysis(verdict, cfg, workers=cores())
     for group, result in powers.items():
         print(power_line(group, result, cfg))
 
 
 def _analyze(args) -> None:
     from analysis.reporting.report import analyze
+    from scaling.engine.devices import cores
 
-    written = analyze(args.dir, power=not args.no_power)
+    written = analyze(args.dir, power=not args.no_power, workers=cores())  # the power analysis on every core
     print("wrote " + ", ".join(str(p) for p in written))
 
 

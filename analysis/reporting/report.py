@@ -137,9 +137,10 @@ FIGURES = {
 }
 
 
-def study(dir: str | Path, reps: int | None = None, power: bool = True) -> Study | SampleStudy:
+def study(dir: str | Path, reps: int | None = None, power: bool = True, workers: int = 1) -> Study | SampleStudy:
     """Read and analyse a results directory, writing nothing. `power` runs the power analysis (most of the
-    time of a default analysis). A store of the sample modes gives a SampleStudy (analysis.reporting.sample_report).
+    time of a default analysis) on `workers` processes (analysis.simulation.power.Judge). A store of the sample
+    modes gives a SampleStudy (analysis.reporting.sample_report).
     `reps`: seed-bootstrap replicates (default: each analysis's own, REPS for the verdict)."""
     dir = Path(dir)
     df, cfg, runs = load(dir), load_config(dir), load_runs(dir)
@@ -166,11 +167,11 @@ def study(dir: str | Path, reps: int | None = None, power: bool = True) -> Study
                  rates=crossfit_rates(shaped, ["n", "depth", "width"]),
                  by_budget=min_width_by_budget(shaped, cfg.search.success_threshold),
                  steps=steps_frame(shaped, sorted(set(shaped["depth"]))),
-                 powers=power_analysis(verdict, cfg) if power else {}, recipe=recipe, reps=reps)
+                 powers=power_analysis(verdict, cfg, workers=workers) if power else {}, recipe=recipe, reps=reps)
 
 
-def analyze(dir: str | Path, reps: int | None = None, power: bool = True, write: bool = True
+def analyze(dir: str | Path, reps: int | None = None, power: bool = True, write: bool = True, workers: int = 1
             ) -> list[Path] | Study | SampleStudy:
     """Everything `scaling analyze` writes; returns the paths written (write=False: the Study, nothing written)."""
-    result = study(dir, reps, power)
+    result = study(dir, reps, power, workers)
     return result.write() if write else result

@@ -14,7 +14,14 @@ forecasts it.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 
@@ -75,31 +82,106 @@ def _scale(group: GroupVerdict, cells: dict) -> float:
     return float(np.clip(np.log(2) / np.median(slopes), 0.05, 1.0)) if slopes else 0.2
 
 
+def _call(cfg: Config, cells: dict) -> str:
+    """The group rule's call on one simulated run's cells."""
+    return group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call
+
+
+def _start_worker(parent: int) -> None:
+    """A worker leaves Ctrl-C to its parent to report, and ends when its parent has ended (a parent stopped by a
+    signal exits at once, without shutting its pool down)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Judge:
+    """Calls simulated runs by the group rule: here, or on `workers` processes at once (threads gain nothing:
+    the fits hold the GIL). They are spawned, since the parent may hold jax's threads, which a fork would copy
+    half-way; like every spawned process they import the caller's main module, so a script that asks for
+    workers runs its work under `if __name__ == "__main__":`. Runs are drawn in order either way, so the power
+    analysis gives the same numbers with any number of workers (tested)."""
+
+    def __init__(self, workers: int = 1):
+        self.pool = None
+        if workers > 1:
+            # The pool's locks start multiprocessing's resource tracker, which warns of "leaked semaphores" when
+            # a parent stopped by a signal exits at once: a Ctrl-C says one line, so the tracker starts quiet.
+            quiet, os.environ["PYTHONWARNINGS"] = os.environ.get("PYTHONWARNINGS"), "ignore::UserWarning"
+            try:
+                self.pool = concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                    initargs=(os.getpid(),))
+            finally:
+                if quiet is None:
+                    del os.environ["PYTHONWARNINGS"]
+                else:
+                    os.environ["PYTHONWARNINGS"] = quiet
+        self.ahead = 1 if self.pool is None else workers + 1  # runs drawn before their calls are read
+
+    def submit(self, cfg: Config, cells: dict) -> concurrent.futures.Future:
+        if self.pool is not None:
+            return self.pool.submit(_call, cfg, cells)
+        here = concurrent.futures.Future()
+        here.set_result(_call(cfg, cells))
+        return here
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
 def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
-                 threshold: float, reps: int, rng: np.random.Generator, tau: float = 0.0) -> float:
+                 threshold: float, reps: int, rng: np.random.Generator, tau: float = 0.0,
+                 judge: Judge | None = None) -> float:
     """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`. Three
     learning rates as in the calibration (the middle one best, the others needing RATE_FACTOR times the
     width), so that cross-fitting adds the noise it adds to a real run; each cell's centre is moved by the run's
     between-cell noise tau (log-normal, one draw per n and run), which more seeds do not shrink. It stops as
-    soon as POWER is out of reach."""
+    soon as POWER is out of reach, leaving `rng` where it was after the last run it counted (runs drawn ahead
+    for `judge`'s workers are undone)."""
     cfg = synthetic_config(design, 2)
     factors = np.array([RATE_FACTOR, 1.0, RATE_FACTOR])[None, :, None]
     seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
-    for done in range(1, repeats + 1):
+    judge = judge or Judge()
+
+    def draw() -> dict:
         cells = {}
         for n in range(design.n_min, design.n_max + 1):
             w50 = float(truth(n)) * np.exp(tau * rng.standard_normal())
             p = solve_probability(w50, widths[n][:, None, None], factors, scale)
             solved = (rng.random((len(widths[n]), 3, design.seeds)) < p).astype(float)
             cells[(n, 1)] = measure_cube(n, 1, widths[n], solved, seeds, threshold, reps, rng)
-        right += group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call == growth
+        return cells
+
+    ahead = collections.deque()  # (rng's state after the run, its call), in the order drawn
+    drawn = done = 0
+    while done < repeats:
+        while drawn < repeats and len(ahead) < judge.ahead:
+            cells = draw()
+            ahead.append((rng.bit_generator.state, judge.submit(cfg, cells)))
+            drawn += 1
+        state, call = ahead.popleft()
+        done += 1
+        right += call.result() == growth
         if done - right > allowed:
+            rng.bit_generator.state = state  # as if the runs drawn ahead had never been drawn
+            for _, later in ahead:
+                later.cancel()
             break
     return right / done
 
 
 def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = REPS,
-                seed: int = 0, confirm: int = CONFIRM_REPEATS) -> dict | None:
+                seed: int = 0, confirm: int = CONFIRM_REPEATS, judge: Judge | None = None) -> dict | None:
     """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
     passes the screen, every design of the table from the smallest (by members) up, and the first that passes
     both the screen and the confirmation by `confirm` fresh draws is named. None where the group has no fitted
@@ -124,7 +206,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         right = {}
         for law in truths:  # the next truth only where the last is called right often enough
             right[law] = design_power(design, _curve(*truths[law]), LAWS[law].growth, widths[law], scale, count,
-                                      cfg.search.success_threshold, reps, rng, g.w50_call.tau)
+                                      cfg.search.success_threshold, reps, rng, g.w50_call.tau, judge)
             if right[law] < POWER:
                 break
         return DesignPower(design, right, len(truths), count)
@@ -190,11 +272,13 @@ def _assumed_wstar(powers: dict):
 
 
 def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int = REPS, seed: int = 0,
-                   cost: bool = True) -> dict:
+                   cost: bool = True, workers: int = 1) -> dict:
     """group -> group_power (None where not fitted), each deciding design with its forecast cost in seconds on
-    this machine (the cost model as `scaling plan` uses it; no probe is run here)."""
-    powers = {group: group_power(verdict, cfg, group, repeats, reps, seed) for group, g in verdict.groups.items()
-              if g.own}
+    this machine (the cost model as `scaling plan` uses it; no probe is run here). The simulated runs are called
+    on `workers` processes (Judge; the command line uses every core), with the same numbers on any number."""
+    with Judge(workers) as judge:  # its processes start at the first simulated run
+        powers = {group: group_power(verdict, cfg, group, repeats, reps, seed, judge=judge)
+                  for group, g in verdict.groups.items() if g.own}
     wstar = _assumed_wstar(powers) if cost else None
     if wstar is not None:
         from scaling.engine.devices import make_mesh, training_threads
