@@ -126,44 +126,64 @@ def wanted_members(cfg: Config, df: pd.DataFrame) -> list[Member]:
         return wanted
     cells = dict(iter(with_defaults(df).groupby(["n", "k", "depth"])))
     for n, k in cfg.tasks():
-        at = functools.partial(members_at, cfg, n, k=k)  # (depth, width, steps=, lrs=) of this task
         for depth in cfg.depths_at(n):
             cell = cells.get((n, k, depth))
-            if cell is None:
-                continue
-            for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
-                wanted += at(depth, int(width), steps=int(steps),
-                             lrs=tuple(sorted(set(cfg.train.lrs) | set(lrs.tolist()))))
-            budget = int(cell["steps_budget"].max())
-            if budget > cfg.train.steps:  # a rerun: every width tested at a smaller budget, at this one
-                for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
-                    wanted += at(depth, int(width), steps=budget)
-            now = cell[cell["steps_budget"] == budget]
-            # Only decide on widths whose every (init, lr, seed) is in, the config's learning rates and any added
-            # at an edge: never from a half-trained point.
-            lr_counts = now.groupby(["width", "init", "lr"]).size()
-            partial = set(lr_counts[lr_counts < cfg.search.seeds].index.get_level_values("width"))
-            lrs_of = now.groupby("width")["lr"].agg(set)
-            recipes_of = now.groupby("width")[["init", "lr"]].apply(lambda p: set(zip(p["init"], p["lr"])))
-            inits = list(map(str, cfg.model.inits))
-            full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs
-                    and {(i, lr) for i in inits for lr in lrs} <= recipes_of[w]]  # every init at every rate
-            complete = now[now["width"].isin(full)]
-            if complete.empty or len(lrs_of) != len(full):
-                continue
-            rates = crossfit_rates(complete, ["width"])
-            widths = (_next_widths(rates, cfg.widths_at(n), cfg.search.success_threshold)
-                      if cfg.model.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
-            for width in widths:
-                wanted += at(depth, width, steps=budget)
-            if widths:
-                continue
-            for w, lr in _edge_lrs(complete, rates, cfg).items():
-                wanted += at(depth, w, steps=budget, lrs=(lr,))
-            if (budget * BUDGET_FACTOR <= cfg.search.max_steps
-                  and _settled_budget_limited(complete, cfg.search.success_threshold)):
-                for w in sorted(complete["width"].unique()):
-                    wanted += at(depth, int(w), steps=budget * BUDGET_FACTOR)
+            if cell is not None:
+                wanted += _cell_wanted(cfg, n, k, depth, cell)
+    return wanted
+
+
+_CELL_MEMO: dict = {}  # (cfg, n, k, depth, the cell's rows) -> its members: replays ask again for settled cells
+
+
+def _cell_wanted(cfg: Config, n: int, k: int, depth: int, cell: pd.DataFrame) -> tuple[Member, ...]:
+    """The members one (n, k, depth) cell wants, from its rows (a pure function of them, so remembered: a
+    replay of the search asks again for every cell each round, and most have not changed)."""
+    key = (cfg, n, k, depth, pd.util.hash_pandas_object(cell, index=False).to_numpy().tobytes(),
+           tuple(cell.columns))
+    if key not in _CELL_MEMO:
+        if len(_CELL_MEMO) >= 512:
+            _CELL_MEMO.clear()
+        _CELL_MEMO[key] = tuple(_decide_cell(cfg, n, k, depth, cell))
+    return _CELL_MEMO[key]
+
+
+def _decide_cell(cfg: Config, n: int, k: int, depth: int, cell: pd.DataFrame) -> list[Member]:
+    wanted = []
+    at = functools.partial(members_at, cfg, n, k=k)  # (depth, width, steps=, lrs=) of this task
+    for (width, steps), lrs in cell.groupby(["width", "steps_budget"])["lr"]:  # whole points
+        wanted += at(depth, int(width), steps=int(steps),
+                     lrs=tuple(sorted(set(cfg.train.lrs) | set(lrs.tolist()))))
+    budget = int(cell["steps_budget"].max())
+    if budget > cfg.train.steps:  # a rerun: every width tested at a smaller budget, at this one
+        for width in sorted(cell.loc[cell["steps_budget"] < budget, "width"].unique()):
+            wanted += at(depth, int(width), steps=budget)
+    now = cell[cell["steps_budget"] == budget]
+    # Only decide on widths whose every (init, lr, seed) is in, the config's learning rates and any added
+    # at an edge: never from a half-trained point.
+    lr_counts = now.groupby(["width", "init", "lr"]).size()
+    partial = set(lr_counts[lr_counts < cfg.search.seeds].index.get_level_values("width"))
+    lrs_of = now.groupby("width")["lr"].agg(set)
+    recipes_of = now.groupby("width")[["init", "lr"]].apply(lambda p: set(zip(p["init"], p["lr"])))
+    inits = list(map(str, cfg.model.inits))
+    full = [w for w, lrs in lrs_of.items() if w not in partial and set(cfg.train.lrs) <= lrs
+            and {(i, lr) for i in inits for lr in lrs} <= recipes_of[w]]  # every init at every rate
+    complete = now[now["width"].isin(full)]
+    if complete.empty or len(lrs_of) != len(full):
+        return wanted
+    rates = crossfit_rates(complete, ["width"])
+    widths = (_next_widths(rates, cfg.widths_at(n), cfg.search.success_threshold)
+              if cfg.model.width_search == WidthSearch.ADAPTIVE and depth > 0 else ())
+    for width in widths:
+        wanted += at(depth, width, steps=budget)
+    if widths:
+        return wanted
+    for w, lr in _edge_lrs(complete, rates, cfg).items():
+        wanted += at(depth, w, steps=budget, lrs=(lr,))
+    if (budget * BUDGET_FACTOR <= cfg.search.max_steps
+            and _settled_budget_limited(complete, cfg.search.success_threshold)):
+        for w in sorted(complete["width"].unique()):
+            wanted += at(depth, int(w), steps=budget * BUDGET_FACTOR)
     return wanted
 
 
