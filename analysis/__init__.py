@@ -12,7 +12,8 @@
     analysis.study(dir, power=True) -> Study           one results directory analysed, for a notebook: members,
                                                        summary, calls, claims, frames, .figure(name) -> Figure
                                                        (a store of the sample modes: a SampleStudy, with t_c per
-                                                       point, alpha per k and the growth test)
+                                                       point, alpha per k and the growth test); workers=N runs
+                                                       the power analysis on N processes (same numbers)
     analysis.analyze(dir, write=True)                  fits.json, figures, REPORT.md (write=False: the Study)
     analysis.compare_runs(dir_a, dir_b) -> RunComparison  two stores of one config, member by member and cell by cell
 
