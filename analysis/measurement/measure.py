@@ -135,13 +135,24 @@ def _monotone_min(widths: np.ndarray, passed_RxV: np.ndarray) -> np.ndarray:
     return np.where(passed_RxV[:, -1], widths[np.minimum(last_fail + 1, len(widths) - 1)], np.nan)
 
 
+def bootstrap_draws(seeds: np.ndarray, reps: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The seed bootstrap's draws of one cell: per half of the seeds (even, odd), `reps` x its size indices."""
+    return [rng.integers(0, size, (reps, size)) for size in (np.sum(seeds % 2 == h) for h in (0, 1)) if size]
+
+
 def measure_cube(n: int, depth: int, widths: np.ndarray, solved_VxLxS: np.ndarray, seeds: np.ndarray,
                  threshold: float, reps: int, rng: np.random.Generator) -> CellMeasure:
     """W50 and w* of one cell from its solved array (widths ascending x recipes x seeds; NaN where
     untrained), with `reps` joint seed-bootstrap replicates."""
+    return measure_drawn(n, depth, widths, solved_VxLxS, seeds, threshold, bootstrap_draws(seeds, reps, rng))
+
+
+def measure_drawn(n: int, depth: int, widths: np.ndarray, solved_VxLxS: np.ndarray, seeds: np.ndarray,
+                  threshold: float, redrawn: list[np.ndarray]) -> CellMeasure:
+    """measure_cube with its bootstrap's draws given (bootstrap_draws): no random stream, so it may run on
+    another process than the one that drew them."""
     halves = [solved_VxLxS[:, :, seeds % 2 == h] for h in (0, 1) if np.any(seeds % 2 == h)]
     same = [np.arange(h.shape[2])[None] for h in halves]
-    redrawn = [rng.integers(0, h.shape[2], (reps, h.shape[2])) for h in halves]
     x = np.log2(widths.astype(float))
     k, t = crossfit_draws(halves, same)
     point = fit_logistic(x, k, t)

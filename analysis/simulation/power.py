@@ -28,7 +28,7 @@ import numpy as np
 from analysis.calls.growth import RULE
 from analysis.calls.laws import LAWS
 from analysis.calls.verdict import REPS, GroupVerdict, Verdict, group_verdict
-from analysis.measurement.measure import measure_cube
+from analysis.measurement.measure import bootstrap_draws, measure_drawn
 from analysis.simulation.synthetic import RATE_FACTOR, Design, solve_probability, synthetic_config, tested_widths
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
@@ -82,9 +82,17 @@ def _scale(group: GroupVerdict, cells: dict) -> float:
     return float(np.clip(np.log(2) / np.median(slopes), 0.05, 1.0)) if slopes else 0.2
 
 
-def _call(cfg: Config, cells: dict) -> str:
-    """The group rule's call on one simulated run's cells."""
+def _call(cfg: Config, run: list[tuple], threshold: float) -> str:
+    """The group rule's call on one simulated run: its cells measured from what was drawn for them
+    (measure_drawn's arguments after the threshold), then judged."""
+    cells = {(n, 1): measure_drawn(n, 1, widths, solved, seeds, threshold, redrawn)
+             for n, widths, solved, seeds, redrawn in run}
     return group_verdict("depth=1", cfg, cells, set(), set(), refine=False).call
+
+
+def _tested_widths(design: Design, law: str, params: np.ndarray) -> dict[int, np.ndarray]:
+    """synthetic.tested_widths under a truth given by its law and parameters."""
+    return tested_widths(design, _curve(law, params))
 
 
 def _start_worker(parent: int) -> None:
@@ -124,11 +132,12 @@ class Judge:
                     os.environ["PYTHONWARNINGS"] = quiet
         self.ahead = 1 if self.pool is None else workers + 1  # runs drawn before their calls are read
 
-    def submit(self, cfg: Config, cells: dict) -> concurrent.futures.Future:
+    def submit(self, task, *args) -> concurrent.futures.Future:
+        """task(*args) on a worker, or here (task: a module-level function, as a worker imports it)."""
         if self.pool is not None:
-            return self.pool.submit(_call, cfg, cells)
+            return self.pool.submit(task, *args)
         here = concurrent.futures.Future()
-        here.set_result(_call(cfg, cells))
+        here.set_result(task(*args))
         return here
 
     def __enter__(self) -> Judge:
@@ -153,21 +162,21 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
     seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
     judge = judge or Judge()
 
-    def draw() -> dict:
-        cells = {}
+    def draw() -> list[tuple]:  # everything random about one run; measuring and judging it is the judge's
+        run = []
         for n in range(design.n_min, design.n_max + 1):
             w50 = float(truth(n)) * np.exp(tau * rng.standard_normal())
             p = solve_probability(w50, widths[n][:, None, None], factors, scale)
             solved = (rng.random((len(widths[n]), 3, design.seeds)) < p).astype(float)
-            cells[(n, 1)] = measure_cube(n, 1, widths[n], solved, seeds, threshold, reps, rng)
-        return cells
+            run.append((n, widths[n], solved, seeds, bootstrap_draws(seeds, reps, rng)))
+        return run
 
     ahead = collections.deque()  # (rng's state after the run, its call), in the order drawn
     drawn = done = 0
     while done < repeats:
         while drawn < repeats and len(ahead) < judge.ahead:
-            cells = draw()
-            ahead.append((rng.bit_generator.state, judge.submit(cfg, cells)))
+            run = draw()
+            ahead.append((rng.bit_generator.state, judge.submit(_call, cfg, run, threshold)))
             drawn += 1
         state, call = ahead.popleft()
         done += 1
@@ -199,7 +208,9 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
     top = max([n for n in range(max(cfg.task.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.task.ns))
     n_max = max(cfg.task.ns)
     largest = Design(min(n_max + N_STEPS[-1], top), cfg.search.seeds, n_min)
-    widths = {law: tested_widths(largest, _curve(*truths[law])) for law in truths}
+    judge = judge or Judge()
+    searched = {law: judge.submit(_tested_widths, largest, *truths[law]) for law in truths}  # one replay per truth
+    widths = {law: future.result() for law, future in searched.items()}
     tried, found = [], None
 
     def attempt(design: Design, count: int = repeats) -> DesignPower:
