@@ -121,3 +121,14 @@ def test_a_failed_replicate_wins_for_no_class():
     call = decide(N, y, sigma, reps)
     assert sum(call.class_win_rate.values()) == pytest.approx(0.7)
     assert all(len(r) == 70 for r in call.reps.values())
+
+
+@pytest.mark.parametrize("base", [1.2, 1.5])
+def test_a_fit_whose_first_curve_is_not_positive_still_finds_one_that_is(base):
+    """Noisy points whose linear-space start gives a curve <= 0 somewhere: the steps must still reach a positive
+    curve (Newton's weights 1 + r mean nothing there; Gauss-Newton's steps are taken until it is positive)."""
+    from analysis.calls.laws import fit_affine
+
+    logy = np.array([1.61, 2.68, 2.34, 3.99, 1.25, -0.17, 4.73])
+    a, b, chi2 = fit_affine(logy, np.full(7, 0.3), base ** np.arange(2.0, 9.0))
+    assert np.isfinite(chi2) and np.all(a + b * base ** np.arange(2.0, 9.0) > 0)

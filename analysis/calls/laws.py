@@ -126,8 +126,9 @@ def fit_affine(logy, sigma, g, floor: bool = False):
         safe = np.where(f > 0, f, 1.0)
         r = ly - np.log(safe)
         ja = ww / safe
-        # Newton's step: chi^2's Hessian is Gauss-Newton's with each weight times (1 + r), where that is positive
-        curv = np.where(1.0 + r > 0, 1.0 + r, 1.0) * ja / safe
+        # Newton's step: chi^2's Hessian is Gauss-Newton's with each weight times (1 + r), where that is positive;
+        # Gauss-Newton's while the curve is not yet positive everywhere (r is then no residual of the model)
+        curv = np.where((1.0 + r > 0) & np.isfinite(lc), 1.0 + r, 1.0) * ja / safe
         h11, h12, h22 = curv.sum(0), (curv * gg).sum(0), (curv * gg * gg).sum(0)
         da, db = _solve2(h11, h12, h22, (ja * r).sum(0), (ja * gg * r).sum(0))
         before = lc
