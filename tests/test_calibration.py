@@ -11,8 +11,9 @@ from analysis.calls.laws import EXPONENTIAL, POLYNOMIAL
 from analysis.calls.verdict import judge
 from analysis.simulation import calibration, synthetic
 from analysis.simulation.calibration import TRUTHS
-from analysis.simulation.power import Judge, group_power
+from analysis.simulation.power import group_power
 from analysis.simulation.synthetic import Design
+from analysis.simulation.workers import Workers
 
 
 def _calls(truth: str, design: Design, draws: int, seed: int) -> list[str]:
@@ -56,8 +57,8 @@ def test_the_power_analysis_finds_a_design_that_decides_a_clear_case():
     df = synthetic.draw_store(cfg, TRUTHS["0.75*2^n"].curve, np.random.default_rng(6))
     verdict = judge(df, cfg, reps=60)
     result = group_power(verdict, cfg, "depth=1", repeats=8, reps=30, confirm=20)
-    with Judge(workers=2) as on_two:  # runs called ahead on two processes: every number the same
-        assert group_power(verdict, cfg, "depth=1", repeats=8, reps=30, confirm=20, judge=on_two) == result
+    with Workers(2) as two:  # runs measured and called ahead on two processes: every number the same
+        assert group_power(verdict, cfg, "depth=1", repeats=8, reps=30, confirm=20, pool=two) == result
     found = result["decides"]
     assert found is not None and found["wilson_lower"] >= 0.8 and len(found["right"]) == len(result["truths"])
     assert {t["growth"] for t in result["truths"].values()} <= {EXPONENTIAL, POLYNOMIAL}

@@ -139,7 +139,7 @@ FIGURES = {
 
 def study(dir: str | Path, reps: int | None = None, power: bool = True, workers: int = 1) -> Study | SampleStudy:
     """Read and analyse a results directory, writing nothing. `power` runs the power analysis (most of the
-    time of a default analysis) on `workers` processes (analysis.simulation.power.Judge). A store of the sample
+    time of a default analysis) on up to `workers` processes (analysis.simulation.workers). A store of the sample
     modes gives a SampleStudy (analysis.reporting.sample_report).
     `reps`: seed-bootstrap replicates (default: each analysis's own, REPS for the verdict)."""
     dir = Path(dir)

@@ -15,13 +15,7 @@ forecasts it.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import os
-import signal
-import threading
-import time
 
 import numpy as np
 
@@ -30,6 +24,7 @@ from analysis.calls.laws import LAWS
 from analysis.calls.verdict import REPS, GroupVerdict, Verdict, group_verdict
 from analysis.measurement.measure import bootstrap_draws, measure_drawn
 from analysis.simulation.synthetic import RATE_FACTOR, Design, solve_probability, synthetic_config, tested_widths
+from analysis.simulation.workers import Workers
 from scaling.experiment.config import Config
 from scaling.experiment.schema import WidthSearch
 from scaling.planning.stats import wilson
@@ -40,6 +35,9 @@ MAX_N = 20  # widths grow fast with n: past this a design is out of reach of any
 MAX_WIDTH = 2**16  # nor is a design whose exponential truth needs wider layers than this at its largest n
 N_STEPS = (0, 2, 4, 8, 12)
 SEED_FACTORS = (1, 2, 4)
+# A cap on worker processes, so that a many-core host does not start dozens (each imports numpy, scipy and
+# pandas) for runs of a tenth of a second, all drawn by one parent.
+MAX_WORKERS = 8
 
 
 @dataclasses.dataclass
@@ -95,74 +93,21 @@ def _tested_widths(design: Design, law: str, params: np.ndarray) -> dict[int, np
     return tested_widths(design, _curve(law, params))
 
 
-def _start_worker(parent: int) -> None:
-    """A worker leaves Ctrl-C to its parent to report, and ends when its parent has ended (a parent stopped by a
-    signal exits at once, without shutting its pool down)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-class Judge:
-    """Calls simulated runs by the group rule: here, or on `workers` processes at once (threads gain nothing:
-    the fits hold the GIL). They are spawned, since the parent may hold jax's threads, which a fork would copy
-    half-way; like every spawned process they import the caller's main module, so a script that asks for
-    workers runs its work under `if __name__ == "__main__":`. Runs are drawn in order either way, so the power
-    analysis gives the same numbers with any number of workers (tested)."""
-
-    def __init__(self, workers: int = 1):
-        self.pool = None
-        if workers > 1:
-            # The pool's locks start multiprocessing's resource tracker, which warns of "leaked semaphores" when
-            # a parent stopped by a signal exits at once: a Ctrl-C says one line, so the tracker starts quiet.
-            quiet, os.environ["PYTHONWARNINGS"] = os.environ.get("PYTHONWARNINGS"), "ignore::UserWarning"
-            try:
-                self.pool = concurrent.futures.ProcessPoolExecutor(
-                    workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                    initargs=(os.getpid(),))
-            finally:
-                if quiet is None:
-                    del os.environ["PYTHONWARNINGS"]
-                else:
-                    os.environ["PYTHONWARNINGS"] = quiet
-        self.ahead = 1 if self.pool is None else workers + 1  # runs drawn before their calls are read
-
-    def submit(self, task, *args) -> concurrent.futures.Future:
-        """task(*args) on a worker, or here (task: a module-level function, as a worker imports it)."""
-        if self.pool is not None:
-            return self.pool.submit(task, *args)
-        here = concurrent.futures.Future()
-        here.set_result(task(*args))
-        return here
-
-    def __enter__(self) -> Judge:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-
-
 def design_power(design: Design, truth, growth: str, widths: dict, scale: float, repeats: int,
                  threshold: float, reps: int, rng: np.random.Generator, tau: float = 0.0,
-                 judge: Judge | None = None) -> float:
+                 pool: Workers | None = None) -> float:
     """The share of `repeats` simulated runs of `design` under `truth` that the group rule calls `growth`. Three
     learning rates as in the calibration (the middle one best, the others needing RATE_FACTOR times the
     width), so that cross-fitting adds the noise it adds to a real run; each cell's centre is moved by the run's
     between-cell noise tau (log-normal, one draw per n and run), which more seeds do not shrink. It stops as
     soon as POWER is out of reach, leaving `rng` where it was after the last run it counted (runs drawn ahead
-    for `judge`'s workers are undone)."""
+    for `pool`'s workers are undone)."""
     cfg = synthetic_config(design, 2)
     factors = np.array([RATE_FACTOR, 1.0, RATE_FACTOR])[None, :, None]
     seeds, right, allowed = np.arange(design.seeds), 0, int(np.floor((1 - POWER) * repeats))
-    judge = judge or Judge()
+    pool = pool or Workers()
 
-    def draw() -> list[tuple]:  # everything random about one run; measuring and judging it is the judge's
+    def draw() -> list[tuple]:  # everything random about one run; measuring and judging it, the pool's
         run = []
         for n in range(design.n_min, design.n_max + 1):
             w50 = float(truth(n)) * np.exp(tau * rng.standard_normal())
@@ -174,9 +119,9 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
     ahead = collections.deque()  # (rng's state after the run, its call), in the order drawn
     drawn = done = 0
     while done < repeats:
-        while drawn < repeats and len(ahead) < judge.ahead:
+        while drawn < repeats and len(ahead) < pool.ahead:
             run = draw()
-            ahead.append((rng.bit_generator.state, judge.submit(_call, cfg, run, threshold)))
+            ahead.append((rng.bit_generator.state, pool.submit(_call, cfg, run, threshold)))
             drawn += 1
         state, call = ahead.popleft()
         done += 1
@@ -190,7 +135,7 @@ def design_power(design: Design, truth, growth: str, widths: dict, scale: float,
 
 
 def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, reps: int = REPS,
-                seed: int = 0, confirm: int = CONFIRM_REPEATS, judge: Judge | None = None) -> dict | None:
+                seed: int = 0, confirm: int = CONFIRM_REPEATS, pool: Workers | None = None) -> dict | None:
     """Designs tried for one group: the largest first (n up to n_max + 12, four times the seeds); where it
     passes the screen, every design of the table from the smallest (by members) up, and the first that passes
     both the screen and the confirmation by `confirm` fresh draws is named. None where the group has no fitted
@@ -208,8 +153,8 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
     top = max([n for n in range(max(cfg.task.ns), MAX_N + 1) if reach(n) <= MAX_WIDTH], default=max(cfg.task.ns))
     n_max = max(cfg.task.ns)
     largest = Design(min(n_max + N_STEPS[-1], top), cfg.search.seeds, n_min)
-    judge = judge or Judge()
-    searched = {law: judge.submit(_tested_widths, largest, *truths[law]) for law in truths}  # one replay per truth
+    pool = pool or Workers()
+    searched = {law: pool.submit(_tested_widths, largest, *truths[law]) for law in truths}  # one replay per truth
     widths = {law: future.result() for law, future in searched.items()}
     tried, found = [], None
 
@@ -217,7 +162,7 @@ def group_power(verdict: Verdict, cfg: Config, group: str, repeats: int = 16, re
         right = {}
         for law in truths:  # the next truth only where the last is called right often enough
             right[law] = design_power(design, _curve(*truths[law]), LAWS[law].growth, widths[law], scale, count,
-                                      cfg.search.success_threshold, reps, rng, g.w50_call.tau, judge)
+                                      cfg.search.success_threshold, reps, rng, g.w50_call.tau, pool)
             if right[law] < POWER:
                 break
         return DesignPower(design, right, len(truths), count)
@@ -286,9 +231,10 @@ def power_analysis(verdict: Verdict, cfg: Config, repeats: int = 16, reps: int =
                    cost: bool = True, workers: int = 1) -> dict:
     """group -> group_power (None where not fitted), each deciding design with its forecast cost in seconds on
     this machine (the cost model as `scaling plan` uses it; no probe is run here). The simulated runs are called
-    on `workers` processes (Judge; the command line uses every core), with the same numbers on any number."""
-    with Judge(workers) as judge:  # its processes start at the first simulated run
-        powers = {group: group_power(verdict, cfg, group, repeats, reps, seed, judge=judge)
+    on up to `workers` processes (analysis.simulation.workers; the command line uses every core, up to
+    MAX_WORKERS), with the same numbers on any number."""
+    with Workers(min(workers, MAX_WORKERS)) as pool:  # its processes start at the first task
+        powers = {group: group_power(verdict, cfg, group, repeats, reps, seed, pool=pool)
                   for group, g in verdict.groups.items() if g.own}
     wstar = _assumed_wstar(powers) if cost else None
     if wstar is not None:

@@ -140,7 +140,7 @@ def _cell_wanted(cfg: Config, n: int, k: int, depth: int, cell: pd.DataFrame) ->
     """The members one (n, k, depth) cell wants, from its rows (a pure function of them, so remembered: a
     replay of the search asks again for every cell each round, and most have not changed)."""
     key = (cfg, n, k, depth, pd.util.hash_pandas_object(cell, index=False).to_numpy().tobytes(),
-           tuple(cell.columns))
+           tuple(cell.columns), tuple(map(str, cell.dtypes)))
     if key not in _CELL_MEMO:
         if len(_CELL_MEMO) >= 512:
             _CELL_MEMO.clear()
