@@ -94,8 +94,7 @@ def _leave_cluster(error: UserError) -> None:
 def _launch(args) -> None:
     from scaling.distributed.launch import launch
 
-    code = launch(args.processes, args.sweep_command, args.devices_per_process, args.heartbeat, args.pin_cores)
-    if code:
+    if code := launch(args.processes, args.sweep_command, args.devices_per_process, args.heartbeat, args.pin_cores):
         raise SystemExit(code)
 
 
@@ -119,8 +118,7 @@ def _plan(args) -> None:
     from scaling.planning.forecast import describe, forecast, parse_oracle
 
     if args.power:
-        _power(args.power)
-        return
+        return _power(args.power)
     if not args.config:
         raise UserError("scaling plan", "name an experiment file, or --power DIR")
     cfg = config.load(args.config, args.set)

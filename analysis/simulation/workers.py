@@ -1,7 +1,7 @@
 """Tasks run here, or on worker processes: the power analysis' simulated runs (analysis.simulation.power).
 
-Processes, not threads: the fits hold the GIL (two threads ran the default store's power analysis in 111 s,
-one in 106 s). Spawned, not forked, since the parent may hold jax's threads, which a fork would copy
+Processes, not threads: the fits hold the GIL (two threads ran the default store's power analysis in 122 s,
+one in 117 s). Spawned, not forked, since the parent may hold jax's threads, which a fork would copy
 half-way; like every spawned process they import the caller's main module, so a script that asks for workers
 runs its work under `if __name__ == "__main__":` (`scaling analyze` and `python -m analysis` do).
 """
