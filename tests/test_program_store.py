@@ -58,6 +58,57 @@ def test_other_compiler_options_and_a_torn_file_compile_again(store_dir, member_
     assert torn.loads == 0 and torn.compiles == first.compiles
 
 
+def test_a_program_that_another_compile_cache_is_compiling_is_waited_for_not_compiled_again(store_dir):
+    """Processes that need one program at once compile it once: the first claims it, the others wait for it in
+    the store (two compile caches of one process stand for two processes)."""
+    import threading
+
+    import jax.numpy as jnp
+
+    key = ("test", 3)
+    lowered = jax.jit(lambda x: jnp.tanh(x) * 3.0).lower(jax.ShapeDtypeStruct((3,), jnp.float32))
+    go = threading.Event()
+
+    def held_back():
+        go.wait(60)
+        return lowered
+
+    with Programs() as first, Programs() as second:
+        compiling = threading.Thread(target=first._compile, args=(key, held_back))
+        compiling.start()
+        name = program_store.key(key, first._options)
+        while not (store_dir / f".{name}.claim").exists():  # the first holds the claim
+            compiling.join(0.01)
+        waited = []
+        waiting = threading.Thread(target=lambda: waited.append(second._compile(key, lambda: lowered)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and second.compiles == 0  # waits: the first is still lowering
+        go.set()
+        compiling.join(60)
+        waiting.join(60)
+        assert (first.compiles, first.loads, second.compiles, second.loads) == (1, 0, 0, 1)
+        assert float(waited[0](jnp.ones(3, jnp.float32))[0]) == pytest.approx(3 * float(jnp.tanh(1.0)))
+        assert not (store_dir / f".{name}.claim").exists()
+
+
+def test_a_claim_whose_process_has_ended_is_not_waited_for(store_dir):
+    import subprocess
+    import sys
+
+    import jax.numpy as jnp
+
+    key = ("test", 4)
+    lowered = jax.jit(lambda x: x + 1.0).lower(jax.ShapeDtypeStruct((2,), jnp.float32))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Programs() as cache:
+        claim = store_dir / f".{program_store.key(key, cache._options)}.claim"
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        claim.write_text(f"{os.uname().nodename} {ended.stdout.strip()}")
+        cache._compile(key, lambda: lowered)
+        assert (cache.compiles, cache.loads) == (1, 0) and not claim.exists()
+
+
 def test_a_program_that_jaxs_own_cache_served_is_not_stored(tmp_path):
     """jax's persistent cache hands back executables that lose code when serialised again (one failed at its
     first call): such programs are not stored, and a sweep after them loads nothing broken. Three sweeps of

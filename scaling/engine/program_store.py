@@ -10,8 +10,10 @@ instruction set. An executable names the device it was compiled for; a stored on
 process's first device instead (as jax's own cache does on GPUs), so that the processes of a cluster that share
 one directory run what any of them compiled. Every process reads before it compiles and writes what it
 compiled (atomically: a temporary file renamed into place), so a warm rerun neither compiles nor lowers, on
-every process of a cluster (jax's own cache skips them all but process 0). Programs sharded over a mesh are
-not stored. It is on whenever jax's
+every process of a cluster (jax's own cache skips them all but process 0). A process about to compile a program
+claims it first (a claim file, created exclusively); one that finds another's claim waits for that program
+instead of compiling it too, so processes that need one program at once compile it once. Programs sharded over
+a mesh are not stored. It is on whenever jax's
 cache is (the command line turns it on; probes and benchmarks that measure compiles turn it off). Files are
 unpickled: the directory must be the user's own, like jax's cache.
 """
@@ -113,6 +115,71 @@ def load(name: str) -> jax.stages.Compiled | None:
     except Exception as e:  # a torn or foreign file is a miss: compile instead
         log.debug("compiled program %s not loaded: %s", name, e)
         return None
+
+
+# A claim older than this is stale (its process hangs, or its host cannot be asked whether it lives): compile.
+CLAIM_S = 120.0
+_CLAIM_POLL_S = 0.01
+
+
+def _claim_path(name: str) -> Path | None:
+    folder = directory()
+    return None if folder is None else folder / f".{name}.claim"
+
+
+def claim(name: str) -> bool:
+    """Whether this process should compile `name`: True when it now holds the claim (release() it afterwards)
+    or cannot make one; False while another live process holds it (wait_for() the program then)."""
+    path = _claim_path(name)
+    if path is None:
+        return True
+    for _ in range(2):  # a second try after removing a stale claim
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        except OSError:  # a read-only directory: nothing will be stored either
+            return True
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{platform.node()} {os.getpid()}")
+        return True
+    return True
+
+
+def _stale(path: Path) -> bool:
+    """A claim older than CLAIM_S, or made on this host by a process that has ended."""
+    try:
+        host, pid = path.read_text().split()
+        if time.time() - path.stat().st_mtime > CLAIM_S:
+            return True
+    except (OSError, ValueError):  # gone meanwhile, or not yet written
+        return False
+    if host == platform.node() and pid.isdigit() and int(pid) != os.getpid():
+        try:
+            os.kill(int(pid), 0)  # asks only whether the process lives
+        except ProcessLookupError:
+            return True
+        except OSError:  # it lives, under another user
+            pass
+    return False
+
+
+def release(name: str) -> None:
+    if (path := _claim_path(name)) is not None:
+        path.unlink(missing_ok=True)
+
+
+def wait_for(name: str) -> jax.stages.Compiled | None:
+    """The program that another process claimed, once it is stored; None when its claim ends without it (the
+    program could not be stored) or goes stale: then compile it here."""
+    path = _claim_path(name)
+    while path is not None and path.exists() and not (path.parent / name).is_file() and not _stale(path):
+        time.sleep(_CLAIM_POLL_S)
+    return load(name)
 
 
 def identity() -> str | None:

@@ -79,18 +79,27 @@ class Programs:
         Programs sharded over a mesh are compiled every time: their executables name the devices."""
         start = time.perf_counter()
         name = None if any(isinstance(part, Mesh) for part in key) else program_store.key(key, self._options)
-        if name is not None and (compiled := program_store.load(name)) is not None:
+        claimed = name is None or program_store.claim(name)
+        if name is not None and (compiled := program_store.load(name) if claimed else
+                                 program_store.wait_for(name)) is not None:  # another process compiled it
+            if claimed:
+                program_store.release(name)
             with self._lock:
                 self.loads += 1
                 self.load_s += time.perf_counter() - start
             return compiled
-        compiled, storable = program_store.compile_fresh(lower(), self._options)
-        with self._lock:
-            self.compiles += 1
-            self.guessed += key in self._guesses
-            self.compile_s += time.perf_counter() - start
-        if name is not None and storable:
-            program_store.save(name, compiled)
+        claimed = claimed or program_store.claim(name)  # its claim ended without the program: compile here
+        try:
+            compiled, storable = program_store.compile_fresh(lower(), self._options)
+            with self._lock:
+                self.compiles += 1
+                self.guessed += key in self._guesses
+                self.compile_s += time.perf_counter() - start
+            if name is not None and storable:
+                program_store.save(name, compiled)
+        finally:
+            if name is not None and claimed:
+                program_store.release(name)
         return compiled
 
     def _future(self, key: tuple, lower, where: str, guess: bool = False) -> concurrent.futures.Future:
