@@ -3,6 +3,7 @@ compiled again, training exactly as the compiled ones do."""
 
 import dataclasses
 import os
+import time
 
 import jax
 import pytest
@@ -77,7 +78,9 @@ def test_a_program_that_another_compile_cache_is_compiling_is_waited_for_not_com
         compiling = threading.Thread(target=first._compile, args=(key, held_back))
         compiling.start()
         name = program_store.key(key, first._options)
+        deadline = time.monotonic() + 30
         while not (store_dir / f".{name}.claim").exists():  # the first holds the claim
+            assert time.monotonic() < deadline, "no claim while the first compile cache compiles"
             compiling.join(0.01)
         waited = []
         waiting = threading.Thread(target=lambda: waited.append(second._compile(key, lambda: lowered)))
@@ -104,9 +107,39 @@ def test_a_claim_whose_process_has_ended_is_not_waited_for(store_dir):
     with Programs() as cache:
         claim = store_dir / f".{program_store.key(key, cache._options)}.claim"
         claim.parent.mkdir(parents=True, exist_ok=True)
-        claim.write_text(f"{os.uname().nodename} {ended.stdout.strip()}")
+        claim.write_text(f"{os.uname().nodename} {ended.stdout.strip()} 0")
+        assert program_store._stale(claim)  # not by its age (CLAIM_S): the test would pass after two minutes
+        claim.write_text(f"{os.uname().nodename} {os.getppid()} 0")
+        assert not program_store._stale(claim)  # a process that lives
+        claim.write_text(f"{os.uname().nodename} {ended.stdout.strip()} 0")
         cache._compile(key, lambda: lowered)
         assert (cache.compiles, cache.loads) == (1, 0) and not claim.exists()
+
+
+def test_a_compile_that_fails_leaves_no_claim_and_a_read_only_store_still_loads(store_dir, monkeypatch):
+    import jax.numpy as jnp
+
+    key = ("test", 5)
+    lowered = jax.jit(lambda x: x * 2.0).lower(jax.ShapeDtypeStruct((2,), jnp.float32))
+
+    def fails():
+        raise RuntimeError("compile failed")
+
+    with Programs() as cache:
+        with pytest.raises(RuntimeError, match="compile failed"):
+            cache._compile(key, fails)
+        assert not list(store_dir.glob(".*.claim"))
+        cache._compile(key, lambda: lowered)  # stored
+
+    def read_only(*args):  # chmod would not stop a test run as root
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "link", read_only)  # no claim can be made
+    with Programs() as warm:
+        warm._compile(key, lambda: lowered)
+        assert (warm.compiles, warm.loads) == (0, 1)
+        warm._compile(("test", 6), lambda: lowered)  # compiled all the same
+        assert warm.compiles == 1 and not list(store_dir.glob(".*.claim"))
 
 
 def test_a_program_that_jaxs_own_cache_served_is_not_stored(tmp_path):

@@ -12,7 +12,8 @@ one directory run what any of them compiled. Every process reads before it compi
 compiled (atomically: a temporary file renamed into place), so a warm rerun neither compiles nor lowers, on
 every process of a cluster (jax's own cache skips them all but process 0). A process about to compile a program
 claims it first (a claim file, created exclusively); one that finds another's claim waits for that program
-instead of compiling it too, so processes that need one program at once compile it once. Programs sharded over
+instead of compiling it too, so processes that need one program at once compile it once (load_or_compile says
+when not). Programs sharded over
 a mesh are not stored. It is on whenever jax's
 cache is (the command line turns it on; probes and benchmarks that measure compiles turn it off). Files are
 unpickled: the directory must be the user's own, like jax's cache.
@@ -30,6 +31,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -118,45 +120,69 @@ def load(name: str) -> jax.stages.Compiled | None:
 
 
 # A claim older than this is stale (its process hangs, or its host cannot be asked whether it lives): compile.
+# Claims are not refreshed while a compile runs; a chunk program compiles in 1-3 s on a CPU.
 CLAIM_S = 120.0
-_CLAIM_POLL_S = 0.01
+_CLAIM_POLL_S = 0.02
 
 
-def _claim_path(name: str) -> Path | None:
+def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, bool]]
+                    ) -> tuple[jax.stages.Compiled, bool]:
+    """(the program, whether it was compiled here): the stored one, else compile() -> (program, storable), stored
+    where storable. A process claims a program before compiling it, and one that finds another's claim waits for
+    that program and loads it instead; where the claim ends without a stored program (jax's own cache served it,
+    or the compile failed) or goes stale, it compiles the program itself. At worst a program is compiled twice
+    (two processes that both found one stale claim); rows never depend on who compiled it."""
+    if (program := load(name)) is not None:  # a warm run writes nothing
+        return program, False
     folder = directory()
-    return None if folder is None else folder / f".{name}.claim"
+    path = None if folder is None else folder / f".{name}.claim"
+    held = _claim(path)
+    if held is False:
+        if (program := _wait_for(name, path)) is not None:
+            return program, False
+        held = _claim(path)  # False again (a third process claimed it meanwhile): compile without a claim
+    try:
+        if held and (program := load(name)) is not None:  # stored between the first load and the claim
+            return program, False
+        program, storable = compile()
+        if storable:
+            save(name, program)
+        return program, True
+    finally:
+        if held:
+            _release(held, path)
 
 
-def claim(name: str) -> bool:
-    """Whether this process should compile `name`: True when it now holds the claim (release() it afterwards)
-    or cannot make one; False while another live process holds it (wait_for() the program then)."""
-    path = _claim_path(name)
+def _claim(path: Path | None) -> str | bool | None:
+    """Claim a program's compile: the claim's token (this process holds it: _release it), False (another live
+    process holds it) or None (no claim can be made here: the store is off, read-only or full; compile)."""
     if path is None:
-        return True
+        return None
+    token = f"{platform.node()} {os.getpid()} {os.urandom(6).hex()}"
     for _ in range(2):  # a second try after removing a stale claim
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f"{path.name}.") as f:
+                f.write(token)
+                f.flush()
+                os.link(f.name, path)  # never visible half-written; fails where another claim exists
+            return token
         except FileExistsError:
             if not _stale(path):
                 return False
             path.unlink(missing_ok=True)
-            continue
-        except OSError:  # a read-only directory: nothing will be stored either
-            return True
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{platform.node()} {os.getpid()}")
-        return True
-    return True
+        except OSError:
+            return None
+    return None
 
 
 def _stale(path: Path) -> bool:
     """A claim older than CLAIM_S, or made on this host by a process that has ended."""
     try:
-        host, pid = path.read_text().split()
         if time.time() - path.stat().st_mtime > CLAIM_S:
             return True
-    except (OSError, ValueError):  # gone meanwhile, or not yet written
+        host, pid, _ = path.read_text().split()
+    except (OSError, ValueError):  # gone meanwhile
         return False
     if host == platform.node() and pid.isdigit() and int(pid) != os.getpid():
         try:
@@ -168,16 +194,24 @@ def _stale(path: Path) -> bool:
     return False
 
 
-def release(name: str) -> None:
-    if (path := _claim_path(name)) is not None:
-        path.unlink(missing_ok=True)
+def _release(token: str, path: Path) -> None:
+    """Remove this process's claim (never another's that replaced it after ours went stale)."""
+    try:
+        if path.read_text() == token:
+            path.unlink()
+    except OSError:
+        pass
 
 
-def wait_for(name: str) -> jax.stages.Compiled | None:
-    """The program that another process claimed, once it is stored; None when its claim ends without it (the
-    program could not be stored) or goes stale: then compile it here."""
-    path = _claim_path(name)
-    while path is not None and path.exists() and not (path.parent / name).is_file() and not _stale(path):
+def _wait_for(name: str, path: Path) -> jax.stages.Compiled | None:
+    """The program that another process claimed, once it is stored; None when its claim ends without it or
+    goes stale (checked once a second)."""
+    checked = time.monotonic()
+    while path.exists() and not (path.parent / name).is_file():
+        if time.monotonic() - checked > 1.0:
+            if _stale(path):
+                break
+            checked = time.monotonic()
         time.sleep(_CLAIM_POLL_S)
     return load(name)
 

@@ -78,29 +78,24 @@ class Programs:
         """The program from the shared program store (scaling.engine.program_store), else compiled (and stored).
         Programs sharded over a mesh are compiled every time: their executables name the devices."""
         start = time.perf_counter()
-        name = None if any(isinstance(part, Mesh) for part in key) else program_store.key(key, self._options)
-        claimed = name is None or program_store.claim(name)
-        if name is not None and (compiled := program_store.load(name) if claimed else
-                                 program_store.wait_for(name)) is not None:  # another process compiled it
-            if claimed:
-                program_store.release(name)
-            with self._lock:
-                self.loads += 1
-                self.load_s += time.perf_counter() - start
-            return compiled
-        claimed = claimed or program_store.claim(name)  # its claim ended without the program: compile here
-        try:
+
+        def compile_here():
+            begun = time.perf_counter()  # after any wait for another process's compile
             compiled, storable = program_store.compile_fresh(lower(), self._options)
             with self._lock:
                 self.compiles += 1
                 self.guessed += key in self._guesses
-                self.compile_s += time.perf_counter() - start
-            if name is not None and storable:
-                program_store.save(name, compiled)
-        finally:
-            if name is not None and claimed:
-                program_store.release(name)
-        return compiled
+                self.compile_s += time.perf_counter() - begun
+            return compiled, storable
+
+        if any(isinstance(part, Mesh) for part in key):
+            return compile_here()[0]
+        program, compiled = program_store.load_or_compile(program_store.key(key, self._options), compile_here)
+        if not compiled:
+            with self._lock:
+                self.loads += 1
+                self.load_s += time.perf_counter() - start  # with any wait for another process's compile
+        return program
 
     def _future(self, key: tuple, lower, where: str, guess: bool = False) -> concurrent.futures.Future:
         """The program's future. where: "queue" (the background threads, in order), "now" (a thread of its own)
