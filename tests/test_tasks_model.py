@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.engine.model import MLP, count_parameters, forward, init_member, split_params
+from scaling.engine.model import count_parameters, forward
+from scaling.engine.network import MLP, init_member, split_params
 from scaling.engine.population import layer_widths
 from scaling.engine.tasks import MAX_BITS, parity_table, table_bytes
 from scaling.errors import UserError

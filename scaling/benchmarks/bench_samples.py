@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import optax
 
 from scaling.benchmarks import bench_torch
-from scaling.engine.model import forward, init_member
+from scaling.engine.model import forward
+from scaling.engine.network import init_member
 from scaling.engine.population import Member, make_bucket
 from scaling.engine.programs import Programs
 from scaling.engine.steps import LOSSES, parity_labels, sample_batch

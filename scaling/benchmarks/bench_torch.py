@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from scaling.engine.model import init_member
+from scaling.engine.network import init_member
 from scaling.engine.population import Member
 from scaling.engine.tasks import make_table
 

@@ -3,7 +3,7 @@
 The init program of scaling.engine.programs is compiled per bucket shape: in a cold default sweep on a CPU, 18 of
 its 39 programs and 27 of its 88 compiler seconds. Here one program draws DRAWS_PER_CALL weights at given
 positions (key, stream, row, column), whatever the bucket; the host scales them by each member's true fan-in and lays
-them into the padded arrays, as scaling.engine.model.MLP does. Every array equals the compiled init program's (tested;
+them into the padded arrays, as scaling.engine.network.MLP does. Every array equals the compiled init program's (tested;
 only a zero in a gated-off layer may differ in sign, and that layer's output is discarded), so a member starts
 from the same weights either way; orthogonal kernels agree to float rounding (the host's SVD is float64 on the
 real block, the program's float32 on the padded one).

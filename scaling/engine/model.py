@@ -1,4 +1,5 @@
-"""The MLP family: a Flax NNX definition plus the pure forward pass that the hot loop uses.
+"""The MLP family: its initialisation and the pure forward pass that the hot loop uses (the Flax NNX definition
+is scaling.engine.network).
 
 `depth` hidden layers (0 = logistic regression), one logit out. The first layer has `width` units; the later
 layers follow the width profile (population.layer_widths): as wide as the first, or halving layer by layer.
@@ -18,13 +19,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from scaling.choices import Activation, Init, Profile
+from scaling.choices import Activation, Init
 from scaling.engine.population import (
     count_parameters,  # noqa: F401  (re-exported: the model's parameter count)
-    padded_layer_widths,
-)
+    )
 
 ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
 
@@ -52,10 +51,6 @@ Params = dict[str, jax.Array]
 Masks = dict[str, jax.Array]
 
 
-class Mask(nnx.Variable):
-    """A non-trainable 0/1 switch (padded units and gated layers)."""
-
-
 def unit_draw(key: jax.Array, stream, row, col, distribution: str) -> jax.Array:
     """The unit-variance draw of one weight position: a function of (key, stream, row, col) alone. Both
     initialisers use it: the model's (below) and the host's shape-generic one (scaling.engine.host_init)."""
@@ -81,7 +76,7 @@ def polar_factor(block_RxC: jax.Array, real_rows, real_cols) -> jax.Array:
     return jnp.matmul(u_RxK * kept_K[None, :], vt_KxC, precision=_HIGHEST) * scale
 
 
-def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: Init) -> list[jax.Array]:
+def position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: Init) -> list[jax.Array]:
     """Unit-variance draws for each (stream, rows, cols) block: the value at (i, j) of a block depends only on
     (key, stream, i, j), never on rows or cols. Every block comes from one vectorised draw over all positions,
     so the program holds a single threefry chain, whatever the depth (each chain costs about a second of XLA
@@ -95,7 +90,7 @@ def _position_values(key: jax.Array, blocks: list[tuple[int, int, int]], init: I
     return [part.reshape(r, c) for part, (_, r, c) in zip(jnp.split(values_Q, ends[:-1]), blocks)]
 
 
-def _scaled(values_RxC, fan_in, real_rows, real_cols, gain, orthogonal: bool = False):
+def scaled_values(values_RxC, fan_in, real_rows, real_cols, gain, orthogonal: bool = False):
     """A kernel scaled by the TRUE fan-in; entries outside the real block are zero."""
     rows, cols = values_RxC.shape
     real_RxC = (jnp.arange(rows)[:, None] < real_rows) & (jnp.arange(cols)[None, :] < real_cols)
@@ -103,65 +98,6 @@ def _scaled(values_RxC, fan_in, real_rows, real_cols, gain, orthogonal: bool = F
     if orthogonal:
         values_RxC = polar_factor(values_RxC, jnp.asarray(real_rows), jnp.asarray(real_cols))
     return jnp.where(real_RxC, values_RxC * weight_scale(gain, fan_in), 0.0)
-
-
-class MLP(nnx.Module):
-    """A parity MLP, padded to (depth_max, width_max); depth and width may be traced (vmapped init)."""
-
-    def __init__(
-        self,
-        n_in: int,
-        depth: int | jax.Array,
-        width: int | jax.Array,
-        *,
-        key: jax.Array,
-        depth_max: int | None = None,
-        width_max: int | None = None,
-        activation: Activation = Activation.RELU,
-        init: Init = Init.HE,
-        n_real: int | jax.Array | None = None,
-        profile: Profile = Profile.CONSTANT,
-    ):
-        """n_in is the input width of the arrays; n_real (traced or not, default n_in) the member's own bits."""
-        n_real = n_in if n_real is None else n_real
-        depth_max = int(depth) if depth_max is None else depth_max
-        width_max = int(width) if width_max is None else width_max
-        self.activation = Activation(activation)  # a ValueError names an unknown one
-        gain, _, bias, orthogonal = INITS[Init(init)]
-        scaled = lambda *args: _scaled(*args, orthogonal=orthogonal)
-        # Layer l draws from stream l; the output layer draws from OUTPUT_STREAM.
-        W, D = width_max, depth_max
-        if depth_max == 0:
-            (out_NxO,) = _position_values(key, [(OUTPUT_STREAM, n_in, 1)], init)
-            self.out_kernel = nnx.Param(scaled(out_NxO, n_real, n_real, 1, 1.0))
-            self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
-            return
-        in_NxW, *hidden, out_WxO = _position_values(
-            key, [(0, n_in, W), *((layer, W, W) for layer in range(1, D)), (OUTPUT_STREAM, W, 1)], init)
-        widths_D = padded_layer_widths(width, depth, D, Profile(profile), xp=jnp)
-        self.input_mask = Mask((jnp.arange(n_in) < n_real).astype(jnp.float32))
-        self.unit_mask = Mask((jnp.arange(W)[None, :] < widths_D[:, None]).astype(jnp.float32))
-        self.layer_gate = Mask((jnp.arange(1, D) < depth).astype(jnp.float32))
-        self.in_kernel = nnx.Param(scaled(in_NxW, n_real, n_real, widths_D[0], gain))
-        self.in_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][0])
-        # Hidden layer l (1..D-1) maps layer l-1's units to layer l's: its fan-in is the width of layer l-1.
-        hidden_LxWxW = jnp.stack([scaled(h_WxW, widths_D[layer - 1], widths_D[layer - 1], widths_D[layer], gain)
-                                  for layer, h_WxW in enumerate(hidden, start=1)]
-                                 ) if D > 1 else jnp.zeros((0, W, W), jnp.float32)
-        self.hidden_kernel = nnx.Param(hidden_LxWxW * self.layer_gate[...][:, None, None])
-        self.hidden_bias = nnx.Param(jnp.float32(bias) * self.unit_mask[...][1:] * self.layer_gate[...][:, None])
-        self.out_kernel = nnx.Param(scaled(out_WxO, widths_D[D - 1], widths_D[D - 1], 1, 1.0))
-        self.out_bias = nnx.Param(jnp.zeros((1,), jnp.float32))
-
-    def __call__(self, x_RxN: jax.Array) -> jax.Array:
-        params, masks = split_params(self)
-        return forward(params, masks, x_RxN, self.activation)
-
-
-def split_params(model: MLP) -> tuple[Params, Masks]:
-    """The model's trainable parameters and its masks as plain dicts of arrays (the hot path's state)."""
-    _, params, masks = nnx.split(model, nnx.Param, Mask)
-    return nnx.to_pure_dict(params), nnx.to_pure_dict(masks)
 
 
 # On a CPU, a network of at most this width runs with rows as the minor (contiguous) axis of its activations,
@@ -225,10 +161,3 @@ def param_mask(params: Params, masks: Masks) -> Params:
         "out_kernel": unit_DxW[-1][:, None],
         "out_bias": jnp.ones_like(params["out_bias"]),
     }
-
-
-def init_member(n_in: int, depth, width, key, *, depth_max: int, width_max: int, activation: str, init: str,
-                n_real=None, profile: str = "constant"):
-    """Pure (params, masks) of one member, for use under jax.vmap (n_real: its own bits, when below n_in)."""
-    return split_params(MLP(n_in, depth, width, key=key, depth_max=depth_max, width_max=width_max,
-                            activation=activation, init=init, n_real=n_real, profile=profile))

@@ -141,7 +141,7 @@ def layer_sizes(n: int, depth: int, width: int, profile: str = "constant") -> tu
 
 def padded_shapes(n: int, depth: int, width: int) -> dict[str, tuple[int, ...]]:
     """Every parameter array of one member padded to n inputs and `depth` hidden layers of `width` units: the
-    layout engine.model.MLP builds and engine.host_init fills (tested against each other)."""
+    layout engine.network.MLP builds and engine.host_init fills (tested against each other)."""
     if depth == 0:
         return {"out_kernel": (n, 1), "out_bias": (1,)}
     return {"in_kernel": (n, width), "in_bias": (width,), "hidden_kernel": (depth - 1, width, width),

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling.choices import Loss, Optimizer
 from scaling.engine import host_init
-from scaling.engine.model import forward, init_member, param_mask
+from scaling.engine.model import forward, param_mask
 from scaling.engine.population import BucketSpec
 from scaling.engine.tasks import MAX_BITS, decode, encode
 
@@ -81,6 +81,8 @@ def loss(logits_R: jax.Array, y_R: jax.Array, valid_R: jax.Array, kind: str) -> 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def init_population(key_data_Px2, n_P, depth_P, width_P, lr_P, spec: BucketSpec) -> PopState:
+    from scaling.engine.network import init_member  # flax, only where a network is traced (not in a warm sweep)
+
     def one(key_data, n, depth, width, lr):
         key = jax.random.wrap_key_data(key_data)
         params, masks = init_member(

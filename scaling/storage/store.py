@@ -150,13 +150,14 @@ class Store:
     def start_run(self, cfg: Config, hosts: list[str] | None = None) -> int:
         """Check that the store belongs to cfg and record this run, in one transaction. `hosts`: the host name
         of each process of a cluster (default: this process alone)."""
-        import flax
-        import jax
-        import optax
+        import importlib.metadata
 
+        import jax
+
+        version = importlib.metadata.version  # flax's without importing it (a warm sweep never builds a network)
         devices = jax.devices()  # of every process
         hosts = hosts or [platform.node()]
-        provenance = (cfg.experiment.name, cfg.source, cfg.hash(), jax.__version__, flax.__version__, optax.__version__,
+        provenance = (cfg.experiment.name, cfg.source, cfg.hash(), jax.__version__, version("flax"), version("optax"),
                       platform.python_version(), jax.default_backend(), devices[0].device_kind, len(devices),
                       _git_commit(), _now(), len(hosts), json.dumps(hosts))
         try:
