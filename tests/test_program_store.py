@@ -142,6 +142,25 @@ def test_a_compile_that_fails_leaves_no_claim_and_a_read_only_store_still_loads(
         assert warm.compiles == 1 and not list(store_dir.glob(".*.claim"))
 
 
+def test_a_program_that_cannot_be_stored_is_compiled_unclaimed_from_then_on(store_dir):
+    """jax's own cache served it (so it is not stored): nobody waits for another's compile of it again."""
+    import threading
+
+    import jax.numpy as jnp
+
+    compiled = jax.jit(lambda x: x - 1.0).lower(jax.ShapeDtypeStruct((2,), jnp.float32)).compile()
+    name = "0" * 64
+    assert program_store.load_or_compile(name, lambda: (compiled, False)) == (compiled, True)
+    assert (store_dir / f".{name}.unstorable").exists() and not (store_dir / name).exists()
+    (store_dir / f".{name}.claim").write_text(f"{os.uname().nodename} {os.getpid()} live")  # held, not stale
+    done = []
+    again = threading.Thread(target=lambda: done.append(program_store.load_or_compile(name, lambda: (compiled, False))),
+                             daemon=True)
+    again.start()
+    again.join(10)
+    assert done == [(compiled, True)]  # compiled at once: without the mark it would wait for the claim
+
+
 def test_a_program_that_jaxs_own_cache_served_is_not_stored(tmp_path):
     """jax's persistent cache hands back executables that lose code when serialised again (one failed at its
     first call): such programs are not stored, and a sweep after them loads nothing broken. Three sweeps of

@@ -129,24 +129,32 @@ def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, 
                     ) -> tuple[jax.stages.Compiled, bool]:
     """(the program, whether it was compiled here): the stored one, else compile() -> (program, storable), stored
     where storable. A process claims a program before compiling it, and one that finds another's claim waits for
-    that program and loads it instead; where the claim ends without a stored program (jax's own cache served it,
-    or the compile failed) or goes stale, it compiles the program itself. At worst a program is compiled twice
-    (two processes that both found one stale claim); rows never depend on who compiled it."""
+    that program and loads it instead; where the claim ends without a stored program (the compile failed) or goes
+    stale, it compiles the program itself. A program that cannot be stored (jax's own cache served it) leaves a
+    mark, and from then on each process compiles it at once, unclaimed. So a program is compiled once, except
+    where a claim went stale or the program cannot be stored; rows never depend on who compiled it."""
     if (program := load(name)) is not None:  # a warm run writes nothing
         return program, False
     folder = directory()
-    path = None if folder is None else folder / f".{name}.claim"
+    unstorable = None if folder is None else folder / f".{name}.unstorable"
+    path = None if unstorable is None or unstorable.exists() else folder / f".{name}.claim"
     held = _claim(path)
     if held is False:
         if (program := _wait_for(name, path)) is not None:
             return program, False
-        held = _claim(path)  # False again (a third process claimed it meanwhile): compile without a claim
+        # False again where another claimed it meanwhile, or the program cannot be stored: compile unclaimed.
+        held = None if unstorable.exists() else _claim(path)
     try:
         if held and (program := load(name)) is not None:  # stored between the first load and the claim
             return program, False
         program, storable = compile()
         if storable:
             save(name, program)
+        elif unstorable is not None:
+            try:
+                unstorable.touch()
+            except OSError:
+                pass
         return program, True
     finally:
         if held:
