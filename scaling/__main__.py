@@ -18,6 +18,8 @@ _ON_INTERRUPT = {"sweep": "finished buckets are saved, rerun to resume",
 
 
 def run(argv: list[str] | None = None) -> None:
+    """The console script: exits the process (a sweep, and a failed process of a cluster, through os._exit,
+    which no caller can catch)."""
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), "command")
     after = f"; {_ON_INTERRUPT[command]}" if command in _ON_INTERRUPT else ""
@@ -59,8 +61,11 @@ def run(argv: list[str] | None = None) -> None:
         import logging
 
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a reader that has gone (`scaling sweep ... | head -1`)
+            pass
         os._exit(code)
     sys.exit(code)
 

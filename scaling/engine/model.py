@@ -21,9 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.choices import Activation, Init
-from scaling.engine.population import (
-    count_parameters,  # noqa: F401  (re-exported: the model's parameter count)
-    )
+from scaling.engine.population import count_parameters  # noqa: F401  (re-exported: the parameter count)
 
 ACTIVATIONS = {Activation.RELU: jax.nn.relu, Activation.TANH: jnp.tanh, Activation.SIGMOID: jax.nn.sigmoid}
 
@@ -53,7 +51,8 @@ Masks = dict[str, jax.Array]
 
 def unit_draw(key: jax.Array, stream, row, col, distribution: str) -> jax.Array:
     """The unit-variance draw of one weight position: a function of (key, stream, row, col) alone. Both
-    initialisers use it: the model's (below) and the host's shape-generic one (scaling.engine.host_init)."""
+    initialisers use it: the Flax module's (scaling.engine.network) and the host's shape-generic one
+    (scaling.engine.host_init)."""
     key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, stream), row), col)
     return SAMPLERS[distribution](key, (), jnp.float32)
 
