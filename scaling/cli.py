@@ -58,17 +58,17 @@ def _sweep(args) -> None:
     args.on_cluster(cluster)  # the console script's signal handlers stop the whole cluster from here on
     import jax
 
+    from scaling.distributed.handshake import fingerprint, handshake
     from scaling.engine.devices import make_mesh, training_threads
     from scaling.sweep import follow_sweep, run_sweep
 
     try:  # from here on, a failure tells the other processes
         mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
         threads = training_threads(mesh, cfg.run.bucket_mib)
-        clusters.handshake(cluster, clusters.fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
+        handshake(cluster, fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
         if not cluster.leader:
-            trained = follow_sweep(cfg, cluster, args.devices)
             logging.getLogger("scaling").info("process %d: trained %d buckets; process 0 stored their rows",
-                                              cluster.process_id, trained)
+                                              cluster.process_id, follow_sweep(cfg, cluster, args.devices))
             jax.distributed.shutdown()
             return
         outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, cluster=cluster)
