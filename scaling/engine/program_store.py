@@ -13,10 +13,9 @@ compiled (atomically: a temporary file renamed into place), so a warm rerun neit
 every process of a cluster (jax's own cache skips them all but process 0). A process about to compile a program
 claims it first (a claim file, created exclusively); one that finds another's claim waits for that program
 instead of compiling it too, so processes that need one program at once compile it once (load_or_compile says
-when not). Programs sharded over
-a mesh are not stored. It is on whenever jax's
-cache is (the command line turns it on; probes and benchmarks that measure compiles turn it off). Files are
-unpickled: the directory must be the user's own, like jax's cache.
+when not). Programs sharded over a mesh are not stored. It is on whenever jax's cache is (the command line turns
+it on; probes and benchmarks that measure compiles turn it off). Files are unpickled: the directory must be the
+user's own, like jax's cache.
 """
 
 from __future__ import annotations
