@@ -215,3 +215,30 @@ def test_programs_dealt_in_a_round_count_as_held_by_every_process_that_shares_th
     cluster.shares_programs = [True, True, False]  # process 2 reads a program store of its own
     cluster.pool_shapes()
     assert cluster.shapes == [{"a", "b"}, {"a", "b"}, {"c"}]
+
+
+def test_a_joining_process_waits_for_the_coordinator_to_listen_and_no_longer_than_its_timeout():
+    """Processes other than 0 ask for the coordination service only once it listens (asked earlier, the runtime
+    retries them a second later)."""
+    import socket
+    import threading
+
+    from scaling.distributed.cluster import _await_coordinator
+
+    port = free_port()
+    listener = socket.socket()
+
+    def listen_later():
+        time.sleep(0.3)
+        listener.bind(("localhost", port))
+        listener.listen()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    start = time.monotonic()
+    _await_coordinator(f"localhost:{port}", 10)
+    waited = time.monotonic() - start
+    listener.close()
+    assert 0.25 < waited < 5  # returned once the port listened, not at its timeout
+    start = time.monotonic()
+    _await_coordinator(f"localhost:{free_port()}", 0.3)  # nothing listens: gives up, jax.distributed reports
+    assert 0.25 < time.monotonic() - start < 3
