@@ -9,14 +9,20 @@ from scaling.benchmarks import device_check
 def test_the_device_check_runs_on_the_cpu_and_writes_its_figures(tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)  # the script puts the project on its children's path itself
     out = tmp_path / "device-check.json"
-    assert device_check.main(["--cpu", "--out", str(out), "--minutes", "6"]) == 0
+    keep = tmp_path / "kept"
+    assert device_check.main(["--cpu", "--out", str(out), "--minutes", "6", "--keep", str(keep)]) == 0
     figures = json.loads(out.read_text())
     assert figures["platform"] == "cpu" and figures["jax"] and "stopped" not in figures
     assert figures["subset"]["measured_s"] > 0 and figures["subset"]["cpu_measured_s"] > 0
     # Both stores were trained on this CPU from one config: every member the same, bit for bit.
     members = re.search(r"members: (\d+) in A, (\d+) in B, (\d+) in both; final loss equal bit for bit in (\d+)",
-                        figures["accelerator_vs_cpu"][0])
+                        figures["accelerator_vs_cpu"]["lines"][0])
     assert members and int(members[1]) > 0 and len(set(members.groups())) == 1
+    # Each sweep's closing line and tables, and (--keep) its store and log to take home.
+    assert re.search(r": trained \d+ members .* compiled \d+ programs", figures["subset-accel"]["summary"])
+    assert any("w*" in line for line in figures["subset-cpu"]["tables"])
+    assert sorted(p.name for p in keep.iterdir()) == ["subset-accel.log", "subset-accel.sqlite",
+                                                      "subset-cpu.log", "subset-cpu.sqlite"]
 
 
 def test_a_budget_too_short_stops_with_the_figures_so_far(tmp_path):
@@ -24,3 +30,19 @@ def test_a_budget_too_short_stops_with_the_figures_so_far(tmp_path):
     assert device_check.main(["--cpu", "--out", str(out), "--minutes", "0.01"]) == 0
     figures = json.loads(out.read_text())
     assert figures["platform"] == "cpu" and "no time left" in figures["stopped"] and "subset" not in figures
+
+
+def test_a_failing_step_leaves_its_error_and_the_check_goes_on(tmp_path, monkeypatch):
+    out = tmp_path / "device-check.json"
+    real = device_check._scaling
+
+    def broken_plan(args, *rest, **kw):
+        if args[0] == "plan":
+            raise device_check._Failed("scaling plan failed (1): planted")
+        return real(args, *rest, **kw)
+
+    monkeypatch.setattr(device_check, "_scaling", broken_plan)
+    assert device_check.main(["--cpu", "--out", str(out), "--minutes", "6"]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["subset"]["error"].endswith("planted") and figures["subset"]["measured_s"] > 0
+    assert figures["accelerator_vs_cpu"]["lines"]

@@ -5,7 +5,8 @@
    accelerator, against what `scaling plan` forecast for it on that device before it ran;
 3. the accelerator's store of the subset against a CPU store of the same config (python -m analysis.measurement.runs);
 4. every figure into one JSON file (default device-check.json), rewritten after each step, so that a step
-   cut short by the time budget (--minutes) still leaves the figures of the steps before it.
+   cut short by the time budget (--minutes) still leaves the figures of the steps before it. A step that fails
+   leaves its error there and the check goes on; `--keep DIR` also copies each sweep's store and log into DIR.
 
 It runs on the interpreter that runs it, with what that interpreter has (jax 0.10 or 0.11 with its accelerator
 plugin, flax, optax, numpy, scipy, pandas, matplotlib, tqdm) and installs nothing: on a machine without a
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,10 @@ class _OutOfTime(Exception):
     pass
 
 
+class _Failed(Exception):
+    pass
+
+
 def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling") -> tuple[float, str]:
     """(seconds, output) of `python -m module args`, stopped at the deadline (a monotonic clock time)."""
     left = deadline - time.monotonic()
@@ -51,8 +57,23 @@ def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling
     except subprocess.TimeoutExpired:
         raise _OutOfTime(f"{module} {args[0]} ran past the budget ({left:.0f} s)") from None
     if run.returncode != 0:
-        raise SystemExit(f"device-check: {module} {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
+        raise _Failed(f"{module} {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
     return time.monotonic() - start, run.stdout + run.stderr
+
+
+def _sweep(config: Path | str, out: Path, env: dict, deadline: float, keep: Path | None) -> dict:
+    """Sweep a config into out; its seconds, closing line and tables (and, with keep, its store and log)."""
+    try:
+        wall, log = _scaling(["sweep", str(config), "--out", str(out)], env, deadline)
+    finally:
+        if keep and (out / "results.sqlite").exists():
+            shutil.copyfile(out / "results.sqlite", keep / f"{out.name}.sqlite")
+    if keep:
+        (keep / f"{out.name}.log").write_text(log)
+    lines = log.strip().splitlines()
+    closing = next((i for i, line in enumerate(lines) if re.search(r": trained \d+ members", line)), len(lines))
+    return {"wall_s": round(wall, 1), "summary": lines[closing][:600] if closing < len(lines) else None,
+            "tables": lines[closing + 1:]}
 
 
 def _subset(work: Path, replacements: dict) -> Path:
@@ -78,24 +99,40 @@ def _environment(env: dict) -> dict:
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
-def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, deadline: float, save) -> None:
-    if not cpu_only:
-        wall, log = _scaling(["sweep", "experiments/default.toml", "--out", str(work / "default")], accel, deadline)
-        figures["default_sweep"] = {"wall_s": round(wall, 1), "summary": log.strip().splitlines()[-1][:400]}
+def _step(figures: dict, name: str, save, run) -> bool:
+    """Run one step into figures[name]; a failure is recorded there and the check goes on (time out stops it)."""
+    try:
+        result = run()
+        figures.setdefault(name, {}).update(result)
+        return True
+    except _Failed as e:
+        figures.setdefault(name, {})["error"] = str(e)
+        return False
+    finally:
         save()
+
+
+def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, deadline: float, save,
+           keep: Path | None) -> None:
+    if not cpu_only:
+        _step(figures, "default_sweep", save,
+              lambda: _sweep("experiments/default.toml", work / "default", accel, deadline, keep))
     subset = _subset(work, TINY if cpu_only else SUBSET)
-    _, plan = _scaling(["plan", str(subset), "--assume-wstar", "2*n"], accel, deadline)
-    forecast = re.search(r"with w\* = .*?at most ([\d.]+ (?:s|min|h))", plan)
-    figures["subset"] = {"config": TINY if cpu_only else SUBSET,
-                         "forecast": forecast.group(1) if forecast else plan[-400:]}
-    wall, _ = _scaling(["sweep", str(subset), "--out", str(work / "subset-accel")], accel, deadline)
-    figures["subset"]["measured_s"] = round(wall, 1)
-    save()
-    cpu_wall, _ = _scaling(["sweep", str(subset), "--out", str(work / "subset-cpu")], cpu, deadline)
-    figures["subset"]["cpu_measured_s"] = round(cpu_wall, 1)
-    _, compare = _scaling([str(work / "subset-accel"), str(work / "subset-cpu")], cpu, deadline,
-                          "analysis.measurement.runs")
-    figures["accelerator_vs_cpu"] = compare.strip().splitlines()
+
+    def forecast() -> dict:
+        _, plan = _scaling(["plan", str(subset), "--assume-wstar", "2*n"], accel, deadline)
+        found = re.search(r"with w\* = .*?at most ([\d.]+ (?:s|min|h))", plan)
+        return {"config": TINY if cpu_only else SUBSET, "forecast": found.group(1) if found else plan[-400:]}
+
+    _step(figures, "subset", save, forecast)
+    swept = [_step(figures, name, save, lambda out=work / name, env=env: _sweep(subset, out, env, deadline, keep))
+             for name, env in (("subset-accel", accel), ("subset-cpu", cpu))]
+    figures["subset"].update(measured_s=figures["subset-accel"].get("wall_s"),
+                             cpu_measured_s=figures["subset-cpu"].get("wall_s"))
+    if all(swept):
+        _step(figures, "accelerator_vs_cpu", save, lambda: {"lines": _scaling(
+            [str(work / "subset-accel"), str(work / "subset-cpu")], cpu, deadline,
+            "analysis.measurement.runs")[1].strip().splitlines()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="device-check.json")
     parser.add_argument("--cpu", action="store_true", help="check the script on the CPU (a tiny subset only)")
     parser.add_argument("--minutes", type=float, default=8.0, help="the whole check's time budget")
+    parser.add_argument("--keep", type=Path, help="a folder for each sweep's store (NAME.sqlite) and log (NAME.log)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + 60 * args.minutes
     work = Path(tempfile.mkdtemp(prefix="device-check-"))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     # The project on the path of every child, whether or not it is installed (VENV=none).
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     accel = {**os.environ, "PYTHONPATH": path, "SCALING_JAX_CACHE": str(work / "jax-cache"),
@@ -117,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict = {**_environment(accel), "interpreter": sys.executable, "budget_min": args.minutes}
     save = lambda: Path(args.out).write_text(json.dumps(figures, indent=1))
     try:
-        _steps(figures, work, accel, cpu, args.cpu, deadline, save)
+        _steps(figures, work, accel, cpu, args.cpu, deadline, save, args.keep)
     except _OutOfTime as e:
         figures["stopped"] = str(e)
     figures["total_s"] = round(60 * args.minutes - (deadline - time.monotonic()), 1)
