@@ -117,13 +117,17 @@ def test_the_engines_xla_options_train_like_xlas_defaults(member_factory):
         assert (a.solved, a.step_solved, a.steps_run) == (b.solved, b.step_solved, b.steps_run)
 
 
-@pytest.mark.parametrize("n, depth, width, init, optimizer, profile",
-                         [(5, 3, 6, "he", "adam", "constant"), (3, 1, 4, "rademacher", "momentum", "constant"),
-                          (4, 0, 1, "lecun", "sgd", "constant"), (6, 4, 9, "he", "adam", "halving"),
-                          (5, 3, 5, "lecun_bias", "adam", "halving"), (5, 3, 5, "orthogonal", "adam", "halving"),
-                          (3, 2, 7, "orthogonal", "adam", "constant")])
+@pytest.mark.parametrize("n, depth, width, init, optimizer, profile, weight_decay",
+                         [(5, 3, 6, "he", "adam", "constant", 0.0),
+                          (3, 1, 4, "rademacher", "momentum", "constant", 0.0),
+                          (4, 0, 1, "lecun", "sgd", "constant", 0.0), (6, 4, 9, "he", "adam", "halving", 0.0),
+                          (5, 3, 5, "lecun_bias", "adam", "halving", 0.0),
+                          (5, 3, 5, "orthogonal", "adam", "halving", 0.0),
+                          (3, 2, 7, "orthogonal", "adam", "constant", 0.0), (4, 2, 5, "he", "adam", "constant", 1e-3),
+                          (4, 1, 3, "he", "momentum", "constant", 1e-3)])
 def test_a_population_started_on_the_host_equals_the_compiled_init_program(member_factory, monkeypatch, n, depth,
-                                                                            width, init, optimizer, profile):
+                                                                            width, init, optimizer, profile,
+                                                                            weight_decay):
     """On one CPU device populations start from one shape-generic draw program (scaling.engine.host_init): every
     array of the state, with its dtype and shape, equals what the bucket shape's init program computes, for
     members of other n, depths, widths and learning rates padded together. (64 draws per call, so that these
@@ -134,7 +138,7 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
     monkeypatch.setattr(host_init, "DRAWS_PER_CALL", 64)
     members = [member_factory(n=max(2, n - s % 2) if depth else n, depth=max(1, depth - s % 2) if depth else 0,
                               width=max(1, width - s % 3), seed=s, lr=(1e-2, 3e-3)[s % 2], init=init,
-                              optimizer=optimizer, profile=profile) for s in range(6)]
+                              optimizer=optimizer, profile=profile, weight_decay=weight_decay) for s in range(6)]
     bucket = make_bucket(members, eval_every=50)
     args = (jnp.asarray(np.stack([m.key_data(0) for m in members])),
             *(jnp.asarray([getattr(m, f) for m in members], jnp.int32) for f in ("n", "depth", "width")),
@@ -153,7 +157,7 @@ def test_a_population_started_on_the_host_equals_the_compiled_init_program(membe
     # Another bucket shape with the same init compiles nothing new to start from.
     before = programs.compiles
     wider = make_bucket(members + [member_factory(n=n, depth=depth, width=width + 7, init=init, optimizer=optimizer,
-                                                  profile=profile)], eval_every=50)
+                                                  profile=profile, weight_decay=weight_decay)], eval_every=50)
     programs.init(wider.spec, len(wider.members), None)
     assert programs.compiles == before
 

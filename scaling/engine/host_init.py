@@ -38,7 +38,7 @@ def _blocks(n: int, depth: int, width: int, init: str, profile: str) -> list[tup
     names = ["in_kernel", *["hidden_kernel"] * (depth - 1), "out_kernel"] if depth else ["out_kernel"]
     streams = [0, *range(1, depth), OUTPUT_STREAM] if depth else [OUTPUT_STREAM]
     gains = [gain] * depth + [1.0]
-    return [(name, stream, rows, cols, float(weight_scale(g, rows)))
+    return [(name, stream, rows, cols, float(weight_scale(g, rows, np)))
             for name, stream, rows, cols, g in zip(names, streams, sizes, sizes[1:], gains)]
 
 
