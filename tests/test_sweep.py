@@ -158,7 +158,7 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     result = lambda solved: [MemberResult(steps_run=100, solved=solved, step_solved=50 if solved else None,
                                           final_loss=0.1, final_accuracy=1.0, diverged=False, wall_s=0.0)]
     guesses = []
-    tail = RoundTail(guesses.append, buckets=4, threads=2)
+    tail = RoundTail(lambda known: [known], guesses.append, buckets=4, threads=2)
     settle = lambda: [t.join() for t in threading.enumerate() if t.name == "scaling-guess"]  # it runs apart
     for k, bucket in enumerate(buckets):
         tail.done(bucket, result(k % 2 == 0))
@@ -169,9 +169,29 @@ def test_the_round_tail_guesses_the_next_round_once_a_training_thread_idles(memb
     def fails(known):
         raise RuntimeError("a guess went wrong")
 
-    failing = RoundTail(fails, buckets=2, threads=2)
+    failing = RoundTail(fails, guesses.append, buckets=2, threads=2)
     failing.done(buckets[0], result(True))  # the guess raises on its own thread, and is only logged
     settle()
+
+    # A guess still being planned when its round ends queues nothing: the next round has begun, and a wrong
+    # guess compiled then would take a training core.
+    planning, queued = threading.Event(), []
+
+    def slow(known):
+        planning.wait(10)
+        return ["late guess"]
+
+    late = RoundTail(slow, queued.append, buckets=2, threads=2)
+    late.done(buckets[0], result(False))
+    late.close()
+    planning.set()
+    settle()
+    assert queued == []
+    on_time = RoundTail(lambda known: ["guess"], queued.append, buckets=2, threads=2)
+    on_time.done(buckets[0], result(False))
+    settle()
+    on_time.close()
+    assert queued == ["guess"]
 
 
 def test_assumed_rows_keep_the_known_outcomes(member_factory):
