@@ -116,6 +116,35 @@ def test_a_claim_whose_process_has_ended_is_not_waited_for(store_dir):
         assert (cache.compiles, cache.loads) == (1, 0) and not claim.exists()
 
 
+def test_a_process_leaving_mid_compile_releases_its_claim_and_no_other(store_dir):
+    """A sweep leaves without waiting for a guess still compiling (os._exit): it first drops that compile's claim,
+    so that no process on another host waits CLAIM_S for a program that will never be stored."""
+    import threading
+
+    import jax.numpy as jnp
+
+    key = ("test", 7)
+    lowered = jax.jit(lambda x: x - 1.0).lower(jax.ShapeDtypeStruct((2,), jnp.float32))
+    compiling, finish = threading.Event(), threading.Event()
+
+    def slow():
+        compiling.set()
+        finish.wait(10)
+        return lowered
+
+    with Programs() as cache:
+        claim = store_dir / f".{program_store.key(key, cache._options)}.claim"
+        worker = threading.Thread(target=cache._compile, args=(key, slow))
+        worker.start()
+        assert compiling.wait(10) and claim.exists()
+        program_store.release_held()
+        assert not claim.exists() and not program_store._held
+        claim.write_text("another-host 1 0")  # another process claims it meanwhile: ours never removes theirs
+        finish.set()
+        worker.join(10)
+        assert claim.read_text() == "another-host 1 0"
+
+
 def test_a_compile_that_fails_leaves_no_claim_and_a_read_only_store_still_loads(store_dir, monkeypatch):
     import jax.numpy as jnp
 

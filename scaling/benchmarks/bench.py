@@ -131,6 +131,7 @@ def _measure() -> dict:
     with Programs() as programs:  # cold: nothing compiled before
         results = {"sweep": _sweep(cfg, programs)}
         print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)
+        programs.wait_idle()  # a guess the cold sweep left compiling (it does not wait for one) ends first
         results["sweep_warm"] = _sweep(cfg, programs)  # again, its programs compiled: what training alone costs
         print(f"sweep_warm done: {results['sweep_warm']['wall_s']:.1f} s", flush=True)
     ways = {"grid": (plan_buckets(members, cfg, model), True),

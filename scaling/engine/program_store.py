@@ -122,6 +122,14 @@ def load(name: str) -> jax.stages.Compiled | None:
 # Claims are not refreshed while a compile runs; a chunk program compiles in 1-3 s on a CPU.
 CLAIM_S = 120.0
 _CLAIM_POLL_S = 0.02
+_held: dict[Path, str] = {}  # the claims this process holds now: path -> token
+
+
+def release_held() -> None:
+    """Drop this process's claims of compiles still running, for a process that leaves without waiting for them
+    (a guess at a sweep's end): the others then compile those programs instead of waiting for stale claims."""
+    for path, token in list(_held.items()):
+        _release(token, path)
 
 
 def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, bool]]
@@ -173,6 +181,7 @@ def _claim(path: Path | None) -> str | bool | None:
                 f.write(token)
                 f.flush()
                 os.link(f.name, path)  # never visible half-written; fails where another claim exists
+            _held[path] = token
             return token
         except FileExistsError:
             if not _stale(path):
@@ -203,6 +212,7 @@ def _stale(path: Path) -> bool:
 
 def _release(token: str, path: Path) -> None:
     """Remove this process's claim (never another's that replaced it after ours went stale)."""
+    _held.pop(path, None)
     try:
         if path.read_text() == token:
             path.unlink()

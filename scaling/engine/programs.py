@@ -63,10 +63,13 @@ class Programs:
         self.wait_s = 0.0
 
     def close(self) -> None:
-        """Drop the compiles that have not started and end the compile threads (those compiling finish first)."""
+        """Drop the compiles that have not started and end the compile threads once what they compile is done;
+        returns without waiting for a guess still compiling (which the interpreter's exit waits for, and a sweep's
+        os._exit does not)."""
         self.cancel_pending()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._now.shutdown(wait=True, cancel_futures=True)
+        self.wait_idle(guesses=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._now.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Programs:
         return self
@@ -221,10 +224,10 @@ class Programs:
                                                                    thread_name_prefix="scaling-compile")
                 self._threads = threads
 
-    def wait_idle(self) -> None:
-        """Block until the background compiles queued so far have finished."""
+    def wait_idle(self, guesses: bool = True) -> None:
+        """Block until the background compiles queued so far have finished (guesses=False: but guesses)."""
         with self._lock:
-            pending = list(self._futures.values())
+            pending = [f for key, f in self._futures.items() if guesses or key not in self._guesses]
         concurrent.futures.wait(pending)
 
     def has(self, kind: str, spec: BucketSpec, slots: int, mesh: Mesh | None) -> bool:
