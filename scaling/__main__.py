@@ -48,7 +48,7 @@ def run(argv: list[str] | None = None) -> None:
     from scaling.cli import main
 
     try:
-        code = main(argv, on_cluster=joined.append)
+        code = main(argv, on_cluster=joined.append, leaves=command == "sweep")
     except Exception as e:  # noqa: BLE001 (a bug or a device fault; one process alone shows its traceback)
         if not joined:
             raise

@@ -10,85 +10,13 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
-from scaling import about
+from scaling import about, sweep_command
 from scaling.errors import UserError
 
 if TYPE_CHECKING:  # pandas and jax load only when a command runs, so `scaling --help` answers at once
     from collections.abc import Callable
 
-    import pandas as pd
-
     from scaling.distributed.cluster import Cluster
-
-
-def _format_star(value: float, censored: bool, bound: int) -> str:
-    return f">{bound}" if censored else f"{int(value)}"
-
-
-def star_table(summary: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """w* (n x depth) or L* (n x width) as a printable pivot, censored cells shown as >bound."""
-    import pandas as pd
-
-    rows = summary[summary["kind"] == kind]
-    if rows.empty:
-        return pd.DataFrame()
-    star, col = ("w_star", "depth") if kind == "min_width" else ("L_star", "group")
-    cells = rows.assign(value=[_format_star(v, c, b) for v, c, b in zip(rows[star], rows["censored"], rows["bound"])])
-    name = (lambda c: f"depth {int(c)}") if col == "depth" else (lambda c: str(c).replace("=", " "))
-    index = ["k", "n"] if "k" in cells else "n"  # a sparse parity: one row per task (k, n)
-    table = cells.pivot(index=index, columns=col, values="value").rename(columns=name).fillna("-")  # - : not searched
-    table.columns.name = None
-    return table
-
-
-def _sweep(args) -> None:
-    from scaling.distributed import cluster as clusters
-    from scaling.experiment import config
-
-    cfg = config.load(args.config, args.set)
-    out = args.out or f"results/{cfg.experiment.name}"
-    join = clusters.join_from({"distributed": args.distributed, "coordinator": args.coordinator,
-                               "processes": args.num_processes, "process_id": args.process_id,
-                               "heartbeat_s": args.heartbeat})
-    if join is None:
-        from scaling.sweep import run_sweep
-
-        return _report_sweep(cfg, out, run_sweep(cfg, out, fresh=args.fresh, devices=args.devices))
-    cluster = clusters.join(join, on_lost=_leave_cluster)
-    args.on_cluster(cluster)  # the console script's signal handlers stop the whole cluster from here on
-    import jax
-
-    from scaling.distributed.handshake import fingerprint, handshake
-    from scaling.engine.devices import make_mesh, training_threads
-    from scaling.sweep import follow_sweep, run_sweep
-
-    try:  # from here on, a failure tells the other processes
-        mesh = make_mesh(args.devices if args.devices is not None else cfg.run.devices)
-        threads = training_threads(mesh, cfg.run.bucket_mib)
-        handshake(cluster, fingerprint(cfg.source, out, 1 if mesh is None else mesh.size, threads))
-        if not cluster.leader:
-            logging.getLogger("scaling").info("process %d: trained %d buckets; process 0 stored their rows",
-                                              cluster.process_id, follow_sweep(cfg, cluster, args.devices))
-            jax.distributed.shutdown()
-            return
-        outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, cluster=cluster)
-    except BaseException as e:
-        if cluster.leader:
-            cluster.abort(f"process 0 stopped: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                          lost=getattr(e, "peer", None))
-        elif not isinstance(e, clusters.ClusterError):  # a failure of its own: process 0 stops with it
-            cluster.bye(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        else:
-            cluster.bye()
-        raise
-    jax.distributed.shutdown()
-    _report_sweep(cfg, out, outcome)
-
-
-def _leave_cluster(error: UserError) -> None:
-    """A process other than 0 whose process 0 is lost: one line, and out at once (from the heartbeat thread)."""
-    print(f"scaling sweep: error: {error}", file=sys.stderr, flush=True)
-    os._exit(getattr(error, "exit_code", 1))
 
 
 def _launch(args) -> None:
@@ -96,19 +24,6 @@ def _launch(args) -> None:
 
     if code := launch(args.processes, args.sweep_command, args.devices_per_process, args.heartbeat, args.pin_cores):
         raise SystemExit(code)
-
-
-def _report_sweep(cfg, out: str, outcome) -> None:
-    print(f"{cfg.experiment.name}: trained {outcome.trained} members ({outcome.skipped} already in the store) in "
-          f"{outcome.rounds} rounds, {outcome.buckets} buckets (padding waste {outcome.padding_waste:.2f}x), "
-          f"{outcome.wall_s:.0f} s; compiled {outcome.compiles} programs ({outcome.compile_s:.0f} s of compiler time), "
-          f"loaded {outcome.loads} from the program store; training threads waited {outcome.compile_wait_s:.0f} s "
-          f"({outcome.compile_wait_s / max(outcome.wall_s * outcome.threads, 1e-9):.0%} of their time) for them "
-          f"-> {out}")
-    for kind, title in (("min_width", "w* (minimum width that solves)"), ("min_depth", "L* (minimum depth)")):
-        table = star_table(outcome.summary, kind)
-        if not table.empty:
-            print(f"\n{title}, threshold {cfg.search.success_threshold}:\n{table.to_string()}")
 
 
 def _plan(args) -> None:
@@ -213,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--heartbeat", type=int, metavar="S", help="seconds of silence after which a process "
                        "counts as lost and the cluster stops (SCALING_HEARTBEAT_S, default 30)")
     _add_set(p)
-    p.set_defaults(func=_sweep)
+    p.set_defaults(func=sweep_command.run)
     p = sub.add_parser("launch", help="run a sweep as N local processes of one jax.distributed cluster")
     p.add_argument("--processes", type=int, required=True, metavar="N")
     p.add_argument("--devices-per-process", type=int, metavar="K", help="CPU devices of each process "
@@ -272,14 +187,16 @@ def _logging(verbose: int, quiet: bool) -> logging.Logger:
     return logger
 
 
-def main(argv: list[str] | None = None, on_cluster: Callable[[Cluster], None] | None = None) -> int:
+def main(argv: list[str] | None = None, on_cluster: Callable[[Cluster], None] | None = None,
+         leaves: bool = False) -> int:
     """Run one command; returns the exit code (2: bad input or a store/OS fault, 130: interrupted).
-    `on_cluster(cluster)`: called once this process has joined a cluster (the console script's signal handlers)."""
+    `on_cluster(cluster)`: called once this process has joined a cluster (the console script's signal handlers);
+    `leaves`: the caller ends the process with os._exit right after (the console script's sweep)."""
     command = "command"
     try:
         args = build_parser().parse_args(argv)
         command = args.command
-        args.on_cluster = on_cluster or (lambda cluster: None)
+        args.on_cluster, args.leaves = on_cluster or (lambda cluster: None), leaves
         logger = _logging(args.verbose, args.quiet)
         if command != "launch":  # launch only starts processes: importing jax would take a core from them
             _enable_compilation_cache()
