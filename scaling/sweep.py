@@ -264,9 +264,6 @@ class _Sweep:
         # compiled an unneeded program on each run: 8.6-8.9 s, and 5.5-5.7 s without).
         if min(self.threads, len(own)) < self.spare:
             guesses.queue_next_round(cfg, df, members, calibration, free_shapes, programs, mesh)
-        else:  # or while a program is to come from another process's compile (this core idles meanwhile)
-            programs.when_waiting(lambda: guesses.queue_next_round(cfg, df, members, calibration, free_shapes,
-                                                                   programs, mesh, through_reuse=True))
         tail = guesses.RoundTail(
             lambda known: guesses.next_round_buckets(cfg, df, members, calibration, free_shapes, known),
             lambda bucket: programs.prefetch(bucket, mesh, guess=True), len(pending), self.threads)
@@ -292,5 +289,4 @@ class _Sweep:
         finally:
             arrivals.close()  # stops the threads now, not whenever the generator is collected
             tail.close()
-            programs.when_waiting(None)
         self.rounds += 1

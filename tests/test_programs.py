@@ -197,32 +197,6 @@ def test_a_width_ladder_of_short_rounds_is_compiled_rounds_ahead_and_a_long_roun
     assert long_rounds.widths == [[2], [2]]  # the next round, either way; its successor compiles in time
 
 
-def test_a_guess_made_while_waiting_looks_past_rounds_that_reuse_known_programs(monkeypatch):
-    """A round whose programs are all known ends the chain of guesses, except for guesses made while a core
-    waits for another process's compile (through_reuse): those look past such rounds to the next new program,
-    as long as the rounds before it train for less time than it compiles (the bench search's ladder reuses its
-    first program for three rounds, then needs the next one at once)."""
-    from scaling.planning import cost, plan
-    from scaling.planning.guesses import next_round_buckets
-
-    monkeypatch.setattr(plan, "PAD_UP", 0.0)  # one program per width
-    cfg = config.parse(TINY.replace("n = [2, 4]", "n = 4").replace("depths = {fixed = [1, 2], log2 = [1]}",
-                                                                   "depths = [1]")
-                       .replace("min_depth_widths = [2, 4]", "min_depth_widths = []"))
-    model = cost.CostModel("cpu", "test", compile_s=1.0, compile_s_per_layer=0.0, step_latency_s=0.0,
-                           unit_s=(0.0, 0.0, 0.0, 1e-9), calibrated=True)  # a round trains in milliseconds
-    round0 = search.wanted_members(cfg, pd.DataFrame())
-    climb = next_round_buckets(cfg, pd.DataFrame(), round0, Calibration(model, 1), set())
-    known = {(b.spec, b.slots) for b in climb if b.spec.width_max in (2, 4)}  # the next two rungs' programs
-    widths = lambda buckets: [b.spec.width_max for b in buckets]
-    assert widths(next_round_buckets(cfg, pd.DataFrame(), round0, Calibration(model, 1), known)) == []
-    assert widths(next_round_buckets(cfg, pd.DataFrame(), round0, Calibration(model, 1), known,
-                                     through_reuse=True))[0] == 8
-    slow = dataclasses.replace(model, unit_s=(0.0, 0.0, 0.0, 1e-3))  # the reused rounds outlast a compile
-    assert widths(next_round_buckets(cfg, pd.DataFrame(), round0, Calibration(slow, 1), known,
-                                     through_reuse=True)) == []
-
-
 def test_a_sweeps_end_waits_for_the_programs_asked_for_but_not_for_a_guess_still_compiling():
     """A sweep ends (wait_idle(guesses=False)) without waiting for a guess of a round that never came (a cold
     bench sweep waited up to 0.7 s for one); a program that something asked for is finished first, and closing

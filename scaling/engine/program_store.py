@@ -132,15 +132,14 @@ def release_held() -> None:
         _release(token, path)
 
 
-def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, bool]],
-                    on_wait: Callable[[], None] | None = None) -> tuple[jax.stages.Compiled, bool]:
+def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, bool]]
+                    ) -> tuple[jax.stages.Compiled, bool]:
     """(the program, whether it was compiled here): the stored one, else compile() -> (program, storable), stored
-    where storable. A process claims a program before compiling it, and one that finds another's claim calls
-    on_wait, waits for that program and loads it instead; where the claim ends without a stored program (the
-    compile failed) or goes stale, it compiles the program itself. A program that cannot be stored (jax's own
-    cache served it) leaves a mark, and from then on each process compiles it at once, unclaimed. So a program
-    is compiled once, except where a claim went stale or the program cannot be stored; rows never depend on who
-    compiled it."""
+    where storable. A process claims a program before compiling it, and one that finds another's claim waits for
+    that program and loads it instead; where the claim ends without a stored program (the compile failed) or goes
+    stale, it compiles the program itself. A program that cannot be stored (jax's own cache served it) leaves a
+    mark, and from then on each process compiles it at once, unclaimed. So a program is compiled once, except
+    where a claim went stale or the program cannot be stored; rows never depend on who compiled it."""
     if (program := load(name)) is not None:  # a warm run writes nothing
         return program, False
     folder = directory()
@@ -148,8 +147,6 @@ def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, 
     path = None if unstorable is None or unstorable.exists() else folder / f".{name}.claim"
     held = _claim(path)
     if held is False:
-        if on_wait is not None:
-            on_wait()
         if (program := _wait_for(name, path)) is not None:
             return program, False
         # False again where another claimed it meanwhile, or the program cannot be stored: compile unclaimed.

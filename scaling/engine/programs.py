@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +29,6 @@ from scaling.engine.steps import (
     shardings,
     train_chunk,
 )
-
-log = logging.getLogger(__name__)
 
 
 def _struct(shape, dtype, sharding) -> jax.ShapeDtypeStruct:
@@ -64,7 +61,6 @@ class Programs:
         self.loads = 0  # programs read from the program store instead of compiled
         self.load_s = 0.0
         self.wait_s = 0.0
-        self._on_wait: Callable[[], None] | None = None  # when_waiting
 
     def close(self) -> None:
         """Drop the compiles that have not started and end the compile threads (those compiling finish first)."""
@@ -94,8 +90,7 @@ class Programs:
 
         if any(isinstance(part, Mesh) for part in key):
             return compile_here()[0]
-        program, compiled = program_store.load_or_compile(program_store.key(key, self._options), compile_here,
-                                                          self._waiting)
+        program, compiled = program_store.load_or_compile(program_store.key(key, self._options), compile_here)
         if not compiled:
             with self._lock:
                 self.loads += 1
@@ -225,19 +220,6 @@ class Programs:
                 self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
                                                                    thread_name_prefix="scaling-compile")
                 self._threads = threads
-
-    def when_waiting(self, guess: Callable[[], None] | None) -> None:
-        """What to do, once, when a program is to come from another process's compile (this core idles then):
-        queue guesses of the next rounds' programs, say. None: nothing."""
-        self._on_wait = guess
-
-    def _waiting(self) -> None:
-        guess, self._on_wait = self._on_wait, None
-        if guess is not None:
-            try:
-                guess()
-            except Exception:  # a guess only saves time: it never stops a sweep
-                log.debug("no guess while waiting for another process's compile", exc_info=True)
 
     def wait_idle(self, guesses: bool = True) -> None:
         """Block until the background compiles queued so far have finished (guesses=False: but guesses)."""

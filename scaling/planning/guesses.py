@@ -27,23 +27,20 @@ LOOKAHEAD = 4
 
 
 def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                     programs: Programs, mesh: Mesh | None, results: dict | None = None,
-                     through_reuse: bool = False) -> None:
+                     programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
     """Queue next_round_buckets' programs as guesses (compiled in the background, in order)."""
-    for bucket in next_round_buckets(cfg, df, todo, calibration, known, results, through_reuse):
+    for bucket in next_round_buckets(cfg, df, todo, calibration, known, results):
         programs.prefetch(bucket, mesh, guess=True)
 
 
 def next_round_buckets(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                       results: dict | None = None, through_reuse: bool = False) -> list[Bucket]:
+                       results: dict | None = None) -> list[Bucket]:
     """The buckets whose programs the coming rounds will likely need: the next round's if every member of
     this round (todo) without results yet fails, then if every one solves; then the round after the next if all
-    of it fails too, and so on (up to LOOKAHEAD rounds), while the guessed rounds before it train for less time
-    (by the cost model) than its programs take to compile. A guessed round whose programs are all known ends the
-    chain, unless through_reuse (a core that would idle for a while: the search's width ladder reuses a program
-    for three rounds before it needs the next one). Asked for only where a core is idle (the sweep decides): on a
-    core that trains, a right guess only moves a compile earlier, and a wrong one costs a whole compile. What
-    has not started by the next round is dropped (and guessed again from what it knows)."""
+    of it fails too, and so on (up to LOOKAHEAD rounds), while each guessed round trains for less time (by the
+    cost model) than the programs of the round after it take to compile. Asked for only where a core is idle
+    (the sweep decides): on a core that trains, a right guess only moves a compile earlier, and a wrong one costs
+    a whole compile. What has not started by the next round is dropped (and guessed again from what it knows)."""
     model, queued = calibration.model, []
     for solves in (True, False):  # queued below in the order next-fails, next-solves, then further fails
         guess, assumed, shapes, before_s = df, todo, set(known), 0.0
@@ -51,16 +48,11 @@ def next_round_buckets(cfg: Config, df: pd.DataFrame, todo: list[Member], calibr
             guess = search.with_assumed_rows(guess, assumed, lambda m: solves, results=results if ahead == 0 else None)
             assumed = sorted(set(search.next_round(cfg, guess)))
             buckets = plan_buckets(assumed, cfg, model, shapes, threads=calibration.threads) if assumed else []
-            train_s = cost.makespan([model.train_s(b) for b in buckets], calibration.threads)
-            compile_s = model.forecast(buckets, shapes)["compile_s"] if buckets else 0.0
-            if buckets and not compile_s and through_reuse:
-                before_s += train_s  # a round of known programs: the next new one may still be worth compiling
-                continue
-            if not buckets or before_s >= compile_s:
+            if not buckets or before_s >= model.forecast(buckets, shapes)["compile_s"]:
                 break  # nothing new to compile, or it compiles in time when that round asks for it
             queued.insert(0 if ahead == 0 and not solves else len(queued), buckets)
             shapes |= {(b.spec, b.slots) for b in buckets}
-            before_s = train_s
+            before_s = cost.makespan([model.train_s(b) for b in buckets], calibration.threads)
     return [bucket for buckets in queued for bucket in buckets]
 
 
