@@ -74,9 +74,9 @@ def run(argv: list[str] | None = None) -> None:
 
 def _release_claims() -> None:
     """Before os._exit: the claims of compiles still running (a guess), so that no process waits for them."""
-    store = sys.modules.get("scaling.engine.program_store")  # never imported here only to release nothing
-    if store is not None:
-        store.release_held()
+    claims = sys.modules.get("scaling.engine.claims")  # never imported here only to release nothing
+    if claims is not None:
+        claims.release_held()
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def run_sweep(
     committed bucket by bucket in plan order (on a cluster, as they arrive), so a stop loses only the buckets in
     training and those that finished while an earlier one still trained; a resume trains those again as the
     stored plan has them.
-    `programs`: a compile cache to use (and keep open); by default the sweep makes its own and closes it.
+    `programs`: a compile cache to use (and keep open; a guess may still compile in it when the sweep returns:
+    wait_idle() before timing another sweep with it); by default the sweep makes its own and closes it.
     `cluster`: this process is process 0 of a cluster, and deals each round's buckets (scaling.distributed)."""
     if programs is None:
         with Programs() as own:

@@ -78,8 +78,9 @@ def _sweep_in(args, stack: contextlib.ExitStack) -> None:
                                               cluster.process_id, follow_sweep(cfg, cluster, args.devices))
             jax.distributed.shutdown()
             return
-        outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, cluster=cluster,
-                            programs=compile_cache())
+        programs = compile_cache()
+        outcome = run_sweep(cfg, out, fresh=args.fresh, devices=args.devices, cluster=cluster, programs=programs)
+        programs.wait_idle()  # a guess still compiling ends before the distributed runtime does
     except BaseException as e:
         if cluster.leader:
             cluster.abort(f"process 0 stopped: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
@@ -95,7 +96,10 @@ def _sweep_in(args, stack: contextlib.ExitStack) -> None:
 
 def _leave_cluster(error: UserError) -> None:
     """A process other than 0 whose process 0 is lost: one line, and out at once (from the heartbeat thread)."""
+    from scaling.engine import claims
+
     print(f"scaling sweep: error: {error}", file=sys.stderr, flush=True)
+    claims.release_held()
     os._exit(getattr(error, "exit_code", 1))
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sqlite3
 
 from scaling.benchmarks import device_check
 
@@ -23,6 +24,8 @@ def test_the_device_check_runs_on_the_cpu_and_writes_its_figures(tmp_path, monke
     assert any("w*" in line for line in figures["subset-cpu"]["tables"])
     assert sorted(p.name for p in keep.iterdir()) == ["subset-accel.log", "subset-accel.sqlite",
                                                       "subset-cpu.log", "subset-cpu.sqlite"]
+    with sqlite3.connect(keep / "subset-accel.sqlite") as kept:
+        assert kept.execute("SELECT COUNT(*) FROM members").fetchone()[0] == int(members[1])
 
 
 def test_a_budget_too_short_stops_with_the_figures_so_far(tmp_path):
@@ -39,10 +42,14 @@ def test_a_failing_step_leaves_its_error_and_the_check_goes_on(tmp_path, monkeyp
     def broken_plan(args, *rest, **kw):
         if args[0] == "plan":
             raise device_check._Failed("scaling plan failed (1): planted")
+        if args[0] == "sweep" and "subset-cpu" in args[-1]:  # a sweep that fails still leaves its log
+            raise device_check._Failed("scaling sweep failed (1): planted", "the sweep's own output")
         return real(args, *rest, **kw)
 
     monkeypatch.setattr(device_check, "_scaling", broken_plan)
-    assert device_check.main(["--cpu", "--out", str(out), "--minutes", "6"]) == 0
+    keep = tmp_path / "kept"
+    assert device_check.main(["--cpu", "--out", str(out), "--minutes", "6", "--keep", str(keep)]) == 0
     figures = json.loads(out.read_text())
     assert figures["subset"]["error"].endswith("planted") and figures["subset"]["measured_s"] > 0
-    assert figures["accelerator_vs_cpu"]["lines"]
+    assert figures["subset-cpu"]["error"].endswith("planted") and "accelerator_vs_cpu" not in figures
+    assert (keep / "subset-cpu.log").read_text() == "the sweep's own output"

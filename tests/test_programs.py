@@ -76,16 +76,17 @@ def test_a_sweep_compiles_each_program_once_and_a_bounded_number_of_them(tmp_pat
     with Programs() as programs:
         first = run_sweep(config.parse(TINY), tmp_path / "a", progress=False, programs=programs)
         chunk_shapes = programs.shapes()
-        assert first.compiles == programs.compiles and first.compile_s > 0
+        assert first.compile_s > 0
         # chunk, compaction and start-up programs
         assert first.compiles <= 3 * len(chunk_shapes) and first.compiles <= 24
-        programs.wait_idle()
+        programs.wait_idle()  # a guess still compiling when the sweep ended (it does not wait for one)
         compiled, guessed = programs.compiles, programs.guessed
+        assert compiled - guessed <= first.compiles <= compiled  # what finished later was a guess
         second = run_sweep(config.parse(TINY), tmp_path / "b", progress=False, programs=programs)
+        programs.wait_idle()
         # Nothing compiled again; only a guess about a next round that did not start in the first sweep may be
         # new (guesses start when a thread idles: timing).
-        assert second.trained == first.trained and second.compiles == programs.guessed - guessed
-        assert first.compiles == compiled
+        assert second.trained == first.trained and programs.compiles - compiled == programs.guessed - guessed
     with sqlite3.connect(tmp_path / "a" / STORE_NAME) as conn:
         assert conn.execute("SELECT compiles FROM runs").fetchone()[0] == first.compiles
 

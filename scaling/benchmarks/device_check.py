@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import re
-import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,11 +42,13 @@ class _OutOfTime(Exception):
 
 
 class _Failed(Exception):
-    pass
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output  # what the command wrote, for the kept log
 
 
-def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling") -> tuple[float, str]:
-    """(seconds, output) of `python -m module args`, stopped at the deadline (a monotonic clock time)."""
+def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling") -> tuple[float, str, str]:
+    """(seconds, stdout, stderr) of `python -m module args`, stopped at the deadline (a monotonic clock time)."""
     left = deadline - time.monotonic()
     if left < 5:
         raise _OutOfTime(f"no time left for {module} {args[0]}")
@@ -57,20 +59,32 @@ def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling
     except subprocess.TimeoutExpired:
         raise _OutOfTime(f"{module} {args[0]} ran past the budget ({left:.0f} s)") from None
     if run.returncode != 0:
-        raise _Failed(f"{module} {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
-    return time.monotonic() - start, run.stdout + run.stderr
+        raise _Failed(f"{module} {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}",
+                      run.stdout + run.stderr)
+    return time.monotonic() - start, run.stdout, run.stderr
 
 
 def _sweep(config: Path | str, out: Path, env: dict, deadline: float, keep: Path | None) -> dict:
-    """Sweep a config into out; its seconds, closing line and tables (and, with keep, its store and log)."""
+    """Sweep a config into out; its seconds, closing line and tables (and, with keep, its store and log, also
+    of a sweep that failed)."""
+    log = ""
     try:
-        wall, log = _scaling(["sweep", str(config), "--out", str(out)], env, deadline)
+        wall, stdout, stderr = _scaling(["sweep", str(config), "--out", str(out)], env, deadline)
+        log = stdout + stderr
+    except _Failed as e:
+        log = e.output
+        raise
     finally:
-        if keep and (out / "results.sqlite").exists():
-            shutil.copyfile(out / "results.sqlite", keep / f"{out.name}.sqlite")
-    if keep:
-        (keep / f"{out.name}.log").write_text(log)
-    lines = log.strip().splitlines()
+        if keep:
+            (keep / f"{out.name}.log").write_text(log)
+            if (out / "results.sqlite").exists():  # through sqlite: rows still in its write-ahead log too
+                source, copy = sqlite3.connect(out / "results.sqlite"), sqlite3.connect(keep / f"{out.name}.sqlite")
+                try:
+                    source.backup(copy)
+                finally:
+                    source.close()
+                    copy.close()
+    lines = stdout.strip().splitlines()
     closing = next((i for i, line in enumerate(lines) if re.search(r": trained \d+ members", line)), len(lines))
     return {"wall_s": round(wall, 1), "summary": lines[closing][:600] if closing < len(lines) else None,
             "tables": lines[closing + 1:]}
@@ -120,7 +134,7 @@ def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, de
     subset = _subset(work, TINY if cpu_only else SUBSET)
 
     def forecast() -> dict:
-        _, plan = _scaling(["plan", str(subset), "--assume-wstar", "2*n"], accel, deadline)
+        _, plan, _ = _scaling(["plan", str(subset), "--assume-wstar", "2*n"], accel, deadline)
         found = re.search(r"with w\* = .*?at most ([\d.]+ (?:s|min|h))", plan)
         return {"config": TINY if cpu_only else SUBSET, "forecast": found.group(1) if found else plan[-400:]}
 

@@ -59,7 +59,7 @@ def unit_draw(key: jax.Array, stream, row, col, distribution: str) -> jax.Array:
 
 def weight_scale(gain, fan_in, xp=jnp):
     """The factor of a unit-variance draw for a layer of this fan-in (float32, as every initialiser computes it;
-    xp=np on the host, where jax's eager ops would compile a program each: 0.09 s of a process's first bucket)."""
+    xp=np on the host, where jax's eager operations would compile a tiny program each)."""
     return xp.sqrt(xp.float32(gain) / xp.float32(fan_in))
 
 

@@ -37,6 +37,7 @@ import jax
 from jax.experimental import serialize_executable
 
 from scaling import about
+from scaling.engine import claims
 
 log = logging.getLogger(__name__)
 
@@ -118,20 +119,6 @@ def load(name: str) -> jax.stages.Compiled | None:
         return None
 
 
-# A claim older than this is stale (its process hangs, or its host cannot be asked whether it lives): compile.
-# Claims are not refreshed while a compile runs; a chunk program compiles in 1-3 s on a CPU.
-CLAIM_S = 120.0
-_CLAIM_POLL_S = 0.02
-_held: dict[Path, str] = {}  # the claims this process holds now: path -> token
-
-
-def release_held() -> None:
-    """Drop this process's claims of compiles still running, for a process that leaves without waiting for them
-    (a guess at a sweep's end): the others then compile those programs instead of waiting for stale claims."""
-    for path, token in list(_held.items()):
-        _release(token, path)
-
-
 def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, bool]]
                     ) -> tuple[jax.stages.Compiled, bool]:
     """(the program, whether it was compiled here): the stored one, else compile() -> (program, storable), stored
@@ -145,12 +132,13 @@ def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, 
     folder = directory()
     unstorable = None if folder is None else folder / f".{name}.unstorable"
     path = None if unstorable is None or unstorable.exists() else folder / f".{name}.claim"
-    held = _claim(path)
+    held = claims.claim(path)
     if held is False:
-        if (program := _wait_for(name, path)) is not None:
+        claims.wait(path, path.parent / name)
+        if (program := load(name)) is not None:
             return program, False
         # False again where another claimed it meanwhile, or the program cannot be stored: compile unclaimed.
-        held = None if unstorable.exists() else _claim(path)
+        held = None if unstorable.exists() else claims.claim(path)
     try:
         if held and (program := load(name)) is not None:  # stored between the first load and the claim
             return program, False
@@ -165,72 +153,7 @@ def load_or_compile(name: str, compile: Callable[[], tuple[jax.stages.Compiled, 
         return program, True
     finally:
         if held:
-            _release(held, path)
-
-
-def _claim(path: Path | None) -> str | bool | None:
-    """Claim a program's compile: the claim's token (this process holds it: _release it), False (another live
-    process holds it) or None (no claim can be made here: the store is off, read-only or full; compile)."""
-    if path is None:
-        return None
-    token = f"{platform.node()} {os.getpid()} {os.urandom(6).hex()}"
-    for _ in range(2):  # a second try after removing a stale claim
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f"{path.name}.") as f:
-                f.write(token)
-                f.flush()
-                os.link(f.name, path)  # never visible half-written; fails where another claim exists
-            _held[path] = token
-            return token
-        except FileExistsError:
-            if not _stale(path):
-                return False
-            path.unlink(missing_ok=True)
-        except OSError:
-            return None
-    return None
-
-
-def _stale(path: Path) -> bool:
-    """A claim older than CLAIM_S, or made on this host by a process that has ended."""
-    try:
-        if time.time() - path.stat().st_mtime > CLAIM_S:
-            return True
-        host, pid, _ = path.read_text().split()
-    except (OSError, ValueError):  # gone meanwhile
-        return False
-    if host == platform.node() and pid.isdigit() and int(pid) != os.getpid():
-        try:
-            os.kill(int(pid), 0)  # asks only whether the process lives
-        except ProcessLookupError:
-            return True
-        except OSError:  # it lives, under another user
-            pass
-    return False
-
-
-def _release(token: str, path: Path) -> None:
-    """Remove this process's claim (never another's that replaced it after ours went stale)."""
-    _held.pop(path, None)
-    try:
-        if path.read_text() == token:
-            path.unlink()
-    except OSError:
-        pass
-
-
-def _wait_for(name: str, path: Path) -> jax.stages.Compiled | None:
-    """The program that another process claimed, once it is stored; None when its claim ends without it or
-    goes stale (checked once a second)."""
-    checked = time.monotonic()
-    while path.exists() and not (path.parent / name).is_file():
-        if time.monotonic() - checked > 1.0:
-            if _stale(path):
-                break
-            checked = time.monotonic()
-        time.sleep(_CLAIM_POLL_S)
-    return load(name)
+            claims.release(held, path)
 
 
 def identity() -> str | None:

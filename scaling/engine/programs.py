@@ -1,6 +1,7 @@
 """The compile cache of the population engine: its programs (scaling.engine.steps) compiled ahead of time, once each.
 
-A sweep creates one Programs and closes it when it ends (its compile threads with it): programs are
+A sweep uses one Programs, closed when it ends (its compile threads with it; the command line leaves without
+closing it, so as not to wait for a guess still compiling): programs are
 compiled when first needed or in background threads while buckets train (prefetch), and a guess about the
 next round never counts as compiled until something asks for it.
 """
@@ -222,7 +223,7 @@ class Programs:
                 self._threads = threads
 
     def wait_idle(self, guesses: bool = True) -> None:
-        """Block until the background compiles queued so far have finished (guesses=False: but guesses)."""
+        """Block until the background compiles queued so far have finished (guesses=False: all but the guesses)."""
         with self._lock:
             pending = [f for key, f in self._futures.items() if guesses or key not in self._guesses]
         concurrent.futures.wait(pending)

@@ -27,9 +27,9 @@ LOOKAHEAD = 4
 
 
 def queue_next_round(cfg: Config, df: pd.DataFrame, todo: list[Member], calibration: Calibration, known: set,
-                     programs: Programs, mesh: Mesh | None, results: dict | None = None) -> None:
+                     programs: Programs, mesh: Mesh | None) -> None:
     """Queue next_round_buckets' programs as guesses (compiled in the background, in order)."""
-    for bucket in next_round_buckets(cfg, df, todo, calibration, known, results):
+    for bucket in next_round_buckets(cfg, df, todo, calibration, known):
         programs.prefetch(bucket, mesh, guess=True)
 
 
