@@ -194,7 +194,7 @@ def run_sweep(
                      "key-value traffic %.2f s", cluster.processes, sweep.rounds, cluster.waited_s, cluster.kv_s)
         summary = summarize(df, cfg)
         # Guesses that never started are dropped, and one still compiling is not waited for: at a cold bench
-        # sweep's end, the last round's guess of a round that never came took up to 0.7 s. Others finish first.
+        # sweep's end, the last round's guess of a round that never came held it 0.45-0.5 s. Others finish first.
         programs.cancel_pending()
         programs.wait_idle(guesses=False)
         counts = sweep.compiled()

@@ -132,7 +132,7 @@ def test_a_process_leaving_mid_compile_releases_its_claim_and_no_other(store_dir
         finish.wait(10)
         return lowered
 
-    monkeypatch.setattr(claims, "_leaving", [])  # this process goes on after release_held
+    monkeypatch.setattr(claims, "_leaving", False)  # this process goes on after release_held
     with Programs() as cache:
         claim = store_dir / f".{program_store.key(key, cache._options)}.claim"
         worker = threading.Thread(target=cache._compile, args=(key, slow))

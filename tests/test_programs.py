@@ -200,7 +200,7 @@ def test_a_width_ladder_of_short_rounds_is_compiled_rounds_ahead_and_a_long_roun
 
 def test_a_sweeps_end_waits_for_the_programs_asked_for_but_not_for_a_guess_still_compiling():
     """A sweep ends (wait_idle(guesses=False)) without waiting for a guess of a round that never came (a cold
-    bench sweep waited up to 0.7 s for one); a program that something asked for is finished first, and closing
+    bench sweep waited 0.45-0.5 s for one); a program that something asked for is finished first, and closing
     the compile cache waits for everything (the command line leaves with os._exit instead)."""
     import threading
 

@@ -20,13 +20,14 @@ from pathlib import Path
 CLAIM_S = 120.0
 POLL_S = 0.02
 _held: dict[Path, str] = {}  # the claims this process holds or is making: path -> token
-_leaving: list[bool] = []  # set by release_held: no more claims
+_leaving = False  # set by release_held: no more claims
 
 
 def release_held() -> None:
     """Drop this process's claims of compiles still running, for a process that leaves without waiting for them
     (a guess at a sweep's end): the others then compile those programs instead of waiting for stale claims."""
-    _leaving.append(True)
+    global _leaving
+    _leaving = True
     for path, token in list(_held.items()):
         release(token, path)
 
