@@ -208,3 +208,43 @@ def test_weight_decay_trains_the_same_alone_or_padded_and_changes_the_trajectory
     plain = dataclasses.replace(target, weight_decay=0.0)
     assert (target.key_data(0) == plain.key_data(0)).all()
     assert train_bucket(make_bucket([plain], eval_every=100))[0].final_loss != pytest.approx(alone.final_loss)
+
+
+def test_a_population_trained_in_groups_trains_as_one(member_factory, monkeypatch):
+    """A large population on a CPU trains group by group (steps.member_group); the members follow the same
+    trajectories as in one batch, finished members' groups are skipped, and it compacts in place (the live members
+    moved to the front) without compiling another program."""
+    from scaling.engine import steps
+
+    members = [member_factory(n=4, depth=d, width=w, seed=s, lr=lr, steps=600)
+               for d, w, lr in [(1, 3, 1e-2), (2, 6, 3e-2), (2, 8, 1e-2)] for s in range(4)]
+    members += [member_factory(n=4, depth=2, width=8, seed=9, lr=1e6, steps=600)]  # diverges at once
+    bucket = make_bucket(members, eval_every=100)
+    whole = train_bucket(bucket)
+    monkeypatch.setattr(steps, "WHOLE_POPULATION_BYTES", 0)
+    monkeypatch.setattr(steps, "GROUP_BYTES", 2 * 4 * 16 * 8 * 2)  # two members a group
+    assert steps.member_group(bucket.spec, bucket.slots, None) == 2 < bucket.slots
+    with Programs() as programs:
+        grouped = train_bucket(bucket, programs=programs)
+        assert programs.compiles + programs.loads == 2  # the draw and one chunk program: no compaction program
+    assert sum(r.solved for r in whole) >= 4 and sum(r.steps_run for r in whole) < 600 * len(members)
+    for mine, theirs in zip(whole, grouped):
+        assert (mine.solved, mine.step_solved, mine.steps_run, mine.diverged) == \
+            (theirs.solved, theirs.step_solved, theirs.steps_run, theirs.diverged)
+        assert abs(mine.final_loss - theirs.final_loss) < 1e-5 or mine.diverged
+
+
+def test_a_grouped_chunk_leaves_the_groups_past_its_count_as_they_were(member_factory):
+    bucket = make_bucket([member_factory(n=3, depth=1, width=4, seed=s, lr=1e-2) for s in range(4)], eval_every=20)
+    spec, table = bucket.spec, parity_table(3)
+    args = (jnp.asarray(np.stack([m.key_data(0) for m in bucket.members])), jnp.full(4, 3), jnp.full(4, 1),
+            jnp.full(4, 4), jnp.full(4, 1e-2, jnp.float32))
+    x, y, step0, budget = jnp.asarray(table.x_RxN), jnp.asarray(table.y_R), jnp.asarray(0), jnp.asarray(100)
+    whole, _ = train_chunk(init_population(*args, spec=spec), x, y, step0, budget, spec=spec)
+    start = jax.device_get(init_population(*args, spec=spec).params)
+    half, _ = train_chunk(init_population(*args, spec=spec), x, y, step0, budget, jnp.asarray(1), spec=spec, group=2)
+    whole, half = jax.device_get((whole.params, half.params))
+    for name in whole:
+        np.testing.assert_allclose(half[name][:2], whole[name][:2], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(half[name][2:], start[name][2:])
+        assert whole[name].size == 0 or not np.array_equal(whole[name][2:], start[name][2:])  # (depth 1: no hidden)

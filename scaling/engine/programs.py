@@ -27,6 +27,7 @@ from scaling.engine.steps import (
     host_init_applies,
     host_population,
     init_population,
+    member_group,
     shardings,
     train_chunk,
 )
@@ -91,7 +92,8 @@ class Programs:
 
         if any(isinstance(part, Mesh) for part in key):
             return compile_here()[0]
-        program, compiled = program_store.load_or_compile(program_store.key(key, self._options), compile_here)
+        stored = (*key, member_group(*key[1:])) if key[0] == "chunk" else key  # the group is the program's too
+        program, compiled = program_store.load_or_compile(program_store.key(stored, self._options), compile_here)
         if not compiled:
             with self._lock:
                 self.loads += 1
@@ -173,7 +175,8 @@ class Programs:
             rows = spec.eval_rows
             return train_chunk.lower(state, _struct((rows, spec.n), jnp.float32, whole),
                                       _struct((rows,), jnp.float32, whole), _struct((), jnp.int32, whole),
-                                      _struct((), jnp.int32, whole), spec=spec)
+                                      _struct((), jnp.int32, whole), _struct((), jnp.int32, whole), spec=spec,
+                                      group=member_group(spec, slots, mesh))
         return lower
 
     def _lower_gather(self, spec: BucketSpec, slots: int, new_slots: int, mesh: Mesh | None):

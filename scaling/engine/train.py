@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from scaling.engine.population import Bucket, MemberResult, capacity
 from scaling.engine.programs import Programs, population_slots
-from scaling.engine.steps import host_init_applies, shardings
+from scaling.engine.steps import host_init_applies, member_group, shardings
 from scaling.engine.tasks import SUBSETS, eval_inputs, make_table, subset_text
 
 # A member whose full-table loss is non-finite, or above this, has diverged and is frozen. Both losses start
@@ -108,6 +108,8 @@ def train_bucket(
     outcome: dict[int, MemberResult] = {}  # member index -> result (wall_s filled in at the end)
     n_chunks = -(-bucket.steps // spec.eval_every)
     chunk_program = programs.chunk(spec, slots, mesh)
+    group = member_group(spec, slots, mesh)  # a grouped population compacts in place (steps.train_chunk)
+    groups = slots // group
     if free_shapes is None:
         compiled = lambda size: programs.has("chunk", spec, size, mesh)
     else:
@@ -115,7 +117,8 @@ def train_bucket(
     compact_to, compact_at = None, 0  # a compaction decided: its population size, and the chunk that makes it
     for chunk in range(n_chunks):
         step0 = chunk * spec.eval_every
-        state, metrics = chunk_program(state, x_RxN, y_R, _place(np.int32(step0), mesh, whole=True), budget)
+        step0_D, groups_D = _place((np.int32(step0), np.int32(groups)), mesh, whole=True)
+        state, metrics = chunk_program(state, x_RxN, y_R, step0_D, budget, groups_D)
         (loss_P, acc_P, solved_end_P), first_P = jax.device_get((metrics, state.first_solved_P))
         step_end = min(step0 + spec.eval_every, bucket.steps)
         # Solved within the chunk (exact step, full batch) or at its end (the chunk-end evaluation).
@@ -135,7 +138,12 @@ def train_bucket(
             on_chunk(int(done_P.sum()), live)
         if live == 0:
             break
-        if compact_to is None:
+        if group < slots:
+            if -(-live // group) < groups:  # the live members to the front; the program trains their groups only
+                order = np.argsort(~slot_live, kind="stable")
+                state = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[order], state))
+                slot_member, slot_live, groups = slot_member[order], slot_live[order], -(-live // group)
+        elif compact_to is None:
             new_slots = capacity(live, multiple)
             lead = 0 if compiled(new_slots) else _lead_chunks(model, spec, slots)
             if chunk + lead + 2 < n_chunks and new_slots < slots and (
