@@ -5,7 +5,7 @@ full batches, solved members checked every 100 steps. Each way runs cold (its ow
 persistent compile cache off, fresh in-memory programs), but for sweep_warm:
   sweep       `scaling sweep` of the workload's config: the galloping search, planned buckets, early stops
   sweep_warm  the same sweep again, into a fresh store, with the programs that the first one compiled
-  grid        every width 1..32, planned and trained by the engine (early stops, compaction), no search
+  grid        `scaling sweep` of every width 1..32 (widths as a list: one round, no search), cold
   naive_vmap  one jit(vmap) of all 256 members padded to width 32, every member for the whole budget
   one_by_one  a Python loop over models, each trained alone by the engine's compiled scan (one program per
               width), stopping when solved
@@ -36,18 +36,21 @@ from scaling.engine.tasks import make_table
 from scaling.engine.train import train_bucket
 from scaling.experiment import config
 from scaling.planning import probes
-from scaling.planning.plan import plan_buckets
 from scaling.storage.outputs import check_writable, write_atomic
 
 N, DEPTH, WIDTHS, SEEDS, LR, STEPS, EVAL_EVERY = 10, 2, range(1, 33), 8, 1e-2, 2000, 100
-WORKLOAD = f"""
+
+
+def workload_config(widths: str) -> str:
+    """The workload's experiment file, its widths as given: SEARCHED or GRID."""
+    return f"""
 [experiment]
 name = "bench"
 [task]
 n = {N}
 [model]
 depths = [{DEPTH}]
-widths = {{max = {max(WIDTHS)}}}
+widths = {widths}
 [train]
 lrs = [{LR}]
 steps = {STEPS}
@@ -57,6 +60,11 @@ seeds = {SEEDS}
 min_depth_widths = []
 lr_extend = 0
 """
+
+
+SEARCHED = f"{{max = {max(WIDTHS)}}}"  # the galloping search over widths 1..32
+GRID = str(list(WIDTHS))  # every width in one round
+WORKLOAD = workload_config(SEARCHED)
 
 
 def workload() -> list[Member]:
@@ -127,15 +135,17 @@ def _measure() -> dict:
     """The workload, timed every way (the caller turns the persistent compile cache off)."""
     cfg = config.parse(WORKLOAD)
     members = workload()
-    model = probes.load_or_calibrate()
+    probes.load_or_calibrate()  # before anything is timed
     with Programs() as programs:  # cold: nothing compiled before
         results = {"sweep": _sweep(cfg, programs)}
         print(f"sweep done: {results['sweep']['wall_s']:.1f} s", flush=True)
         programs.wait_idle()  # a guess the cold sweep left compiling (it does not wait for one) ends first
         results["sweep_warm"] = _sweep(cfg, programs)  # again, its programs compiled: what training alone costs
         print(f"sweep_warm done: {results['sweep_warm']['wall_s']:.1f} s", flush=True)
-    ways = {"grid": (plan_buckets(members, cfg, model), True),
-            "naive_vmap": ([make_bucket(members, eval_every=EVAL_EVERY)], False),
+    with Programs() as programs:
+        results["grid"] = _sweep(config.parse(workload_config(GRID)), programs)
+    print(f"grid done: {results['grid']['wall_s']:.1f} s", flush=True)
+    ways = {"naive_vmap": ([make_bucket(members, eval_every=EVAL_EVERY)], False),
             "one_by_one": ([make_bucket([m], eval_every=EVAL_EVERY) for m in members], True)}
     for name, (buckets, stop_early) in ways.items():
         with Programs() as programs:
