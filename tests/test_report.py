@@ -118,6 +118,7 @@ def test_two_runs_compare_member_by_member_and_cell_by_cell(tiny_sweep, tmp_path
     same = compare_runs(out, out)
     assert (same.common, same.same_loss, same.gained, same.lost) == (outcome.trained,) * 2 + (0, 0)
     assert same.changed.empty and len(same.cells) == len(outcome.summary)
+    assert "differs in 0 of" in same.text() and "outside both runs' one-seed ranges in 0" in same.text()
     # A copy in which one solved member of the smallest width at which any solved came out unsolved.
     other = tmp_path / "other"
     shutil.copytree(out, other, ignore=shutil.ignore_patterns(".lock"))
@@ -187,3 +188,14 @@ def test_the_analysis_does_not_depend_on_the_order_rows_were_written(tiny_sweep,
         assert main(["analyze", str(out), "--no-power"]) == 0
     for name in ("REPORT.md", "fits.json", "summary.csv"):
         assert (written / name).read_text() == (reversed_ / name).read_text(), name
+
+
+def test_a_moved_cell_is_checked_against_either_runs_one_seed_range():
+    import numpy as np
+    import pandas as pd
+
+    from analysis.measurement.runs import _within
+
+    series = lambda *values: pd.Series(values, dtype=float)
+    star, lo, hi = series(19, 19, np.nan, np.nan, 25), series(18, 20, 18, 18, 18), series(20, 21, np.nan, 20, np.nan)
+    assert _within(star, lo, hi).tolist() == [True, False, True, False, True]  # NaN: censored, above every width

@@ -32,16 +32,24 @@ class RunComparison:
     gained: int  # solved in B, not in A
     lost: int  # solved in A, not in B
     cells: pd.DataFrame  # every w* and L* cell of either run, both values side by side
-    changed: pd.DataFrame  # the cells whose w* or L* differ
+    # The cells whose w* or L* differ, with one_seed: whether either run's one-seed range (its w* or L* had one
+    # more, or one fewer, seed solved at every tested value) holds the other run's value.
+    changed: pd.DataFrame
 
     def text(self) -> str:
         lines = [f"members: {self.members_a} in A, {self.members_b} in B, {self.common} in both; final loss equal bit "
                  f"for bit in {self.same_loss}; solved flags differ in {self.gained + self.lost} "
                  f"({self.gained} solved only in B, {self.lost} only in A)",
-                 f"cells: w* or L* differs in {len(self.changed)} of {len(self.cells)}"]
+                 f"cells: w* or L* differs in {len(self.changed)} of {len(self.cells)}, outside both runs' one-seed "
+                 f"ranges in {int((~self.changed['one_seed']).sum()) if len(self.changed) else 0}"]
         if len(self.changed):
             lines.append(self.changed.to_string(index=False))
         return "\n".join(lines)
+
+
+def _within(star: pd.Series, lo: pd.Series, hi: pd.Series) -> pd.Series:
+    """Whether star lies in [lo, hi]; NaN is censored: beyond every tested value (hi NaN: no upper end)."""
+    return (star.isna() & hi.isna()) | ((star >= lo) & ((star <= hi) | hi.isna()))
 
 
 def compare_runs(dir_a, dir_b) -> RunComparison:
@@ -52,11 +60,16 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
     # A summary lacks the columns of a kind it has no rows of (no L* search: no width, no L_star).
     summaries = [summarize(df, load_config(d)) for df, d in ((a, dir_a), (b, dir_b))]
     cell = (["k"] if any("k" in s for s in summaries) else []) + _CELL  # a sparse parity's cells are per k
-    summaries = [s.reindex(columns=cell + ["w_star", "L_star", "rate", "tested"]) for s in summaries]
+    summaries = [s.reindex(columns=cell + ["w_star", "L_star", "rate", "tested", "one_seed_lo", "one_seed_hi"])
+                 for s in summaries]
     cells = summaries[0].merge(summaries[1], on=cell, how="outer", suffixes=("_a", "_b"))
     differs = pd.Series(False, index=cells.index)
     for col in ("w_star", "L_star"):
         differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)
+    star = {run: cells[f"w_star_{run}"].where(cells["kind"] == "min_width", cells[f"L_star_{run}"]) for run in "ab"}
+    cells["one_seed"] = (_within(star["b"], cells["one_seed_lo_a"], cells["one_seed_hi_a"])
+                         | _within(star["a"], cells["one_seed_lo_b"], cells["one_seed_hi_b"]))
+    cells = cells.drop(columns=[f"one_seed_{end}_{run}" for end in ("lo", "hi") for run in "ab"])
     return RunComparison(
         members_a=len(a), members_b=len(b), common=len(both),
         same_loss=int((both["final_loss_a"] == both["final_loss_b"]).sum()),
