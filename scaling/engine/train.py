@@ -4,7 +4,9 @@ Between chunks of eval_every steps the host reads one small vector per member (l
 freezes members that are solved or diverged, and compacts the population when the cost model says that a
 smaller one pays for its compiles, so compute follows the live members (on one CPU device the live members
 are gathered on the host, which compiles nothing; elsewhere by a compiled gather program). Population sizes
-come from the ladder of population.rung, so buckets of the same shapes share compiled programs.
+come from the ladder of population.rung, so buckets of the same shapes share compiled programs. A population that
+trains in groups of members (steps.member_group) compacts in place instead: its live members move to the front,
+and its program trains their groups only.
 """
 
 from __future__ import annotations
