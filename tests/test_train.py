@@ -224,9 +224,18 @@ def test_a_population_trained_in_groups_trains_as_one(member_factory, monkeypatc
     monkeypatch.setattr(steps, "WHOLE_POPULATION_BYTES", 0)
     monkeypatch.setattr(steps, "GROUP_BYTES", 2 * 4 * 16 * 8 * 2)  # two members a group
     assert steps.member_group(bucket.spec, bucket.slots, None) == 2 < bucket.slots
+    asked = []  # the groups that each chunk trained
     with Programs() as programs:
+        chunk = programs.chunk
+
+        def spied(*args):
+            program = chunk(*args)
+            return lambda *inputs: asked.append(int(inputs[-1])) or program(*inputs)
+
+        monkeypatch.setattr(programs, "chunk", spied)
         grouped = train_bucket(bucket, programs=programs)
         assert programs.compiles + programs.loads == 2  # the draw and one chunk program: no compaction program
+    assert asked[0] == 7 < bucket.slots // 2 and asked == sorted(asked, reverse=True) and asked[-1] < asked[0]
     assert sum(r.solved for r in whole) >= 4 and sum(r.steps_run for r in whole) < 600 * len(members)
     for mine, theirs in zip(whole, grouped):
         assert (mine.solved, mine.step_solved, mine.steps_run, mine.diverged) == \

@@ -62,14 +62,15 @@ def compare_runs(dir_a, dir_b) -> RunComparison:
     cell = (["k"] if any("k" in s for s in summaries) else []) + _CELL  # a sparse parity's cells are per k
     summaries = [s.reindex(columns=cell + ["w_star", "L_star", "rate", "tested", "one_seed_lo", "one_seed_hi"])
                  for s in summaries]
-    cells = summaries[0].merge(summaries[1], on=cell, how="outer", suffixes=("_a", "_b"))
+    cells = summaries[0].merge(summaries[1], on=cell, how="outer", suffixes=("_a", "_b"), indicator=True)
     differs = pd.Series(False, index=cells.index)
     for col in ("w_star", "L_star"):
         differs |= cells[f"{col}_a"].fillna(-1) != cells[f"{col}_b"].fillna(-1)
     star = {run: cells[f"w_star_{run}"].where(cells["kind"] == "min_width", cells[f"L_star_{run}"]) for run in "ab"}
-    cells["one_seed"] = (_within(star["b"], cells["one_seed_lo_a"], cells["one_seed_hi_a"])
-                         | _within(star["a"], cells["one_seed_lo_b"], cells["one_seed_hi_b"]))
-    cells = cells.drop(columns=[f"one_seed_{end}_{run}" for end in ("lo", "hi") for run in "ab"])
+    cells["one_seed"] = (cells["_merge"] == "both") & (  # a cell of one run only is in no range of the other
+        _within(star["b"], cells["one_seed_lo_a"], cells["one_seed_hi_a"])
+        | _within(star["a"], cells["one_seed_lo_b"], cells["one_seed_hi_b"]))
+    cells = cells.drop(columns=["_merge", *(f"one_seed_{end}_{run}" for end in ("lo", "hi") for run in "ab")])
     return RunComparison(
         members_a=len(a), members_b=len(b), common=len(both),
         same_loss=int((both["final_loss_a"] == both["final_loss_b"]).sum()),

@@ -143,9 +143,10 @@ def sample_batch(key_data: jax.Array, step, subset_N: jax.Array, spec: BucketSpe
 # On a CPU, a step of a large population is bound by its elementwise passes over members x rows x units, each
 # reading and writing arrays that outgrow the core's cache (16 MB at n = 10, width 32, 64 members). A population
 # whose step activations pass WHOLE_POPULATION_BYTES trains in groups of members instead, each group's eval_every
-# steps one after another, its activations (at most GROUP_BYTES) in cache: on the 2-core CPU (1 MB of L2 per
-# core) chunks took 0.6-0.75x as long at n = 9-10 and widths 6-64, and the same at smaller shapes, which stay
-# whole. Each member's arithmetic is the same either way; only the batched kernels' rounding may differ.
+# steps one after another, its activations (at most GROUP_BYTES, or one member's) in cache: on the 2-core CPU
+# (1 MB of L2 per core) chunks took 0.59-0.94x as long at n = 8-12 and widths 12-128 (docs/ENGINE.md), and the
+# same below 4 MB, where populations stay whole. Each member's arithmetic is the same either way; only the
+# batched kernels' rounding may differ.
 WHOLE_POPULATION_BYTES = 4 << 20
 GROUP_BYTES = 1 << 20
 
@@ -225,6 +226,8 @@ def train_chunk(state: PopState, x_RxN, y_R, step0, budget, groups=None, *, spec
     carry = (state.params, state.opt_state, state.first_solved_P)
     fixed = (state.masks, state.key_data_Px2, state.rows_P, state.active_P, state.subset_PxN)
     population = state.rows_P.shape[0]
+    if group is not None and population % group:
+        raise ValueError(f"a group of {group} members does not divide a population of {population}")
     if group is None or group >= population:
         params, opt_state, first_P = train(carry, fixed)
     else:  # group by group, each updated in place (a loop of dynamic slices compiles faster than lax.map)

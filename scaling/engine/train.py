@@ -111,7 +111,7 @@ def train_bucket(
     n_chunks = -(-bucket.steps // spec.eval_every)
     chunk_program = programs.chunk(spec, slots, mesh)
     group = member_group(spec, slots, mesh)  # a grouped population compacts in place (steps.train_chunk)
-    groups = slots // group
+    groups = -(-len(members) // group)  # the padding's slots come last: groups of padding alone never train
     if free_shapes is None:
         compiled = lambda size: programs.has("chunk", spec, size, mesh)
     else:
