@@ -56,6 +56,11 @@ def _place(tree, mesh: Mesh | None, whole: bool = False):
     return jax.device_put(tree, shardings(mesh)[1 if whole else 0])
 
 
+def _take_on_host(state, slots_Q: np.ndarray):
+    """The population's slots slots_Q, indexed on the host (one CPU device, whose memory is the host's: no program)."""
+    return jax.device_put(jax.tree.map(lambda a: np.asarray(a)[slots_Q], state))
+
+
 def train_bucket(
     bucket: Bucket,
     *,
@@ -143,7 +148,7 @@ def train_bucket(
         if group < slots:
             if -(-live // group) < groups:  # the live members to the front; the program trains their groups only
                 order = np.argsort(~slot_live, kind="stable")
-                state = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[order], state))
+                state = _take_on_host(state, order)
                 slot_member, slot_live, groups = slot_member[order], slot_live[order], -(-live // group)
         elif compact_to is None:
             new_slots = capacity(live, multiple)
@@ -162,7 +167,7 @@ def train_bucket(
             keep = np.flatnonzero(slot_live)
             take = np.concatenate([keep, np.full(new_slots - live, keep[0])]).astype(np.int32)
             if host_init_applies(mesh):  # the device's memory is the host's: index it there, compiling nothing
-                state = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[take], state))
+                state = _take_on_host(state, take)
             else:
                 state = programs.gather(spec, slots, new_slots, mesh)(state, _place(take, mesh))
             slot_member, slot_live, slots = slot_member[take], np.arange(new_slots) < live, new_slots
