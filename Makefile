@@ -55,9 +55,9 @@ profile: $(STAMP)
 # and that subset against a CPU run; every figure in one JSON file, in at most 8 minutes; never part of CI.
 # By default in .venv with the accelerator build of jax; VENV=none runs on $(PYTHON) as it is, installing
 # nothing (a machine with jax and its plugin but no package registry): make device-check PYTHON=python3 VENV=none
-# CHECK=FILE names the JSON file, KEEP=DIR also keeps each sweep's store and log there.
+# CHECK=FILE names the JSON file, KEEP=DIR also keeps each sweep's store and log there, MINUTES=M sets the budget.
 CHECK ?= device-check.json
-CHECK_ARGS = --out $(CHECK) $(if $(KEEP),--keep $(KEEP))
+CHECK_ARGS = --out $(CHECK) $(if $(KEEP),--keep $(KEEP)) $(if $(MINUTES),--minutes $(MINUTES))
 ifeq ($(VENV),none)
 device-check:
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m scaling.benchmarks.device_check $(CHECK_ARGS)

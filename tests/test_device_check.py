@@ -4,6 +4,8 @@ import json
 import re
 import sqlite3
 
+import pytest
+
 from scaling.benchmarks import device_check
 
 
@@ -53,3 +55,23 @@ def test_a_failing_step_leaves_its_error_and_the_check_goes_on(tmp_path, monkeyp
     assert figures["subset"]["error"].endswith("planted") and figures["subset"]["measured_s"] > 0
     assert figures["subset-cpu"]["error"].endswith("planted") and "accelerator_vs_cpu" not in figures
     assert (keep / "subset-cpu.log").read_text() == "the sweep's own output"
+
+
+def test_a_default_sweep_past_its_share_is_stopped_with_its_log_and_leaves_the_subset_its_time(tmp_path, monkeypatch):
+    asked = {}
+
+    def slow_sweep(args, env, deadline, module="scaling"):
+        asked["left_s"] = deadline - device_check.time.monotonic()
+        raise device_check._OutOfTime("scaling sweep ran past the budget (1 s)", "round 0: 336 members")
+
+    monkeypatch.setattr(device_check, "_scaling", slow_sweep)
+    budget = device_check.time.monotonic() + device_check.SUBSET_SHARE_S + 60
+    with pytest.raises(device_check._Failed, match="subset's"):
+        device_check._default_sweep(tmp_path, {}, budget, tmp_path)
+    assert 55 < asked["left_s"] <= 60  # the sweep ran under the budget less the subset's share
+    assert (tmp_path / "default.log").read_text() == "round 0: 336 members"  # what it wrote before it stopped
+
+
+def test_a_gpu_also_sweeps_the_subset_with_xlas_autotuner_off_and_a_cpu_does_not():
+    assert device_check._variants("gpu") == [("subset-accel-autotune-off", "--xla_gpu_autotune_level=0")]
+    assert device_check._variants("cpu") == []

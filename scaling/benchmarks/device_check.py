@@ -1,17 +1,20 @@
 """`make device-check`: one prepared script for whoever has an accelerator at hand (at most 8 minutes on one GPU).
 
-1. the default sweep, cold (its own empty compile cache), on the accelerator;
+1. the default sweep, cold (its own empty compile cache), on the accelerator, stopped where it would run into
+   the last SUBSET_SHARE_S seconds of the budget, which are kept for the subset's steps;
 2. a measured subset of paper.toml (n = 2..8, depths 1..3, 4 seeds, 2000 steps, no L* search) swept on the
    accelerator, against what `scaling plan` forecast for it on that device before it ran;
 3. the accelerator's store of the subset against a CPU store of the same config (python -m analysis.measurement.runs);
-4. every figure into one JSON file (default device-check.json), rewritten after each step, so that a step
-   cut short by the time budget (--minutes) still leaves the figures of the steps before it. A step that fails
-   leaves its error there and the check goes on; `--keep DIR` also copies each sweep's store and log into DIR.
+4. on a GPU, the subset again with XLA's autotuner off (_variants), against the same CPU store;
+5. every figure, and the cost model calibrated there, into one JSON file (default device-check.json), rewritten
+   after each step, so that a step cut short by the time budget (--minutes) still leaves the figures of the
+   steps before it. A step that fails leaves its error there and the check goes on; `--keep DIR` also copies
+   each sweep's store and log into DIR.
 
 It runs on the interpreter that runs it, with what that interpreter has (jax 0.10 or 0.11 with its accelerator
 plugin, flax, optax, numpy, scipy, pandas, matplotlib, tqdm) and installs nothing: on a machine without a
 package registry, `make device-check PYTHON=python3 VENV=none` puts the project on PYTHONPATH instead of
-building .venv. Never part of CI. `--cpu` runs steps 2-4 on the CPU with a tiny subset, to check the script
+building .venv. Never part of CI. `--cpu` runs steps 2, 3 and 5 on the CPU with a tiny subset, to check the script
 itself (make test runs it).
 """
 
@@ -37,8 +40,15 @@ TINY = {**SUBSET, "n = [2, 16]": "n = [2, 4]", "depths = [1, 2, 3, 4, 5, 6, 7, 8
         "seeds = 32": "seeds = 2", "steps = 10000": "steps = 500"}
 
 
+# The subset's steps (forecast, two sweeps, comparison) keep this much of the budget: a default sweep that would
+# run into it is stopped, so that one slow step cannot cost the check its GPU-against-CPU comparison.
+SUBSET_SHARE_S = 180
+
+
 class _OutOfTime(Exception):
-    pass
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output  # what the command wrote before it was stopped
 
 
 class _Failed(Exception):
@@ -56,8 +66,10 @@ def _scaling(args: list[str], env: dict, deadline: float, module: str = "scaling
     try:
         run = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                              timeout=left, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        raise _OutOfTime(f"{module} {args[0]} ran past the budget ({left:.0f} s)") from None
+    except subprocess.TimeoutExpired as e:
+        written = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part
+                          for part in (e.stdout, e.stderr) if part)
+        raise _OutOfTime(f"{module} {args[0]} ran past the budget ({left:.0f} s)", written) from None
     if run.returncode != 0:
         raise _Failed(f"{module} {' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}",
                       run.stdout + run.stderr)
@@ -71,7 +83,7 @@ def _sweep(config: Path | str, out: Path, env: dict, deadline: float, keep: Path
     try:
         wall, stdout, stderr = _scaling(["sweep", str(config), "--out", str(out)], env, deadline)
         log = stdout + stderr
-    except _Failed as e:
+    except (_Failed, _OutOfTime) as e:
         log = e.output
         raise
     finally:
@@ -126,11 +138,18 @@ def _step(figures: dict, name: str, save, run) -> bool:
         save()
 
 
+def _default_sweep(work: Path, env: dict, deadline: float, keep: Path | None) -> dict:
+    """The default sweep, cold, stopped where it would run into the subset's share of the budget."""
+    try:
+        return _sweep("experiments/default.toml", work / "default", env, deadline - SUBSET_SHARE_S, keep)
+    except _OutOfTime as e:
+        raise _Failed(f"{e}; the last {SUBSET_SHARE_S} s of the budget are the subset's", e.output) from None
+
+
 def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, deadline: float, save,
            keep: Path | None) -> None:
     if not cpu_only:
-        _step(figures, "default_sweep", save,
-              lambda: _sweep("experiments/default.toml", work / "default", accel, deadline, keep))
+        _step(figures, "default_sweep", save, lambda: _default_sweep(work, accel, deadline, keep))
     subset = _subset(work, TINY if cpu_only else SUBSET)
 
     def forecast() -> dict:
@@ -143,10 +162,22 @@ def _steps(figures: dict, work: Path, accel: dict, cpu: dict, cpu_only: bool, de
              for name, env in (("subset-accel", accel), ("subset-cpu", cpu))]
     figures["subset"].update(measured_s=figures["subset-accel"].get("wall_s"),
                              cpu_measured_s=figures["subset-cpu"].get("wall_s"))
+    compare = lambda name, a: _step(figures, name, save, lambda: {"lines": _scaling(
+        [str(work / a), str(work / "subset-cpu")], cpu, deadline, "analysis.measurement.runs")[1].strip().splitlines()})
     if all(swept):
-        _step(figures, "accelerator_vs_cpu", save, lambda: {"lines": _scaling(
-            [str(work / "subset-accel"), str(work / "subset-cpu")], cpu, deadline,
-            "analysis.measurement.runs")[1].strip().splitlines()})
+        compare("accelerator_vs_cpu", "subset-accel")
+    for name, flags in _variants(figures["platform"]) if swept[1] and not cpu_only else ():
+        env = {**accel, "XLA_FLAGS": " ".join(filter(None, (accel.get("XLA_FLAGS"), flags))),
+               "SCALING_JAX_CACHE": str(work / f"jax-cache-{name}")}
+        if _step(figures, name, save, lambda name=name, env=env: _sweep(subset, work / name, env, deadline, keep)):
+            compare(f"{name}_vs_cpu", name)
+
+
+def _variants(platform: str) -> list[tuple[str, str]]:
+    """The subset again on the accelerator under other XLA flags: (name, flags), measured for the next change.
+    On a GPU, XLA's autotuner times candidate kernels on the one GPU while the sweep compiles many programs at
+    once (an H200's cold subset compiled 14 programs in 246 s of compiler time and waited 65 % of its time)."""
+    return [("subset-accel-autotune-off", "--xla_gpu_autotune_level=0")] if platform == "gpu" else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         _steps(figures, work, accel, cpu, args.cpu, deadline, save, args.keep)
     except _OutOfTime as e:
         figures["stopped"] = str(e)
+    # The cost model calibrated on the accelerator (by its first sweep), as the planner used it.
+    for path in sorted((work / "cache").glob("cost-*.json")):
+        figures.setdefault("cost_models", {})[path.stem] = json.loads(path.read_text())
     figures["total_s"] = round(60 * args.minutes - (deadline - time.monotonic()), 1)
     save()
     print(json.dumps(figures, indent=1))
