@@ -3,6 +3,7 @@
 import json
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,31 @@ def test_a_default_sweep_past_its_share_is_stopped_with_its_log_and_leaves_the_s
     assert (tmp_path / "default.log").read_text() == "round 0: 336 members"  # what it wrote before it stopped
 
 
-def test_a_gpu_also_sweeps_the_subset_with_xlas_autotuner_off_and_a_cpu_does_not():
+@pytest.mark.parametrize("platform", ["gpu", "cpu"])
+def test_a_gpu_also_sweeps_the_subset_with_xlas_autotuner_off_and_a_cpu_does_not(tmp_path, monkeypatch, platform):
     assert device_check._variants("gpu") == [("subset-accel-autotune-off", "--xla_gpu_autotune_level=0")]
     assert device_check._variants("cpu") == []
+    swept, compared = {}, []
+
+    def sweep(config, out, env, deadline, keep):
+        swept[out.name] = env
+        return {"wall_s": 1.0}
+
+    def scaling(args, env, deadline, module="scaling"):
+        if module == "analysis.measurement.runs":
+            compared.append([Path(a).name for a in args])
+        return 1.0, "with w* = 2*n: at most 3 s here", ""
+
+    monkeypatch.setattr(device_check, "_sweep", sweep)
+    monkeypatch.setattr(device_check, "_scaling", scaling)
+    accel = {"XLA_FLAGS": "--xla_dump_to=/tmp/x", "SCALING_JAX_CACHE": "accel-cache"}
+    figures = {"platform": platform}
+    device_check._steps(figures, tmp_path, accel, {"JAX_PLATFORMS": "cpu"}, False, 1e12, lambda: None, None)
+    if platform == "gpu":  # its own compile cache, the machine's flags kept, and compared with the same CPU store
+        env = swept["subset-accel-autotune-off"]
+        assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_autotune_level=0"
+        assert env["SCALING_JAX_CACHE"] != accel["SCALING_JAX_CACHE"]
+        assert compared[-1] == ["subset-accel-autotune-off", "subset-cpu"] and "autotune" in " ".join(figures)
+    else:
+        assert sorted(swept) == ["default", "subset-accel", "subset-cpu"]
+    assert compared[0] == ["subset-accel", "subset-cpu"]
